@@ -15,10 +15,8 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    import audioop
-except ImportError:  # pragma: no cover - Python >= 3.13 with audioop-lts
-    import audioop  # type: ignore[no-redef]
+# The standard library's audioop up to 3.12; the audioop-lts package provides the same module on 3.13+.
+import audioop
 
 SAMPLE_RATE_HZ = 8000
 POCKETSPHINX_DATA = Path("/usr/share/pocketsphinx/test/data")
