@@ -56,7 +56,7 @@ def pcm16_to_float32(pcm16: bytes) -> Float32Array:
 def float32_to_pcm16(audio: Float32Array) -> bytes:
     """float32 in [-1, 1] -> 16-bit signed little-endian PCM, clipping what is outside."""
     scaled = np.clip(np.rint(audio * 32768.0), -32768, 32767).astype("<i2")
-    return scaled.tobytes()
+    return bytes(scaled.tobytes())
 
 
 def resample(audio: Float32Array, from_rate_hz: int, to_rate_hz: int) -> Float32Array:
@@ -88,9 +88,9 @@ def parse_wav(data: bytes) -> WavAudio:
     if len(data) < 12:
         raise InvalidAudio(f"WAV too short for a RIFF header ({len(data)} bytes)")
     if data[:4] != b"RIFF":
-        tag = data[:4]
-        hint = " (RIFX big-endian WAV is not supported)" if tag == b"RIFX" else ""
-        raise InvalidAudio(f"not a WAV file: starts with {tag!r}, expected b'RIFF'{hint}")
+        magic = data[:4]
+        hint = " (RIFX big-endian WAV is not supported)" if magic == b"RIFX" else ""
+        raise InvalidAudio(f"not a WAV file: starts with {magic!r}, expected b'RIFF'{hint}")
     if data[8:12] != b"WAVE":
         raise InvalidAudio(f"RIFF form type is {data[8:12]!r}, expected b'WAVE'")
     fmt: tuple[int, int, int, int] | None = None  # format tag, channels, rate, bits
