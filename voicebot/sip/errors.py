@@ -39,3 +39,11 @@ class SipParseError(SipError):
 
 class SipStateError(SipError):
     """The application asked for something the call's state does not allow (the message says what)."""
+
+
+class SdpParseError(SipParseError):
+    """A peer's SDP body does not follow RFC 4566 (the user agent answers 400 with this message)."""
+
+
+class SdpNegotiationError(SipError):
+    """A well-formed SDP offer or answer has nothing we can use (no PCMU/PCMA audio): ``488``."""
