@@ -1,0 +1,157 @@
+"""The dialplan intermediate representation: frozen dataclasses the state machine runs on.
+
+Produced only by :mod:`voicebot.dialog.schema` after validation, so the machine can trust it:
+every target state exists, every DTMF key is a string of ``0-9*#``, every timeout is positive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+CaptureKind = Literal["digits", "number", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """Text with ``{variable}`` placeholders; ``parts`` alternates literal text and variable names."""
+
+    source: str
+    literals: tuple[str, ...]
+    variables: tuple[str, ...]
+
+    def render(self, values: Mapping[str, str]) -> str:
+        out = [self.literals[0]]
+        for name, literal in zip(self.variables, self.literals[1:], strict=True):
+            out.append(values.get(name, ""))
+            out.append(literal)
+        return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """Something to play: synthesized ``text`` or an audio ``file`` (exactly one is set)."""
+
+    text: Template | None
+    audio_file: Path | None
+    barge_in: bool
+    voice: str
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A way out of a listening state: phrases, keywords, a built-in set, and/or a DTMF key."""
+
+    name: str
+    phrases: tuple[tuple[str, ...], ...]  # normalized token sequences
+    keywords: frozenset[str]
+    dtmf: str | None
+    goto: str
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """Digit string, number or free text captured into ``into``, then ``goto``."""
+
+    kind: CaptureKind
+    into: str
+    goto: str
+    min_digits: int = 1
+    max_digits: int = 20
+    terminator: str | None = None
+    inter_digit_timeout_s: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """No-input or no-match handling: re-prompt up to ``retries`` times, then go to ``goto``."""
+
+    retries: int
+    prompt: Prompt | None
+    goto: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    intents: tuple[Intent, ...]
+    capture: Capture | None
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """HTTP POST of the call context; success goes to ``goto`` (or an answer's ``next``)."""
+
+    url: Template
+    timeout_s: float
+    goto: str
+    on_error: str
+    may_goto: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    uri: Template
+    on_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """One dialplan state. Exactly one of listen / webhook / transfer / hangup / goto is set."""
+
+    name: str
+    line: int
+    prompt: Prompt | None
+    set_vars: tuple[tuple[str, Template], ...]
+    record: tuple[tuple[str, Template], ...]
+    listen: Listen | None = None
+    no_input: Retry | None = None
+    no_match: Retry | None = None
+    webhook: Webhook | None = None
+    transfer: Transfer | None = None
+    hangup: bool = False
+    goto: str | None = None
+
+    def targets(self) -> list[str]:
+        """Every state this one can lead to (for reachability and the graph)."""
+        out: list[str] = []
+        if self.listen is not None:
+            out += [i.goto for i in self.listen.intents]
+            if self.listen.capture is not None:
+                out.append(self.listen.capture.goto)
+        for retry in (self.no_input, self.no_match):
+            if retry is not None:
+                out.append(retry.goto)
+        if self.webhook is not None:
+            out += [self.webhook.goto, self.webhook.on_error, *sorted(self.webhook.may_goto)]
+        if self.transfer is not None and self.transfer.on_error is not None:
+            out.append(self.transfer.on_error)
+        if self.goto is not None:
+            out.append(self.goto)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Dialplan:
+    name: str
+    source: str  # the file it came from, for messages
+    start: str
+    voice: str
+    variables: Mapping[str, str]
+    states: Mapping[str, State]
+    global_intents: tuple[Intent, ...] = field(default=())
+
+    def audio_files(self) -> list[Path]:
+        files: list[Path] = []
+        for state in self.states.values():
+            for prompt in (
+                state.prompt,
+                state.no_input.prompt if state.no_input else None,
+                state.no_match.prompt if state.no_match else None,
+            ):
+                if prompt is not None and prompt.audio_file is not None:
+                    files.append(prompt.audio_file)
+        return files

@@ -1,0 +1,452 @@
+"""The dialog state machine: a dialplan's IR driven by call events, emitting commands.
+
+Theory of operation. The machine is sans-IO (like h11): :meth:`DialogMachine.handle` takes one
+event and returns the commands it causes, and never touches a clock, socket or task. Time arrives
+as ``now_s`` on every event; timers are requests (``SetTimer`` with an absolute deadline) that the
+runner turns back into ``TimerFired`` events. Processing is run-to-completion: one event is fully
+handled, including any chain of immediate state changes, before the next is looked at.
+
+Entering a state assigns its ``set`` variables, emits its ``record`` entries, queues its prompt,
+and then depends on the state's one exit: a *listening* state starts input at once when its
+prompt allows barge-in (otherwise once the prompt has played) and arms the no-input timer once no
+prompt is playing; a *webhook* state calls out immediately and moves on the answer; *transfer*,
+*hangup* and plain *goto* states act once every queued prompt has played. While listening, a
+non-empty partial transcript, ``SpeechStarted`` or a DTMF key stops a barge-in prompt at once and
+pushes the no-input deadline back. A final transcript is matched against the state's intents,
+then its digit/number capture, then the global handlers, then its free-text capture; a DTMF key
+goes to the digit collector in digit states (terminator, max length and inter-digit timeout end
+it), otherwise to the intents' and then the globals' keys. Anything unmatched counts a no-match,
+silence counts a no-input; each re-prompts until its ``retries`` are used up and then escalates to
+its ``goto``. Stale timers and answers (ids that no longer match) are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voicebot.dialog import ir
+from voicebot.dialog.events import (
+    CallEnded,
+    CallStarted,
+    CallWebhook,
+    CancelTimer,
+    Command,
+    DtmfReceived,
+    Event,
+    FinalTranscript,
+    Hangup,
+    PartialTranscript,
+    PlayPrompt,
+    PromptFinished,
+    Record,
+    SetTimer,
+    SpeechStarted,
+    StartListening,
+    StopListening,
+    StopPrompt,
+    TimerFired,
+    Transfer,
+    TransferFailed,
+    WebhookFailed,
+    WebhookSucceeded,
+)
+from voicebot.dialog.match import digits_in, match_dtmf, match_intent, normalize
+
+# Immediate state changes (goto without a prompt) allowed while handling one event; more is a loop.
+MAX_CHAIN = 32
+
+NO_INPUT = "no_input"
+INTER_DIGIT = "inter_digit"
+
+
+@dataclass(frozen=True, slots=True)
+class _Playing:
+    seq: int
+    barge_in: bool
+
+
+class DialogMachine:
+    """One call's dialog. Feed events to :meth:`handle`; carry out the commands it returns."""
+
+    def __init__(self, plan: ir.Dialplan) -> None:
+        self.plan = plan
+        self.variables: dict[str, str] = dict(plan.variables)
+        self.record: dict[str, str] = {}
+        self.state: ir.State | None = None
+        self.started = False
+        self.finished = False
+        self.end_reason = ""
+        self.transitions: list[str] = []  # state names in the order entered (call summary, tests)
+        self._now_s = 0.0
+        self._out: list[Command] = []
+        self._playing: list[_Playing] = []
+        self._prompt_seq = 0
+        self._listening = False
+        self._timers: dict[str, str] = {}
+        self._timer_gen = 0
+        self._webhook_seq = 0
+        self._webhook_pending: str | None = None
+        self._transferring = False
+        self._no_input_count = 0
+        self._no_match_count = 0
+        self._digits = ""
+        self._chain = 0
+
+    # -- public --------------------------------------------------------------------------------
+
+    @property
+    def state_name(self) -> str | None:
+        return self.state.name if self.state is not None else None
+
+    @property
+    def prompt_playing(self) -> bool:
+        return bool(self._playing)
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    def handle(self, event: Event) -> list[Command]:
+        """Process one event to completion and return the commands it produced, in order."""
+        self._out = []
+        self._chain = 0
+        self._now_s = event.now_s
+        if self.finished:
+            return []
+        if isinstance(event, CallStarted):
+            self._on_call_started(event)
+        elif not self.started:
+            return []
+        elif isinstance(event, CallEnded):
+            self._finish(event.reason, hang_up=False)
+        elif isinstance(event, PromptFinished):
+            self._on_prompt_finished(event.prompt_seq)
+        elif isinstance(event, SpeechStarted):
+            self._on_speech_activity()
+        elif isinstance(event, PartialTranscript):
+            if event.text.strip():
+                self._on_speech_activity()
+        elif isinstance(event, FinalTranscript):
+            self._on_final(event.text)
+        elif isinstance(event, DtmfReceived):
+            self._on_dtmf(event.key)
+        elif isinstance(event, TimerFired):
+            self._on_timer(event.timer_id)
+        elif isinstance(event, WebhookSucceeded):
+            self._on_webhook_ok(event)
+        elif isinstance(event, WebhookFailed):
+            self._on_webhook_failed(event)
+        elif isinstance(event, TransferFailed):
+            self._on_transfer_failed(event.reason)
+        return self._out
+
+    def context(self) -> dict[str, object]:
+        """The call context a webhook receives (JSON-ready)."""
+        return {
+            "call_id": self.variables.get("call_id", ""),
+            "dialplan": self.plan.name,
+            "state": self.state_name,
+            "caller": self.variables.get("caller", ""),
+            "callee": self.variables.get("callee", ""),
+            "variables": dict(self.variables),
+            "record": dict(self.record),
+        }
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _on_call_started(self, event: CallStarted) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.variables.update(event.variables)
+        self.variables.update(
+            call_id=event.call_id, caller=event.caller, callee=event.callee, dialplan=self.plan.name
+        )
+        self._enter(self.plan.start)
+
+    def _on_prompt_finished(self, seq: int) -> None:
+        before = len(self._playing)
+        self._playing = [p for p in self._playing if p.seq != seq]
+        if before and not self._playing:
+            self._prompts_done()
+
+    def _on_speech_activity(self) -> None:
+        if not self._listening:
+            return
+        self._barge_in()
+        if NO_INPUT in self._timers:
+            self._arm_no_input()
+
+    def _barge_in(self) -> None:
+        if self._playing and self._playing[0].barge_in:
+            self._emit(StopPrompt())
+            self._playing = []
+            self._prompts_done()
+
+    def _on_final(self, text: str) -> None:
+        state = self.state
+        if not self._listening or state is None or state.listen is None:
+            return
+        if not text.strip():
+            # Noise or nothing recognized: not an answer, not silence either; keep waiting.
+            if NO_INPUT in self._timers:
+                self._arm_no_input()
+            return
+        self._barge_in()
+        listen = state.listen
+        tokens = normalize(text)
+        found = match_intent(tokens, listen.intents)
+        if found is not None:
+            self._enter(found.intent.goto)
+            return
+        capture = listen.capture
+        if capture is not None and capture.kind in ("digits", "number"):
+            spoken = digits_in(text)
+            if spoken:
+                self._digits += spoken
+                self._finish_digits()
+                return
+        found = match_intent(tokens, self.plan.global_intents)
+        if found is not None:
+            self._enter(found.intent.goto)
+            return
+        if capture is not None and capture.kind == "text":
+            self.variables[capture.into] = text.strip()
+            self._enter(capture.goto)
+            return
+        self._no_match()
+
+    def _on_dtmf(self, key: str) -> None:
+        state = self.state
+        if not self._listening or state is None or state.listen is None:
+            return
+        self._barge_in()
+        listen = state.listen
+        capture = listen.capture
+        if capture is not None and capture.kind in ("digits", "number"):
+            if capture.terminator is not None and key == capture.terminator:
+                self._cancel(INTER_DIGIT)
+                self._finish_digits()
+                return
+            if key.isdigit():
+                self._digits += key
+                self._cancel(NO_INPUT)
+                if len(self._digits) >= capture.max_digits:
+                    self._cancel(INTER_DIGIT)
+                    self._finish_digits()
+                else:
+                    self._arm(INTER_DIGIT, capture.inter_digit_timeout_s)
+                return
+        intent = match_dtmf(key, listen.intents) or match_dtmf(key, self.plan.global_intents)
+        if intent is not None:
+            self._enter(intent.goto)
+        else:
+            self._no_match()
+
+    def _on_timer(self, timer_id: str) -> None:
+        kind = next((k for k, v in self._timers.items() if v == timer_id), None)
+        if kind is None:
+            return  # stale: cancelled or replaced after the runner had already fired it
+        del self._timers[kind]
+        if kind == NO_INPUT:
+            self._no_input()
+        elif kind == INTER_DIGIT:
+            self._finish_digits()
+
+    def _on_webhook_ok(self, event: WebhookSucceeded) -> None:
+        state = self.state
+        if event.request_id != self._webhook_pending or state is None or state.webhook is None:
+            return
+        self._webhook_pending = None
+        webhook = state.webhook
+        self.variables.update(event.variables)
+        if event.next_state is None:
+            self._enter(webhook.goto)
+        elif event.next_state in webhook.may_goto or event.next_state in (webhook.goto, webhook.on_error):
+            self._enter(event.next_state)
+        else:
+            self.variables["webhook_error"] = (
+                f"answer chose state '{event.next_state}', which is not in the webhook's may_goto"
+            )
+            self._enter(webhook.on_error)
+
+    def _on_webhook_failed(self, event: WebhookFailed) -> None:
+        state = self.state
+        if event.request_id != self._webhook_pending or state is None or state.webhook is None:
+            return
+        self._webhook_pending = None
+        self.variables["webhook_error"] = event.reason
+        self._enter(state.webhook.on_error)
+
+    def _on_transfer_failed(self, reason: str) -> None:
+        state = self.state
+        if not self._transferring or state is None or state.transfer is None:
+            return
+        self._transferring = False
+        self.variables["transfer_error"] = reason
+        if state.transfer.on_error is not None:
+            self._enter(state.transfer.on_error)
+        else:
+            self._finish(f"transfer failed: {reason}", hang_up=True)
+
+    # -- states --------------------------------------------------------------------------------
+
+    def _enter(self, name: str) -> None:
+        self._chain += 1
+        if self._chain > MAX_CHAIN:
+            self._finish(f"more than {MAX_CHAIN} state changes without waiting for the caller at '{name}'",
+                         hang_up=True)
+            return
+        state = self.plan.states[name]
+        self.state = state
+        self.transitions.append(name)
+        self.variables["state"] = name
+        self._cancel(NO_INPUT)
+        self._cancel(INTER_DIGIT)
+        self._no_input_count = 0
+        self._no_match_count = 0
+        self._digits = ""
+        self._webhook_pending = None
+        for var, template in state.set_vars:
+            self.variables[var] = template.render(self.variables)
+        for key, template in state.record:
+            value = template.render(self.variables)
+            self.record[key] = value
+            self._emit(Record(key, value))
+        if state.listen is None:
+            self._stop_listening()
+        if state.prompt is not None:
+            self._play(state.prompt)
+        if state.webhook is not None:
+            self._webhook_seq += 1
+            self._webhook_pending = f"webhook-{self._webhook_seq}"
+            self._emit(CallWebhook(
+                request_id=self._webhook_pending,
+                url=state.webhook.url.render(self.variables),
+                payload=self.context(),
+                timeout_s=state.webhook.timeout_s,
+            ))
+            return
+        if state.listen is not None:
+            if self._playing and not self._playing[-1].barge_in:
+                self._stop_listening()
+            else:
+                self._start_listening()
+        if not self._playing:
+            self._prompts_done()
+
+    def _prompts_done(self) -> None:
+        """Every queued prompt has played (or been stopped): do what the state waits for."""
+        state = self.state
+        if state is None or self.finished:
+            return
+        if state.listen is not None:
+            self._start_listening()
+            self._arm_no_input()
+        elif state.transfer is not None:
+            if not self._transferring:
+                self._transferring = True
+                self._emit(Transfer(state.transfer.uri.render(self.variables)))
+        elif state.hangup:
+            self._finish("dialplan hangup", hang_up=True)
+        elif state.goto is not None:
+            self._enter(state.goto)
+
+    def _play(self, prompt: ir.Prompt) -> None:
+        self._prompt_seq += 1
+        text = prompt.text.render(self.variables) if prompt.text is not None else None
+        self._emit(PlayPrompt(self._prompt_seq, text, prompt.audio_file, prompt.voice, prompt.barge_in))
+        self._playing.append(_Playing(self._prompt_seq, prompt.barge_in))
+
+    def _reprompt(self, retry: ir.Retry) -> None:
+        state = self.state
+        assert state is not None
+        prompt = retry.prompt or state.prompt
+        self._digits = ""
+        self._cancel(INTER_DIGIT)
+        self._cancel(NO_INPUT)
+        if prompt is None:
+            self._arm_no_input()
+            return
+        self._play(prompt)
+        if not prompt.barge_in:
+            self._stop_listening()
+
+    def _no_input(self) -> None:
+        state = self.state
+        assert state is not None and state.no_input is not None
+        self._no_input_count += 1
+        if self._no_input_count > state.no_input.retries:
+            self._enter(state.no_input.goto)
+        else:
+            self._reprompt(state.no_input)
+
+    def _no_match(self) -> None:
+        state = self.state
+        assert state is not None
+        self._no_input_count = 0  # "no input in a row" counts silences only
+        self._no_match_count += 1
+        retry = state.no_match
+        if retry is None:
+            # Free-text states need no no_match; an empty capture cannot get here.
+            self._arm_no_input()
+            return
+        if self._no_match_count > retry.retries:
+            self._enter(retry.goto)
+        else:
+            self._reprompt(retry)
+
+    def _finish_digits(self) -> None:
+        state = self.state
+        assert state is not None and state.listen is not None and state.listen.capture is not None
+        capture = state.listen.capture
+        digits, self._digits = self._digits, ""
+        if not capture.min_digits <= len(digits) <= capture.max_digits:
+            self._no_match()
+            return
+        self.variables[capture.into] = str(int(digits)) if capture.kind == "number" else digits
+        self._enter(capture.goto)
+
+    def _finish(self, reason: str, *, hang_up: bool) -> None:
+        for kind in list(self._timers):
+            self._cancel(kind)
+        self._stop_listening()
+        if hang_up:
+            self._emit(Hangup(reason))
+        self.finished = True
+        self.end_reason = reason
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _emit(self, command: Command) -> None:
+        self._out.append(command)
+
+    def _start_listening(self) -> None:
+        if not self._listening:
+            self._listening = True
+            self._emit(StartListening())
+
+    def _stop_listening(self) -> None:
+        if self._listening:
+            self._listening = False
+            self._emit(StopListening())
+
+    def _arm_no_input(self) -> None:
+        state = self.state
+        if state is None or state.listen is None or self._playing:
+            return
+        self._arm(NO_INPUT, state.listen.timeout_s)
+
+    def _arm(self, kind: str, delay_s: float) -> None:
+        self._cancel(kind)
+        self._timer_gen += 1
+        timer_id = f"{kind}-{self._timer_gen}"
+        self._timers[kind] = timer_id
+        self._emit(SetTimer(timer_id, self._now_s + delay_s))
+
+    def _cancel(self, kind: str) -> None:
+        timer_id = self._timers.pop(kind, None)
+        if timer_id is not None:
+            self._emit(CancelTimer(timer_id))
+
+

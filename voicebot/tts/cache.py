@@ -1,0 +1,96 @@
+"""On-disk prompt cache in front of any :class:`~voicebot.tts.base.PromptSynthesizer`.
+
+The key is a SHA-256 of (engine id incl. version, voice, text), so changing any of them misses.
+Files are raw 16-bit 8 kHz mono PCM named ``<key>.pcm``. Concurrency: within a process, calls that
+want the same prompt at the same time share one synthesis (one ``asyncio.Future`` per key); across
+processes, each writer writes a temporary file in the same directory and ``os.replace``s it into
+place, which is atomic on POSIX, so a reader sees either no file or a whole one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from voicebot.tts.base import PcmAudio, PromptSynthesizer
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/voicebot/tts``, falling back to ``~/.cache/voicebot/tts``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "voicebot" / "tts"
+
+
+def cache_key(engine_id: str, voice: str, text: str) -> str:
+    return hashlib.sha256(json.dumps([engine_id, voice, text]).encode("utf-8")).hexdigest()
+
+
+class CachingSynthesizer:
+    """A synthesizer that remembers what ``inner`` said, on disk."""
+
+    def __init__(self, inner: PromptSynthesizer, cache_dir: Path | None = None) -> None:
+        self._inner = inner
+        self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+        self._pending: dict[str, asyncio.Future[PcmAudio]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def engine_id(self) -> str:
+        return self._inner.engine_id
+
+    def path_for(self, text: str, voice: str) -> Path:
+        return self.cache_dir / f"{cache_key(self.engine_id, voice, text)}.pcm"
+
+    async def synthesize(self, text: str, *, voice: str) -> PcmAudio:
+        key = cache_key(self.engine_id, voice, text)
+        path = self.cache_dir / f"{key}.pcm"
+        pending = self._pending.get(key)
+        if pending is not None:
+            self.hits += 1
+            return await asyncio.shield(pending)
+        cached = await asyncio.to_thread(_read_or_none, path)
+        if cached is not None:
+            self.hits += 1
+            return PcmAudio(cached)
+        self.misses += 1
+        future: asyncio.Future[PcmAudio] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            audio = await self._inner.synthesize(text, voice=voice)
+            await asyncio.to_thread(_write_atomically, path, audio.pcm)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                # Mark the error retrieved: waiters get it, and no waiters is fine too.
+                future.exception()
+            raise
+        finally:
+            del self._pending[key]
+        future.set_result(audio)
+        return audio
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pcm")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,17 @@
+"""Errors of prompt synthesis and audio-file prompts."""
+
+from __future__ import annotations
+
+from voicebot.errors import VoicebotError
+
+
+class TtsError(VoicebotError):
+    """Prompt audio could not be produced."""
+
+
+class SynthesisError(TtsError):
+    """The speech engine failed; the message carries its exit status and stderr."""
+
+
+class AudioFileError(TtsError):
+    """An audio-file prompt is missing or not a readable PCM WAV file; the message names the file."""
