@@ -1,0 +1,220 @@
+"""A bounded pool of inference threads shared by every recognition session.
+
+Inference (``Engine.transcribe``; CTranslate2 releases the GIL) runs only on these threads, never on
+the event loop. Scheduling rules, in order of importance:
+
+* finals before partials: the queue is a priority heap, finals first, then by arrival;
+* a partial never queues: it is admitted only when a worker is idle and nothing is waiting, and is
+  otherwise *skipped* (the session tries again after more audio), so under load partials get rarer
+  on their own and a final waits at most for partials already running;
+* admission control: when ``max_sessions`` are open, or the backlog of queued finals is longer than
+  ``max_queued`` (the server is behind real time), a new session is refused with
+  :class:`~voicebot.stt.errors.Overloaded` (RESOURCE_EXHAUSTED) instead of hanging.
+
+Results come back on the event loop through ``loop.call_soon_threadsafe``. Cancelling a queued job
+drops it before it runs; a running job finishes and its result is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from voicebot.stt.audio import pcm16_to_float32, resample
+from voicebot.stt.engine import Engine
+from voicebot.stt.errors import Overloaded
+from voicebot.stt.session import DecodeJob, DecodeResult
+
+# voicebot.logging.get_logger(name) passes logger=name, which collides with structlog's own
+# wrap_logger(logger=...) parameter (TypeError); the lead fixes it there, until then the key is logger_name.
+log = structlog.get_logger(logger_name=__name__)
+
+Normalizer = Callable[[str, str], str]  # (text, language) -> normalized text
+DoneCallback = Callable[[DecodeResult | BaseException], None]
+
+_FINAL, _PARTIAL = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    workers: int
+    busy: int
+    queued: int
+    sessions: int
+    finals_done: int
+    partials_done: int
+    partials_skipped: int
+    cancelled: int
+    decode_s_total: float
+
+
+class Ticket:
+    """A submitted job; ``cancel()`` drops it if it has not started (its result is never delivered)."""
+
+    __slots__ = ("callback", "cancelled", "job", "loop", "submitted_s")
+
+    def __init__(self, job: DecodeJob, callback: DoneCallback, loop: asyncio.AbstractEventLoop) -> None:
+        self.job = job
+        self.callback = callback
+        self.loop = loop
+        self.cancelled = False
+        self.submitted_s = time.monotonic()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class InferencePool:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        workers: int = 2,
+        max_queued: int = 8,
+        max_sessions: int = 64,
+        normalizer: Normalizer | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, not {workers}")
+        self.engine = engine
+        self.workers = workers
+        self.max_queued = max_queued
+        self.max_sessions = max_sessions
+        self._normalizer = normalizer
+        self._cv = threading.Condition()
+        self._heap: list[tuple[int, int, Ticket]] = []
+        self._seq = itertools.count()
+        self._busy = 0
+        self._sessions = 0
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._finals_done = 0
+        self._partials_done = 0
+        self._partials_skipped = 0
+        self._cancelled = 0
+        self._decode_s_total = 0.0
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._run, name=f"stt-inference-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the workers after the job each is running; queued jobs are dropped."""
+        with self._cv:
+            self._stopping = True
+            self._heap.clear()
+            self._cv.notify_all()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self._threads.clear()
+
+    def stats(self) -> PoolStats:
+        with self._cv:
+            return PoolStats(
+                workers=self.workers,
+                busy=self._busy,
+                queued=len(self._heap),
+                sessions=self._sessions,
+                finals_done=self._finals_done,
+                partials_done=self._partials_done,
+                partials_skipped=self._partials_skipped,
+                cancelled=self._cancelled,
+                decode_s_total=self._decode_s_total,
+            )
+
+    # ---- sessions ----
+
+    def open_session(self) -> None:
+        """Admit a new session or raise :class:`Overloaded` saying why."""
+        with self._cv:
+            if self._sessions >= self.max_sessions:
+                raise Overloaded(
+                    f"server overloaded: {self._sessions} sessions are open, the limit is "
+                    f"{self.max_sessions}; retry later or use another server"
+                )
+            backlog = len(self._heap)
+            if backlog > self.max_queued:
+                raise Overloaded(
+                    f"server overloaded: {backlog} recognition jobs are waiting for {self.workers} workers "
+                    f"(limit {self.max_queued}); retry later or use another server"
+                )
+            self._sessions += 1
+
+    def close_session(self) -> None:
+        with self._cv:
+            self._sessions = max(0, self._sessions - 1)
+
+    # ---- jobs ----
+
+    def submit(self, job: DecodeJob, callback: DoneCallback) -> Ticket | None:
+        """Queue ``job``; ``callback`` runs on the current event loop. None: a partial was skipped."""
+        ticket = Ticket(job, callback, asyncio.get_running_loop())
+        with self._cv:
+            if self._stopping:
+                raise Overloaded("server is shutting down; retry on another server")
+            if not job.final:
+                if self._heap or self._busy >= self.workers:
+                    self._partials_skipped += 1
+                    return None
+                priority = _PARTIAL
+            else:
+                priority = _FINAL
+            heapq.heappush(self._heap, (priority, next(self._seq), ticket))
+            self._cv.notify()
+        return ticket
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap and not self._stopping:
+                    self._cv.wait()
+                if self._stopping:
+                    return
+                _prio, _seq, ticket = heapq.heappop(self._heap)
+                if ticket.cancelled:
+                    self._cancelled += 1
+                    continue
+                self._busy += 1
+            started = time.monotonic()
+            outcome: DecodeResult | BaseException
+            try:
+                outcome = self._decode(ticket.job)
+            except Exception as exc:  # delivered to the session, which ends with INTERNAL
+                log.exception("stt.pool.decode_failed", job_final=ticket.job.final)
+                outcome = exc
+            elapsed = time.monotonic() - started
+            with self._cv:
+                self._busy -= 1
+                self._decode_s_total += elapsed
+                if ticket.job.final:
+                    self._finals_done += 1
+                else:
+                    self._partials_done += 1
+            if ticket.cancelled:
+                continue
+            with contextlib.suppress(RuntimeError):  # a closed loop: the server is gone
+                ticket.loop.call_soon_threadsafe(_deliver, ticket, outcome)
+
+    def _decode(self, job: DecodeJob) -> DecodeResult:
+        # The whole span at once through soxr (a real resampler, not sample repetition).
+        audio = resample(pcm16_to_float32(job.pcm16), job.sample_rate_hz, self.engine.sample_rate_hz)
+        hypothesis = self.engine.transcribe(audio, language=job.language, partial=not job.final)
+        normalized: str | None = None
+        if job.normalize and self._normalizer is not None:
+            normalized = self._normalizer(hypothesis.text, hypothesis.language)
+        return DecodeResult(hypothesis=hypothesis, normalized_text=normalized)
+
+
+def _deliver(ticket: Ticket, outcome: DecodeResult | BaseException) -> None:
+    if not ticket.cancelled:
+        ticket.callback(outcome)

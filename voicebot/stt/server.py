@@ -1,0 +1,373 @@
+"""The SpeechKit STT v3 recognition server: a grpc.aio adapter around :class:`~voicebot.stt.session.Session`.
+
+Serves ``/speechkit.stt.v3.Recognizer/RecognizeStreaming`` plus the standard gRPC health service
+(``grpc.health.v1.Health``) and server reflection, in plaintext or with TLS. Each stream gets one
+sans-IO :class:`Session`; this module only moves things between it and the world: requests from the
+client (read by a task, with back-pressure), decode jobs to the shared :class:`InferencePool`, the
+session's timers on the event loop's monotonic clock, and responses back to the client stamped with
+``response_wall_time_ms`` as they are written. Auth runs before a session exists; admission control
+(RESOURCE_EXHAUSTED) right after.
+
+Programmatic use (``voicebot run`` embeds the server this way)::
+
+    running = await start_server(ServerConfig(listen="127.0.0.1:0", allow_no_auth=True))
+    ... running.port ...
+    await running.stop(grace_s=5)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import ipaddress
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from voicebot.errors import ConfigError
+from voicebot.stt._proto import stt_pb2 as pb
+from voicebot.stt._proto import stt_service_pb2, stt_service_pb2_grpc
+from voicebot.stt.auth import Authenticator
+from voicebot.stt.endpoint import WebRtcEndpointer
+from voicebot.stt.engine import Endpointer, Engine
+from voicebot.stt.errors import Overloaded, SttServerError, Unauthenticated
+from voicebot.stt.pool import InferencePool, Normalizer, Ticket
+from voicebot.stt.session import (
+    CancelDecode,
+    Close,
+    Command,
+    DecodeResult,
+    Send,
+    Session,
+    SessionConfig,
+    StartDecode,
+)
+
+# voicebot.logging.get_logger(name) passes logger=name, which collides with structlog's own
+# wrap_logger(logger=...) parameter (TypeError); the lead fixes it there, until then the key is logger_name.
+log = structlog.get_logger(logger_name=__name__)
+
+SERVICE_NAME = stt_service_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
+_MAX_QUEUED_REQUESTS = 64  # per session; the reader waits (gRPC flow control) beyond this
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``voicebot stt-server`` can be told; validated by :func:`start_server`."""
+
+    listen: str = "127.0.0.1:50051"  # host:port; port 0 picks a free one (see RunningServer.port)
+    api_keys: frozenset[str] = frozenset()  # accepted Api-Key / Bearer secrets
+    allow_no_auth: bool = False  # run without keys (only on a loopback address)
+    tls_cert_path: Path | None = None  # PEM certificate chain; with tls_key_path enables TLS
+    tls_key_path: Path | None = None
+    model: str = "base"  # "base", "tiny.en", or a CTranslate2 Whisper directory
+    workers: int = 2  # decodes that may run at once (one core each)
+    max_sessions: int = 64  # open streams before RESOURCE_EXHAUSTED
+    max_queued: int = 8  # queued decodes before new streams get RESOURCE_EXHAUSTED
+    session: SessionConfig = field(default_factory=SessionConfig)
+
+
+def _listen_host(listen: str) -> str:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"listen address {listen!r} must be host:port, e.g. 127.0.0.1:50051")
+    return host.strip("[]")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _load_normalizer() -> Normalizer | None:
+    """The engine side's text normalizer (``voicebot.stt.normalize.normalize``), if it is installed."""
+    try:
+        module = importlib.import_module("voicebot.stt.normalize")
+    except ModuleNotFoundError:
+        return None
+    func: Normalizer | None = getattr(module, "normalize", None)
+    return func
+
+
+class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        pool: InferencePool,
+        auth: Authenticator,
+        session_config: SessionConfig,
+        endpointer_factory: Callable[[int, int], Endpointer],
+    ) -> None:
+        self._engine = engine
+        self._pool = pool
+        self._auth = auth
+        self._session_config = session_config
+        self._endpointer_factory = endpointer_factory
+
+    async def RecognizeStreaming(
+        self,
+        request_iterator: AsyncIterator[pb.StreamingRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.StreamingResponse]:
+        metadata = {key.lower(): value for key, value in context.invocation_metadata() or ()}
+        authorization = metadata.get("authorization")
+        try:
+            self._auth.check(authorization if isinstance(authorization, str) else None)
+            self._pool.open_session()
+        except (Unauthenticated, Overloaded) as exc:
+            log.warning("stt.session.refused", reason=exc.message, grpc_code=exc.grpc_code)
+            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
+        try:
+            async for response in self._run(request_iterator, context, metadata):
+                yield response
+        finally:
+            self._pool.close_session()
+
+    async def _run(
+        self,
+        request_iterator: AsyncIterator[pb.StreamingRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+        metadata: dict[str, Any],
+    ) -> AsyncIterator[pb.StreamingResponse]:
+        loop = asyncio.get_running_loop()
+        session_id = str(uuid.uuid4())
+        request_id = metadata.get("x-client-request-id", "")
+        slog = log.bind(session_id=session_id, user_request_id=request_id)
+        session = Session(
+            session_uuid=session_id,
+            user_request_id=request_id if isinstance(request_id, str) else "",
+            resolve_language=self._engine.resolve_language,
+            endpointer_factory=self._endpointer_factory,
+            now_s=loop.time(),
+            config=self._session_config,
+        )
+        inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        room = asyncio.Event()
+        tickets: dict[int, Ticket] = {}
+        started_s = time.monotonic()
+        grpc_code = "CANCELLED"
+        close_message = "client cancelled the stream"
+
+        async def read_requests() -> None:
+            try:
+                async for request in request_iterator:
+                    inbox.put_nowait(("request", request))
+                    while inbox.qsize() > _MAX_QUEUED_REQUESTS:
+                        room.clear()
+                        await room.wait()
+                inbox.put_nowait(("eof", None))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the transport failed under us: end the session
+                inbox.put_nowait(("error", exc))
+
+        def on_done(job_id: int) -> Callable[[DecodeResult | BaseException], None]:
+            return lambda outcome: inbox.put_nowait(("decoded", (job_id, outcome)))
+
+        reader = asyncio.create_task(read_requests(), name=f"stt-reader-{session_id}")
+        slog.info("stt.session.started")
+        try:
+            while True:
+                timeout_s = max(0.0, session.get_timer() - loop.time())
+                try:
+                    kind, payload = await asyncio.wait_for(inbox.get(), timeout_s)
+                except TimeoutError:
+                    commands = session.handle_timer(loop.time())
+                else:
+                    room.set()
+                    if kind == "request":
+                        commands = session.receive(payload, loop.time())
+                    elif kind == "eof":
+                        commands = session.half_close()
+                    elif kind == "decoded":
+                        job_id, outcome = payload
+                        tickets.pop(job_id, None)
+                        if isinstance(outcome, BaseException):
+                            commands = session.decode_failed(job_id, f"{type(outcome).__name__}: {outcome}")
+                        else:
+                            commands = session.decoded(job_id, outcome)
+                    else:
+                        close_message = f"client stream failed: {payload}"
+                        return
+                work: deque[Command] = deque(commands)
+                while work:
+                    command = work.popleft()
+                    if isinstance(command, Send):
+                        response = command.response
+                        response.response_wall_time_ms = int(time.time() * 1000)
+                        yield response
+                    elif isinstance(command, StartDecode):
+                        job = command.job
+                        try:
+                            ticket = self._pool.submit(job, on_done(job.job_id))
+                        except SttServerError as exc:
+                            work.append(Close(exc.grpc_code, exc.message))
+                            continue
+                        if ticket is None:
+                            work.extend(session.decode_skipped(job.job_id))
+                        else:
+                            tickets[job.job_id] = ticket
+                    elif isinstance(command, CancelDecode):
+                        cancelled = tickets.pop(command.job_id, None)
+                        if cancelled is not None:
+                            cancelled.cancel()
+                    elif isinstance(command, Close):
+                        grpc_code, close_message = command.grpc_code, command.message
+                        if grpc_code != "OK":
+                            context.set_code(grpc.StatusCode[grpc_code])
+                            context.set_details(command.message)
+                        return
+        finally:
+            reader.cancel()
+            for ticket in tickets.values():
+                ticket.cancel()
+            stats = session.stats()
+            slog.info(
+                "stt.session.ended",
+                audio_s=round(stats.audio_ms / 1000, 3),
+                data_bytes=stats.data_bytes,
+                finals=stats.finals,
+                partials=stats.partials,
+                partials_skipped=stats.partials_skipped,
+                grpc_code=grpc_code,
+                close_reason=stats.close_reason or close_message,
+                wall_s=round(time.monotonic() - started_s, 3),
+            )
+
+
+@dataclass(slots=True)
+class RunningServer:
+    """A started server: ``port`` is the bound port (useful with ``listen=...:0``)."""
+
+    server: grpc.aio.Server
+    port: int
+    pool: InferencePool
+    health: HealthServicer
+    engine: Engine
+    tls: bool
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop accepting streams, give open ones ``grace_s`` to finish, then stop the workers."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+        await asyncio.to_thread(self.pool.stop)
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_for_termination()
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if (config.tls_cert_path is None) != (config.tls_key_path is None):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if config.tls_cert_path is None or config.tls_key_path is None:
+        return None
+    try:
+        cert = config.tls_cert_path.read_bytes()
+        key = config.tls_key_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from exc
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
+def _check_auth(config: ServerConfig) -> Authenticator:
+    host = _listen_host(config.listen)
+    if config.api_keys:
+        return Authenticator(config.api_keys)
+    if not config.allow_no_auth:
+        raise ConfigError(
+            "no API keys: set VOICEBOT_STT_API_KEYS or --api-key-file, or pass --no-auth on a loopback "
+            "address for local testing"
+        )
+    if not is_loopback(host):
+        raise ConfigError(
+            f"--no-auth is only allowed on a loopback address, not {host!r}; give API keys to listen there"
+        )
+    return Authenticator((), required=False)
+
+
+def _load_engine(config: ServerConfig) -> Engine:
+    from voicebot.stt.model import load_engine
+
+    if Path(config.model).is_dir():
+        return load_engine(model_path=config.model, workers=config.workers)
+    return load_engine(config.model, workers=config.workers)
+
+
+async def start_server(
+    config: ServerConfig,
+    *,
+    engine: Engine | None = None,
+    normalizer: Normalizer | None = None,
+    endpointer_factory: Callable[[int, int], Endpointer] | None = None,
+) -> RunningServer:
+    """Validate ``config``, load the model (unless ``engine`` is given), bind, and start serving."""
+    if config.workers < 1:
+        raise ConfigError(f"workers must be >= 1, not {config.workers}")
+    auth = _check_auth(config)
+    credentials = _credentials(config)
+    if engine is None:
+        engine = await asyncio.to_thread(_load_engine, config)
+    pool = InferencePool(
+        engine,
+        workers=config.workers,
+        max_queued=config.max_queued,
+        max_sessions=config.max_sessions,
+        normalizer=normalizer if normalizer is not None else _load_normalizer(),
+    )
+    servicer = RecognizerServicer(
+        engine=engine,
+        pool=pool,
+        auth=auth,
+        session_config=config.session,
+        endpointer_factory=endpointer_factory or _webrtc_endpointer,
+    )
+    server = grpc.aio.server()
+    stt_service_pb2_grpc.add_RecognizerServicer_to_server(servicer, server)
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(config.listen, credentials)
+        else:
+            port = server.add_insecure_port(config.listen)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {config.listen}: {exc}") from exc
+    if port == 0:
+        raise ConfigError(f"cannot listen on {config.listen}: the address is in use or not local")
+    pool.start()
+    await server.start()
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "stt.server.started",
+        listen=config.listen,
+        port=port,
+        tls=credentials is not None,
+        auth=auth.required,
+        engine=engine.name,
+        workers=config.workers,
+    )
+    return RunningServer(server, port, pool, health_servicer, engine, credentials is not None)
+
+
+def _webrtc_endpointer(sample_rate_hz: int, max_pause_ms: int) -> Endpointer:
+    return WebRtcEndpointer(sample_rate_hz, max_pause_ms=max_pause_ms)
