@@ -1,0 +1,101 @@
+"""State diagrams of a dialplan: Graphviz DOT and Mermaid, for people who would rather look.
+
+Edges are labelled with what takes them: an intent (and its DTMF key), a capture, ``no input``
+and ``no match`` escalations, a webhook's success/answer/error, or ``then`` after a prompt. Global
+handlers hang off one dashed pseudo-node, "any listening state".
+"""
+
+from __future__ import annotations
+
+from voicebot.dialog.ir import Dialplan, Intent, State
+
+ANY = "__any_listening_state__"
+
+
+def _intent_label(intent: Intent) -> str:
+    return f"{intent.name} / {intent.dtmf}" if intent.dtmf else intent.name
+
+
+def edges(plan: Dialplan) -> list[tuple[str, str, str]]:
+    """(from, to, label) for every transition, in dialplan order."""
+    out: list[tuple[str, str, str]] = []
+    for state in plan.states.values():
+        out += _state_edges(state)
+    for intent in plan.global_intents:
+        out.append((ANY, intent.goto, _intent_label(intent)))
+    return out
+
+
+def _state_edges(state: State) -> list[tuple[str, str, str]]:
+    name = state.name
+    out: list[tuple[str, str, str]] = []
+    if state.listen is not None:
+        for intent in state.listen.intents:
+            out.append((name, intent.goto, _intent_label(intent)))
+        capture = state.listen.capture
+        if capture is not None:
+            out.append((name, capture.goto, f"{capture.kind} -> {capture.into}"))
+    if state.no_input is not None:
+        out.append((name, state.no_input.goto, f"no input x{state.no_input.retries + 1}"))
+    if state.no_match is not None:
+        out.append((name, state.no_match.goto, f"no match x{state.no_match.retries + 1}"))
+    if state.webhook is not None:
+        out.append((name, state.webhook.goto, "webhook ok"))
+        for target in sorted(state.webhook.may_goto):
+            out.append((name, target, "webhook answer"))
+        out.append((name, state.webhook.on_error, "webhook error"))
+    if state.transfer is not None and state.transfer.on_error is not None:
+        out.append((name, state.transfer.on_error, "transfer failed"))
+    if state.goto is not None:
+        out.append((name, state.goto, "then"))
+    return out
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(plan: Dialplan) -> str:
+    lines = [f"digraph {_quote(plan.name)} {{", "  rankdir=LR;", '  node [shape=box, style=rounded];']
+    lines.append(f"  __start__ [shape=point]; __start__ -> {_quote(plan.start)};")
+    for state in plan.states.values():
+        attrs = [f"label={_quote(_node_label(state))}"]
+        if state.hangup or state.transfer is not None:
+            attrs.append("peripheries=2")
+        lines.append(f"  {_quote(state.name)} [{', '.join(attrs)}];")
+    if plan.global_intents:
+        lines.append(f'  {_quote(ANY)} [label="any listening state", style=dashed];')
+    for src, dst, label in edges(plan):
+        style = ", style=dashed" if src == ANY else ""
+        lines.append(f"  {_quote(src)} -> {_quote(dst)} [label={_quote(label)}{style}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _node_label(state: State) -> str:
+    if state.transfer is not None:
+        return f"{state.name}\\n(transfer {state.transfer.uri.source})"
+    if state.hangup:
+        return f"{state.name}\\n(hang up)"
+    if state.webhook is not None:
+        return f"{state.name}\\n(webhook)"
+    return state.name
+
+
+def _mermaid_id(name: str) -> str:
+    return "any_listening_state" if name == ANY else f"s_{name}"
+
+
+def to_mermaid(plan: Dialplan) -> str:
+    lines = ["flowchart LR", f"  start(( )) --> {_mermaid_id(plan.start)}"]
+    for state in plan.states.values():
+        label = _node_label(state).replace("\\n", "<br/>").replace('"', "'")
+        shape = f'(["{label}"])' if state.hangup or state.transfer is not None else f'["{label}"]'
+        lines.append(f"  {_mermaid_id(state.name)}{shape}")
+    if plan.global_intents:
+        lines.append(f'  {_mermaid_id(ANY)}{{{{"any listening state"}}}}')
+    for src, dst, label in edges(plan):
+        arrow = "-.->" if src == ANY else "-->"
+        safe = label.replace('"', "'").replace("|", "/")
+        lines.append(f'  {_mermaid_id(src)} {arrow}|"{safe}"| {_mermaid_id(dst)}')
+    return "\n".join(lines) + "\n"

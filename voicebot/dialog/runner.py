@@ -1,0 +1,304 @@
+"""The thin async runner: one call's :class:`DialogMachine` wired to the call pipeline.
+
+The pipeline implements :class:`CallControl` (play/stop prompts, start/stop listening, transfer,
+hang up, record) and reports what happens through the runner's ``speech_started`` / ``partial`` /
+``final`` / ``dtmf`` / ``prompt_finished`` / ``call_ended`` methods, which stamp the injected
+:class:`Clock`'s time and queue the event. :meth:`DialogRunner.run` feeds events to the machine one
+at a time and carries out its commands: timers become tasks sleeping on the clock, webhooks go
+through :class:`~voicebot.dialog.actions.WebhookClient`, prompts are rendered (synthesized or taken
+from the preloaded audio files) in order on a prompt lane so a slow synthesis never delays input
+handling. ``StopPrompt`` is executed before anything else queued behind it, and the time from the
+triggering event to the completed stop is kept as the barge-in latency. All tasks belong to one
+``TaskGroup`` that ends with the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from voicebot.dialog import events as ev
+from voicebot.dialog.actions import WebhookClient
+from voicebot.dialog.errors import WebhookError
+from voicebot.dialog.ir import Dialplan
+from voicebot.dialog.machine import DialogMachine
+from voicebot.errors import VoicebotError
+from voicebot.logging import get_logger
+from voicebot.tts.audio import AudioPromptStore
+from voicebot.tts.base import PcmAudio, PromptSynthesizer
+
+log = get_logger(__name__)
+
+EVENT_QUEUE_SIZE = 256
+
+
+class CallControl(Protocol):
+    """What the dialog needs from the call; implemented by the call pipeline."""
+
+    async def play_prompt(self, audio: PcmAudio, *, prompt_seq: int, barge_in: bool) -> None:
+        """Queue ``audio`` for playout and return at once; report
+        :meth:`DialogRunner.prompt_finished` (``prompt_seq``) when it has played or was stopped."""
+        ...
+
+    async def stop_prompt(self) -> None:
+        """Stop the playing prompt now and drop queued ones."""
+        ...
+
+    async def start_listening(self) -> None: ...
+
+    async def stop_listening(self) -> None: ...
+
+    async def transfer(self, uri: str) -> None:
+        """Blind transfer; raise a :class:`VoicebotError` if it is refused."""
+        ...
+
+    async def hangup(self, reason: str) -> None: ...
+
+    async def record(self, key: str, value: str) -> None:
+        """Store one entry of the call record."""
+        ...
+
+
+class Clock(Protocol):
+    def now_s(self) -> float: ...
+
+    async def sleep_until(self, deadline_s: float) -> None: ...
+
+
+class LoopClock:
+    """Monotonic time in seconds (the running loop's clock)."""
+
+    def now_s(self) -> float:
+        return time.monotonic()
+
+    async def sleep_until(self, deadline_s: float) -> None:
+        await asyncio.sleep(max(0.0, deadline_s - self.now_s()))
+
+
+class PromptRenderer:
+    """Turns ``PlayPrompt`` commands into PCM: text through the synthesizer, files from the store.
+
+    Create one per process and :meth:`preload` each dialplan when it is loaded, so audio files are
+    decoded and resampled once, not per call.
+    """
+
+    def __init__(self, synthesizer: PromptSynthesizer, store: AudioPromptStore | None = None) -> None:
+        self.synthesizer = synthesizer
+        self.store = store if store is not None else AudioPromptStore()
+
+    def preload(self, plan: Dialplan) -> None:
+        for path in plan.audio_files():
+            self.store.load(path)
+
+    async def render(self, command: ev.PlayPrompt) -> PcmAudio:
+        if command.audio_file is not None:
+            return self.store.get(command.audio_file)
+        return await self.synthesizer.synthesize(command.text or "", voice=command.voice)
+
+
+@dataclass(slots=True)
+class CallSummary:
+    """What one call did (for the ``call.ended`` summary line and the tests)."""
+
+    dialplan: str
+    states: list[str]
+    record: dict[str, str]
+    end_reason: str
+    barge_in_latencies_ms: list[float] = field(default_factory=list)
+    events_dropped: int = 0
+
+
+class DialogRunner:
+    def __init__(
+        self,
+        plan: Dialplan,
+        control: CallControl,
+        renderer: PromptRenderer,
+        *,
+        clock: Clock | None = None,
+        webhooks: WebhookClient | None = None,
+    ) -> None:
+        self.machine = DialogMachine(plan)
+        self._control = control
+        self._renderer = renderer
+        self._clock: Clock = clock if clock is not None else LoopClock()
+        self._webhooks = webhooks if webhooks is not None else WebhookClient()
+        self._events: asyncio.Queue[ev.Event] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._lane: asyncio.Queue[ev.PlayPrompt] = asyncio.Queue()
+        self._lane_task: asyncio.Task[None] | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # timers and webhooks in flight
+        self.barge_in_latencies_ms: list[float] = []
+        self.events_dropped = 0
+
+    # -- what the pipeline reports ---------------------------------------------------------------
+
+    def post(self, event: ev.Event) -> None:
+        """Queue an event; never blocks. A full queue drops the event and counts it."""
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:
+            self.events_dropped += 1
+            log.warning("dialog.event.dropped", event=type(event).__name__, dropped=self.events_dropped)
+
+    def _at(self, at_s: float | None) -> float:
+        return self._clock.now_s() if at_s is None else at_s
+
+    def speech_started(self, at_s: float | None = None) -> None:
+        self.post(ev.SpeechStarted(self._at(at_s)))
+
+    def partial(self, text: str, at_s: float | None = None) -> None:
+        self.post(ev.PartialTranscript(self._at(at_s), text))
+
+    def final(self, text: str, at_s: float | None = None) -> None:
+        self.post(ev.FinalTranscript(self._at(at_s), text))
+
+    def dtmf(self, key: str) -> None:
+        self.post(ev.DtmfReceived(self._clock.now_s(), key))
+
+    def prompt_finished(self, prompt_seq: int) -> None:
+        self.post(ev.PromptFinished(self._clock.now_s(), prompt_seq))
+
+    def call_ended(self, reason: str = "hangup") -> None:
+        self.post(ev.CallEnded(self._clock.now_s(), reason))
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        call_id: str = "",
+        caller: str = "",
+        callee: str = "",
+        variables: Mapping[str, str] | None = None,
+    ) -> CallSummary:
+        """Run the dialog until it hangs up, transfers and the call ends, or the call ends."""
+        machine = self.machine
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self._lane_task = group.create_task(self._prompt_lane())
+                first: ev.Event = ev.CallStarted(
+                    self._clock.now_s(), call_id, caller, callee, dict(variables or {})
+                )
+                await self._dispatch(first)
+                while not machine.finished:
+                    await self._dispatch(await self._events.get())
+                self._stop_tasks()
+        finally:
+            self._group = None
+        log.info(
+            "dialog.ended", dialplan=machine.plan.name, reason=machine.end_reason,
+            states=len(machine.transitions), barge_ins=len(self.barge_in_latencies_ms),
+        )
+        return CallSummary(
+            dialplan=machine.plan.name, states=list(machine.transitions), record=dict(machine.record),
+            end_reason=machine.end_reason, barge_in_latencies_ms=list(self.barge_in_latencies_ms),
+            events_dropped=self.events_dropped,
+        )
+
+    async def _dispatch(self, event: ev.Event) -> None:
+        before = self.machine.state_name
+        commands = self.machine.handle(event)
+        if self.machine.state_name != before:
+            log.debug("dialog.state.entered", state=self.machine.state_name, previous=before)
+        for command in commands:
+            await self._execute(command, event)
+
+    async def _execute(self, command: ev.Command, cause: ev.Event) -> None:
+        control = self._control
+        if isinstance(command, ev.PlayPrompt):
+            self._lane.put_nowait(command)
+        elif isinstance(command, ev.StopPrompt):
+            self._drop_queued_prompts()
+            await control.stop_prompt()
+            latency_ms = (self._clock.now_s() - cause.now_s) * 1000.0
+            self.barge_in_latencies_ms.append(latency_ms)
+            log.info("dialog.barge_in", latency_ms=round(latency_ms, 1), cause=type(cause).__name__)
+        elif isinstance(command, ev.StartListening):
+            await control.start_listening()
+        elif isinstance(command, ev.StopListening):
+            await control.stop_listening()
+        elif isinstance(command, ev.SetTimer):
+            self._spawn_timer(command)
+        elif isinstance(command, ev.CancelTimer):
+            task = self._timers.pop(command.timer_id, None)
+            if task is not None:
+                task.cancel()
+        elif isinstance(command, ev.CallWebhook):
+            self._spawn(self._webhook(command))
+        elif isinstance(command, ev.Record):
+            await control.record(command.key, command.value)
+        elif isinstance(command, ev.Transfer):
+            log.info("dialog.transfer", uri=command.uri)
+            try:
+                await control.transfer(command.uri)
+            except VoicebotError as exc:
+                self.post(ev.TransferFailed(self._clock.now_s(), exc.message))
+        elif isinstance(command, ev.Hangup):
+            self._stop_tasks()
+            await control.hangup(command.reason)
+
+    # -- tasks -----------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        assert self._group is not None
+        task = self._group.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _spawn_timer(self, command: ev.SetTimer) -> None:
+        async def fire() -> None:
+            await self._clock.sleep_until(command.deadline_s)
+            self._timers.pop(command.timer_id, None)
+            self.post(ev.TimerFired(self._clock.now_s(), command.timer_id))
+
+        self._timers[command.timer_id] = self._spawn(fire())
+
+    async def _webhook(self, command: ev.CallWebhook) -> None:
+        started_s = self._clock.now_s()
+        try:
+            answer = await self._webhooks.call(command.url, command.payload, command.timeout_s)
+        except WebhookError as exc:
+            log.warning("dialog.webhook.failed", url=command.url, error=exc.message)
+            self.post(ev.WebhookFailed(self._clock.now_s(), command.request_id, exc.message))
+            return
+        log.info("dialog.webhook.answered", url=command.url,
+                 elapsed_ms=round((self._clock.now_s() - started_s) * 1000.0, 1))
+        self.post(ev.WebhookSucceeded(
+            self._clock.now_s(), command.request_id, answer.variables, answer.next_state
+        ))
+
+    async def _prompt_lane(self) -> None:
+        """Render prompts in order and hand them to the pipeline (which queues playout)."""
+        while True:
+            command = await self._lane.get()
+            try:
+                audio = await self._renderer.render(command)
+            except VoicebotError as exc:
+                # A prompt that cannot be rendered must not wedge the call: report it as played.
+                log.error("dialog.prompt.failed", prompt_seq=command.prompt_seq, error=exc.message)
+                self.prompt_finished(command.prompt_seq)
+                continue
+            await self._control.play_prompt(audio, prompt_seq=command.prompt_seq, barge_in=command.barge_in)
+
+    def _drop_queued_prompts(self) -> None:
+        """Barge-in: prompts not yet handed to the pipeline are dropped; the one rendering too."""
+        while not self._lane.empty():
+            self._lane.get_nowait()
+        if self._lane_task is not None and self._group is not None:
+            self._lane_task.cancel()
+            self._lane_task = self._group.create_task(self._prompt_lane())
+
+    def _stop_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self._timers.clear()
+        if self._lane_task is not None:
+            self._lane_task.cancel()
+            self._lane_task = None
