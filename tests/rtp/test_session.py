@@ -1,0 +1,245 @@
+"""RtpSession core: two sessions pumped against each other in memory, no sockets, no sleeps."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from voicebot.media.g711 import ALAW, ULAW
+from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived, TelephoneEvent
+from voicebot.rtp.errors import RtpUsageError
+from voicebot.rtp.jitter import FrameKind
+from voicebot.rtp.packet import RtpPacket
+from voicebot.rtp.session import (
+    PromptFinished,
+    RemoteLatched,
+    RemoteMedia,
+    RtpSession,
+    SessionConfig,
+)
+
+pytestmark = pytest.mark.unit
+
+A_ADDR = ("127.0.0.1", 20000)
+B_ADDR = ("127.0.0.1", 20002)
+STRANGER = ("127.0.0.1", 31337)
+
+
+def tone(frames: int, start: int = 0) -> bytes:
+    """Deterministic non-silent PCM: a sawtooth, ``frames`` x 20 ms."""
+    count = frames * 160
+    return struct.pack(f"<{count}h", *[((start + i) * 173) % 16000 - 8000 for i in range(count)])
+
+
+def pair(config_b: SessionConfig | None = None, **remote: object) -> tuple[RtpSession, RtpSession]:
+    a = RtpSession(ssrc=0xAAAA, sequence_number=65530, timestamp=0xFFFFFE00)
+    b = RtpSession(config_b, ssrc=0xBBBB, sequence_number=100, timestamp=5000)
+    a.set_remote(RemoteMedia(B_ADDR, **remote))  # type: ignore[arg-type]
+    b.set_remote(RemoteMedia(A_ADDR, **remote))  # type: ignore[arg-type]
+    return a, b
+
+
+def run(a: RtpSession, b: RtpSession, ticks: int) -> tuple[list[RtpPacket], list[tuple[FrameKind, bytes]]]:
+    """Tick both for ``ticks`` x 20 ms, delivering A's packets to B; returns A's packets and B's frames."""
+    sent, frames = [], []
+    for _ in range(ticks):
+        for datagram in a.tick():
+            sent.append(RtpPacket.parse(datagram))
+            b.receive_datagram(datagram, A_ADDR)
+        b.tick()
+        frame = b.pull_frame()
+        frames.append((frame.kind, frame.pcm))
+    return sent, frames
+
+
+def test_prompt_arrives_exactly_as_g711_round_trip() -> None:
+    a, b = pair()
+    pcm = tone(10)
+    prompt_id = a.play(pcm)
+    _, frames = run(a, b, 14)
+    audio = b"".join(pcm for kind, pcm in frames if kind is FrameKind.AUDIO)
+    assert audio[: len(pcm)] == ULAW.decode(ULAW.encode(pcm))
+    assert [k for k, _ in frames[:2]] == [FrameKind.SILENCE, FrameKind.SILENCE]  # 40 ms target delay
+    assert PromptFinished(prompt_id, interrupted=False) in a.events()
+
+
+def test_sequence_and_timestamp_continue_across_prompts_and_idle() -> None:
+    a, b = pair()
+    a.play(tone(2))
+    first, _ = run(a, b, 5)  # 2 prompt frames + 3 comfort silence
+    a.play(tone(2, start=7))
+    second, _ = run(a, b, 3)
+    packets = first + second
+    seqs = [p.sequence_number for p in packets]
+    assert seqs == [(65530 + i) % 65536 for i in range(8)]  # wraps through 0
+    assert [p.timestamp for p in packets] == [(0xFFFFFE00 + 160 * i) % (1 << 32) for i in range(8)]
+    assert [p.marker for p in packets] == [True, False, False, False, False, True, False, False]
+    assert {p.ssrc for p in packets} == {0xAAAA}
+    assert [p.payload for p in packets[2:5]] == [ULAW.silence(160)] * 3
+
+
+def test_without_comfort_silence_idle_sends_nothing_but_time_runs() -> None:
+    a = RtpSession(SessionConfig(comfort_silence=False), ssrc=1, sequence_number=10, timestamp=0)
+    a.set_remote(RemoteMedia(B_ADDR))
+    assert a.tick() == [] and a.tick() == []
+    a.play(tone(1))
+    (datagram,) = a.tick()
+    packet = RtpPacket.parse(datagram)
+    assert (packet.sequence_number, packet.timestamp, packet.marker) == (10, 320, True)
+    assert a.tick() == []
+
+
+def test_flush_stops_prompt_within_one_packet() -> None:
+    a, b = pair()
+    first = a.play(tone(50))
+    second = a.play(tone(50))
+    before, _ = run(a, b, 3)
+    assert a.flush() == 2
+    after, _ = run(a, b, 2)
+    assert all(p.payload != ULAW.silence(160) for p in before)
+    assert [p.payload for p in after] == [ULAW.silence(160)] * 2
+    assert a.events() == [PromptFinished(first, True), PromptFinished(second, True)]
+    assert not a.playing
+    assert a.queued_ms == 0
+
+
+def test_stranger_packets_are_dropped_and_counted() -> None:
+    a, b = pair()
+    a.play(tone(5))
+    datagrams = [a.tick()[0] for _ in range(5)]
+    for d in datagrams:
+        b.receive_datagram(d, STRANGER)
+    assert b.stats().dropped_stranger == 5
+    assert b.stats().packets_received == 0
+    assert all(b.pull_frame().kind is FrameKind.SILENCE for _ in range(5))
+
+
+def test_symmetric_latching_latches_once_and_refuses_everyone_else() -> None:
+    nat = ("198.51.100.7", 40000)
+    b = RtpSession(SessionConfig(symmetric_latching=True), ssrc=2, sequence_number=0, timestamp=0)
+    b.set_remote(RemoteMedia(("192.168.1.10", 5000)))  # the private address the caller put in SDP
+    a = RtpSession(ssrc=3, sequence_number=0, timestamp=0)
+    a.set_remote(RemoteMedia(B_ADDR))
+    b.receive_datagram(b"\x00garbage", STRANGER)  # not valid RTP: does not latch
+    b.receive_datagram(RtpPacket(18, 0, 0, 9, b"x").serialize(), STRANGER)  # G.729 not negotiated
+    assert b.send_address == ("192.168.1.10", 5000)
+    b.receive_datagram(a.tick()[0], nat)
+    assert b.events() == [RemoteLatched(nat)]
+    assert b.send_address == nat
+    b.receive_datagram(a.tick()[0], STRANGER)
+    b.receive_datagram(a.tick()[0], ("192.168.1.10", 5000))
+    b.receive_datagram(a.tick()[0], nat)
+    stats = b.stats()
+    assert (stats.packets_received, stats.dropped_stranger) == (2, 2)
+    assert (stats.dropped_malformed, stats.dropped_payload_type) == (1, 1)
+    assert stats.latched_address == nat
+    # A re-INVITE with a new address resets the latch.
+    b.set_remote(RemoteMedia(("192.168.1.11", 5002)))
+    assert b.send_address == ("192.168.1.11", 5002)
+
+
+def test_garbage_and_rtcp_do_not_break_the_stream() -> None:
+    a, b = pair()
+    pcm = tone(8)
+    a.play(pcm)
+    audio = b""
+    for i in range(12):
+        for datagram in a.tick():
+            b.receive_datagram(datagram, A_ADDR)
+        b.receive_datagram(bytes([i]) * (i + 3), A_ADDR)  # garbage from the right address
+        b.receive_datagram(bytes.fromhex("80c8000101020304"), A_ADDR)  # RTCP SR header
+        frame = b.pull_frame()
+        if frame.kind is FrameKind.AUDIO:
+            audio += frame.pcm
+    assert audio[: len(pcm)] == ULAW.decode(ULAW.encode(pcm))
+    stats = b.stats()
+    assert stats.dropped_malformed == 12
+    assert stats.rtcp_ignored == 12
+    assert b.last_error is not None and b.last_error.startswith("RTP ")
+
+
+def test_dtmf_round_trip_and_timing() -> None:
+    a, b = pair()
+    a.play(tone(1))
+    a.send_dtmf("5")
+    packets, _ = run(a, b, 8)
+    # ticks 0-4: the event (start, 3 updates, 3 x end) pre-empts the prompt; tick 5: the prompt's
+    # frame as a new talkspurt; ticks 6-7: comfort silence.
+    dtmf = [p for p in packets if p.payload_type == 101]
+    assert packets[: len(dtmf)] == dtmf
+    assert len(dtmf) == 4 + 3
+    assert {p.timestamp for p in dtmf} == {0xFFFFFE00}
+    assert [p.marker for p in dtmf] == [True] + [False] * 6
+    assert TelephoneEvent.parse(dtmf[-1].payload) == TelephoneEvent(5, True, 10, 800)
+    seqs = [p.sequence_number for p in packets]
+    assert seqs == [(65530 + i) % 65536 for i in range(len(packets))]
+    after = packets[len(dtmf)]
+    assert (after.payload_type, after.marker, after.payload) == (0, True, ULAW.encode(tone(1)))
+    assert after.timestamp == (0xFFFFFE00 + 5 * 160) % (1 << 32)
+    events = b.events()
+    assert events == [DtmfReceived("5", dtmf[0].timestamp), DtmfEnded("5", 100, dtmf[0].timestamp)]
+
+
+def test_send_dtmf_needs_negotiated_telephone_event() -> None:
+    a, _ = pair(telephone_event_pt=None)
+    with pytest.raises(RtpUsageError) as info:
+        a.send_dtmf("1")
+    assert str(info.value) == "cannot send DTMF: the peer did not negotiate telephone-event"
+    b, _ = pair()
+    with pytest.raises(RtpUsageError, match="got 'Z'"):
+        b.send_dtmf("Z")
+
+
+def test_hold_stops_sending_and_unhold_continues_sequence() -> None:
+    a, b = pair()
+    a.play(tone(10))
+    first, _ = run(a, b, 2)
+    a.set_remote(RemoteMedia(B_ADDR, send=False))
+    held, _ = run(a, b, 3)
+    a.set_remote(RemoteMedia(B_ADDR))
+    resumed, _ = run(a, b, 2)
+    assert held == []
+    assert [p.sequence_number for p in first + resumed] == [65530, 65531, 65532, 65533]
+    assert resumed[0].timestamp == (0xFFFFFE00 + 5 * 160) % (1 << 32)
+
+
+def test_ptime_40_sends_two_frames_per_packet() -> None:
+    a, b = pair(ptime_ms=40)
+    pcm = tone(6)
+    a.play(pcm)
+    packets, frames = run(a, b, 12)
+    assert [len(p.payload) for p in packets] == [320] * 6
+    assert [(p.timestamp - packets[0].timestamp) % (1 << 32) for p in packets] == [320 * i for i in range(6)]
+    audio = b"".join(pcm for kind, pcm in frames if kind is FrameKind.AUDIO)
+    assert audio[: len(pcm)] == ULAW.decode(ULAW.encode(pcm))
+
+
+def test_pcma_is_sent_and_decoded() -> None:
+    a, b = pair(payload_type=8)
+    pcm = tone(4)
+    a.play(pcm)
+    packets, frames = run(a, b, 8)
+    assert {p.payload_type for p in packets} == {8}
+    assert packets[0].payload == ALAW.encode(pcm[:320])
+    audio = b"".join(pcm for kind, pcm in frames if kind is FrameKind.AUDIO)
+    assert audio[: len(pcm)] == ALAW.decode(ALAW.encode(pcm))
+
+
+def test_prompt_queue_is_bounded_and_counts_drops() -> None:
+    a = RtpSession(SessionConfig(max_queued_ms=100), ssrc=1, sequence_number=0, timestamp=0)
+    a.play(tone(10))  # 200 ms
+    assert a.queued_ms == 100
+    assert a.stats().prompt_ms_dropped == 100
+    with pytest.raises(RtpUsageError, match="got 3 bytes"):
+        a.play(b"abc")
+
+
+def test_nothing_accepted_or_sent_before_remote_is_known() -> None:
+    a = RtpSession(ssrc=1, sequence_number=0, timestamp=0)
+    a.play(tone(2))
+    assert a.tick() == []
+    a.receive_datagram(RtpPacket(0, 1, 160, 5, b"\xff" * 160).serialize(), B_ADDR)
+    assert a.stats().dropped_no_remote == 1
+    with pytest.raises(RtpUsageError, match="payload_type must be 0 \\(PCMU\\) or 8 \\(PCMA\\), got 18"):
+        RemoteMedia(B_ADDR, payload_type=18)

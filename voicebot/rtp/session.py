@@ -1,0 +1,378 @@
+"""One call leg's RTP media, as a sans-IO core: datagrams and clock ticks in, datagrams and events out.
+
+Theory of operation
+-------------------
+Receiving: :meth:`RtpSession.receive_datagram` takes a UDP datagram and its source address. It is
+accepted only from the negotiated peer: the SDP address, or, when ``symmetric_latching`` is on (for
+callers behind NAT, RFC 4961 symmetric RTP), the first source that sends a valid RTP packet of a
+negotiated payload type; after latching, every other source is a stranger and is dropped. RTCP
+(RFC 5761 §4 demultiplexing) is recognized and ignored, malformed datagrams are counted and
+dropped. G.711 payloads (PCMU 0, PCMA 8) are decoded to 16-bit PCM into the
+:class:`~voicebot.rtp.jitter.JitterBuffer`; telephone-events go to the
+:class:`~voicebot.rtp.dtmf.DtmfReceiver`, whose reports are queued as events. The media clock
+calls :meth:`pull_frame` every 20 ms for the next decoded frame.
+
+Sending: the media clock calls :meth:`tick` every 20 ms (the core has no clock of its own); it
+returns the datagrams to send now. The RTP timestamp advances by 160 on every tick whether or not
+anything is sent (RFC 3550 §5.1: it follows the sampling clock), the sequence number by one per
+packet sent, so both run on continuously across prompts, DTMF and idle time. Prompt audio queued by
+:meth:`play` is sent in ``ptime_ms`` packets; the first packet of each talkspurt (a prompt after
+idle, or audio after a DTMF event) carries the marker bit (RFC 3551 §4.1). When idle the session
+sends encoded silence (``comfort_silence``) or nothing. :meth:`flush` drops every queued prompt at
+once, so barge-in stops the prompt within the packet already sent. :meth:`send_dtmf` sends an RFC
+4733 event (audio pauses meanwhile). With no remote address, or ``send`` off (the peer put the
+call on hold), nothing is sent but time, prompts and DTMF plans still advance.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from voicebot.media.frames import BYTES_PER_FRAME, SAMPLES_PER_FRAME
+from voicebot.media.g711 import CODECS, G711Codec
+from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived, DtmfReceiver, dtmf_payloads
+from voicebot.rtp.errors import RtpPacketError, RtpUsageError
+from voicebot.rtp.jitter import Frame, JitterBuffer, JitterConfig, JitterStats
+from voicebot.rtp.packet import RtpPacket, is_rtcp, serialize_rtp
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteMedia:
+    """What SDP negotiation decided about the peer.
+
+    ``address``: where to send RTP (and, unless latching, the only accepted source); None = not known
+    yet. ``payload_type``: the audio codec to send, 0 (PCMU) or 8 (PCMA). ``telephone_event_pt``: the
+    dynamic RFC 4733 payload type, None if not negotiated. ``ptime_ms``: packet duration to send,
+    a multiple of 20 from 20 to 200 (others are rounded down to a multiple of 20). ``send``: False when
+    the peer's direction attribute (sendonly/inactive, RFC 3264 §5.1) means we must not send.
+    """
+
+    address: Address | None
+    payload_type: int = 0
+    telephone_event_pt: int | None = 101
+    ptime_ms: int = 20
+    send: bool = True
+
+    def __post_init__(self) -> None:
+        if self.payload_type not in CODECS:
+            raise RtpUsageError(f"payload_type must be 0 (PCMU) or 8 (PCMA), got {self.payload_type}")
+        if self.telephone_event_pt is not None and not 96 <= self.telephone_event_pt <= 127:
+            raise RtpUsageError(
+                f"telephone_event_pt must be a dynamic payload type 96-127, got {self.telephone_event_pt}"
+            )
+        if not 10 <= self.ptime_ms <= 200:
+            raise RtpUsageError(f"ptime_ms must be 10-200, got {self.ptime_ms}")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Per-call media behaviour.
+
+    ``symmetric_latching`` (default False): accept the first valid source instead of only the SDP
+    address, then only that one, and send to it (for NAT). ``comfort_silence`` (default True): send
+    encoded silence while idle; False sends nothing. ``max_queued_ms`` (default 600000, 10 min):
+    prompt audio beyond this is dropped and counted. ``dtmf_duration_ms`` (default 100) and
+    ``dtmf_volume`` (default 10, i.e. -10 dBm0) for sent digits.
+    """
+
+    symmetric_latching: bool = False
+    comfort_silence: bool = True
+    max_queued_ms: int = 600_000
+    dtmf_duration_ms: int = 100
+    dtmf_volume: int = 10
+    jitter: JitterConfig = field(default_factory=JitterConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFinished:
+    """A prompt queued by :meth:`RtpSession.play` was sent to the end, or flushed (``interrupted``)."""
+
+    prompt_id: int
+    interrupted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteLatched:
+    """Symmetric RTP latched to this source address; only it is accepted from now on."""
+
+    address: Address
+
+
+SessionEvent = DtmfReceived | DtmfEnded | PromptFinished | RemoteLatched
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    packets_received: int
+    packets_sent: int
+    dropped_no_remote: int  # arrived before the remote was set
+    dropped_stranger: int  # from an address other than the negotiated/latched peer
+    dropped_malformed: int  # not valid RTP (the error is logged by the adapter)
+    dropped_payload_type: int  # a payload type that was not negotiated
+    rtcp_ignored: int
+    dtmf_flash: int
+    dtmf_unknown: int
+    prompt_ms_dropped: int  # play() beyond max_queued_ms
+    latched_address: Address | None
+    jitter: JitterStats
+
+
+class _Prompt:
+    __slots__ = ("offset", "pcm", "prompt_id")
+
+    def __init__(self, prompt_id: int, pcm: bytes) -> None:
+        self.prompt_id = prompt_id
+        self.pcm = pcm
+        self.offset = 0
+
+
+class RtpSession:
+    """The media state of one call leg; see the module docstring."""
+
+    def __init__(self, config: SessionConfig | None = None, *, ssrc: int, sequence_number: int,
+                 timestamp: int) -> None:
+        self.config = config or SessionConfig()
+        self.ssrc = ssrc & 0xFFFFFFFF
+        self._seq = sequence_number & 0xFFFF
+        self._ts = timestamp & 0xFFFFFFFF
+        self._remote: RemoteMedia | None = None
+        self._codec: G711Codec = CODECS[0]
+        self._frames_per_packet = 1
+        self._latched: Address | None = None
+        self._jitter = JitterBuffer(self.config.jitter)
+        self._dtmf_rx = DtmfReceiver()
+        self._events: deque[SessionEvent] = deque()
+        self._prompts: deque[_Prompt] = deque()
+        self._queued_bytes = 0
+        self._max_queued_bytes = self.config.max_queued_ms * 16  # 16 bytes per ms at 8 kHz 16-bit
+        self._next_prompt_id = 1
+        self._dtmf_plan: deque[list[bytes]] = deque()
+        self._dtmf_queue: deque[str] = deque()
+        self._dtmf_ts = 0
+        self._dtmf_first = False
+        self._talking = False  # the last packet sent was prompt audio (marker logic)
+        self._sent_any = False
+        self._pending: list[bytes] = []  # frames of a packet being filled (ptime > 20 ms)
+        self._pending_ts = 0
+        self._pending_marker = False
+        self._silence_frame = b""
+        self._counts = dict.fromkeys(
+            ("packets_received", "packets_sent", "dropped_no_remote", "dropped_stranger", "dropped_malformed",
+             "dropped_payload_type", "rtcp_ignored", "prompt_ms_dropped"), 0)
+        self.last_error: str | None = None  # message of the last malformed datagram, for logging
+
+    # ------------------------------------------------------------ negotiation
+
+    def set_remote(self, remote: RemoteMedia) -> None:
+        """Apply the negotiated peer (initial answer or re-INVITE); a new address resets the latch."""
+        if self._remote is None or remote.address != self._remote.address:
+            self._latched = None
+        if self._remote is not None and remote.payload_type != self._remote.payload_type:
+            self._talking = False  # the first packet in the new codec starts a talkspurt
+        self._remote = remote
+        self._codec = CODECS[remote.payload_type]
+        self._frames_per_packet = max(1, remote.ptime_ms // 20)
+        self._silence_frame = self._codec.silence(SAMPLES_PER_FRAME)
+        self._pending.clear()
+
+    @property
+    def remote(self) -> RemoteMedia | None:
+        return self._remote
+
+    @property
+    def send_address(self) -> Address | None:
+        """Where packets go: the latched source if latched, else the SDP address (None: do not send)."""
+        if self._remote is None or not self._remote.send:
+            return None
+        return self._latched or self._remote.address
+
+    # ------------------------------------------------------------- receiving
+
+    def receive_datagram(self, data: bytes, source: Address) -> None:
+        counts = self._counts
+        remote = self._remote
+        if remote is None:
+            counts["dropped_no_remote"] += 1
+            return
+        latching = self.config.symmetric_latching and self._latched is None
+        if source != (self._latched or remote.address) and not latching:
+            counts["dropped_stranger"] += 1
+            return
+        if is_rtcp(data):
+            counts["rtcp_ignored"] += 1
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpPacketError as exc:
+            counts["dropped_malformed"] += 1
+            self.last_error = exc.message
+            return
+        payload_type = packet.payload_type
+        codec = CODECS.get(payload_type)
+        is_dtmf = payload_type == remote.telephone_event_pt
+        if codec is None and not is_dtmf:
+            counts["dropped_payload_type"] += 1
+            return
+        if latching:
+            self._latched = source
+            self._events.append(RemoteLatched(source))
+        counts["packets_received"] += 1
+        if codec is not None:
+            pcm = codec.decode(packet.payload)
+            self._jitter.push(packet.sequence_number, packet.timestamp, packet.ssrc, pcm)
+            return
+        try:
+            self._events.extend(self._dtmf_rx.receive(packet.timestamp, packet.marker, packet.payload))
+        except RtpPacketError as exc:
+            counts["dropped_malformed"] += 1
+            self.last_error = exc.message
+
+    def pull_frame(self) -> Frame:
+        """The next 20 ms of received audio (call once per tick)."""
+        return self._jitter.pop()
+
+    def events(self) -> list[SessionEvent]:
+        """Drain the events produced since the last call."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    # --------------------------------------------------------------- sending
+
+    def play(self, pcm16: bytes) -> int:
+        """Queue 16-bit 8 kHz PCM behind any playing prompt; returns the prompt id for PromptFinished."""
+        if len(pcm16) % 2:
+            raise RtpUsageError(
+                f"prompt audio must be 16-bit PCM (an even byte count), got {len(pcm16)} bytes"
+            )
+        prompt_id = self._next_prompt_id
+        self._next_prompt_id += 1
+        room = self._max_queued_bytes - self._queued_bytes
+        if len(pcm16) > room:
+            self._counts["prompt_ms_dropped"] += (len(pcm16) - max(room, 0)) // 16
+            pcm16 = pcm16[: max(room, 0) // 2 * 2]
+        if pcm16:
+            self._prompts.append(_Prompt(prompt_id, pcm16))
+            self._queued_bytes += len(pcm16)
+        else:
+            self._events.append(PromptFinished(prompt_id, interrupted=False))
+        return prompt_id
+
+    def flush(self) -> int:
+        """Drop all queued prompt audio now (barge-in); returns how many prompts were interrupted."""
+        interrupted = len(self._prompts)
+        for prompt in self._prompts:
+            self._events.append(PromptFinished(prompt.prompt_id, interrupted=True))
+        self._prompts.clear()
+        self._queued_bytes = 0
+        if self._pending:
+            self._pending.clear()
+        return interrupted
+
+    @property
+    def playing(self) -> bool:
+        return bool(self._prompts)
+
+    @property
+    def queued_ms(self) -> int:
+        return self._queued_bytes // 16
+
+    def send_dtmf(self, digit: str) -> None:
+        """Queue an RFC 4733 digit; raises :class:`RtpUsageError` if not negotiated or not a digit."""
+        if self._remote is None or self._remote.telephone_event_pt is None:
+            raise RtpUsageError("cannot send DTMF: the peer did not negotiate telephone-event")
+        dtmf_payloads(digit)  # validates the digit now, not at send time
+        self._dtmf_queue.append(digit)
+
+    def tick(self) -> list[bytes]:
+        """Advance the send clock by 20 ms; returns the datagrams to send to :attr:`send_address`."""
+        frame_ts = self._ts
+        self._ts = (self._ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
+        remote = self._remote
+        if remote is None:
+            return []
+        send = self.send_address is not None
+        if not self._dtmf_plan and self._dtmf_queue and remote.telephone_event_pt is not None:
+            digit = self._dtmf_queue.popleft()
+            self._dtmf_plan.extend(dtmf_payloads(
+                digit, duration_ms=self.config.dtmf_duration_ms, volume=self.config.dtmf_volume))
+            self._dtmf_ts = frame_ts
+            self._dtmf_first = True
+            self._pending.clear()
+        if self._dtmf_plan and remote.telephone_event_pt is not None:
+            payloads = self._dtmf_plan.popleft()
+            self._talking = False  # audio after the event starts a new talkspurt
+            marker = self._dtmf_first
+            self._dtmf_first = False
+            if not send:
+                return []
+            out = []
+            for payload in payloads:
+                out.append(serialize_rtp(
+                    remote.telephone_event_pt, self._seq, self._dtmf_ts, self.ssrc, payload, marker))
+                self._seq = (self._seq + 1) & 0xFFFF
+                marker = False
+            self._counts["packets_sent"] += len(out)
+            return out
+        frame = self._next_prompt_frame()
+        if frame is None:
+            if not self.config.comfort_silence:
+                self._talking = False
+                self._pending.clear()
+                return []
+            encoded = self._silence_frame
+            marker = not self._sent_any
+            self._talking = False
+        else:
+            encoded = self._codec.encode(frame)
+            marker = not self._talking
+            self._talking = True
+        if not self._pending:
+            self._pending_ts = frame_ts
+            self._pending_marker = marker
+        self._pending.append(encoded)
+        if len(self._pending) < self._frames_per_packet:
+            return []
+        payload = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        if not send:
+            return []
+        datagram = serialize_rtp(remote.payload_type, self._seq, self._pending_ts, self.ssrc, payload,
+                                 self._pending_marker)
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._sent_any = True
+        self._counts["packets_sent"] += 1
+        return [datagram]
+
+    def _next_prompt_frame(self) -> bytes | None:
+        prompts = self._prompts
+        if not prompts:
+            return None
+        prompt = prompts[0]
+        start = prompt.offset
+        frame = prompt.pcm[start : start + BYTES_PER_FRAME]
+        prompt.offset = start + len(frame)
+        self._queued_bytes -= len(frame)
+        if prompt.offset >= len(prompt.pcm):
+            prompts.popleft()
+            self._events.append(PromptFinished(prompt.prompt_id, interrupted=False))
+        if len(frame) < BYTES_PER_FRAME:
+            frame += bytes(BYTES_PER_FRAME - len(frame))
+        return frame
+
+    # ----------------------------------------------------------------- state
+
+    def stats(self) -> SessionStats:
+        c = self._counts
+        return SessionStats(
+            packets_received=c["packets_received"], packets_sent=c["packets_sent"],
+            dropped_no_remote=c["dropped_no_remote"], dropped_stranger=c["dropped_stranger"],
+            dropped_malformed=c["dropped_malformed"], dropped_payload_type=c["dropped_payload_type"],
+            rtcp_ignored=c["rtcp_ignored"], dtmf_flash=self._dtmf_rx.flash,
+            dtmf_unknown=self._dtmf_rx.unknown,
+            prompt_ms_dropped=c["prompt_ms_dropped"], latched_address=self._latched,
+            jitter=self._jitter.stats(),
+        )
