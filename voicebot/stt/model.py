@@ -20,9 +20,11 @@ Decoding: final results use beam search (beam 5, temperature 0, no timestamps); 
 greedy. ``confidence`` is exp(average token log-probability) of the chosen hypothesis (CTranslate2's
 length-normalized score), so 1.0 means the model was certain of every token. A window the model
 thinks holds no speech (no-speech probability > 0.6 and confidence < exp(-1), Whisper's own rule)
-yields empty text, so line noise does not become "Thank you." Word times come from CTranslate2's
-``align()`` (cross-attention DTW over the alignment heads) on finals, and from an even spread of the
-characters over the voiced span on partials, where the extra pass is not worth its cost.
+yields empty text, so line noise does not become "Thank you."; so does a window whose no-speech
+probability alone exceeds 0.8, or whose loudest 20 ms frame is below -60 dBFS (not decoded at all).
+Word times come from CTranslate2's ``align()`` (cross-attention DTW over the alignment heads) on
+finals, clamped to the voiced span (frames within 30 dB of the loudest), and from an even spread of
+the characters over that span on partials, where the extra pass is not worth its cost.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ EXTRA_TOKENS = 10
 MIN_AUDIO_S = 0.1
 NO_SPEECH_PROB = 0.6
 NO_SPEECH_LOGPROB = -1.0
+# Whisper's rule above keeps "you" (logprob -0.99) on pure silence, so a window the model is very
+# sure holds no speech is dropped whatever the logprob. Measured no-speech probabilities: real
+# telephone speech <= 0.24 (pocketsphinx set), digital silence 0.92, -54 dBFS hiss 0.87.
+NO_SPEECH_PROB_ALONE = 0.8
+# Below this RMS in every 20 ms frame (about -60 dBFS) there is nothing to decode.
+MIN_FRAME_RMS = 1e-3
 FINAL_BEAM_SIZE = 5
 PARTIAL_BEAM_SIZE = 1
 
@@ -161,6 +169,28 @@ def window_s(duration_s: float) -> int:
 
 def max_new_tokens(duration_s: float) -> int:
     return math.ceil(duration_s * TOKENS_PER_S) + EXTRA_TOKENS
+
+
+def _voiced_span_ms(samples: Float32Array) -> tuple[int, int]:
+    """From the first to the last 10 ms frame within 30 dB of the loudest one."""
+    frame = SAMPLE_RATE_HZ // 100
+    n = len(samples) // frame
+    if n == 0:
+        return 0, len(samples) * 1000 // SAMPLE_RATE_HZ
+    energy = np.square(samples[: n * frame].reshape(n, frame)).mean(axis=1)
+    voiced = np.nonzero(energy > energy.max() * 1e-3)[0]
+    if not len(voiced):
+        return 0, n * 10
+    return int(voiced[0]) * 10, int(voiced[-1]) * 10 + 10
+
+
+def _loudest_frame_rms(samples: Float32Array) -> float:
+    frame = SAMPLE_RATE_HZ // 50
+    n = max(1, len(samples) // frame)
+    padded = np.zeros(n * frame, dtype=np.float32)
+    used = min(len(samples), n * frame)
+    padded[:used] = samples[:used]
+    return float(np.sqrt(np.square(padded.reshape(n, frame)).mean(axis=1).max()))
 
 
 # ---- languages ----
@@ -428,7 +458,7 @@ class WhisperEngine:
         self, samples: Float32Array, choice: Mapping[str, str], detect: bool, partial: bool
     ) -> Hypothesis:
         duration_s = len(samples) / SAMPLE_RATE_HZ
-        if duration_s < MIN_AUDIO_S:
+        if duration_s < MIN_AUDIO_S or _loudest_frame_rms(samples) < MIN_FRAME_RMS:
             return Hypothesis("", (), 0.0, next(iter(choice.values())))
         n_frames = window_s(duration_s) * FRAMES_PER_S
         features = log_mel_spectrogram(samples, n_frames, self.n_mels)[None]
@@ -437,14 +467,16 @@ class WhisperEngine:
         if detect:
             code = self._detect(encoded, choice)
         decoded = self._decode(encoded, code, duration_s, partial)
-        if not decoded.text or (
-            decoded.no_speech_prob > NO_SPEECH_PROB and decoded.avg_logprob < NO_SPEECH_LOGPROB
+        if (
+            not decoded.text
+            or decoded.no_speech_prob > NO_SPEECH_PROB_ALONE
+            or (decoded.no_speech_prob > NO_SPEECH_PROB and decoded.avg_logprob < NO_SPEECH_LOGPROB)
         ):
             return Hypothesis("", (), 0.0, choice[code])
         if partial or not self.word_alignment:
             words = self._spread_words(decoded.text, samples)
         else:
-            words = self._aligned_words(encoded, decoded, duration_s)
+            words = self._aligned_words(encoded, decoded, samples)
         confidence = float(min(1.0, max(0.0, math.exp(decoded.avg_logprob))))
         return Hypothesis(decoded.text, words, confidence, choice[code])
 
@@ -489,11 +521,13 @@ class WhisperEngine:
                 groups[-1] = (text + piece, [*indices, index])
         return [(text.strip(), idx) for text, idx in groups if text.strip()]
 
-    def _aligned_words(self, encoded: Any, decoded: _Decoded, duration_s: float) -> tuple[WordTiming, ...]:
+    def _aligned_words(
+        self, encoded: Any, decoded: _Decoded, samples: Float32Array
+    ) -> tuple[WordTiming, ...]:
         groups = self._word_groups(decoded.token_ids)
         if not groups:
             return ()
-        num_frames = max(1, round(duration_s * FRAMES_PER_S))
+        num_frames = max(1, len(samples) // HOP_LENGTH)
         alignment = self._model.align(
             encoded, self._prompt(decoded.language), [list(decoded.token_ids)], num_frames
         )[0]
@@ -502,15 +536,17 @@ class WhisperEngine:
         token_start_ms: dict[int, int] = {}
         for text_index, time_index in alignment.alignments:
             token_start_ms.setdefault(int(text_index), int(time_index) * 1000 // ENCODER_FRAMES_PER_S)
-        end_of_audio_ms = int(duration_s * 1000)
+        # The DTW path always starts at frame 0 and ends at the last frame, so leading and trailing
+        # silence would be given to the first and last words: clamp into the voiced span.
+        voiced_start_ms, voiced_end_ms = _voiced_span_ms(samples)
         n_tokens = len(decoded.token_ids)
         words: list[WordTiming] = []
         for word_index, (text, indices) in enumerate(groups):
             start_ms = token_start_ms.get(indices[0], words[-1].end_ms if words else 0)
             following = groups[word_index + 1][1][0] if word_index + 1 < len(groups) else n_tokens
-            end_ms = token_start_ms.get(following, end_of_audio_ms)
-            start_ms = min(start_ms, end_of_audio_ms)
-            end_ms = min(max(end_ms, start_ms), end_of_audio_ms)
+            end_ms = token_start_ms.get(following, voiced_end_ms)
+            start_ms = min(max(start_ms, voiced_start_ms, words[-1].end_ms if words else 0), voiced_end_ms)
+            end_ms = min(max(end_ms, start_ms), voiced_end_ms)
             words.append(WordTiming(text, start_ms, end_ms))
         return tuple(words)
 
@@ -520,13 +556,7 @@ class WhisperEngine:
         tokens = text.split()
         if not tokens:
             return ()
-        frame = SAMPLE_RATE_HZ // 100
-        n = len(samples) // frame
-        if n == 0:
-            return ()
-        energy = np.square(samples[: n * frame].reshape(n, frame)).mean(axis=1)
-        voiced = np.nonzero(energy > energy.max() * 1e-3)[0]
-        start_ms, end_ms = (int(voiced[0]) * 10, int(voiced[-1]) * 10 + 10) if len(voiced) else (0, n * 10)
+        start_ms, end_ms = _voiced_span_ms(samples)
         weights = np.array([len(t) + 1 for t in tokens], dtype=np.float64)
         bounds = start_ms + np.concatenate([[0.0], np.cumsum(weights)]) / weights.sum() * (end_ms - start_ms)
         return tuple(
