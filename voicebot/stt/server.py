@@ -18,7 +18,6 @@ Programmatic use (``voicebot run`` embeds the server this way)::
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import time
 import uuid
@@ -41,6 +40,7 @@ from voicebot.stt.auth import Authenticator
 from voicebot.stt.endpoint import WebRtcEndpointer
 from voicebot.stt.engine import Endpointer, Engine
 from voicebot.stt.errors import Overloaded, SttServerError, Unauthenticated
+from voicebot.stt.normalize import normalize_numbers
 from voicebot.stt.pool import InferencePool, Normalizer, Ticket
 from voicebot.stt.session import (
     CancelDecode,
@@ -93,14 +93,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _load_normalizer() -> Normalizer | None:
-    """The engine side's text normalizer (``voicebot.stt.normalize.normalize``), if it is installed."""
-    try:
-        module = importlib.import_module("voicebot.stt.normalize")
-    except ModuleNotFoundError:
-        return None
-    func: Normalizer | None = getattr(module, "normalize", None)
-    return func
+def default_normalizer(text: str, language: str) -> str:
+    """TEXT_NORMALIZATION_ENABLED: spoken numbers to digits (English and Russian number words)."""
+    return normalize_numbers(text)
 
 
 class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: ignore[misc]
@@ -327,7 +322,7 @@ async def start_server(
         workers=config.workers,
         max_queued=config.max_queued,
         max_sessions=config.max_sessions,
-        normalizer=normalizer if normalizer is not None else _load_normalizer(),
+        normalizer=normalizer if normalizer is not None else default_normalizer,
     )
     servicer = RecognizerServicer(
         engine=engine,
