@@ -224,6 +224,7 @@ class _Call:
     cancel_sent: bool = False
     ack: bytes | None = None  # our ACK for the 2xx, re-sent on 2xx retransmissions
     awaiting_offer_in_ack: bool = False
+    reinvite_branch: str = ""
 
 
 @dataclass(slots=True)
@@ -789,6 +790,59 @@ class UserAgent:
         )
         self._start_client(request, call.peer, ("refer", call_id), now)
 
+    def update_media(
+        self,
+        call_id: str,
+        now: float,
+        *,
+        direction: str = "sendrecv",
+        local_rtp_host: str | None = None,
+        local_rtp_port: int | None = None,
+    ) -> None:
+        """Send a re-INVITE with a new offer: hold (``sendonly``), unhold, or a new RTP address.
+        The answer arrives as :class:`MediaChanged`."""
+        call = self._call(call_id)
+        if call.state != "confirmed" or call.dialog is None or call.local_rtp is None:
+            raise SipStateError(f"call {call_id!r} is not established; cannot change its media")
+        call.local_rtp = (local_rtp_host or call.local_rtp[0], local_rtp_port or call.local_rtp[1])
+        call.sdp_version += 1
+        offer = build_offer(
+            local_host=call.local_rtp[0],
+            local_port=call.local_rtp[1],
+            session_id=call.session_id,
+            session_version=call.sdp_version,
+            codecs=self.config.codecs,
+            telephone_event_pt=self.config.telephone_event_pt,
+            ptime_ms=self.config.ptime_ms,
+            direction=direction,
+        )
+        call.local_sdp = offer
+        request = call.dialog.create_request(
+            "INVITE",
+            via=self._via(),
+            contact=self._contact(),
+            extra=(("Content-Type", "application/sdp"),),
+            body=offer.serialize(),
+        )
+        self._start_client(request, call.peer, ("reinvite", call_id), now)
+
+    def send_dtmf_info(self, call_id: str, digit: str, now: float, *, duration_ms: int = 160) -> None:
+        """Send a digit as SIP INFO application/dtmf-relay (for peers without RFC 4733)."""
+        call = self._call(call_id)
+        if call.state != "confirmed" or call.dialog is None:
+            raise SipStateError(f"call {call_id!r} is not established; cannot send DTMF")
+        if len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
+            raise SipStateError(f"{digit!r} is not a DTMF digit (0-9, *, #, A-D)")
+        body = f"Signal={digit.upper()}\r\nDuration={duration_ms}\r\n".encode()
+        request = call.dialog.create_request(
+            "INFO",
+            via=self._via(),
+            contact=self._contact(),
+            extra=(("Content-Type", "application/dtmf-relay"),),
+            body=body,
+        )
+        self._start_client(request, call.peer, ("info", call_id), now)
+
     # ------------------------------------------------------------ application commands (UAC)
 
     def invite(
@@ -898,6 +952,27 @@ class UserAgent:
                 self._events.append(TransferProgressed(ref, code, response.reason, final=code >= 300))
         elif kind == "register":
             self._register_response(ref, txn, response, now)
+        elif kind == "reinvite":
+            self._reinvite_response(ref, txn, response)
+
+    def _reinvite_response(self, call_id: str, txn: ClientTransaction, response: Response) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.dialog is None or not 200 <= response.status_code < 300:
+            return  # a refused re-offer leaves the session as it was (RFC 3264 §8)
+        ack = call.dialog.create_request(
+            "ACK", via=self._via(), contact=self._contact(), cseq=txn.request.cseq.seq
+        )
+        self._out.append((ack.serialize(), call.peer))
+        if call.reinvite_branch == txn.branch:
+            return  # a 2xx retransmission: ACKed again above
+        call.reinvite_branch = txn.branch
+        call.dialog.update_target(response)
+        try:
+            result = negotiate(parse_sdp(response.body), codecs=self.config.codecs)
+        except SipError:
+            return
+        call.negotiation = result
+        self._events.append(MediaChanged(call.call_id, result))
 
     def _stray_response(self, response: Response) -> None:
         """A 2xx retransmission for an INVITE whose transaction is gone gets our ACK again."""
