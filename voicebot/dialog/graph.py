@@ -52,7 +52,8 @@ def _state_edges(state: State) -> list[tuple[str, str, str]]:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def to_dot(plan: Dialplan) -> str:
@@ -74,11 +75,11 @@ def to_dot(plan: Dialplan) -> str:
 
 def _node_label(state: State) -> str:
     if state.transfer is not None:
-        return f"{state.name}\\n(transfer {state.transfer.uri.source})"
+        return f"{state.name}\n(transfer {state.transfer.uri.source})"
     if state.hangup:
-        return f"{state.name}\\n(hang up)"
+        return f"{state.name}\n(hang up)"
     if state.webhook is not None:
-        return f"{state.name}\\n(webhook)"
+        return f"{state.name}\n(webhook)"
     return state.name
 
 
@@ -89,7 +90,7 @@ def _mermaid_id(name: str) -> str:
 def to_mermaid(plan: Dialplan) -> str:
     lines = ["flowchart LR", f"  start(( )) --> {_mermaid_id(plan.start)}"]
     for state in plan.states.values():
-        label = _node_label(state).replace("\\n", "<br/>").replace('"', "'")
+        label = _node_label(state).replace("\n", "<br/>").replace('"', "'")
         shape = f'(["{label}"])' if state.hangup or state.transfer is not None else f'["{label}"]'
         lines.append(f"  {_mermaid_id(state.name)}{shape}")
     if plan.global_intents:

@@ -173,15 +173,17 @@ class DialogMachine:
     def _on_speech_activity(self) -> None:
         if not self._listening:
             return
-        self._barge_in()
-        if NO_INPUT in self._timers:
+        if not self._barge_in() and NO_INPUT in self._timers:
             self._arm_no_input()
 
-    def _barge_in(self) -> None:
+    def _barge_in(self) -> bool:
+        """Stop a playing barge-in prompt; True if one was stopped."""
         if self._playing and self._playing[0].barge_in:
             self._emit(StopPrompt())
             self._playing = []
             self._prompts_done()
+            return True
+        return False
 
     def _on_final(self, text: str) -> None:
         state = self.state
@@ -211,7 +213,8 @@ class DialogMachine:
             self._enter(found.intent.goto)
             return
         if capture is not None and capture.kind == "text":
-            self.variables[capture.into] = text.strip()
+            # Recognizers end utterances with sentence punctuation; the caller did not say it.
+            self.variables[capture.into] = text.strip().rstrip(".!?").strip()
             self._enter(capture.goto)
             return
         self._no_match()

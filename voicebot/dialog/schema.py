@@ -611,7 +611,8 @@ def _capture(c: _Checker, lmap: YMap, kind: str, where: str) -> Capture | None:
         if (sub := c.get(spec, "max_digits")) is not None:
             max_digits = _or(c.count(sub, cwhere, "max_digits", 1, 64), max_digits)
         if min_digits > max_digits:
-            c.error(line, f"{cwhere}: min_digits {min_digits} is more than max_digits {max_digits}")
+            bound_line = spec.items.get("max_digits", spec.items.get("min_digits", (line, spec)))[0]
+            c.error(bound_line, f"{cwhere}: min_digits {min_digits} is more than max_digits {max_digits}")
         if (sub := c.get(spec, "terminator")) is not None:
             terminator = c.dtmf(sub, cwhere, "terminator")
             if terminator is not None and terminator.isdigit():

@@ -102,5 +102,10 @@ def _convert(
             message = f"duplicate key '{key}' (first at line {first_line})"
             problems.append(DialplanProblem(file, key_line, message))
             continue
-        out.items[key] = (key_line, _convert(value_node, loader, file, problems, depth + 1))
+        value = _convert(value_node, loader, file, problems, depth + 1)
+        if isinstance(value, YMap | YSeq):
+            # A block mapping starts on the line after its key; errors about the whole mapping
+            # ("missing required key") read better pointing at the key.
+            value.line = key_line
+        out.items[key] = (key_line, value)
     return out
