@@ -273,6 +273,11 @@ class RtpSession:
         return interrupted
 
     @property
+    def malformed_count(self) -> int:
+        """Datagrams dropped as malformed so far (cheap; for the adapter's rate-limited logging)."""
+        return self._counts["dropped_malformed"]
+
+    @property
     def playing(self) -> bool:
         return bool(self._prompts)
 

@@ -1,0 +1,248 @@
+"""RtpStream and MediaClock over real UDP sockets on 127.0.0.1 (ephemeral ports)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import statistics
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from voicebot.media.g711 import ULAW
+from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived
+from voicebot.rtp.errors import RtpPortsExhausted
+from voicebot.rtp.jitter import Frame, FrameKind
+from voicebot.rtp.packet import RtpPacket
+from voicebot.rtp.session import PromptFinished, SessionConfig
+from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
+from voicebot.testing.pcap import rtp_from_pcm
+
+pytestmark = pytest.mark.adapter
+
+LOCAL = PortRange("127.0.0.1", 0, 0)
+
+
+def tone(frames: int) -> bytes:
+    count = frames * 160
+    return struct.pack(f"<{count}h", *[(i * 211) % 20000 - 10000 for i in range(count)])
+
+
+class Sink(asyncio.DatagramProtocol):
+    """A plain UDP socket that records what arrives, with the arrival time."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, bytes, tuple[str, int]]] = []
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.received.append((asyncio.get_running_loop().time(), data, (addr[0], addr[1])))
+
+
+@pytest.fixture
+async def clock() -> AsyncIterator[MediaClock]:
+    media_clock = MediaClock()
+    yield media_clock
+    media_clock.stop()
+
+
+async def raw_socket() -> tuple[asyncio.DatagramTransport, Sink, tuple[str, int]]:
+    sink = Sink()
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: sink, local_addr=("127.0.0.1", 0))
+    return transport, sink, transport.get_extra_info("sockname")[:2]
+
+
+async def collect_audio(stream: RtpStream, samples: int, timeout_s: float) -> bytes:
+    audio = b""
+
+    async def read() -> None:
+        nonlocal audio
+        async for frame in stream.frames():
+            if frame.kind is FrameKind.AUDIO:
+                audio += frame.pcm
+                if len(audio) >= samples * 2:
+                    return
+
+    await asyncio.wait_for(read(), timeout_s)
+    return audio
+
+
+async def test_two_streams_exchange_audio_bit_exact(clock: MediaClock) -> None:
+    ports = PortAllocator(LOCAL)
+    async with RtpStream(clock, ports) as a, RtpStream(clock, ports) as b:
+        assert a.local_address is not None and b.local_address is not None
+        a.set_remote(b.local_address)
+        b.set_remote(a.local_address)
+        to_b, to_a = tone(25), tone(15)[::-1]
+        a.play(to_b)
+        b.play(to_a)
+        got_b, got_a = await asyncio.gather(collect_audio(b, len(to_b) // 2, 10),
+                                            collect_audio(a, len(to_a) // 2, 10))
+        assert got_b[: len(to_b)] == ULAW.decode(ULAW.encode(to_b))
+        assert got_a[: len(to_a)] == ULAW.decode(ULAW.encode(to_a))
+        assert b.stats().session.jitter.lost == 0
+
+
+async def test_stranger_ignored_garbage_counted_stream_survives(clock: MediaClock) -> None:
+    peer_transport, _, peer_addr = await raw_socket()
+    stranger_transport, _, _ = await raw_socket()
+    stream = RtpStream(clock, PortAllocator(LOCAL))
+    local = await stream.open()
+    stream.set_remote(peer_addr)
+    pcm = tone(20)
+    good = rtp_from_pcm(pcm, payload_type=0)
+    intruder = rtp_from_pcm(tone(20)[::-1], payload_type=0, ssrc=0xBAD, sequence_number=7)
+    try:
+        reader = asyncio.ensure_future(collect_audio(stream, len(pcm) // 2, 10))
+        for index, datagram in enumerate(good):
+            peer_transport.sendto(datagram, local)
+            stranger_transport.sendto(intruder[index], local)
+            # Garbage from the peer's own address (asyncio does not send empty datagrams: 1+ bytes).
+            peer_transport.sendto(bytes([index % 256]) * (1 + index % 13), local)
+            await asyncio.sleep(0.02)
+        audio = await reader
+        assert audio[: len(pcm)] == ULAW.decode(ULAW.encode(pcm))
+        stats = stream.stats().session
+        assert stats.dropped_stranger == len(intruder)
+        assert stats.dropped_malformed == len(good)
+        assert stats.packets_received == len(good)
+    finally:
+        await stream.close()
+        peer_transport.close()
+        stranger_transport.close()
+
+
+async def test_pacing_is_20ms_without_drift(clock: MediaClock) -> None:
+    transport, sink, sink_addr = await raw_socket()
+    stream = RtpStream(clock, PortAllocator(LOCAL), SessionConfig(comfort_silence=False))
+    await stream.open()
+    stream.set_remote(sink_addr)
+    packets = 100
+    try:
+        stream.play(tone(packets))
+        await asyncio.sleep(packets * 0.02 + 0.3)
+    finally:
+        await stream.close()
+        transport.close()
+    times = [t for t, _, _ in sink.received]
+    parsed = [RtpPacket.parse(d) for _, d, _ in sink.received]
+    assert len(parsed) == packets
+    offsets = [(p.timestamp - parsed[0].timestamp) % (1 << 32) for p in parsed]
+    assert offsets == [160 * i for i in range(packets)]
+    gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(times)]
+    # Generous: the machine is shared. The median gap is the pacing; the span shows there is no drift.
+    assert 15 <= statistics.median(gaps_ms) <= 25
+    span_s = times[-1] - times[0]
+    assert abs(span_s - (packets - 1) * 0.02) < 0.25
+
+
+async def test_dtmf_between_streams(clock: MediaClock) -> None:
+    ports = PortAllocator(LOCAL)
+    async with RtpStream(clock, ports) as a, RtpStream(clock, ports) as b:
+        assert a.local_address is not None and b.local_address is not None
+        a.set_remote(b.local_address)
+        b.set_remote(a.local_address)
+        a.send_dtmf("7")
+        a.send_dtmf("#")
+        seen = []
+
+        async def read() -> None:
+            async for event in b.events():
+                seen.append(event)
+                if len(seen) == 4:
+                    return
+
+        await asyncio.wait_for(read(), 5)
+        assert [type(e) for e in seen] == [DtmfReceived, DtmfEnded, DtmfReceived, DtmfEnded]
+        assert [e.digit for e in seen] == ["7", "7", "#", "#"]
+        assert all(e.duration_ms == 100 for e in seen if isinstance(e, DtmfEnded))
+
+
+async def test_flush_and_hold_over_the_wire(clock: MediaClock) -> None:
+    transport, sink, sink_addr = await raw_socket()
+    stream = RtpStream(clock, PortAllocator(LOCAL))
+    await stream.open()
+    stream.set_remote(sink_addr)
+    try:
+        prompt = stream.play(tone(500))
+        await asyncio.sleep(0.2)
+        flushed_at = asyncio.get_running_loop().time()
+        assert stream.flush() == 1
+        await asyncio.sleep(0.2)
+        stream.set_remote(sink_addr, send=False)  # re-INVITE to hold
+        await asyncio.sleep(0.05)
+        held_at = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.2)
+        events = []
+
+        async def read() -> None:
+            async for event in stream.events():
+                events.append(event)
+                return
+
+        await asyncio.wait_for(read(), 2)
+        assert events == [PromptFinished(prompt, interrupted=True)]
+    finally:
+        await stream.close()
+        transport.close()
+    silence = ULAW.silence(160)
+    after_flush = [RtpPacket.parse(d).payload for t, d, _ in sink.received if t > flushed_at]
+    # At most the packet already in flight carries the prompt; then comfort silence.
+    assert after_flush, "comfort silence should follow the flush"
+    assert all(p == silence for p in after_flush[1:])
+    assert not [t for t, _, _ in sink.received if t > held_at + 0.03]
+
+
+async def test_port_range_even_ports_exhaustion_and_reuse(clock: MediaClock) -> None:
+    base = random.Random().randrange(40000, 59000, 2)
+    ports = PortAllocator(PortRange("127.0.0.1", base, base + 7))  # even ports base..base+6: four
+    streams = []
+    try:
+        with pytest.raises(RtpPortsExhausted) as info:
+            for _ in range(5):
+                stream = RtpStream(clock, ports)
+                await stream.open()
+                streams.append(stream)
+        assert f"no free even RTP port in 127.0.0.1:{base}-{base + 7}" in str(info.value)
+        assert info.value.retryable
+        assert 1 <= len(streams) <= 4  # other processes on this shared machine may hold some
+        assert all(s.local_port is not None and s.local_port % 2 == 0 and base <= s.local_port <= base + 6
+                   for s in streams)
+        freed = streams.pop()
+        await freed.close()
+        again = RtpStream(clock, ports)
+        assert (await again.open())[1] == freed.local_port
+        streams.append(again)
+    finally:
+        for stream in streams:
+            await stream.close()
+
+
+async def test_unread_frames_are_bounded_and_counted(clock: MediaClock) -> None:
+    stream = RtpStream(clock, PortAllocator(LOCAL), frame_queue_size=3)
+    await stream.open()
+    try:
+        await asyncio.sleep(0.3)
+        assert stream.stats().frames_dropped >= 5
+        assert stream._frames.qsize() == 3
+    finally:
+        await stream.close()
+
+
+async def test_on_frame_callback_and_clock_stats(clock: MediaClock) -> None:
+    frames: list[Frame] = []
+    stream = RtpStream(clock, PortAllocator(LOCAL))
+    stream.on_frame = frames.append
+    await stream.open()
+    try:
+        await asyncio.sleep(0.3)
+    finally:
+        await stream.close()
+    assert 5 <= len(frames) <= 30
+    assert all(len(f.pcm) == 320 for f in frames)
+    stats = clock.stats()
+    assert stats.ticks >= len(frames)
+    assert stats.streams == 0

@@ -1,0 +1,374 @@
+"""asyncio adapter for RTP: per-call UDP sockets, one shared 20 ms media clock, queues to the app.
+
+:class:`MediaClock` is a single timer callback on the event loop that ticks every registered
+:class:`RtpStream` every 20 ms. Ticks are scheduled by deadline (``start + n * 20 ms`` on the loop's
+monotonic clock), so lateness of one tick never accumulates into drift; if the loop stalls for more
+than ``max_catch_up`` ticks, the clock skips forward instead of bursting (the receiver's jitter
+buffer sees a short gap). One timer for all calls costs far less than one task per call.
+
+:class:`RtpStream` owns one UDP socket bound to an even port from a :class:`PortAllocator` range and
+one :class:`~voicebot.rtp.session.RtpSession`. The app can open it (to learn the local port for its
+SDP) before the peer is known, :meth:`RtpStream.set_remote` once SDP is negotiated and again on every
+re-INVITE (``send=False`` for hold), then read decoded 20 ms frames from :meth:`RtpStream.frames`
+and DTMF/prompt events from :meth:`RtpStream.events`, and :meth:`RtpStream.play` /
+:meth:`RtpStream.flush` / :meth:`RtpStream.send_dtmf`. Queues are bounded; when the app does not
+keep up the oldest frame is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, cast
+
+import structlog
+
+from voicebot.rtp.errors import RtpPortsExhausted, RtpUsageError
+from voicebot.rtp.jitter import Frame
+from voicebot.rtp.session import (
+    Address,
+    RemoteMedia,
+    RtpSession,
+    SessionConfig,
+    SessionEvent,
+    SessionStats,
+)
+
+TICK_S = 0.020
+# voicebot.logging.get_logger passes logger=name, which collides with structlog's own ``logger``
+# argument at call time (reported to the lead); bind the module name under logger_name instead.
+log = structlog.get_logger(logger_name=__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PortRange:
+    """Where RTP sockets bind: ``host`` (default ``0.0.0.0``) and even ports ``port_min``-``port_max``
+    (defaults 10000-20000; RTP takes the even port, RTCP's odd port above it is left free, RFC 3550
+    §11). ``port_min = port_max = 0`` lets the OS pick any free port (tests)."""
+
+    host: str = "0.0.0.0"
+    port_min: int = 10000
+    port_max: int = 20000
+
+    def __post_init__(self) -> None:
+        if (self.port_min, self.port_max) == (0, 0):
+            return
+        if not 1024 <= self.port_min <= self.port_max <= 65535:
+            raise RtpUsageError(
+                f"RTP port range {self.port_min}-{self.port_max} must satisfy 1024 <= min <= max <= 65535"
+            )
+        if self.port_min % 2 and self.port_min == self.port_max:
+            raise RtpUsageError(f"RTP port range {self.port_min}-{self.port_max} holds no even port")
+
+
+class PortAllocator:
+    """Hands out even ports of a range round-robin, skipping ports in use by us or by others."""
+
+    def __init__(self, ports: PortRange | None = None) -> None:
+        self.range = ports or PortRange()
+        first = self.range.port_min + (self.range.port_min % 2)
+        self._candidates = list(range(first, self.range.port_max + 1, 2)) if self.range.port_max else [0]
+        self._cursor = 0
+        self._in_use: set[int] = set()
+
+    async def bind(self, protocol_factory: Callable[[], asyncio.DatagramProtocol]
+                   ) -> tuple[asyncio.DatagramTransport, int]:
+        """Bind a UDP socket on the next free even port; raises :class:`RtpPortsExhausted`."""
+        loop = asyncio.get_running_loop()
+        for _ in range(len(self._candidates)):
+            port = self._candidates[self._cursor]
+            self._cursor = (self._cursor + 1) % len(self._candidates)
+            if port and port in self._in_use:
+                continue
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    protocol_factory, local_addr=(self.range.host, port))
+            except OSError:
+                continue  # taken by another process
+            bound = int(transport.get_extra_info("sockname")[1])
+            self._in_use.add(bound)
+            return transport, bound
+        raise RtpPortsExhausted(
+            f"no free even RTP port in {self.range.host}:{self.range.port_min}-{self.range.port_max} "
+            f"({len(self._in_use)} in use by calls); widen the range or lower the call limit"
+        )
+
+    def release(self, port: int) -> None:
+        self._in_use.discard(port)
+
+    @property
+    def in_use(self) -> int:
+        return len(self._in_use)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockStats:
+    ticks: int
+    late_ticks: int  # fired more than 5 ms after their deadline
+    skipped_ticks: int  # dropped after a loop stall longer than max_catch_up ticks
+    max_lateness_ms: float
+    streams: int
+
+
+class MediaClock:
+    """One 20 ms deadline-scheduled timer that ticks every registered stream."""
+
+    def __init__(self, *, max_catch_up: int = 3) -> None:
+        self.max_catch_up = max_catch_up
+        self._streams: dict[int, RtpStream] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._start = 0.0
+        self._n = 0
+        self._ticks = 0
+        self._late = 0
+        self._skipped = 0
+        self._max_lateness_s = 0.0
+
+    def start(self) -> None:
+        if self._handle is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._start = self._loop.time()
+        self._n = 0
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    @property
+    def running(self) -> bool:
+        return self._handle is not None
+
+    def register(self, stream: RtpStream) -> None:
+        self._streams[id(stream)] = stream
+        if self._handle is None:
+            self.start()
+
+    def unregister(self, stream: RtpStream) -> None:
+        self._streams.pop(id(stream), None)
+
+    def _schedule(self) -> None:
+        assert self._loop is not None
+        self._n += 1
+        self._handle = self._loop.call_at(self._start + self._n * TICK_S, self._fire)
+
+    def _fire(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        deadline = self._start + self._n * TICK_S
+        lateness = now - deadline
+        self._max_lateness_s = max(self._max_lateness_s, lateness)
+        if lateness > 0.005:
+            self._late += 1
+        behind = int(lateness / TICK_S)
+        if behind > self.max_catch_up:
+            # A stall (GC, a blocking call): skip forward rather than burst the missed packets.
+            self._n += behind
+            self._skipped += behind
+            behind = 0
+        for _ in range(1 + behind):
+            self._tick_all()
+        self._n += behind
+        self._schedule()
+
+    def _tick_all(self) -> None:
+        self._ticks += 1
+        for stream in list(self._streams.values()):
+            try:
+                stream._on_tick()
+            except Exception:  # one broken call must not stop the others' media
+                log.exception("rtp.tick.failed", local_port=stream.local_port)
+
+    def stats(self) -> ClockStats:
+        return ClockStats(self._ticks, self._late, self._skipped, self._max_lateness_s * 1000,
+                          len(self._streams))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    session: SessionStats
+    frames_dropped: int  # the app did not read frames() fast enough
+    events_dropped: int
+    send_errors: int
+    socket_errors: int
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, stream: RtpStream) -> None:
+        self.stream = stream
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.stream._on_datagram(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that went away arrives here; count, keep the socket.
+        self.stream._socket_errors += 1
+
+
+_CLOSED = object()
+
+
+class RtpStream:
+    """One call leg's RTP socket and media; see the module docstring."""
+
+    def __init__(self, clock: MediaClock, ports: PortAllocator, config: SessionConfig | None = None, *,
+                 frame_queue_size: int = 50, event_queue_size: int = 256,
+                 rng: random.Random | None = None) -> None:
+        rng = rng or random.SystemRandom()
+        # RFC 3550 §5.1: random initial sequence number and timestamp, random SSRC (§8.1).
+        self.session = RtpSession(config, ssrc=rng.getrandbits(32), sequence_number=rng.getrandbits(16),
+                                  timestamp=rng.getrandbits(32))
+        self._clock = clock
+        self._ports = ports
+        self._transport: asyncio.DatagramTransport | None = None
+        self._local: Address | None = None
+        self._frames: asyncio.Queue[Frame | object] = asyncio.Queue(frame_queue_size)
+        self._events: asyncio.Queue[SessionEvent | object] = asyncio.Queue(event_queue_size)
+        self._frames_dropped = 0
+        self._events_dropped = 0
+        self._send_errors = 0
+        self._socket_errors = 0
+        self._malformed_logged = 0
+        self.on_frame: Callable[[Frame], None] | None = None  # optional synchronous consumer
+        self._closed = False
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def open(self) -> Address:
+        """Bind the socket; returns the local (host, port) to put in the SDP."""
+        if self._transport is not None:
+            raise RtpUsageError("RTP stream is already open")
+        if self._closed:
+            raise RtpUsageError("RTP stream is closed; create a new one")
+        transport, port = await self._ports.bind(lambda: _Protocol(self))
+        self._transport = transport
+        self._local = (self._ports.range.host, port)
+        self._clock.register(self)
+        log.debug("rtp.stream.opened", local_port=port)
+        return self._local
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._clock.unregister(self)
+        if self._transport is not None:
+            self._transport.close()
+            await asyncio.sleep(0)  # the transport closes its socket on the next loop iteration
+            if self._local is not None:
+                self._ports.release(self._local[1])
+        for queue in (self._frames, self._events):
+            _put_dropping_oldest(queue, _CLOSED)
+        stats = self.stats().session
+        log.debug("rtp.stream.closed", local_port=self.local_port, packets_received=stats.packets_received,
+                  packets_sent=stats.packets_sent, lost=stats.jitter.lost, late=stats.jitter.late,
+                  dropped_stranger=stats.dropped_stranger, dropped_malformed=stats.dropped_malformed)
+
+    async def __aenter__(self) -> RtpStream:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    @property
+    def local_address(self) -> Address | None:
+        return self._local
+
+    @property
+    def local_port(self) -> int | None:
+        return self._local[1] if self._local else None
+
+    # ----------------------------------------------------------------- control
+
+    def set_remote(self, address: Address | None, payload_type: int = 0, telephone_event_pt: int | None = 101,
+                   ptime_ms: int = 20, *, send: bool = True) -> None:
+        """Apply negotiated SDP (again on each re-INVITE). ``send=False`` or ``address=None``: hold."""
+        self.session.set_remote(RemoteMedia(address, payload_type, telephone_event_pt, ptime_ms, send))
+
+    def play(self, pcm16: bytes) -> int:
+        """Queue 16-bit 8 kHz mono PCM; returns the prompt id reported by PromptFinished."""
+        return self.session.play(pcm16)
+
+    def flush(self) -> int:
+        """Stop the current prompt and drop queued ones (barge-in); returns how many were cut."""
+        return self.session.flush()
+
+    def send_dtmf(self, digit: str) -> None:
+        self.session.send_dtmf(digit)
+
+    # ----------------------------------------------------------------- output
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        """Decoded 20 ms frames, one per media tick, until the stream closes."""
+        while True:
+            item = await self._frames.get()
+            if item is _CLOSED:
+                return
+            assert isinstance(item, Frame)
+            yield item
+
+    async def events(self) -> AsyncIterator[SessionEvent]:
+        """DtmfReceived/DtmfEnded, PromptFinished and RemoteLatched events, until the stream closes."""
+        while True:
+            item = await self._events.get()
+            if item is _CLOSED:
+                return
+            yield cast(SessionEvent, item)
+
+    def stats(self) -> StreamStats:
+        return StreamStats(self.session.stats(), self._frames_dropped, self._events_dropped,
+                           self._send_errors, self._socket_errors)
+
+    # --------------------------------------------------------------- internals
+
+    def _on_datagram(self, data: bytes, source: Address) -> None:
+        session = self.session
+        before = session.malformed_count
+        session.receive_datagram(data, source)
+        if session.malformed_count != before and self._malformed_logged < 10:
+            # Log the first few so a broken peer is visible without letting garbage flood the log.
+            self._malformed_logged += 1
+            log.info("rtp.datagram.malformed", local_port=self.local_port, source=f"{source[0]}:{source[1]}",
+                     reason=session.last_error)
+        self._drain_events()
+
+    def _on_tick(self) -> None:
+        session = self.session
+        datagrams = session.tick()
+        if datagrams and self._transport is not None:
+            address = session.send_address
+            if address is not None:
+                for datagram in datagrams:
+                    try:
+                        self._transport.sendto(datagram, address)
+                    except OSError:
+                        self._send_errors += 1
+        frame = session.pull_frame()
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        elif _put_dropping_oldest(self._frames, frame):
+            self._frames_dropped += 1
+        self._drain_events()
+
+    def _drain_events(self) -> None:
+        for event in self.session.events():
+            if _put_dropping_oldest(self._events, event):
+                self._events_dropped += 1
+
+
+def _put_dropping_oldest(queue: asyncio.Queue[Any], item: object) -> bool:
+    """Put without blocking; if full, drop the oldest item first. Returns True if one was dropped."""
+    dropped = False
+    if queue.full():
+        queue.get_nowait()
+        dropped = True
+    queue.put_nowait(item)
+    return dropped
