@@ -60,6 +60,7 @@ ENCODER_FRAMES_PER_S = FRAMES_PER_S // 2  # the encoder's conv stem halves the t
 MIN_WINDOW_S = 12
 TAIL_PAD_S = 2
 MAX_WINDOW_S = 30  # the encoder's positional embedding covers 30 s
+MAX_TEXT_TOKENS = 448  # the decoder's context, prompt included
 MAX_SEGMENT_S = 28  # longer input is decoded in pieces of at most this
 TOKENS_PER_S = 8
 EXTRA_TOKENS = 10
@@ -162,9 +163,9 @@ def log_mel_spectrogram(audio: Float32Array, n_frames: int, n_mels: int = N_MELS
     return out
 
 
-def window_s(duration_s: float) -> int:
+def window_s(duration_s: float, min_window_s: int = MIN_WINDOW_S) -> int:
     """The analysis window for an utterance: max(ceil(duration) + 2 s, 12 s), at most 30 s."""
-    return int(min(MAX_WINDOW_S, max(math.ceil(duration_s) + TAIL_PAD_S, MIN_WINDOW_S)))
+    return int(min(MAX_WINDOW_S, max(math.ceil(duration_s) + TAIL_PAD_S, min_window_s)))
 
 
 def max_new_tokens(duration_s: float) -> int:
@@ -331,12 +332,17 @@ class WhisperEngine:
         compute_type: str = "int8",
         final_beam_size: int = FINAL_BEAM_SIZE,
         word_alignment: bool = True,
+        min_window_s: int = MIN_WINDOW_S,
+        cap_tokens: bool = True,
     ) -> None:
+        """``min_window_s=30, cap_tokens=False`` reproduces the reference 30 s pipeline (benchmarks)."""
         if workers < 1:
             raise ConfigError(f"engine workers must be >= 1, not {workers}")
         self.name = files.name
         self.final_beam_size = final_beam_size
         self.word_alignment = word_alignment
+        self.min_window_s = min_window_s
+        self.cap_tokens = cap_tokens
         try:
             config: dict[str, Any] = json.loads(files.config_json)
             self._tokenizer = Tokenizer.from_str(files.tokenizer_json.decode("utf-8"))
@@ -460,7 +466,7 @@ class WhisperEngine:
         duration_s = len(samples) / SAMPLE_RATE_HZ
         if duration_s < MIN_AUDIO_S or _loudest_frame_rms(samples) < MIN_FRAME_RMS:
             return Hypothesis("", (), 0.0, next(iter(choice.values())))
-        n_frames = window_s(duration_s) * FRAMES_PER_S
+        n_frames = window_s(duration_s, self.min_window_s) * FRAMES_PER_S
         features = log_mel_spectrogram(samples, n_frames, self.n_mels)[None]
         encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features)))
         code = next(iter(choice))
@@ -499,7 +505,7 @@ class WhisperEngine:
             encoded,
             [prompt],
             beam_size=PARTIAL_BEAM_SIZE if partial else self.final_beam_size,
-            max_length=len(prompt) + max_new_tokens(duration_s),
+            max_length=len(prompt) + max_new_tokens(duration_s) if self.cap_tokens else MAX_TEXT_TOKENS,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
