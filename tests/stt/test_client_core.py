@@ -147,7 +147,7 @@ def make_stream() -> RecognitionStream:
 
 
 def add_session(stream: RecognitionStream, base_ms: int, session_id: str = "s1") -> _Session:
-    session = _Session(session_id, SessionWindow(base_ms), asyncio.Queue())
+    session = _Session(session_id, SessionWindow(base_ms), asyncio.Queue(), confirmed=True)
     stream._sessions.add(session)
     stream._active = session
     return session
@@ -173,6 +173,18 @@ async def test_final_refinement_and_eou_make_one_final_on_the_call_timeline() ->
     assert not s.in_utterance
     # The replay ring now starts where the recognizer closed the utterance.
     assert stream._eou_ms == 13_100 and stream._ring.start_ms == 13_100
+
+
+async def test_partial_after_its_eou_is_stale_and_ignored() -> None:
+    stream = make_stream()
+    s = add_session(stream, base_ms=0)
+    stream._on_response(s, response(final=alt("hello", 100, 900)))
+    stream._on_response(s, response(eou_update=pb.EouUpdate(time_ms=900)))
+    drain(stream)
+    stream._on_response(s, response(partial=alt("hello", 100, 900)))  # a late partial decode
+    assert drain(stream) == [] and not s.in_utterance
+    stream._on_response(s, response(partial=alt("next", 1500, 2000)))
+    assert drain(stream) == [PartialReceived("next", 1500, 2000, "s1")] and s.in_utterance
 
 
 async def test_retired_session_delivers_nothing_more() -> None:

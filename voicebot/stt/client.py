@@ -350,9 +350,12 @@ class _Session:
     audio_ms: int = 0
     data_bytes: int = 0
     in_utterance: bool = False  # a non-empty partial came since the last eou_update
+    last_eou_ms: int = -1  # session timeline
     pending: list[_PendingFinal] = field(default_factory=list)
     call: object | None = None
     half_closed: bool = False
+    reason: OpenReason = "start"
+    confirmed: bool = False  # the server answered; only then is it reported as a session used
 
 
 class RecognitionStream:
@@ -632,7 +635,8 @@ class RecognitionStream:
         session_id = str(uuid.uuid4())
         # Start where the recognizer last closed an utterance; the ring holds the audio since then.
         self._ring.trim_before_ms(self._eou_ms)
-        session = _Session(session_id, SessionWindow(base_ms=self._ring.start_ms), asyncio.Queue())
+        session = _Session(session_id, SessionWindow(base_ms=self._ring.start_ms), asyncio.Queue(),
+                           reason=reason)
         session.requests.put_nowait(self._options())
         for item in self._ring.replay():
             if isinstance(item, bytes):
@@ -648,9 +652,8 @@ class RecognitionStream:
         self._active = session
         self.sessions_opened += 1
         self._tg.create_task(self._read(session), name=f"stt-read-{session_id}")
-        log.info("stt.client.session_opened", session_id=session_id, reason=reason,
+        log.info("stt.client.session_opening", session_id=session_id, reason=reason,
                  base_ms=session.window.base_ms, replay_ms=session.audio_ms, call_id=self._call_id)
-        self._emit(SessionOpened(session_id, session.window.base_ms, reason))
         if self._ending:
             self._half_close(session)
 
@@ -687,7 +690,8 @@ class RecognitionStream:
         if self._active is session:
             self._active = None
         session.pending.clear()
-        self._emit(SessionClosed(session.session_id, reason))
+        if session.confirmed:
+            self._emit(SessionClosed(session.session_id, reason))
 
     def _cancel_session(self, session: _Session) -> None:
         self._sessions.discard(session)
@@ -704,6 +708,10 @@ class RecognitionStream:
         from voicebot.stt._proto import stt_pb2 as pb
 
         assert isinstance(response, pb.StreamingResponse)
+        if not session.confirmed:
+            # Reported only once the server answered, so failed reconnect attempts are not "sessions".
+            session.confirmed = True
+            self._emit(SessionOpened(session.session_id, session.window.base_ms, session.reason))
         if session is self._active and self._unavailable_since is not None:
             self._unavailable_since = None
             self._backoff.reset()
@@ -714,7 +722,9 @@ class RecognitionStream:
         if event == "partial":
             alts = response.partial.alternatives
             text = alts[0].text if alts else ""
-            if text.strip():
+            # A partial decode that finishes after its utterance's eou_update is stale: it must not
+            # reopen the utterance (that would hide the pause from rotation) nor reach the dialog.
+            if text.strip() and alts[0].start_time_ms > session.last_eou_ms:
                 session.in_utterance = True
                 self._emit(PartialReceived(text, w.to_call_ms(alts[0].start_time_ms),
                                            w.to_call_ms(alts[0].end_time_ms), session.session_id))
@@ -732,6 +742,7 @@ class RecognitionStream:
         elif event == "eou_update":
             self._deliver_pending(session)
             session.in_utterance = False
+            session.last_eou_ms = max(session.last_eou_ms, response.eou_update.time_ms)
             self._eou_ms = max(self._eou_ms, w.to_call_ms(response.eou_update.time_ms))
             self._ring.trim_before_ms(self._eou_ms)
             self._emit(UtteranceEnded(w.to_call_ms(response.eou_update.time_ms), session.session_id))
@@ -745,14 +756,16 @@ class RecognitionStream:
         if error is None:
             # The server ended the stream with OK: expected after our half-close at end of input.
             self._emit_pending_at_close(session)
-            self._emit(SessionClosed(session.session_id, "input ended" if self._ending else "server: OK"))
+            if session.confirmed:
+                self._emit(SessionClosed(session.session_id, "input ended" if self._ending else "server: OK"))
             if not self._ending:
                 self._open_session("reconnect")
             return
         assert isinstance(error, tuple)
         code, message = error
         reason = f"server: {code} {message}".strip()
-        self._emit(SessionClosed(session.session_id, reason))
+        if session.confirmed:
+            self._emit(SessionClosed(session.session_id, reason))
         if code in _FATAL_CODES:
             raise RecognitionError(f"recognizer at {self.settings.target} refused the stream: {code}: "
                                    f"{message}", retryable=False)
