@@ -8,7 +8,7 @@ import pytest
 
 from voicebot.sip.errors import SipParseError
 from voicebot.sip.message import Response, parse_message
-from voicebot.sip.useragent import IncomingCall, MessageRejected, UaConfig, UserAgent
+from voicebot.sip.useragent import CallReceived, MessageRejected, UaConfig, UserAgent
 
 pytestmark = pytest.mark.unit
 
@@ -16,7 +16,7 @@ CORPUS = Path("/work/shared/conformance/rfc4475")
 SOURCE = ("192.0.2.200", 40000)
 
 # file -> (parses?, what the UA does): an int is the final response code; "call" means the
-# request is processed as a new call (100 Trying, then an IncomingCall for the app); None means
+# request is processed as a new call (100 Trying, then an CallReceived for the app); None means
 # dropped without an answer (responses).
 EXPECTED: dict[str, tuple[bool, int | str | None]] = {
     # 3.1.1 valid messages
@@ -121,7 +121,7 @@ def test_user_agent_answers_as_the_table_says(name: str) -> None:
     codes = [r.status_code for r, _ in responses if isinstance(r, Response)]
     if expected == "call":
         assert codes == [100]
-        assert [type(e) for e in events] == [IncomingCall]
+        assert [type(e) for e in events] == [CallReceived]
         return
     assert codes[-1] == expected
     final = responses[-1][0]

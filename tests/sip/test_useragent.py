@@ -15,9 +15,9 @@ from voicebot.sip.useragent import (
     CallEnded,
     CallEstablished,
     CallProgressed,
+    CallReceived,
     DtmfReceived,
     Event,
-    IncomingCall,
     MediaChanged,
     MessageRejected,
     RegistrationChanged,
@@ -88,10 +88,10 @@ def make_net(a_config: UaConfig | None = None, b_config: UaConfig | None = None)
     return Net(a, b)
 
 
-def call_in(net: Net, **invite: object) -> tuple[str, IncomingCall]:
+def call_in(net: Net, **invite: object) -> tuple[str, CallReceived]:
     call_id = net.a.invite("sip:bot@10.0.0.2", net.now, local_rtp_port=30000, **invite)  # type: ignore[arg-type]
     net.pump()
-    incoming = [e for e in net.b_events if isinstance(e, IncomingCall)]
+    incoming = [e for e in net.b_events if isinstance(e, CallReceived)]
     assert incoming, net.a_events
     return call_id, incoming[-1]
 
@@ -122,7 +122,7 @@ def test_call_answered_and_hung_up_by_caller() -> None:
     a_up = [e for e in net.a_events if isinstance(e, CallEstablished)]
     assert a_up and a_up[0].negotiation is not None
     assert (a_up[0].negotiation.remote_rtp_host, a_up[0].negotiation.remote_rtp_port) == ("10.0.0.2", 40000)
-    assert [type(e) for e in net.b_events] == [IncomingCall, CallEstablished]
+    assert [type(e) for e in net.b_events] == [CallReceived, CallEstablished]
     assert codes(net.sent_by("10.0.0.2")) == [100, 180, 200]
     net.a.hangup(call_id, net.now)
     net.pump()
@@ -182,7 +182,7 @@ def test_no_common_codec_gets_488() -> None:
     call_id = net.a.invite("sip:bot@10.0.0.2", 0.0, local_rtp_port=30000)
     net.pump()
     assert net.a_events[-1].status_code == 488  # type: ignore[union-attr]
-    assert not [e for e in net.b_events if isinstance(e, IncomingCall)]
+    assert not [e for e in net.b_events if isinstance(e, CallReceived)]
     assert isinstance(net.a_events[-1], CallEnded) and net.a_events[-1].call_id == call_id
 
 
@@ -220,7 +220,7 @@ def test_inbound_digest_auth_and_source_networks() -> None:
     bad = net2.a.invite("sip:bot@10.0.0.2", 0.0, local_rtp_port=1, credentials=Credentials("trunk", "no"))
     net2.pump()
     assert net2.a_events[-1] == CallEnded(bad, "failed", 401, "Unauthorized")
-    assert not [e for e in net2.b_events if isinstance(e, IncomingCall)]
+    assert not [e for e in net2.b_events if isinstance(e, CallReceived)]
     # a source outside the trunk networks, with no digest users: 403
     net3 = make_net(b_config=UaConfig(local_host=B_ADDR[0], allowed_networks=("192.0.2.0/24",)))
     denied = net3.a.invite("sip:bot@10.0.0.2", 0.0, local_rtp_port=1)
@@ -270,7 +270,7 @@ def test_lost_invite_is_retransmitted_and_timer_b_ends_an_unanswered_call() -> N
     net.pump()
     assert not net.b_events
     net.advance(0.5)
-    assert [type(e) for e in net.b_events] == [IncomingCall]
+    assert [type(e) for e in net.b_events] == [CallReceived]
     # no one there: Timer B (64*T1 = 32 s) ends the call
     net2 = make_net()
     net2.drop = lambda data: True

@@ -13,7 +13,7 @@ out-of-dialog requests (excess dropped and counted), the Request-URI scheme (416
 (405 with Allow / 501), Require (420 with Unsupported), then the method's own handling. A new
 INVITE additionally passes access control (403, or a 401 digest challenge), gets 100 Trying, is
 checked for body type (415 with Accept), Accept (406), capacity (503 with Retry-After) and SDP
-(400 malformed / 488 no common codec) before the application sees an :class:`IncomingCall`.
+(400 malformed / 488 no common codec) before the application sees an :class:`CallReceived`.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class UaConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class IncomingCall:
+class CallReceived:
     """A new INVITE passed every check; answer, ring or reject it by ``call_id``."""
 
     call_id: str
@@ -178,7 +178,7 @@ class MessageRejected:
 
 
 Event = (
-    IncomingCall
+    CallReceived
     | CallProgressed
     | CallEstablished
     | CallEnded
@@ -508,7 +508,7 @@ class UserAgent:
         self.stats.calls_in += 1
         from_addr, to_addr = request.from_addr, request.to_addr
         self._events.append(
-            IncomingCall(
+            CallReceived(
                 call_id=call.call_id,
                 from_uri=from_addr.uri.serialize(),
                 from_display=from_addr.display_name,

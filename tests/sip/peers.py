@@ -1,0 +1,82 @@
+"""Helpers that run real SIP peers (sipp, baresip) on 127.0.0.1 for the adapter and e2e tiers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def free_udp_port() -> int:
+    """An ephemeral UDP port for a peer that cannot bind port 0 itself (tiny reuse race accepted)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    errors: str
+    stderr: str
+
+    def explain(self) -> str:
+        return f"sipp exit {self.returncode}\nerrors:\n{self.errors[-3000:]}\nstderr:\n{self.stderr[-2000:]}"
+
+
+async def run_sipp(
+    scenario: str,
+    tmp_path: Path,
+    *,
+    remote: tuple[str, int] | None = None,
+    local_port: int | None = None,
+    service: str = "bot",
+    timeout_s: float = 20.0,
+    extra: tuple[str, ...] = (),
+) -> SippResult:
+    """Run one sipp call (``-m 1``) of ``scenarios/<scenario>.xml``; returns its exit code and error log."""
+    error_file = tmp_path / f"{scenario}.errors.log"
+    args = [
+        "sipp",
+        "-sf",
+        str(SCENARIOS / f"{scenario}.xml"),
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-mp",
+        str(free_udp_port()),
+        "-s",
+        service,
+        "-nostdin",
+        "-skip_rlimit",
+        "-timeout",
+        f"{int(timeout_s)}s",
+        "-timeout_error",
+        "-trace_err",
+        "-error_file",
+        str(error_file),
+        *extra,
+    ]
+    if local_port is not None:
+        args += ["-p", str(local_port)]
+    if remote is not None:
+        args.append(f"{remote[0]}:{remote[1]}")
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout_s + 15)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    errors = error_file.read_text(errors="replace") if error_file.exists() else ""
+    return SippResult(proc.returncode or 0, errors, stderr.decode(errors="replace"))
