@@ -20,17 +20,20 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import structlog
+
 from voicebot.dialog import events as ev
 from voicebot.dialog.actions import WebhookClient
 from voicebot.dialog.errors import WebhookError
 from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.machine import DialogMachine
 from voicebot.errors import VoicebotError
-from voicebot.logging import get_logger
 from voicebot.tts.audio import AudioPromptStore
 from voicebot.tts.base import PcmAudio, PromptSynthesizer
 
-log = get_logger(__name__)
+# voicebot.logging.get_logger passes logger=name, which collides with structlog's own `logger`
+# parameter on first use; bind logger_name instead (reported to the lead).
+log = structlog.get_logger(logger_name=__name__)
 
 EVENT_QUEUE_SIZE = 256
 
