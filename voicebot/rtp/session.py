@@ -273,6 +273,11 @@ class RtpSession:
         return interrupted
 
     @property
+    def next_sequence_number(self) -> int:
+        """The sequence number the next packet sent will carry."""
+        return self._seq
+
+    @property
     def malformed_count(self) -> int:
         """Datagrams dropped as malformed so far (cheap; for the adapter's rate-limited logging)."""
         return self._counts["dropped_malformed"]
