@@ -194,3 +194,27 @@ async def test_a_prompt_that_cannot_be_rendered_does_not_wedge_the_call() -> Non
     summary = await asyncio.wait_for(runner.run(), 5)
     assert call.log == ["hangup:dialplan hangup"]
     assert summary.end_reason == "dialplan hangup"
+
+
+async def test_audio_file_prompts_are_loaded_once_at_dialplan_load(tmp_path: Path) -> None:
+    import wave
+
+    from voicebot.dialog.events import PlayPrompt
+
+    wav = tmp_path / "welcome.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(b"\x00\x20\x00\x20" * 4410)
+    plan = load_dialplan_text(
+        "dialplan: a\nstart: x\nstates:\n  x: {audio: welcome.wav, hangup: true}\n", base_dir=tmp_path
+    )
+    synth = TextSynth()
+    renderer = PromptRenderer(synth)
+    renderer.preload(plan)
+    wav.unlink()  # calls must not touch the file any more
+    audio = await renderer.render(PlayPrompt(1, None, tmp_path / "welcome.wav", "en-us", True))
+    assert audio.sample_rate_hz == 8000
+    assert audio.duration_s == pytest.approx(0.1, abs=0.002)
+    assert synth.calls == 0

@@ -53,16 +53,18 @@ class CachingSynthesizer:
         if pending is not None:
             self.hits += 1
             return await asyncio.shield(pending)
-        cached = await asyncio.to_thread(_read_or_none, path)
-        if cached is not None:
-            self.hits += 1
-            return PcmAudio(cached)
-        self.misses += 1
+        # Registered before the first await, so concurrent callers find it and wait.
         future: asyncio.Future[PcmAudio] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
-            audio = await self._inner.synthesize(text, voice=voice)
-            await asyncio.to_thread(_write_atomically, path, audio.pcm)
+            cached = await asyncio.to_thread(_read_or_none, path)
+            if cached is not None:
+                self.hits += 1
+                audio = PcmAudio(cached)
+            else:
+                self.misses += 1
+                audio = await self._inner.synthesize(text, voice=voice)
+                await asyncio.to_thread(_write_atomically, path, audio.pcm)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 future.cancel()
@@ -72,7 +74,7 @@ class CachingSynthesizer:
                 future.exception()
             raise
         finally:
-            del self._pending[key]
+            self._pending.pop(key, None)
         future.set_result(audio)
         return audio
 
