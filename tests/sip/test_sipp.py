@@ -1,15 +1,27 @@
-"""sipp as a real peer on 127.0.0.1: calls in, CANCEL, BYE both ways, hold, INFO DTMF, codecs, OPTIONS."""
+"""sipp as a real peer on 127.0.0.1: calls in (CANCEL, BYE both ways, hold, INFO DTMF, codecs,
+OPTIONS) and answers our calls (after 401/407 digest challenges, REFER with NOTIFY sipfrag)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from voicebot.sip.udp import IncomingCall, SipEndpoint
-from voicebot.sip.useragent import CallEnded, DtmfReceived, MediaChanged, UaConfig
+from voicebot.sip.auth import Credentials
+from voicebot.sip.headers import parse_auth_params
+from voicebot.sip.udp import Call, CallFailed, IncomingCall, SipEndpoint
+from voicebot.sip.useragent import (
+    CallEnded,
+    CallProgressed,
+    DtmfReceived,
+    Event,
+    MediaChanged,
+    TransferProgressed,
+    UaConfig,
+)
 
 from .peers import free_udp_port, run_sipp
 
@@ -113,3 +125,87 @@ async def test_codecless_offer_gets_488(endpoint: SipEndpoint, tmp_path: Path) -
     assert result.returncode == 0, result.explain()
     with pytest.raises(TimeoutError):
         await endpoint.next_call(timeout_s=0.2)
+
+
+@pytest.mark.parametrize("challenge", [401, 407])
+async def test_outbound_call_through_digest_challenge(
+    endpoint: SipEndpoint, tmp_path: Path, challenge: int
+) -> None:
+    port = free_udp_port()
+    log_file = tmp_path / "sipp.log"
+    extra = ("-trace_logs", "-log_file", str(log_file))
+    sipp = asyncio.create_task(run_sipp(f"uas_auth{challenge}", tmp_path, local_port=port, extra=extra))
+    await asyncio.sleep(0.3)  # let sipp bind; our INVITE retransmits anyway
+    call = await endpoint.invite(
+        f"sip:callee@127.0.0.1:{port}",
+        local_rtp_port=free_udp_port(),
+        credentials=Credentials("bot", "s3cret"),
+    )
+    # sipp answers only when its verifyauth accepts our Authorization / Proxy-Authorization
+    negotiation = await call.answered(timeout_s=15)
+    assert negotiation is not None and (negotiation.codec, negotiation.telephone_event_pt) == ("PCMA", 101)
+    progress = [e async for e in _drain(call) if isinstance(e, CallProgressed)]
+    assert [p.status_code for p in progress] == [180]
+    call.hangup()
+    assert (await call.ended(timeout_s=10)).cause == "local_bye"
+    result = await sipp
+    assert result.returncode == 0, result.explain()
+    if challenge == 407:
+        # sipp cannot verify Proxy-Authorization itself: recompute RFC 2617 digest here.
+        line = next(x for x in log_file.read_text().splitlines() if "PROXY-AUTHORIZATION" in x)
+        _, params = parse_auth_params(line.split("PROXY-AUTHORIZATION", 1)[1].strip())
+        assert (params["realm"], params["nonce"], params["qop"], params["opaque"]) == (
+            "sipp.example",
+            "4f6b1c2d3e5a",
+            "auth",
+            "op1",
+        )
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        ha1 = md5("bot:sipp.example:s3cret")
+        ha2 = md5(f"INVITE:{params['uri']}")
+        expected = md5(f"{ha1}:{params['nonce']}:{params['nc']}:{params['cnonce']}:auth:{ha2}")
+        assert params["response"] == expected
+        assert params["uri"] == f"sip:callee@127.0.0.1:{port}"
+
+
+async def test_outbound_call_with_wrong_password_fails(endpoint: SipEndpoint, tmp_path: Path) -> None:
+    port = free_udp_port()
+    sipp = asyncio.create_task(run_sipp("uas_auth401", tmp_path, local_port=port))
+    await asyncio.sleep(0.3)
+    call = await endpoint.invite(
+        f"sip:callee@127.0.0.1:{port}",
+        local_rtp_port=free_udp_port(),
+        credentials=Credentials("bot", "wrong"),
+    )
+    with pytest.raises(CallFailed) as info:
+        await call.answered(timeout_s=15)
+    assert info.value.status_code == 403
+    await sipp
+
+
+async def test_refer_blind_transfer_reports_notify_results(endpoint: SipEndpoint, tmp_path: Path) -> None:
+    port = free_udp_port()
+    sipp = asyncio.create_task(run_sipp("uas_refer", tmp_path, local_port=port))
+    await asyncio.sleep(0.3)
+    call = await endpoint.invite(f"sip:callee@127.0.0.1:{port}", local_rtp_port=free_udp_port())
+    await call.answered(timeout_s=15)
+    result = await call.refer("sip:agent@127.0.0.1:5099", timeout_s=15)
+    assert (result.status_code, result.reason, result.final) == (200, "OK", True)
+    seen = [(e.status_code, e.final) async for e in _drain(call) if isinstance(e, TransferProgressed)]
+    assert seen == [(202, False), (100, False), (200, True)]
+    call.hangup()
+    await call.ended(timeout_s=10)
+    sipp_result = await sipp
+    assert sipp_result.returncode == 0, sipp_result.explain()
+
+
+async def _drain(call: Call) -> AsyncIterator[Event]:
+    """Events already queued on the call, without waiting for more."""
+    while True:
+        try:
+            yield await call.next_event(timeout_s=0.05)
+        except TimeoutError:
+            return
