@@ -4,9 +4,10 @@ Inference (``Engine.transcribe``; CTranslate2 releases the GIL) runs only on the
 the event loop. Scheduling rules, in order of importance:
 
 * finals before partials: the queue is a priority heap, finals first, then by arrival;
-* a partial never queues: it is admitted only when a worker is idle and nothing is waiting, and is
-  otherwise *skipped* (the session tries again after more audio), so under load partials get rarer
-  on their own and a final waits at most for partials already running;
+* a partial never queues: it is admitted only when nothing is waiting and, with two or more
+  workers, at least one worker stays free for finals (``reserved_for_finals``); otherwise it is
+  *skipped* (the session tries again after more audio). So under load partials get rarer on their
+  own, and a final starts at once whenever fewer finals than workers are running;
 * admission control: when ``max_sessions`` are open, or the backlog of queued finals is longer than
   ``max_queued`` (the server is behind real time), a new session is refused with
   :class:`~voicebot.stt.errors.Overloaded` (RESOURCE_EXHAUSTED) instead of hanging.
@@ -81,6 +82,7 @@ class InferencePool:
         max_queued: int = 8,
         max_sessions: int = 64,
         normalizer: Normalizer | None = None,
+        reserved_for_finals: int = 1,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
@@ -89,6 +91,8 @@ class InferencePool:
         self.max_queued = max_queued
         self.max_sessions = max_sessions
         self._normalizer = normalizer
+        # Workers a partial may not take (never all of them: one worker must be able to run partials).
+        self._partial_slots = max(1, workers - reserved_for_finals)
         self._cv = threading.Condition()
         self._heap: list[tuple[int, int, Ticket]] = []
         self._seq = itertools.count()
@@ -163,7 +167,7 @@ class InferencePool:
             if self._stopping:
                 raise Overloaded("server is shutting down; retry on another server")
             if not job.final:
-                if self._heap or self._busy >= self.workers:
+                if self._heap or self._busy >= self._partial_slots:
                     self._partials_skipped += 1
                     return None
                 priority = _PARTIAL
