@@ -52,8 +52,9 @@ from voicebot.dialog.events import (
 )
 from voicebot.dialog.match import digits_in, match_dtmf, match_intent, normalize
 
-# Immediate state changes (goto without a prompt) allowed while handling one event; more is a loop.
-MAX_CHAIN = 32
+# Immediate state changes (goto without a prompt) allowed while handling one event. The loader
+# rejects silent goto loops; this bounds what is left (absurdly long chains) at run time.
+MAX_CHAIN = 100
 
 NO_INPUT = "no_input"
 INTER_DIGIT = "inter_digit"

@@ -224,7 +224,9 @@ def _describe(node: YNode) -> str:
     if isinstance(node.value, bool):
         return f"{str(node.value).lower()}"
     if isinstance(node.value, str):
-        return f"'{node.value}'"
+        text = node.value if len(node.value) <= 60 else node.value[:57] + "..."
+        # One problem, one line: show control characters escaped.
+        return "'" + text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + "'"
     return f"{node.value!r}"
 
 
@@ -360,6 +362,7 @@ def _check_plan(
             for state_name, line in state_lines.items():
                 if state_name not in seen:
                     c.error(line, f"state '{state_name}' is unreachable from start state '{start}'")
+    _check_silent_loops(c, states)
     known = set(variables) | BUILTIN_VARIABLES | c.assigned
     for line, where, var in c.uses:
         if var not in known:
@@ -368,6 +371,24 @@ def _check_plan(
                 f"{where} uses unknown variable '{var}'{_did_you_mean(var, sorted(known))} "
                 f"(declare it under 'variables:')",
             )
+
+
+def _check_silent_loops(c: _Checker, states: dict[str, State]) -> None:
+    """A cycle of plain ``goto`` states without prompts would spin without waiting for anyone."""
+    reported: set[str] = set()
+    for name in states:
+        path: list[str] = []
+        current: str | None = name
+        while current is not None and current in states and current not in path:
+            state = states[current]
+            if state.goto is None or state.prompt is not None:
+                break
+            path.append(current)
+            current = state.goto
+        if current is not None and current in path and current == name and not reported & set(path):
+            reported.update(path)
+            cycle = " -> ".join([*path, name])
+            c.error(states[name].line, f"state '{name}': goto loop without a prompt or input: {cycle}")
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
