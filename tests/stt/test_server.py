@@ -635,3 +635,45 @@ async def test_tls_needs_both_files(self_signed: tuple[Path, Path]) -> None:
             ServerConfig(listen="127.0.0.1:0", api_keys=frozenset({KEY}), tls_cert_path=cert),
             engine=FakeEngine(),
         )
+
+
+async def test_client_cancel_frees_the_session(make_server: ServerFactory) -> None:
+    server = await make_server(max_sessions=1)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = stt_service_pb2_grpc.RecognizerStub(channel)
+
+        async def endless() -> AsyncIterator[pb.StreamingRequest]:
+            yield options()
+            for request in itertools.cycle(chunks(speech(500) + silence(500))):
+                yield request
+                await asyncio.sleep(0.05)
+
+        call = stub.RecognizeStreaming(endless(), metadata=(("authorization", f"Api-Key {KEY}"),))
+        first = await call.read()
+        assert first.WhichOneof("Event") == "status_code"
+        assert server.pool.stats().sessions == 1
+        call.cancel()
+    for _ in range(100):
+        if server.pool.stats().sessions == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert server.pool.stats().sessions == 0
+    _, code, _ = await recognize(server.port, [options()])
+    assert code == grpc.StatusCode.OK
+
+
+async def test_graceful_stop_lets_an_open_stream_finish(make_server: ServerFactory) -> None:
+    server = await make_server()
+
+    async def slow() -> AsyncIterator[pb.StreamingRequest]:
+        yield options()
+        for request in chunks(speech(800) + silence(1000)):
+            yield request
+            await asyncio.sleep(0.02)
+
+    stream = asyncio.create_task(recognize(server.port, slow()))
+    await asyncio.sleep(0.3)
+    await server.stop(grace_s=10)
+    responses, code, _ = await stream
+    assert code == grpc.StatusCode.OK
+    assert "final" in kinds(responses)
