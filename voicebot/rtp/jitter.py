@@ -216,21 +216,21 @@ class JitterBuffer:
             self._highest_ts = ext_ts
         self._chunks[ext_ts] = (ext_seq, pcm16[: samples * 2])
         self._buffered_samples += samples
-        self._enforce_bounds()
+        self._enforce_bounds(ext_ts + samples)
 
     def _start_stream(self, sequence_number: int, timestamp: int) -> None:
         self._highest_seq = sequence_number
         self._highest_ts = timestamp
 
-    def _enforce_bounds(self) -> None:
+    def _enforce_bounds(self, end: int) -> None:
+        # Only the packet just added can newly exceed the bound (the playout point only moves
+        # forward), and if it does, it is the newest audio.
         counts = self._counts
-        if self._playing and self._play_ts is not None:
-            end = max(ts + len(pcm) // 2 for ts, (_, pcm) in self._chunks.items())
-            if end - self._play_ts > self._max_samples:
-                skip = end - self._target_samples - self._play_ts
-                skip = -(-skip // SAMPLES_PER_FRAME) * SAMPLES_PER_FRAME
-                self._play_ts += skip
-                self._drop_before(self._play_ts, "overflow_dropped")
+        if self._playing and self._play_ts is not None and end - self._play_ts > self._max_samples:
+            skip = end - self._target_samples - self._play_ts
+            skip = -(-skip // SAMPLES_PER_FRAME) * SAMPLES_PER_FRAME
+            self._play_ts += skip
+            self._drop_before(self._play_ts, "overflow_dropped")
         while len(self._chunks) > self.config.max_packets:
             oldest = min(self._chunks)
             self._discard(oldest)

@@ -47,6 +47,10 @@ class RtpPacket:
         if size < RTP_HEADER_SIZE:
             raise RtpPacketError(f"RTP packet too short: {size} bytes, the fixed header is 12")
         first, second, sequence_number, timestamp, ssrc = _HEADER.unpack_from(data)
+        if first == 0x80:
+            # Fast path for the common case: version 2, no padding, extension or CSRCs.
+            return cls(second & 0x7F, sequence_number, timestamp, ssrc, bytes(data[RTP_HEADER_SIZE:]),
+                       bool(second & 0x80))
         version = first >> 6
         if version != RTP_VERSION:
             raise RtpPacketError(f"RTP version must be 2, got {version}")
