@@ -202,3 +202,41 @@ async def test_async_store_propagates_errors(tmp_path: Path) -> None:
     with pytest.raises(UnknownCall):
         await store.dtmf("missing", "1")
     await store.aclose()
+
+
+def test_calls_cli_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from voicebot.cli import main
+
+    db = tmp_path / "calls.db"
+    store = SyncCallRecordStore(db)
+    store.call_started("abc@h", direction="inbound", from_uri="sip:alice@x", to_uri="sip:bot@y")
+    store.stt_session_started("abc@h", "sess-1")
+    store.utterance("abc@h", session_id="sess-1", start_ms=1200, end_ms=2500, text="four five six",
+                    normalized_text="456")
+    store.dtmf("abc@h", "0")
+    store.state_entered("abc@h", "menu")
+    store.call_ended("abc@h", cause="bye", side="caller")
+    store.call_started("crashed@h", direction="outbound", from_uri="sip:bot@y", to_uri="sip:bob@x")
+    store.close()
+
+    assert main(["calls", "--db", str(db), "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("STARTED") and len(out) == 3
+    assert "abc@h" in out[2] and "ended" in out[2] and "bye" in out[2]
+    assert "crashed@h" in out[1] and "open" in out[1]
+
+    assert main(["calls", "--db", str(db), "show", "abc@h"]) == 0
+    shown = capsys.readouterr().out
+    assert "1.20-2.50s  four five six  [456]" in shown
+    assert "DTMF:       0" in shown and "States:     menu" in shown and "sess-1" in shown
+
+    assert main(["calls", "--db", str(db), "show", "nope"]) == 1
+    assert "no call with Call-ID 'nope'" in capsys.readouterr().err
+    assert main(["calls", "--db", str(tmp_path / "missing.db"), "list"]) == 2
+    assert "no call records at" in capsys.readouterr().err
+
+    assert main(["calls", "--db", str(db), "show", "--json", "abc@h"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["utterances"][0]["normalized_text"] == "456"
