@@ -17,8 +17,9 @@ advances when the user agent calls ``handle_timer(now)``. Four machines:
 * non-INVITE server (§17.2.2, Figure 8): retransmissions re-send the last response; Timer J
   (64*T1) keeps the completed transaction.
 
-Matching (§17.1.3, §17.2.3): by top-Via branch and method, or, for RFC 2543 peers whose branch
-lacks the ``z9hG4bK`` cookie, by Request-URI, From tag, Call-ID, CSeq and top Via.
+Matching (§17.1.3, §17.2.3): by top-Via branch, sent-by and method (plus Call-ID and CSeq
+number, which a retransmission, its ACK and its CANCEL share), or, for RFC 2543 peers whose
+branch lacks the ``z9hG4bK`` cookie, by Request-URI, From tag, Call-ID, CSeq and top Via.
 """
 
 from __future__ import annotations
@@ -43,16 +44,20 @@ class TimerConfig:
     timer_d_s: float = 32.0
 
 
-def server_key(request: Request) -> tuple[str, ...]:
+def server_key(request: Request, method: str | None = None) -> tuple[str, ...]:
     """The key that matches a request to its server transaction (§17.2.3).
 
-    ACK maps to the INVITE it acknowledges; CANCEL has its own transaction.
+    ACK maps to the INVITE it acknowledges; CANCEL has its own transaction (pass
+    ``method="INVITE"`` to find the INVITE a CANCEL is for).
     """
     via = request.top_via
-    method = "INVITE" if request.method == "ACK" else request.method
+    if method is None:
+        method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch or ""
     if branch.startswith(MAGIC_COOKIE) and len(branch) > len(MAGIC_COOKIE):
-        return ("3261", branch, via.sent_by.lower(), method)
+        # Call-ID and CSeq number too: a sender that reuses a branch for unrelated requests (the
+        # RFC 4475 corpus does) must not be answered with another request's response.
+        return ("3261", branch, via.sent_by.lower(), method, request.call_id, str(request.cseq.seq))
     # RFC 2543 (§17.2.3 second half). The To tag is left out: the ACK of a non-2xx final
     # response carries our tag while the INVITE did not.
     return (

@@ -445,7 +445,7 @@ class UserAgent:
             self._events.append(MediaChanged(call.call_id, result))
 
     def _handle_cancel(self, request: Request, txn: ServerTransaction, now: float) -> None:
-        invite_key = (*server_key(request)[:-1], "INVITE")
+        invite_key = server_key(request, method="INVITE")
         invite_txn = self._server_txns.get(invite_key)
         if invite_txn is None:
             self._respond(txn, 481, now)
