@@ -5,7 +5,9 @@
   the call timeline where it was spoken), none is cut, and several sessions were used;
 * the server process is SIGKILLed mid-utterance and restarted: the stream reconnects, and that
   utterance and the next one are recognized;
-* a wrong API key is a non-retryable error that names the status.
+* a wrong API key is a non-retryable error that names the status;
+* TLS with a CA file and an API key (the cloud's setup), and a 7 s hold with no audio at all: the
+  client's silence_chunks keep the session alive and the call timeline true.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -232,3 +235,56 @@ async def test_wrong_api_key_is_a_non_retryable_error(server_process: list[Serve
         with pytest.raises(RecognitionError, match="UNAUTHENTICATED") as exc:
             await asyncio.wait_for(collect(stream), 30)
     assert exc.value.retryable is False
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+async def tls_server(self_signed: tuple[Path, Path]) -> AsyncIterator[tuple[RunningServer, Path]]:
+    cert, key = self_signed
+    server = await start_server(ServerConfig(listen="127.0.0.1:0", api_keys=frozenset({"tls-key"}), workers=1,
+                                             tls_cert_path=cert, tls_key_path=key))
+    try:
+        yield server, cert
+    finally:
+        await server.stop(1.0)
+
+
+@pytest.mark.timeout(120)
+async def test_tls_with_ca_file_and_a_hold_longer_than_the_idle_limit(
+        tls_server: tuple[RunningServer, Path]) -> None:
+    """TLS + Api-Key like the cloud; 7 s without any audio (hold) does not end the session."""
+    server, cert = tls_server
+    settings = ClientSettings(target=f"127.0.0.1:{server.port}", tls=True, ca_file=cert, api_key="tls-key")
+    first, _ = build_call(["apple trees grow in the garden"], pause_ms=1000)
+    second, _ = build_call(["coffee tastes better with a little milk"], pause_ms=1500)
+    async with RecognitionStream(settings) as stream:
+        events: list[StreamEvent] = []
+
+        async def consume() -> None:
+            async for event in stream:
+                events.append(event)
+
+        consumer = asyncio.create_task(consume())
+        await feed(stream, first, end=False)
+        hold_start_ms = stream.call_ms
+        await asyncio.sleep(7.0)  # on hold: no RTP, nothing pushed
+        await feed(stream, second)
+        await asyncio.wait_for(consumer, 60)
+
+    opened = [e for e in events if isinstance(e, SessionOpened)]
+    finals = [e for e in events if isinstance(e, FinalReceived)]
+    assert len(opened) == 1, events  # the session survived the hold: silence_chunks kept it alive
+    assert len(finals) == 2, finals
+    # The call timeline kept running through the hold, so the second utterance is placed after it.
+    assert finals[1].start_ms >= hold_start_ms + 6500, (hold_start_ms, finals)
+    assert "coffee" in finals[1].text.lower() or "milk" in finals[1].text.lower(), finals
