@@ -206,6 +206,10 @@ class DialogRunner:
 
     async def _dispatch(self, event: ev.Event) -> None:
         before = self.machine.state_name
+        if isinstance(event, ev.FinalTranscript | ev.DtmfReceived):
+            # What the caller said or keyed is personal data: only under pii.* keys.
+            said = event.text if isinstance(event, ev.FinalTranscript) else event.key
+            log.debug("dialog.input", state=before, kind=type(event).__name__, **{"pii.input": said})
         commands = self.machine.handle(event)
         if self.machine.state_name != before:
             log.debug("dialog.state.entered", state=self.machine.state_name, previous=before)
