@@ -279,3 +279,48 @@ def test_settings_from_config() -> None:
     assert s.limits == RotationLimits(max_audio_ms=20_000, max_bytes=10_000_000, pause_margin_ms=8_000,
                                       force_margin_ms=3_000)
     assert (s.target, s.api_key, s.replay_buffer_ms) == ("127.0.0.1:5000", "k", 10_000)
+
+
+async def test_audio_after_end_input_is_dropped_and_counted() -> None:
+    stream = make_stream()
+    stream.push_audio(b"\x00\x00" * 160)
+    stream.end_input()
+    stream.push_audio(b"\x00\x00" * 160)  # a frame racing the hang-up
+    assert stream.dropped_audio_ms == 20
+    assert [kind for kind, _a, _b in (stream._inbox.get_nowait() for _ in range(2))] == ["audio", "end"]
+
+
+async def test_burst_is_released_at_real_time_pace_with_a_small_lead() -> None:
+    now = [0.0]
+    stream = RecognitionStream(ClientSettings(target="127.0.0.1:1", pacing_lead_ms=200), clock=lambda: now[0])
+    s = add_session(stream, base_ms=0)
+    for _ in range(50):  # 1 s pushed at once
+        stream._held.append(b"\x00\x00" * 160)
+    stream._release_held(0.0)
+    assert stream.call_ms == 200  # only the lead goes out before any time has passed
+    now[0] = 0.5
+    stream._release_held(now[0])
+    assert stream.call_ms == 700
+    assert 0.0 < stream._next_timeout() <= 0.03  # the owner wakes for the next 20 ms frame
+    now[0] = 2.0
+    stream._release_held(now[0])
+    assert stream.call_ms == 1000 and not stream._held
+    sent = [s.requests.get_nowait() for _ in range(s.requests.qsize())]
+    assert sum(len(r.chunk.data) for r in sent) == 1000 * 16  # type: ignore[attr-defined]
+
+
+async def test_silence_fill_keeps_the_timeline_with_the_wall_clock() -> None:
+    now = [0.0]
+    stream = RecognitionStream(ClientSettings(target="127.0.0.1:1", silence_fill_after_ms=300),
+                               clock=lambda: now[0])
+    s = add_session(stream, base_ms=0)
+    stream._accept_audio(b"\x00\x00" * 8 * 100)  # 100 ms of audio at t = 0
+    now[0] = 0.2
+    stream._on_tick()
+    assert s.requests.qsize() == 1  # not yet: under silence_fill_after_ms
+    now[0] = 1.0
+    stream._on_tick()  # a gap (hold): silence up to the wall clock
+    assert stream.call_ms == 1000
+    requests = [s.requests.get_nowait() for _ in range(s.requests.qsize())]
+    assert requests[-1].silence_chunk.duration_ms == 900  # type: ignore[attr-defined]
+    assert s.audio_ms == 1000

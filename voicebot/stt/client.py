@@ -415,10 +415,15 @@ class RecognitionStream:
         self._owner = asyncio.get_running_loop().create_task(self._run(), name="stt-client")
 
     def push_audio(self, pcm16: bytes) -> None:
-        """Queue 16-bit 8 kHz mono PCM (any length); never blocks. Dropped and counted when full."""
+        """Queue 16-bit 8 kHz mono PCM (any length); never blocks.
+
+        Dropped and counted in ``dropped_audio_ms`` when the queue is full or after ``end_input()``.
+        """
         duration_ms = len(pcm16) // BYTES_PER_MS
         if self._ending:
-            raise RuntimeError("push_audio() after end_input()")
+            # A frame racing the hang-up: the input is over, so it is not part of the call's audio.
+            self.dropped_audio_ms += duration_ms
+            return
         if self._pending_audio_ms + duration_ms > self.settings.max_pending_audio_ms:
             self.dropped_audio_ms += duration_ms
             return
@@ -457,6 +462,7 @@ class RecognitionStream:
             owner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await owner
+            self._emit(None)  # a consumer still iterating ends instead of waiting forever
             # Our own cancellation (not the owner's) must still propagate.
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -516,6 +522,9 @@ class RecognitionStream:
         finally:
             for session in list(self._sessions):
                 self._cancel_session(session)
+            log.info("stt.client.stream_ended", call_id=self._call_id, session_attempts=self.sessions_opened,
+                     call_ms=self._ring.end_ms, dropped_audio_ms=self.dropped_audio_ms,
+                     dropped_partials=self.dropped_partials, replay_dropped_ms=self._ring.dropped_ms)
 
     def _pace_ahead_ms(self, now: float) -> int:
         """How far the call timeline may run ahead of the wall clock (negative: it may not yet)."""
