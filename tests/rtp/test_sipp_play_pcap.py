@@ -1,0 +1,162 @@
+"""sipp plays a pcap written by voicebot.testing.pcap into an RtpStream; the speech arrives bit-exact.
+
+A minimal UAS scenario answers a hand-written INVITE whose SDP points at the stream, then runs
+``play_pcap_audio`` on our pcap of synthesized speech. This checks the pcap writer against the real
+consumer (sipp) and the receive path against a real sender. The SIP here is a fixture only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from voicebot.media.g711 import ULAW
+from voicebot.rtp.jitter import FrameKind
+from voicebot.rtp.session import SessionConfig
+from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
+from voicebot.testing.pcap import write_rtp_pcap
+from voicebot.testing.speech import telephone_speech
+
+pytestmark = [
+    pytest.mark.adapter,
+    pytest.mark.skipif(shutil.which("sipp") is None or shutil.which("espeak-ng") is None,
+                       reason="sipp and espeak-ng come from scripts/setup"),
+]
+
+SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="answer and play a pcap">
+  <recv request="INVITE" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=sipp 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv request="ACK" />
+  <nop>
+    <action>
+      <exec play_pcap_audio="{pcap}"/>
+    </action>
+  </nop>
+  <recv request="BYE" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def request(method: str, sipp_port: int, our_port: int, cseq: int, body: str = "") -> bytes:
+    headers = [
+        f"{method} sip:bot@127.0.0.1:{sipp_port} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{our_port};branch=z9hG4bK-rtp-{method.lower()}-{cseq}",
+        "Max-Forwards: 70",
+        f"From: <sip:test@127.0.0.1:{our_port}>;tag=rtptest",
+        f"To: <sip:bot@127.0.0.1:{sipp_port}>" + (";tag=x" if method != "INVITE" else ""),
+        "Call-ID: rtp-play-pcap@127.0.0.1",
+        f"CSeq: {cseq if method != 'ACK' else 1} {method}",
+        f"Contact: <sip:test@127.0.0.1:{our_port}>",
+    ]
+    if body:
+        headers.append("Content-Type: application/sdp")
+    headers.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
+
+
+async def test_sipp_play_pcap_audio_arrives_bit_exact(tmp_path: Path) -> None:
+    speech = telephone_speech("one two three four", law="ulaw")
+    pcap = tmp_path / "speech.pcap"
+    packets = write_rtp_pcap(pcap, speech, payload_type=0)
+    (tmp_path / "uas.xml").write_text(SCENARIO.format(pcap=pcap))
+    sipp_port, media_port = free_udp_port(), free_udp_port()
+    clock = MediaClock()
+    stream = RtpStream(clock, PortAllocator(PortRange("127.0.0.1", 0, 0)),
+                       SessionConfig(symmetric_latching=True))
+    _, rtp_port = await stream.open()
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.settimeout(10)
+    our_port = sip.getsockname()[1]
+    sipp = subprocess.Popen(
+        ["sipp", "-sf", str(tmp_path / "uas.xml"), "-i", "127.0.0.1", "-p", str(sipp_port),
+         "-mp", str(media_port), "-m", "1", "-timeout", "60s", "-nostdin", "-trace_err",
+         "-error_file", str(tmp_path / "errors.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path,
+    )
+    try:
+        sdp = (f"v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+               f"a=rtpmap:101 telephone-event/8000\r\n")
+        loop = asyncio.get_running_loop()
+        answer = b""
+        for _ in range(20):  # sipp may still be starting: retransmit the INVITE like Timer A would
+            sip.sendto(request("INVITE", sipp_port, our_port, 1, sdp), ("127.0.0.1", sipp_port))
+            try:
+                sip.settimeout(0.5)
+                answer = await loop.run_in_executor(None, sip.recv, 65535)
+                break
+            except TimeoutError:
+                continue
+        assert answer.startswith(b"SIP/2.0 200"), answer[:200]
+        stream.set_remote(("127.0.0.1", media_port), payload_type=0)
+        sip.sendto(request("ACK", sipp_port, our_port, 1), ("127.0.0.1", sipp_port))
+        audio = b""
+
+        async def read() -> None:
+            nonlocal audio
+            async for frame in stream.frames():
+                if frame.kind is FrameKind.AUDIO:
+                    audio += frame.pcm
+                    if len(audio) >= len(speech):
+                        return
+
+        await asyncio.wait_for(read(), packets * 0.02 + 15)
+        sip.sendto(request("BYE", sipp_port, our_port, 2), ("127.0.0.1", sipp_port))
+        expected = ULAW.decode(ULAW.encode(speech))
+        assert audio[: len(expected)] == expected
+        stats = stream.stats().session
+        assert stats.jitter.lost == 0
+        assert stats.latched_address is not None
+    finally:
+        await stream.close()
+        clock.stop()
+        sip.close()
+        try:
+            sipp.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sipp.kill()
+            sipp.wait()
