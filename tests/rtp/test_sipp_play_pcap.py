@@ -111,11 +111,11 @@ async def test_sipp_play_pcap_audio_arrives_bit_exact(tmp_path: Path) -> None:
     sip.bind(("127.0.0.1", 0))
     sip.settimeout(10)
     our_port = sip.getsockname()[1]
-    sipp = subprocess.Popen(
-        ["sipp", "-sf", str(tmp_path / "uas.xml"), "-i", "127.0.0.1", "-p", str(sipp_port),
-         "-mp", str(media_port), "-m", "1", "-timeout", "60s", "-nostdin", "-trace_err",
-         "-error_file", str(tmp_path / "errors.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path,
+    sipp = await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(tmp_path / "uas.xml"), "-i", "127.0.0.1", "-p", str(sipp_port),
+        "-mp", str(media_port), "-m", "1", "-timeout", "60s", "-nostdin", "-trace_err",
+        "-error_file", str(tmp_path / "errors.log"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
     )
     try:
         sdp = (f"v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -156,7 +156,7 @@ async def test_sipp_play_pcap_audio_arrives_bit_exact(tmp_path: Path) -> None:
         clock.stop()
         sip.close()
         try:
-            sipp.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(sipp.wait(), 10)
+        except TimeoutError:
             sipp.kill()
-            sipp.wait()
+            await sipp.wait()
