@@ -98,7 +98,7 @@ def default_normalizer(text: str, language: str) -> str:
     return normalize_numbers(text)
 
 
-class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: ignore[misc]
+class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: ignore[misc,unused-ignore]
     def __init__(
         self,
         *,
@@ -332,7 +332,7 @@ async def start_server(
         endpointer_factory=endpointer_factory or _webrtc_endpointer,
     )
     server = grpc.aio.server()
-    stt_service_pb2_grpc.add_RecognizerServicer_to_server(servicer, server)
+    stt_service_pb2_grpc.add_RecognizerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call,unused-ignore]
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
