@@ -240,3 +240,21 @@ def test_calls_cli_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
     data = json.loads(capsys.readouterr().out)
     assert data["utterances"][0]["normalized_text"] == "456"
+
+
+def test_locked_database_is_a_retryable_records_error(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    store = SyncCallRecordStore(path)
+    store.call_started("c", direction="inbound", from_uri="a", to_uri="b")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    store._db.execute("PRAGMA busy_timeout=50")
+    try:
+        with pytest.raises(RecordsError, match="database is locked") as exc:
+            store.dtmf("c", "1")
+        assert exc.value.retryable
+    finally:
+        other.execute("ROLLBACK")
+    store.dtmf("c", "1")  # the store keeps working once the lock is gone
+    record = store.get_call("c")
+    assert record is not None and [d.digit for d in record.dtmf] == ["1"]

@@ -255,6 +255,8 @@ class SyncCallRecordStore:
             if "FOREIGN KEY" in str(exc):
                 raise UnknownCall(f"call record {call_id!r} does not exist; call_started() first") from exc
             raise
+        except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, read-only file
+            raise RecordsError(f"call records database {self.path}: {exc}", retryable=True) from exc
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
@@ -272,6 +274,8 @@ class SyncCallRecordStore:
                 )
         except sqlite3.IntegrityError as exc:
             raise DuplicateCall(f"a call record with Call-ID {call_id!r} already exists") from exc
+        except sqlite3.OperationalError as exc:
+            raise RecordsError(f"call records database {self.path}: {exc}", retryable=True) from exc
 
     def call_answered(self, call_id: str, *, at: float | None = None) -> None:
         self._write("UPDATE calls SET answered_at = ? WHERE call_id = ?", (self._now(at), call_id),
