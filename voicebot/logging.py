@@ -54,5 +54,5 @@ def configure(*, level: str = "info", json: bool | None = None, redact_pii: bool
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger named after its module (``logger`` key)."""
-    return structlog.get_logger(logger=name)
+    """A structlog logger named after its module (``logger_name`` key)."""
+    return structlog.get_logger(logger_name=name)
