@@ -8,15 +8,14 @@ lists the recorded human speech with transcripts in Debian's ``pocketsphinx-test
 
 from __future__ import annotations
 
+# The standard library's audioop up to 3.12; the audioop-lts package provides the same module on 3.13+.
+import audioop
 import shutil
 import subprocess
 import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-
-# The standard library's audioop up to 3.12; the audioop-lts package provides the same module on 3.13+.
-import audioop
 
 SAMPLE_RATE_HZ = 8000
 POCKETSPHINX_DATA = Path("/usr/share/pocketsphinx/test/data")
