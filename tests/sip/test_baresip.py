@@ -49,7 +49,7 @@ async def test_baresip_calls_in_and_is_answered(tmp_path: Path) -> None:
             "-e",
             f"/dial sip:bot@{host}:{port}",
             "-t",
-            "5",
+            "20",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -66,6 +66,8 @@ async def test_baresip_calls_in_and_is_answered(tmp_path: Path) -> None:
             await asyncio.sleep(0.5)
             call.hangup()
             assert (await call.ended(timeout_s=5)).cause == "local_bye"
+            await asyncio.sleep(1.0)  # let baresip take the BYE, then stop it (SIGTERM quits cleanly)
+            proc.terminate()
             output, _ = await asyncio.wait_for(proc.communicate(), 15)
         finally:
             if proc.returncode is None:
