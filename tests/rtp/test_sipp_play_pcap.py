@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.media.g711 import ULAW
+from voicebot.media.g711 import ALAW, ULAW
+from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived
 from voicebot.rtp.jitter import FrameKind
+from voicebot.rtp.packet import RtpPacket
 from voicebot.rtp.session import SessionConfig
 from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
-from voicebot.testing.pcap import write_rtp_pcap
+from voicebot.testing.pcap import read_udp, write_rtp_pcap
 from voicebot.testing.speech import telephone_speech
 
 pytestmark = [
@@ -97,66 +99,136 @@ def request(method: str, sipp_port: int, our_port: int, cseq: int, body: str = "
     return ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
 
 
-async def test_sipp_play_pcap_audio_arrives_bit_exact(tmp_path: Path) -> None:
-    speech = telephone_speech("one two three four", law="ulaw")
-    pcap = tmp_path / "speech.pcap"
-    packets = write_rtp_pcap(pcap, speech, payload_type=0)
-    (tmp_path / "uas.xml").write_text(SCENARIO.format(pcap=pcap))
-    sipp_port, media_port = free_udp_port(), free_udp_port()
-    clock = MediaClock()
-    stream = RtpStream(clock, PortAllocator(PortRange("127.0.0.1", 0, 0)),
-                       SessionConfig(symmetric_latching=True))
-    _, rtp_port = await stream.open()
-    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sip.bind(("127.0.0.1", 0))
-    sip.settimeout(10)
-    our_port = sip.getsockname()[1]
-    sipp = await asyncio.create_subprocess_exec(
-        "sipp", "-sf", str(tmp_path / "uas.xml"), "-i", "127.0.0.1", "-p", str(sipp_port),
-        "-mp", str(media_port), "-m", "1", "-timeout", "60s", "-nostdin", "-trace_err",
-        "-error_file", str(tmp_path / "errors.log"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
-    )
-    try:
+class SippPeer:
+    """sipp as a UAS that answers our INVITE and plays one pcap to the stream's port."""
+
+    def __init__(self, tmp_path: Path, pcap: Path) -> None:
+        self.tmp_path = tmp_path
+        self.pcap = pcap
+        self.sipp_port, self.media_port = free_udp_port(), free_udp_port()
+        self.sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sip.bind(("127.0.0.1", 0))
+        self.our_port = self.sip.getsockname()[1]
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def call(self, rtp_port: int) -> None:
+        (self.tmp_path / "uas.xml").write_text(SCENARIO.format(pcap=self.pcap))
+        self.process = await asyncio.create_subprocess_exec(
+            "sipp", "-sf", str(self.tmp_path / "uas.xml"), "-i", "127.0.0.1", "-p", str(self.sipp_port),
+            "-mp", str(self.media_port), "-m", "1", "-timeout", "60s", "-nostdin", "-trace_err",
+            "-error_file", str(self.tmp_path / "errors.log"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.tmp_path,
+        )
         sdp = (f"v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-               f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+               f"m=audio {rtp_port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
                f"a=rtpmap:101 telephone-event/8000\r\n")
         loop = asyncio.get_running_loop()
         answer = b""
+        self.sip.settimeout(0.5)
         for _ in range(20):  # sipp may still be starting: retransmit the INVITE like Timer A would
-            sip.sendto(request("INVITE", sipp_port, our_port, 1, sdp), ("127.0.0.1", sipp_port))
+            self.sip.sendto(request("INVITE", self.sipp_port, self.our_port, 1, sdp),
+                            ("127.0.0.1", self.sipp_port))
             try:
-                sip.settimeout(0.5)
-                answer = await loop.run_in_executor(None, sip.recv, 65535)
+                answer = await loop.run_in_executor(None, self.sip.recv, 65535)
                 break
             except TimeoutError:
                 continue
         assert answer.startswith(b"SIP/2.0 200"), answer[:200]
-        stream.set_remote(("127.0.0.1", media_port), payload_type=0)
-        sip.sendto(request("ACK", sipp_port, our_port, 1), ("127.0.0.1", sipp_port))
-        audio = b""
+        self.sip.sendto(request("ACK", self.sipp_port, self.our_port, 1), ("127.0.0.1", self.sipp_port))
 
-        async def read() -> None:
-            nonlocal audio
-            async for frame in stream.frames():
-                if frame.kind is FrameKind.AUDIO:
-                    audio += frame.pcm
-                    if len(audio) >= len(speech):
-                        return
+    async def hang_up(self) -> None:
+        self.sip.sendto(request("BYE", self.sipp_port, self.our_port, 2), ("127.0.0.1", self.sipp_port))
+        self.sip.close()
+        if self.process is not None:
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
 
-        await asyncio.wait_for(read(), packets * 0.02 + 15)
-        sip.sendto(request("BYE", sipp_port, our_port, 2), ("127.0.0.1", sipp_port))
+
+async def receive_audio(stream: RtpStream, samples: int, timeout_s: float) -> bytes:
+    audio = b""
+
+    async def read() -> None:
+        nonlocal audio
+        async for frame in stream.frames():
+            if frame.kind is FrameKind.AUDIO:
+                audio += frame.pcm
+                if len(audio) >= samples * 2:
+                    return
+
+    await asyncio.wait_for(read(), timeout_s)
+    return audio
+
+
+async def open_stream(clock: MediaClock) -> tuple[RtpStream, int]:
+    stream = RtpStream(clock, PortAllocator(PortRange("127.0.0.1", 0, 0)),
+                       SessionConfig(symmetric_latching=True))
+    _, rtp_port = await stream.open()
+    return stream, rtp_port
+
+
+async def test_sipp_play_pcap_audio_arrives_bit_exact(tmp_path: Path) -> None:
+    speech = telephone_speech("one two three four", law="ulaw")
+    pcap = tmp_path / "speech.pcap"
+    packets = write_rtp_pcap(pcap, speech, payload_type=0)
+    clock = MediaClock()
+    stream, rtp_port = await open_stream(clock)
+    peer = SippPeer(tmp_path, pcap)
+    try:
+        await peer.call(rtp_port)
+        stream.set_remote(("127.0.0.1", peer.media_port), payload_type=0)
+        audio = await receive_audio(stream, len(speech) // 2, packets * 0.02 + 15)
         expected = ULAW.decode(ULAW.encode(speech))
         assert audio[: len(expected)] == expected
         stats = stream.stats().session
         assert stats.jitter.lost == 0
         assert stats.latched_address is not None
     finally:
+        await peer.hang_up()
         await stream.close()
         clock.stop()
-        sip.close()
-        try:
-            await asyncio.wait_for(sipp.wait(), 10)
-        except TimeoutError:
-            sipp.kill()
-            await sipp.wait()
+
+
+async def test_sipp_shipped_pcma_pcap_decodes_exactly(tmp_path: Path) -> None:
+    shipped = Path("/usr/share/sip-tester/g711a.pcap")
+    reference = b"".join(ALAW.decode(RtpPacket.parse(d.payload).payload) for d in read_udp(shipped))
+    clock = MediaClock()
+    stream, rtp_port = await open_stream(clock)
+    peer = SippPeer(tmp_path, shipped)
+    try:
+        await peer.call(rtp_port)
+        stream.set_remote(("127.0.0.1", peer.media_port), payload_type=8)
+        audio = await receive_audio(stream, len(reference) // 2, 15)
+        assert audio[: len(reference)] == reference
+    finally:
+        await peer.hang_up()
+        await stream.close()
+        clock.stop()
+
+
+async def test_sipp_shipped_dtmf_pcap_reports_digit_once(tmp_path: Path) -> None:
+    clock = MediaClock()
+    stream, rtp_port = await open_stream(clock)
+    peer = SippPeer(tmp_path, Path("/usr/share/sip-tester/dtmf_2833_9.pcap"))
+    try:
+        await peer.call(rtp_port)
+        stream.set_remote(("127.0.0.1", peer.media_port), payload_type=0, telephone_event_pt=101)
+        seen: list[object] = []
+
+        async def read() -> None:
+            async for event in stream.events():
+                if isinstance(event, (DtmfReceived, DtmfEnded)):
+                    seen.append(event)
+                if isinstance(event, DtmfEnded):
+                    return
+
+        await asyncio.wait_for(read(), 10)
+        await asyncio.sleep(0.2)  # any duplicate report would arrive now
+        seen.extend(e for e in stream.session.events() if isinstance(e, (DtmfReceived, DtmfEnded)))
+        assert [(type(e).__name__, e.digit) for e in seen] == [("DtmfReceived", "9"), ("DtmfEnded", "9")]
+    finally:
+        await peer.hang_up()
+        await stream.close()
+        clock.stop()
