@@ -474,6 +474,15 @@ async def test_session_limit_is_resource_exhausted(make_server: ServerFactory) -
     assert code == grpc.StatusCode.OK, "the slot is free again"
 
 
+async def _until_busy(pool: InferencePool) -> None:
+    """Wait (bounded) until a worker has taken a job, however slow the shared machine is."""
+    for _ in range(200):
+        if pool.stats().busy:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no worker picked up a job within 2 s")
+
+
 def _job(job_id: int, final: bool) -> DecodeJob:
     return DecodeJob(job_id, final, speech(200), RATE, 0, None, False)
 
@@ -496,7 +505,7 @@ async def test_pool_runs_finals_before_partials_and_skips_partials_when_busy() -
 
     try:
         assert pool.submit(_job(1, final=False), callback(1)) is not None, "idle pool takes a partial"
-        await asyncio.sleep(0.05)
+        await _until_busy(pool)
         assert pool.submit(_job(2, final=False), callback(2)) is None, "busy pool skips a partial"
         assert pool.submit(_job(3, final=True), callback(3)) is not None
         assert pool.submit(_job(4, final=True), callback(4)) is not None
@@ -513,14 +522,14 @@ async def test_pool_runs_finals_before_partials_and_skips_partials_when_busy() -
 
 
 async def test_pool_refuses_new_sessions_when_the_backlog_is_long() -> None:
-    engine = FakeEngine(delay_s=0.3)
+    engine = FakeEngine(delay_s=1.0)
     pool = InferencePool(engine, workers=1, max_queued=2)
     pool.start()
     try:
         pool.open_session()
         for job_id in range(1, 6):
             pool.submit(_job(job_id, final=True), lambda _outcome: None)
-        await asyncio.sleep(0.05)
+        await _until_busy(pool)
         with pytest.raises(Overloaded) as excinfo:
             pool.open_session()
         assert excinfo.value.message == (
@@ -533,7 +542,7 @@ async def test_pool_refuses_new_sessions_when_the_backlog_is_long() -> None:
 
 
 async def test_inference_does_not_block_the_event_loop(make_server: ServerFactory) -> None:
-    engine = FakeEngine(delay_s=0.5)
+    engine = FakeEngine(delay_s=1.0)
     server = await make_server(engine=engine)
     ticks: list[float] = []
 
@@ -552,7 +561,7 @@ async def test_inference_does_not_block_the_event_loop(make_server: ServerFactor
     assert code == grpc.StatusCode.OK
     assert engine.calls, "the engine ran"
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
-    assert max(gaps) < 0.4, "a 0.5 s decode must not stall the loop"
+    assert max(gaps) < 0.5, "a 1 s decode must not stall the loop"
 
 
 # ---- health, reflection, TLS ----
