@@ -686,3 +686,22 @@ async def test_graceful_stop_lets_an_open_stream_finish(make_server: ServerFacto
     responses, code, _ = await stream
     assert code == grpc.StatusCode.OK
     assert "final" in kinds(responses)
+
+
+async def test_engine_crash_is_internal_and_the_server_goes_on(make_server: ServerFactory) -> None:
+    class Broken(FakeEngine):
+        def transcribe(
+            self, audio: npt.NDArray[np.float32], *, language: str | None, partial: bool
+        ) -> Hypothesis:
+            raise RuntimeError("model exploded")
+
+    server = await make_server(engine=Broken())
+    _, code, details = await recognize(
+        server.port, [options(full_data=True), *chunks(speech(800) + silence(1000))]
+    )
+    assert (code, details) == (
+        grpc.StatusCode.INTERNAL,
+        "recognition failed on the server: RuntimeError: model exploded",
+    )
+    responses, code, _ = await recognize(server.port, [options()])
+    assert code == grpc.StatusCode.OK and kinds(responses) == ["status_code"]

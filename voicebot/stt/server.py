@@ -227,6 +227,13 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                             context.set_code(grpc.StatusCode[grpc_code])
                             context.set_details(command.message)
                         return
+        except Exception as exc:
+            # A bug of ours: this session ends with INTERNAL, the server and other sessions go on.
+            slog.exception("stt.session.crashed")
+            grpc_code = "INTERNAL"
+            close_message = f"internal server error ({type(exc).__name__}); please report it"
+            context.set_code(grpc.StatusCode.INTERNAL)
+            context.set_details(close_message)
         finally:
             reader.cancel()
             for ticket in tickets.values():
