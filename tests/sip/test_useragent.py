@@ -478,3 +478,25 @@ def test_register_with_digest_and_refresh() -> None:
     ua.handle_timer(30.2)
     refresh = [parse_message(d) for d, _ in ua.datagrams_to_send()]
     assert any(isinstance(m, Request) and m.method == "REGISTER" and m.cseq.seq == 3 for m in refresh)
+
+
+def test_unanswered_calls_time_out_both_ways() -> None:
+    net = make_net(
+        a_config=UaConfig(local_host=A_ADDR[0], outbound_timeout_s=100.0),
+        b_config=UaConfig(local_host=B_ADDR[0], answer_timeout_s=10.0),
+    )
+    call_id, _ = call_in(net)
+    net.b.ringing(call_id, net.now)
+    net.pump()
+    net.advance(10.5, step=0.5)
+    reason = "Temporarily Unavailable: not answered in time"
+    assert net.b_events[-1] == CallEnded(call_id, "timeout", 480, reason)
+    assert net.a_events[-1] == CallEnded(call_id, "failed", 480, reason)
+    # our own INVITE that rings too long is CANCELled
+    net2 = make_net(a_config=UaConfig(local_host=A_ADDR[0], outbound_timeout_s=5.0))
+    second, _ = call_in(net2)
+    net2.b.ringing(second, net2.now)
+    net2.pump()
+    net2.advance(5.5, step=0.5)
+    assert net2.a_events[-1] == CallEnded(second, "local_cancel", 487, "Request Terminated")
+    assert net2.b_events[-1] == CallEnded(second, "cancelled", 487, "Request Terminated")

@@ -80,6 +80,8 @@ class UaConfig:
     rate_limit_per_s: float = 20.0  # new requests per second per source IP
     rate_limit_burst: float = 40.0
     user_agent: str = "voicebot"
+    answer_timeout_s: float = 120.0  # an inbound call neither answered nor rejected gets 480 after this
+    outbound_timeout_s: float = 120.0  # our INVITE still unanswered after this is CANCELled
 
 
 # ---------------------------------------------------------------- events (past tense)
@@ -225,6 +227,7 @@ class _Call:
     ack: bytes | None = None  # our ACK for the 2xx, re-sent on 2xx retransmissions
     awaiting_offer_in_ack: bool = False
     reinvite_branch: str = ""
+    timeout_at: float | None = None  # answer / no-answer deadline while the call is unanswered
 
 
 @dataclass(slots=True)
@@ -274,7 +277,13 @@ class UserAgent:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
+        for key in [k for k, t in self._server_txns.items() if t.terminated]:
+            del self._server_txns[key]
+        for ckey in [k for k, t in self._client_txns.items() if t.terminated]:
+            del self._client_txns[ckey]
+            self._client_owner.pop(ckey, None)
         deadlines = [t.deadline() for t in self._server_txns.values()]
+        deadlines += [c.timeout_at for c in self._calls.values()]
         deadlines += [t.deadline() for t in self._client_txns.values()]
         deadlines += [r.refresh_at for r in self._registrations.values()]
         present = [d for d in deadlines if d is not None]
@@ -294,6 +303,10 @@ class UserAgent:
             if ctxn.terminated:
                 self._client_txns.pop(ckey, None)
                 self._client_owner.pop(ckey, None)
+        for call in list(self._calls.values()):
+            if call.timeout_at is not None and call.timeout_at <= now:
+                call.timeout_at = None
+                self._call_timed_out(call, now)
         for reg in list(self._registrations.values()):
             if reg.refresh_at is not None and reg.refresh_at <= now:
                 reg.refresh_at = None
@@ -498,6 +511,7 @@ class UserAgent:
             invite=request,
             state="early",
             local_tag=self._token(),
+            timeout_at=now + self.config.answer_timeout_s,
             server_txn=txn,
             remote_offer=offer,
             negotiation=result,
@@ -673,6 +687,15 @@ class UserAgent:
             self._send_bye(call, now)
             self._end(call, "ack_timeout", 408, "no ACK for 200 OK")
 
+    def _call_timed_out(self, call: _Call, now: float) -> None:
+        if call.role == "uas" and call.state == "early" and call.server_txn is not None:
+            reason = "Temporarily Unavailable: not answered in time"
+            self._respond(call.server_txn, 480, now, reason=reason, to_tag=call.local_tag)
+            self._end(call, "timeout", 480, reason)
+        elif call.role == "uac" and call.state in ("calling", "early"):
+            call.cancel_requested = True
+            self._maybe_send_cancel(call, now)
+
     # ------------------------------------------------------------ application commands (UAS)
 
     def _call(self, call_id: str) -> _Call:
@@ -723,6 +746,7 @@ class UserAgent:
             call.awaiting_offer_in_ack = True
         call.local_sdp = body
         call.state = "answered"
+        call.timeout_at = None
         self._send_2xx(call, call.server_txn, body, now)
 
     def _offer_for(self, call: _Call) -> SessionDescription:
@@ -894,12 +918,14 @@ class UserAgent:
             *extra_headers,
         )
         call.invite = Request("INVITE", target, headers, body=offer.serialize())
+        call.timeout_at = now + self.config.outbound_timeout_s
         self._calls[call_id] = call
         self.stats.calls_out += 1
         call.client_txn = self._start_client(call.invite, destination, ("invite", call_id), now)
         return call_id
 
     def _maybe_send_cancel(self, call: _Call, now: float) -> None:
+        call.timeout_at = None
         txn = call.client_txn
         # §9.1: CANCEL only once a provisional response arrived.
         if call.cancel_sent or txn is None or txn.state != "proceeding":
@@ -1042,6 +1068,7 @@ class UserAgent:
             return
         call.negotiation = result
         call.state = "confirmed"
+        call.timeout_at = None
         self._events.append(CallEstablished(call.call_id, result))
 
     def _retry_with_auth(self, call: _Call, txn: ClientTransaction, response: Response, now: float) -> bool:
