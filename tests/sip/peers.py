@@ -36,15 +36,16 @@ async def run_sipp(
     service: str = "bot",
     timeout_s: float = 20.0,
     extra: tuple[str, ...] = (),
+    calls: int = 1,
 ) -> SippResult:
-    """Run one sipp call (``-m 1``) of ``scenarios/<scenario>.xml``; returns its exit code and error log."""
+    """Run ``calls`` sipp calls of ``scenarios/<scenario>.xml``; returns its exit code and error log."""
     error_file = tmp_path / f"{scenario}.errors.log"
     args = [
         "sipp",
         "-sf",
         str(SCENARIOS / f"{scenario}.xml"),
         "-m",
-        "1",
+        str(calls),
         "-i",
         "127.0.0.1",
         "-mp",

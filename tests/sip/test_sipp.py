@@ -209,3 +209,29 @@ async def _drain(call: Call) -> AsyncIterator[Event]:
             yield await call.next_event(timeout_s=0.05)
         except TimeoutError:
             return
+
+
+async def test_concurrent_calls_from_sipp(tmp_path: Path) -> None:
+    """Bounded load: 100 calls at 50/s, each held 2 s, so about 100 are up at once."""
+    established = 0
+
+    async def on_call(call: IncomingCall) -> None:
+        nonlocal established
+        call.answer("127.0.0.1", 20000)
+        await call.established(timeout_s=15)
+        established += 1
+        await call.ended(timeout_s=15)
+
+    config = UaConfig(max_calls=250, rate_limit_per_s=200, rate_limit_burst=200)
+    async with SipEndpoint(config, on_call=on_call) as ep:
+        result = await run_sipp(
+            "uac_load",
+            tmp_path,
+            remote=ep.local_address,
+            calls=100,
+            timeout_s=40,
+            extra=("-r", "50", "-l", "150"),
+        )
+        assert result.returncode == 0, result.explain()
+        assert established == 100
+        assert ep.ua.active_calls == 0
