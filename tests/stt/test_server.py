@@ -705,3 +705,25 @@ async def test_engine_crash_is_internal_and_the_server_goes_on(make_server: Serv
     )
     responses, code, _ = await recognize(server.port, [options()])
     assert code == grpc.StatusCode.OK and kinds(responses) == ["status_code"]
+
+
+async def test_many_concurrent_sessions_all_complete(make_server: ServerFactory) -> None:
+    server = await make_server(engine=FakeEngine(delay_s=0.01))
+    audio = speech(600) + silence(1000) + speech(600) + silence(1000)
+    sessions = 12
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(
+            *(recognize(server.port, paced([options(), *chunks(audio)], 0.005)) for _ in range(sessions))
+        ),
+        timeout=60,
+    )
+    for responses, code, details in outcomes:
+        assert (code, details) == (grpc.StatusCode.OK, "")
+        assert kinds(responses).count("final") == 2
+        assert len({r.session_uuid.uuid for r in responses}) == 1
+    assert len({outcome[0][0].session_uuid.uuid for outcome in outcomes}) == sessions
+    for _ in range(100):  # the handlers finish just after their clients see the status
+        if server.pool.stats().sessions == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert server.pool.stats().sessions == 0
