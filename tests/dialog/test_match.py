@@ -63,3 +63,15 @@ def test_keywords_and_dtmf() -> None:
     assert match_intent(normalize("show me the cash"), [money]) is not None
     assert match_dtmf("1", [money]) is money
     assert match_dtmf("2", [money]) is None
+
+
+@pytest.mark.parametrize(("said", "phrase", "hit"), [
+    ("my balances", "balance", True), ("balanced", "balance", True), ("agents", "agent", True),
+    ("operators please", "operator", True), ("good bye", "goodbye", True), ("goodbye", "good bye", True),
+    ("byebye", "bye bye", True), ("notable", "not", False), ("nope", "no", False),
+    ("yesterday", "yes", False),
+    ("balancing", "balance", False), ("agent007", "agent", False), ("bye", "good bye", False),
+])
+def test_inflections_and_split_words(said: str, phrase: str, hit: bool) -> None:
+    intent = _intent("x", phrase)
+    assert (match_intent(normalize(said), [intent]) is not None) is hit

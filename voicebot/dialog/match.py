@@ -154,11 +154,38 @@ class IntentMatch:
     length: int  # tokens matched; longer is more specific
 
 
+# Recognizers inflect and split words ("balances", "agents", "good bye" for "goodbye"); a phrase
+# word of at least this many letters also matches the word with up to MAX_SUFFIX more letters.
+MIN_STEM_LETTERS = 5
+MAX_SUFFIX = 2
+
+
+def _word_matches(said: str, expected: str) -> bool:
+    if said == expected:
+        return True
+    return (
+        len(expected) >= MIN_STEM_LETTERS
+        and said.startswith(expected)
+        and len(said) - len(expected) <= MAX_SUFFIX
+        and said[len(expected):].isalpha()
+    )
+
+
 def _contains(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+    """``needle``'s words in a row in ``haystack``, allowing inflection and split/joined words."""
     n = len(needle)
     if n == 0:
         return False
-    return any(tuple(haystack[i:i + n]) == tuple(needle) for i in range(len(haystack) - n + 1))
+    for i in range(len(haystack) - n + 1):
+        if all(_word_matches(haystack[i + k], needle[k]) for k in range(n)):
+            return True
+    # Split or joined compounds: "good bye" vs "goodbye", "bye bye" vs "byebye".
+    joined = "".join(needle)
+    for width in range(1, n + 2):
+        for i in range(len(haystack) - width + 1):
+            if width != n and "".join(haystack[i:i + width]) == joined:
+                return True
+    return False
 
 
 def match_intent(tokens: Sequence[str], intents: Sequence[Intent]) -> IntentMatch | None:
