@@ -727,3 +727,11 @@ async def test_many_concurrent_sessions_all_complete(make_server: ServerFactory)
             break
         await asyncio.sleep(0.02)
     assert server.pool.stats().sessions == 0
+
+
+async def test_port_in_use_is_a_config_error(make_server: ServerFactory) -> None:
+    server = await make_server()
+    with pytest.raises(ConfigError, match=rf"^cannot listen on 127\.0\.0\.1:{server.port}"):
+        await start_server(
+            ServerConfig(listen=f"127.0.0.1:{server.port}", api_keys=frozenset({KEY})), engine=FakeEngine()
+        )

@@ -338,7 +338,8 @@ async def start_server(
         session_config=config.session,
         endpointer_factory=endpointer_factory or _webrtc_endpointer,
     )
-    server = grpc.aio.server()
+    # No SO_REUSEPORT (gRPC's default): a second server on a busy port must fail, not silently share it.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     stt_service_pb2_grpc.add_RecognizerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call,unused-ignore]
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
