@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voicebot.media.g711 import ALAW, ULAW
 from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived, TelephoneEvent
@@ -243,3 +245,18 @@ def test_nothing_accepted_or_sent_before_remote_is_known() -> None:
     assert a.stats().dropped_no_remote == 1
     with pytest.raises(RtpUsageError, match="payload_type must be 0 \\(PCMU\\) or 8 \\(PCMA\\), got 18"):
         RemoteMedia(B_ADDR, payload_type=18)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=40), st.sampled_from([A_ADDR, STRANGER])), max_size=30))
+def test_any_datagrams_are_counted_never_raised(datagrams: list[tuple[bytes, tuple[str, int]]]) -> None:
+    for latching in (False, True):
+        b = RtpSession(SessionConfig(symmetric_latching=latching), ssrc=2, sequence_number=0, timestamp=0)
+        b.set_remote(RemoteMedia(A_ADDR))
+        for data, source in datagrams:
+            b.receive_datagram(data, source)
+            assert len(b.pull_frame().pcm) == 320
+        s = b.stats()
+        accounted = (s.packets_received + s.dropped_stranger + s.dropped_malformed + s.dropped_payload_type
+                     + s.rtcp_ignored)
+        assert accounted == len(datagrams)  # every datagram lands in exactly one counter

@@ -216,19 +216,20 @@ class RtpSession:
         if codec is None and not is_dtmf:
             counts["dropped_payload_type"] += 1
             return
-        if latching:
-            self._latched = source
-            self._events.append(RemoteLatched(source))
-        counts["packets_received"] += 1
         if codec is not None:
             pcm = codec.decode(packet.payload)
             self._jitter.push(packet.sequence_number, packet.timestamp, packet.ssrc, pcm)
-            return
-        try:
-            self._events.extend(self._dtmf_rx.receive(packet.timestamp, packet.marker, packet.payload))
-        except RtpPacketError as exc:
-            counts["dropped_malformed"] += 1
-            self.last_error = exc.message
+        else:
+            try:
+                self._events.extend(self._dtmf_rx.receive(packet.timestamp, packet.marker, packet.payload))
+            except RtpPacketError as exc:
+                counts["dropped_malformed"] += 1
+                self.last_error = exc.message
+                return
+        counts["packets_received"] += 1
+        if latching:
+            self._latched = source
+            self._events.append(RemoteLatched(source))
 
     def pull_frame(self) -> Frame:
         """The next 20 ms of received audio (call once per tick)."""

@@ -152,6 +152,8 @@ class MediaClock:
 
     def unregister(self, stream: RtpStream) -> None:
         self._streams.pop(id(stream), None)
+        if not self._streams:
+            self.stop()  # no calls: no wake-ups; the next register restarts the deadlines
 
     def _schedule(self) -> None:
         assert self._loop is not None
