@@ -721,3 +721,13 @@ def test_nothing_after_close() -> None:
     assert h.closed is not None
     assert h.session.receive(raw_options(), 1.0) == []
     assert h.session.handle_timer(100.0) == []
+
+
+def test_before_options_only_the_idle_timer_runs() -> None:
+    h = Harness()
+    assert h.session.get_timer() == pytest.approx(5.0)
+    h.run(h.session.handle_timer(2.0))
+    assert h.responses == [] and h.session.get_timer() == pytest.approx(5.0)
+    h.run(h.session.handle_timer(5.0))
+    assert h.closed is not None and h.closed.grpc_code == "DEADLINE_EXCEEDED"
+    assert h.responses[-1].status_code.code_type == pb.CLOSED

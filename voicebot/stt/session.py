@@ -381,9 +381,12 @@ class Session:
 
     def get_timer(self) -> float:
         """When ``handle_timer`` must run next (same clock as ``now_s``)."""
+        idle_deadline = self._last_message_s + self.config.limits.idle_timeout_s
+        if not self._started:
+            return idle_deadline  # keep-alives start with the session
         deadline = self._last_status_s + self.config.keepalive_interval_s
         if not self._input_done:
-            deadline = min(deadline, self._last_message_s + self.config.limits.idle_timeout_s)
+            deadline = min(deadline, idle_deadline)
         return deadline
 
     def handle_timer(self, now_s: float) -> list[Command]:
