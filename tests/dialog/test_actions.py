@@ -134,3 +134,9 @@ def test_bad_answers(body: bytes, message: str) -> None:
     with pytest.raises(WebhookError) as caught:
         parse_answer(body, "http://h/x")
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize("url", ["", "ftp://example.com/x", "http://"])
+async def test_a_url_that_renders_to_nonsense_is_a_webhook_error(url: str) -> None:
+    with pytest.raises(WebhookError, match=r"is not http:// or https://"):
+        await WebhookClient().call(url, PAYLOAD, timeout_s=1)
