@@ -696,8 +696,9 @@ class Session:
                 break
             self._pending.popleft()
             result = item.result
+            offset_ms = self._offsets.pop(item.job_id, 0) if item.job_id is not None else 0
             if result is not None and result.hypothesis.text.strip():
-                self._emit_final(item, result, out)
+                self._emit_final(item, result, offset_ms, out)
             elif not item.send_eou or item.job_id is not None:
                 continue  # nothing was recognized: noise, not an utterance
             if item.send_eou:
@@ -706,11 +707,10 @@ class Session:
         if self._input_done and not self._pending and self._speculation is None:
             self._finish("OK", "client half-closed", out)
 
-    def _emit_final(self, item: _Pending, result: DecodeResult, out: list[Command]) -> None:
+    def _emit_final(self, item: _Pending, result: DecodeResult, offset_ms: int, out: list[Command]) -> None:
         self._final_index += 1
         self._finals += 1
         self._final_time_ms = max(self._final_time_ms, item.end_ms)
-        offset_ms = self._offsets.pop(item.job_id, 0) if item.job_id is not None else 0
         alternative = self._alternative(
             result.hypothesis, item.start_ms, item.end_ms, result.hypothesis.confidence, offset_ms
         )
