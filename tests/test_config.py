@@ -53,13 +53,16 @@ def test_example_file_uncommented_is_valid_toml_for_every_non_secret_field(tmp_p
         elif line.startswith("# "):  # a key shown commented out; "##" lines are documentation
             lines.append(line.removeprefix("# "))
     data = tomllib.loads("\n".join(lines))
+    ca = tmp_path / "ca.pem"  # the example's CA path may not exist on every machine
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
     assert data["sip"]["listen"] == "127.0.0.1:5060"
     c = load_config(write(tmp_path, "\n".join(lines)), env={
         "VOICEBOT_SIP_REGISTER_PASSWORD": "pw", "VOICEBOT_SIP_INBOUND_PASSWORD": "pw2",
-        "VOICEBOT_STT_API_KEY": "k", "VOICEBOT_STT_TLS": "true"})
+        "VOICEBOT_STT_API_KEY": "k", "VOICEBOT_STT_TLS": "true", "VOICEBOT_STT_CA_FILE": str(ca)})
     assert c.sip.registrar == "sip:pbx.example.com"
     assert c.sip.trunk_allow == ("192.0.2.0/24", "2001:db8::/32")
     assert c.recognizer.endpoint == HostPort("stt.api.cloud.yandex.net", 443)
+    assert c.recognizer.ca_file == ca
 
 
 def test_file_values(tmp_path: Path) -> None:
