@@ -735,3 +735,20 @@ async def test_port_in_use_is_a_config_error(make_server: ServerFactory) -> None
         await start_server(
             ServerConfig(listen=f"127.0.0.1:{server.port}", api_keys=frozenset({KEY})), engine=FakeEngine()
         )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (ServerConfig(allow_no_auth=True, workers=0), "stt-server workers must be >= 1, not 0"),
+        (
+            ServerConfig(allow_no_auth=True, session=SessionConfig(limits=SessionLimits(max_data_bytes=0))),
+            "stt-server max_data_bytes must be > 0, not 0",
+        ),
+    ],
+    ids=["workers", "max-data"],
+)
+async def test_invalid_config_is_refused(config: ServerConfig, message: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        await start_server(config, engine=FakeEngine())
+    assert excinfo.value.message == message

@@ -302,6 +302,23 @@ def _check_auth(config: ServerConfig) -> Authenticator:
     return Authenticator((), required=False)
 
 
+def _validate(config: ServerConfig) -> None:
+    limits, session = config.session.limits, config.session
+    checks = [
+        ("workers", config.workers, config.workers >= 1, ">= 1"),
+        ("max_sessions", config.max_sessions, config.max_sessions >= 1, ">= 1"),
+        ("max_queued", config.max_queued, config.max_queued >= 0, ">= 0"),
+        ("max_audio_ms", limits.max_audio_ms, limits.max_audio_ms > 0, "> 0"),
+        ("max_data_bytes", limits.max_data_bytes, limits.max_data_bytes > 0, "> 0"),
+        ("idle_timeout_s", limits.idle_timeout_s, limits.idle_timeout_s > 0, "> 0"),
+        ("keepalive_interval_s", session.keepalive_interval_s, session.keepalive_interval_s > 0, "> 0"),
+        ("partial_interval_ms", session.partial_interval_ms, session.partial_interval_ms > 0, "> 0"),
+    ]
+    for name, value, ok, rule in checks:
+        if not ok:
+            raise ConfigError(f"stt-server {name} must be {rule}, not {value}")
+
+
 def _load_engine(config: ServerConfig) -> Engine:
     from voicebot.stt.model import load_engine
 
@@ -318,8 +335,7 @@ async def start_server(
     endpointer_factory: Callable[[int, int], Endpointer] | None = None,
 ) -> RunningServer:
     """Validate ``config``, load the model (unless ``engine`` is given), bind, and start serving."""
-    if config.workers < 1:
-        raise ConfigError(f"workers must be >= 1, not {config.workers}")
+    _validate(config)
     auth = _check_auth(config)
     credentials = _credentials(config)
     if engine is None:
