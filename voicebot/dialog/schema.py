@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import wave
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -314,7 +315,7 @@ def build_dialplan(root: YNode, file: str, base_dir: Path) -> tuple[Dialplan | N
         start_line = item[0]
         start = c.string(item, where, "start") or ""
 
-    _check_plan(c, states, smap_names(top), start, start_line, global_intents, variables)
+    _check_plan(c, states, _state_lines(top), start, start_line, global_intents, variables)
     if c.problems:
         return None, c.problems
     plan = Dialplan(
@@ -324,7 +325,7 @@ def build_dialplan(root: YNode, file: str, base_dir: Path) -> tuple[Dialplan | N
     return plan, []
 
 
-def smap_names(top: YMap) -> dict[str, int]:
+def _state_lines(top: YMap) -> dict[str, int]:
     """State names with their lines, even for states that failed validation."""
     item = top.items.get("states")
     if item is None or not isinstance(item[1], YMap):
@@ -423,8 +424,6 @@ def _prompt(c: _Checker, node: YMap, where: str, voice: str, default_barge_in: b
 
 def _check_wav(path: Path) -> str:
     """Why ``path`` cannot be an audio prompt, or ''. (Decoding happens once, at dialplan load.)"""
-    import wave
-
     try:
         with wave.open(str(path), "rb") as w:
             if w.getnchannels() not in (1, 2):
