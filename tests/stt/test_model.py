@@ -165,6 +165,19 @@ def test_silence_and_noise_give_empty_text(engine: WhisperEngine) -> None:
     assert engine.transcribe(np.zeros(100, dtype=np.float32), language="en", partial=True).text == ""
 
 
+def test_words_are_decoded_whole_even_when_tokens_split_characters(engine: WhisperEngine) -> None:
+    text = " Мой ёжик четыре, 鬱蒼 Қазақстан ok"
+    ids = engine._tokenizer.encode(text, add_special_tokens=False).ids
+    # Byte-level BPE splits some of these characters across tokens; words must still be whole.
+    assert any("\ufffd" in engine._tokenizer.decode([i]) for i in ids)
+    assert [w for w, _ in engine._word_groups(ids)] == ["Мой", "ёжик", "четыре,", "鬱蒼", "Қазақстан", "ok"]
+
+
+def test_non_finite_samples_do_not_poison_the_decode(engine: WhisperEngine) -> None:
+    audio = np.full(16000, np.nan, dtype=np.float32)
+    assert engine.transcribe(audio, language="en", partial=True).text == ""
+
+
 def test_concurrent_calls_give_the_same_answer(engine: WhisperEngine) -> None:
     audio = phone_audio(telephone_speech("my account number is four five six"))
     expected = engine.transcribe(audio, language="en", partial=True).text

@@ -439,7 +439,10 @@ class WhisperEngine:
     # -- recognition --
 
     def transcribe(self, audio: Float32Array, *, language: str | None, partial: bool) -> Hypothesis:
-        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+        # Non-finite samples (a client's float bug) would poison the whole log-mel window.
+        samples = np.nan_to_num(
+            np.asarray(audio, dtype=np.float32).reshape(-1), nan=0.0, posinf=1.0, neginf=-1.0
+        )
         choice, detect = self._language_choice(language)
         segment = MAX_SEGMENT_S * SAMPLE_RATE_HZ
         if len(samples) <= segment:
@@ -516,16 +519,24 @@ class WhisperEngine:
         return _Decoded(token_ids, text, avg_logprob, float(result.no_speech_prob), code)
 
     def _word_groups(self, token_ids: Sequence[int]) -> list[tuple[str, list[int]]]:
-        """Split text tokens into words: a token whose text starts with a space opens a word."""
-        groups: list[tuple[str, list[int]]] = []
+        """Split text tokens into words: a token whose byte-level form starts with a space opens one.
+
+        Each word is decoded from all its tokens at once, because a single token may hold only part
+        of a multi-byte character (Cyrillic, CJK) and would decode to U+FFFD on its own.
+        """
+        groups: list[list[int]] = []
         for index, token_id in enumerate(token_ids):
-            piece = self._tokenizer.decode([token_id])
-            if not groups or piece.startswith(" "):
-                groups.append((piece, [index]))
+            piece = self._tokenizer.id_to_token(token_id) or ""
+            if not groups or piece.startswith("\u0120"):  # "Ġ": GPT-2 byte-level BPE's space
+                groups.append([index])
             else:
-                text, indices = groups[-1]
-                groups[-1] = (text + piece, [*indices, index])
-        return [(text.strip(), idx) for text, idx in groups if text.strip()]
+                groups[-1].append(index)
+        words = []
+        for indices in groups:
+            text = self._tokenizer.decode([token_ids[i] for i in indices]).strip()
+            if text:
+                words.append((text, indices))
+        return words
 
     def _aligned_words(
         self, encoded: Any, decoded: _Decoded, samples: Float32Array
