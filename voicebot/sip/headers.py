@@ -9,6 +9,8 @@ white space wherever the grammar does (``SWS`` / ``LWS`` around ``;``, ``=``, ``
 
 from __future__ import annotations
 
+import functools
+import re
 import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -100,8 +102,16 @@ _CANONICAL = {
         "Diversion",
     )
 }
+_KNOWN_NAMES = frozenset(_CANONICAL.values()) | frozenset(COMPACT_FORMS.values())
 TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "-.!%*_+`'~")
+_TOKEN_CLASS = "A-Za-z0-9\\-.!%*_+`'~"
+_TOKEN_RE = re.compile(f"[{_TOKEN_CLASS}]+")
 _WS = " \t"
+
+
+@functools.lru_cache(maxsize=8)
+def _token_re(extra: str) -> re.Pattern[str]:
+    return re.compile(f"[{_TOKEN_CLASS}{re.escape(extra)}]+")
 
 
 def canonical_name(name: str) -> str:
@@ -128,16 +138,21 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first value of ``name`` or None."""
-        key = canonical_name(name).lower()
-        for n, v in self.items:
-            if n.lower() == key:
-                return v
+        for v in self._matching(name):
+            return v
         return None
 
     def get_all(self, name: str) -> list[str]:
         """Every line's value of ``name`` (not split at commas)."""
-        key = canonical_name(name).lower()
-        return [v for n, v in self.items if n.lower() == key]
+        return list(self._matching(name))
+
+    def _matching(self, name: str) -> Iterator[str]:
+        cname = canonical_name(name)
+        if cname in _KNOWN_NAMES:
+            # stored names went through canonical_name too, so known names compare exactly
+            return (v for n, v in self.items if n == cname)
+        key = cname.lower()
+        return (v for n, v in self.items if n.lower() == key)
 
     def values(self, name: str) -> list[str]:
         """Every element of a comma-list header over all its lines (RFC 3261 §7.3.1)."""
@@ -211,15 +226,13 @@ class Scanner:
         return False
 
     def token(self, what: str, extra: str = "") -> str:
-        start = self.pos
-        while self.pos < len(self.text) and (
-            self.text[self.pos] in TOKEN_CHARS or self.text[self.pos] in extra
-        ):
-            self.pos += 1
-        if self.pos == start:
+        pattern = _TOKEN_RE if not extra else _token_re(extra)
+        match = pattern.match(self.text, self.pos)
+        if match is None:
             found = self.peek() or "end of value"
             raise SipParseError(f"expected {what}, found {found!r} in {self.text!r}")
-        return self.text[start : self.pos]
+        self.pos = match.end()
+        return match.group()
 
     def quoted(self) -> str:
         """A quoted-string (RFC 3261 §25.1); returns the unquoted, unescaped text."""
@@ -255,6 +268,9 @@ def quote(text: str) -> str:
 
 def split_commas(value: str, *, keep_empty: bool = False) -> list[str]:
     """Split a header value at commas that are outside quotes and angle brackets."""
+    if '"' not in value and "<" not in value:
+        parts = [v.strip() for v in value.split(",")]
+        return parts if keep_empty else [v for v in parts if v]
     out: list[str] = []
     depth = 0
     in_quote = False
