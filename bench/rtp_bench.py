@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import selectors
 import socket
 import struct
@@ -141,9 +142,9 @@ async def run_voicebot(calls: int, seconds: float, warmup_s: float) -> dict[str,
     await asyncio.sleep(warmup_s)
     frames[0] = 0
     clock_before = clock.stats()
-    cpu0, wall0 = time.process_time(), time.monotonic()
+    cpu0, wall0 = os.times(), time.monotonic()
     await asyncio.sleep(seconds)
-    cpu1, wall1 = time.process_time(), time.monotonic()
+    cpu1, wall1 = os.times(), time.monotonic()
     clock_after = clock.stats()
     report = json.loads(await asyncio.get_running_loop().run_in_executor(None, peer.stdout.readline))
     peer.wait()
@@ -151,10 +152,13 @@ async def run_voicebot(calls: int, seconds: float, warmup_s: float) -> dict[str,
     for stream in streams:
         await stream.close()
     clock.stop()
-    cpu_pct = 100 * (cpu1 - cpu0) / (wall1 - wall0)
+    user_pct = 100 * (cpu1.user - cpu0.user) / (wall1 - wall0)
+    sys_pct = 100 * (cpu1.system - cpu0.system) / (wall1 - wall0)
+    cpu_pct = user_pct + sys_pct
     p50, p99, worst = report["gaps_ms"]
     return {
-        "calls": calls, "cpu_pct": cpu_pct, "cpu_pct_per_call": cpu_pct / calls, "gap_p50_ms": p50,
+        "calls": calls, "cpu_pct": cpu_pct, "user_pct": user_pct, "sys_pct": sys_pct,
+        "cpu_pct_per_call": cpu_pct / calls, "gap_p50_ms": p50,
         "gap_p99_ms": p99, "gap_max_ms": worst, "peer_received": report["received"],
         "peer_expected": report["expected"], "frames_decoded": frames[0],
         "frames_expected": int(calls * seconds / 0.02), "lost": lost, "peer_cpu_pct": report["peer_cpu_pct"],
@@ -174,12 +178,13 @@ def main() -> int:
         run_peer(args.peer, args.seconds, args.warmup)
         return 0
     vlog.configure(level="warning", json=False)
-    print("| calls | CPU % (1 core = 100) | CPU % per call | gap p50 ms | gap p99 ms | gap max ms "
-          "| packets at peer | frames decoded | late / skipped ticks | peer CPU % |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| calls | CPU % (1 core = 100) | user / sys % | CPU % per call | gap p50 ms | gap p99 ms "
+          "| gap max ms | packets at peer | frames decoded | late / skipped ticks | peer CPU % |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for calls in args.calls:
         r = asyncio.run(run_voicebot(calls, args.seconds, args.warmup))
-        print(f"| {r['calls']} | {r['cpu_pct']:.1f} | {r['cpu_pct_per_call']:.3f} | {r['gap_p50_ms']:.1f} "
+        print(f"| {r['calls']} | {r['cpu_pct']:.1f} | {r['user_pct']:.0f} / {r['sys_pct']:.0f} "
+              f"| {r['cpu_pct_per_call']:.3f} | {r['gap_p50_ms']:.1f} "
               f"| {r['gap_p99_ms']:.1f} | {r['gap_max_ms']:.1f} | {r['peer_received']}/{r['peer_expected']} "
               f"| {r['frames_decoded']}/{r['frames_expected']} | {r['late_ticks']} / {r['skipped_ticks']} "
               f"| {r['peer_cpu_pct']:.0f} |",
