@@ -218,3 +218,25 @@ async def test_audio_file_prompts_are_loaded_once_at_dialplan_load(tmp_path: Pat
     assert audio.sample_rate_hz == 8000
     assert audio.duration_s == pytest.approx(0.1, abs=0.002)
     assert synth.calls == 0
+
+
+async def test_prewarm_renders_the_static_prompts_once(tmp_path: Path) -> None:
+    from voicebot.tts import CachingSynthesizer
+
+    inner = TextSynth()
+    renderer = PromptRenderer(CachingSynthesizer(inner, tmp_path))
+    count = await renderer.prewarm(DEMO)
+    # Every distinct prompt and re-prompt of the demo except the two that name the account/balance.
+    prompts = [s.prompt for s in DEMO.states.values()]
+    prompts += [r.prompt for s in DEMO.states.values() for r in (s.no_input, s.no_match) if r is not None]
+    texts = {p.text.source for p in prompts if p is not None and p.text is not None}
+    static = {t for t in texts if "{" not in t}
+    assert len(texts) - len(static) == 2
+    assert count == inner.calls == len(static) == 12
+    runner, call, _ = make()
+    runner._renderer = renderer
+    task = asyncio.create_task(runner.run())
+    await until(lambda: len(call.queue) == 1)
+    assert inner.calls == count  # the welcome came from the cache
+    runner.call_ended()
+    await asyncio.wait_for(task, 5)

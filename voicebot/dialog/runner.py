@@ -96,6 +96,22 @@ class PromptRenderer:
         for path in plan.audio_files():
             self.store.load(path)
 
+    async def prewarm(self, plan: Dialplan) -> int:
+        """Synthesize every prompt without ``{variables}`` now (into the synthesizer's cache), so
+        the first call does not wait for them. Returns how many prompts were rendered."""
+        texts: list[tuple[str, str]] = []
+        for state in plan.states.values():
+            prompts = [state.prompt]
+            prompts += [retry.prompt for retry in (state.no_input, state.no_match) if retry is not None]
+            for prompt in prompts:
+                if prompt is not None and prompt.text is not None and not prompt.text.variables:
+                    key = (prompt.text.source, prompt.voice)
+                    if key not in texts:
+                        texts.append(key)
+        for text, voice in texts:
+            await self.synthesizer.synthesize(text, voice=voice)
+        return len(texts)
+
     async def render(self, command: ev.PlayPrompt) -> PcmAudio:
         if command.audio_file is not None:
             return self.store.get(command.audio_file)
