@@ -500,3 +500,24 @@ def test_unanswered_calls_time_out_both_ways() -> None:
     net2.advance(5.5, step=0.5)
     assert net2.a_events[-1] == CallEnded(second, "local_cancel", 487, "Request Terminated")
     assert net2.b_events[-1] == CallEnded(second, "cancelled", 487, "Request Terminated")
+
+
+def test_bye_in_early_dialog_ends_the_invite_with_487() -> None:
+    net = make_net()
+    call_id, _ = call_in(net)
+    net.b.ringing(call_id, net.now)
+    net.pump()
+    invite = next(m for m in net.sent_by("10.0.0.1") if isinstance(m, Request) and m.method == "INVITE")
+    ringing = next(m for m in net.sent_by("10.0.0.2") if isinstance(m, Response) and m.status_code == 180)
+    bye = (
+        "BYE sip:bot@10.0.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKearlybye\r\n"
+        f"From: {invite.headers.get('From')}\r\nTo: {ringing.headers.get('To')}\r\nCall-ID: {call_id}\r\n"
+        "CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    net.b.receive_datagram(bye, A_ADDR, net.now)
+    replies = [parse_message(d) for d, _ in net.b.datagrams_to_send()]
+    assert [(r.status_code, r.cseq.method) for r in replies if isinstance(r, Response)] == [
+        (200, "BYE"),
+        (487, "INVITE"),
+    ]
+    assert net.b.next_event() == CallEnded(call_id, "remote_bye")

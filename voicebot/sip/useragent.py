@@ -575,6 +575,9 @@ class UserAgent:
         tag = dialog.local_tag
         if request.method == "BYE":
             self._respond(txn, 200, now, to_tag=tag)
+            if call.server_txn is not None and not call.server_txn.final_sent:
+                # §15.1.2: a BYE in an early dialog ends the INVITE with 487
+                self._respond(call.server_txn, 487, now, to_tag=tag)
             self._end(call, "remote_bye")
         elif request.method == "INVITE":
             self._handle_reinvite(call, request, txn, now)
