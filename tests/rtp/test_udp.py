@@ -7,6 +7,7 @@ import itertools
 import random
 import statistics
 import struct
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from voicebot.media.g711 import ULAW
 from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived
-from voicebot.rtp.errors import RtpPortsExhausted
+from voicebot.rtp.errors import RtpPortsExhausted, RtpUsageError
 from voicebot.rtp.jitter import Frame, FrameKind
 from voicebot.rtp.packet import RtpPacket
 from voicebot.rtp.session import PromptFinished, SessionConfig
@@ -249,3 +250,32 @@ async def test_on_frame_callback_and_clock_stats(clock: MediaClock) -> None:
     stats = clock.stats()
     assert stats.ticks >= len(frames)
     assert stats.streams == 0
+
+
+async def test_loop_stall_skips_forward_without_breaking_sequence(clock: MediaClock) -> None:
+    transport, sink, sink_addr = await raw_socket()
+    stream = RtpStream(clock, PortAllocator(LOCAL), SessionConfig(comfort_silence=True))
+    await stream.open()
+    stream.set_remote(sink_addr)
+    try:
+        await asyncio.sleep(0.1)
+        time.sleep(0.25)  # noqa: ASYNC251 -- a deliberate stall of the loop (a blocking call in the app)
+        await asyncio.sleep(0.1)
+    finally:
+        await stream.close()
+        transport.close()
+    stats = clock.stats()
+    assert stats.skipped_ticks >= 5
+    parsed = [RtpPacket.parse(d) for _, d, _ in sink.received]
+    seqs = [p.sequence_number for p in parsed]
+    assert seqs == [(seqs[0] + i) % 65536 for i in range(len(seqs))]
+    # Skipped ticks are not sent later in a burst: the receiver sees a delay, not a flood.
+    assert len(parsed) <= (0.1 + 0.25 + 0.1) / 0.02 - 5 + 4
+
+
+def test_port_range_validation_messages() -> None:
+    with pytest.raises(RtpUsageError) as info:
+        PortRange("0.0.0.0", 80, 100)
+    assert str(info.value) == "RTP port range 80-100 must satisfy 1024 <= min <= max <= 65535"
+    with pytest.raises(RtpUsageError, match="RTP port range 10001-10001 holds no even port"):
+        PortRange("0.0.0.0", 10001, 10001)
