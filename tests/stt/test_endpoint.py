@@ -109,7 +109,10 @@ def test_feed_silence_completes_a_partial_frame() -> None:
     events = ep.feed_silence(300)
     # The pending frame is topped up with zeros and judged (speech: first byte non-zero).
     assert events == [PauseStarted(0, 100), UtteranceEnded(0, 100)]
-    assert ep.now_ms + 0 >= 360
+    # 80 ms + 50 samples + 300 ms fed = 386.25 ms; 19 whole frames (380 ms) are classified and
+    # the last 50 zero samples wait in the remainder.
+    assert ep.now_ms == 380
+    assert ep.flush() == [] and ep.now_ms == 386
 
 
 def test_flush_closes_an_open_utterance() -> None:
