@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from voicebot.sip.message import Response, parse_message
-from voicebot.sip.udp import IncomingCall, SipEndpoint
-from voicebot.sip.useragent import UaConfig
+from voicebot.sip.udp import Call, IncomingCall, SipEndpoint
+from voicebot.sip.useragent import DtmfReceived, MediaChanged, UaConfig
 
 from .peers import free_udp_port, run_sipp
 from .test_rfc4475 import CORPUS, EXPECTED
@@ -123,11 +123,26 @@ async def test_two_endpoints_call_each_other() -> None:
         assert inbound.negotiation is not None and inbound.negotiation.remote_rtp_port == 42000
         await inbound.established(timeout_s=10)
         inbound.send_dtmf_info("7")
+        assert await _next_of(call, DtmfReceived) == DtmfReceived(call.call_id, "7", 160)
+        call.update_media(local_rtp_port=42002)  # re-INVITE: the caller moved its RTP port
+        moved = await _next_of(inbound, MediaChanged)
+        assert isinstance(moved, MediaChanged) and moved.negotiation.remote_rtp_port == 42002
+        own = await _next_of(call, MediaChanged)  # the answer to our own re-INVITE
+        assert isinstance(own, MediaChanged) and own.negotiation.direction == "sendrecv"
         inbound.hold()
+        held = await _next_of(call, MediaChanged)
+        assert isinstance(held, MediaChanged) and held.negotiation.direction == "recvonly"
         call.hangup()
         ended = await inbound.ended(timeout_s=10)
         assert ended.cause == "remote_bye"
         assert (await call.ended(timeout_s=10)).cause == "local_bye"
+
+
+async def _next_of(call: Call, kind: type) -> object:
+    while True:
+        event = await call.next_event(timeout_s=10)
+        if isinstance(event, kind):
+            return event
 
 
 async def test_scanner_flood_does_not_starve_a_real_call() -> None:

@@ -115,6 +115,25 @@ class Call:
     def unhold(self) -> None:
         self._endpoint._command(lambda ua, now: ua.update_media(self.call_id, now, direction="sendrecv"))
 
+    def update_media(
+        self,
+        *,
+        direction: str = "sendrecv",
+        local_rtp_host: str | None = None,
+        local_rtp_port: int | None = None,
+    ) -> None:
+        """Re-INVITE with a new offer (another RTP address, or a direction); the answer comes
+        back as a MediaChanged event."""
+        self._endpoint._command(
+            lambda ua, now: ua.update_media(
+                self.call_id,
+                now,
+                direction=direction,
+                local_rtp_host=local_rtp_host,
+                local_rtp_port=local_rtp_port,
+            )
+        )
+
     def send_dtmf_info(self, digit: str, *, duration_ms: int = 160) -> None:
         self._endpoint._command(
             lambda ua, now: ua.send_dtmf_info(self.call_id, digit, now, duration_ms=duration_ms)
@@ -328,6 +347,10 @@ class SipEndpoint:
         self._flush()
         return reg_id
 
+    def unregister(self, registration_id: str) -> None:
+        """REGISTER with Expires: 0 and stop refreshing."""
+        self._command(lambda ua, now: ua.unregister(registration_id, now))
+
     # ------------------------------------------------------------ plumbing
 
     def _command(self, action: Callable[[UserAgent, float], None]) -> None:
@@ -413,13 +436,18 @@ class SipEndpoint:
             if asyncio.iscoroutine(result):
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(self._on_call_done)
             return
         try:
             self._incoming.put_nowait(call)
         except asyncio.QueueFull:
             log.warning("sip.invite.overflow", call_id=event.call_id)
             call.reject(503, "Service Unavailable: application backlog full")
+
+    def _on_call_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sip.on_call.failed", error=repr(task.exception()))
 
     def _log_call_event(self, event: Event) -> None:
         call_id = getattr(event, "call_id", None)
