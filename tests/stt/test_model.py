@@ -163,6 +163,10 @@ def test_silence_and_noise_give_empty_text(engine: WhisperEngine) -> None:
     hyp = engine.transcribe(hiss, language="en", partial=False)
     assert hyp.text == "" and hyp.words == () and hyp.confidence == 0.0
     assert engine.transcribe(np.zeros(100, dtype=np.float32), language="en", partial=True).text == ""
+    # Nothing decoded: the language is the requested one, or unknown ("") when it had to be detected.
+    quiet = np.zeros(8000, dtype=np.float32)
+    assert engine.transcribe(quiet, language="ru-RU", partial=True).language == "ru-RU"
+    assert engine.transcribe(quiet, language=None, partial=True).language == ""
 
 
 def test_words_are_decoded_whole_even_when_tokens_split_characters(engine: WhisperEngine) -> None:

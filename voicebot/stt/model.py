@@ -172,6 +172,12 @@ def max_new_tokens(duration_s: float) -> int:
     return math.ceil(duration_s * TOKENS_PER_S) + EXTRA_TOKENS
 
 
+def _undecided_language(choice: Mapping[str, str], detect: bool) -> str:
+    """The language to report when nothing was decoded: the only choice, or "" (unknown) if it
+    would have had to be detected."""
+    return "" if detect else next(iter(choice.values()))
+
+
 def _voiced_span_ms(samples: Float32Array) -> tuple[int, int]:
     """From the first to the last 10 ms frame within 30 dB of the loudest one."""
     frame = SAMPLE_RATE_HZ // 100
@@ -454,7 +460,7 @@ class WhisperEngine:
         texts: list[str] = []
         words: list[WordTiming] = []
         confidences: list[float] = []
-        reported = next(iter(choice.values()))
+        reported = _undecided_language(choice, detect)
         for start in range(0, len(samples), segment):
             piece = self._transcribe_window(samples[start : start + segment], choice, detect, partial)
             offset_ms = start * 1000 // SAMPLE_RATE_HZ
@@ -471,7 +477,7 @@ class WhisperEngine:
     ) -> Hypothesis:
         duration_s = len(samples) / SAMPLE_RATE_HZ
         if duration_s < MIN_AUDIO_S or _loudest_frame_rms(samples) < MIN_FRAME_RMS:
-            return Hypothesis("", (), 0.0, next(iter(choice.values())))
+            return Hypothesis("", (), 0.0, _undecided_language(choice, detect))
         n_frames = window_s(duration_s, self.min_window_s) * FRAMES_PER_S
         features = log_mel_spectrogram(samples, n_frames, self.n_mels)[None]
         encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features)))
