@@ -22,6 +22,7 @@ from voicebot.stt.model import (
     ModelError,
     ModelIntegrityError,
     WhisperEngine,
+    _segments,
     base_model_files,
     load_engine,
     log_mel_spectrogram,
@@ -85,6 +86,17 @@ def test_log_mel_of_a_tone_peaks_in_the_right_band() -> None:
     assert abs(centres[band] - 1000) < 120
     # The zero padding after the tone sits at the floor: 8 (log10 units) below the peak, scaled.
     assert features[:, 250].max() == pytest.approx(features.max() - 2.0, abs=1e-5)
+
+
+def test_long_audio_is_cut_at_the_quietest_moment_before_28_s() -> None:
+    rate = 16000
+    audio = np.full(70 * rate, 0.1, dtype=np.float32)
+    audio[26 * rate : 26 * rate + 320] = 0.0  # a 20 ms gap 2 s before the limit
+    pieces = _segments(audio)
+    assert pieces[0] == (0, 26 * rate + 320)
+    assert all(end - start <= 28 * rate for start, end in pieces)
+    assert [p[0] for p in pieces[1:]] == [p[1] for p in pieces[:-1]] and pieces[-1][1] == len(audio)
+    assert _segments(audio[: 20 * rate]) == [(0, 20 * rate)]
 
 
 # ---- languages ----
@@ -180,6 +192,16 @@ def test_words_are_decoded_whole_even_when_tokens_split_characters(engine: Whisp
 def test_non_finite_samples_do_not_poison_the_decode(engine: WhisperEngine) -> None:
     audio = np.full(16000, np.nan, dtype=np.float32)
     assert engine.transcribe(audio, language="en", partial=True).text == ""
+
+
+def test_audio_longer_than_one_window_keeps_word_times_on_its_own_timeline(engine: WhisperEngine) -> None:
+    # 29 s of silence (skipped without a decode) then speech: the words come from the second piece.
+    speech = phone_audio(telephone_speech("thank you goodbye"))
+    audio = np.concatenate([np.zeros(29 * 16000, dtype=np.float32), speech])
+    hyp = engine.transcribe(audio, language="en", partial=False)
+    assert "thank" in words_of(hyp.text), hyp.text
+    assert hyp.words and hyp.words[0].start_ms >= 29_000
+    assert hyp.words[-1].end_ms <= len(audio) * 1000 // 16000
 
 
 def test_concurrent_calls_give_the_same_answer(engine: WhisperEngine) -> None:

@@ -62,6 +62,7 @@ TAIL_PAD_S = 2
 MAX_WINDOW_S = 30  # the encoder's positional embedding covers 30 s
 MAX_TEXT_TOKENS = 448  # the decoder's context, prompt included
 MAX_SEGMENT_S = 28  # longer input is decoded in pieces of at most this
+SEGMENT_SEARCH_S = 3  # ... cut at the quietest moment of their last 3 s
 TOKENS_PER_S = 8
 EXTRA_TOKENS = 10
 MIN_AUDIO_S = 0.1
@@ -170,6 +171,25 @@ def window_s(duration_s: float, min_window_s: int = MIN_WINDOW_S) -> int:
 
 def max_new_tokens(duration_s: float) -> int:
     return math.ceil(duration_s * TOKENS_PER_S) + EXTRA_TOKENS
+
+
+def _segments(samples: Float32Array) -> list[tuple[int, int]]:
+    """Cut audio into pieces of at most MAX_SEGMENT_S, each ending at the quietest 20 ms frame of
+    its last SEGMENT_SEARCH_S seconds, so a cut rarely falls inside a word."""
+    frame = SAMPLE_RATE_HZ // 50
+    longest = MAX_SEGMENT_S * SAMPLE_RATE_HZ
+    search = SEGMENT_SEARCH_S * SAMPLE_RATE_HZ
+    pieces: list[tuple[int, int]] = []
+    start = 0
+    while len(samples) - start > longest:
+        lo = start + longest - search
+        n = search // frame
+        energy = np.square(samples[lo : lo + n * frame].reshape(n, frame)).mean(axis=1)
+        cut = lo + (int(np.argmin(energy)) + 1) * frame
+        pieces.append((start, cut))
+        start = cut
+    pieces.append((start, len(samples)))
+    return pieces
 
 
 def _undecided_language(choice: Mapping[str, str], detect: bool) -> str:
@@ -453,16 +473,15 @@ class WhisperEngine:
             np.asarray(audio, dtype=np.float32).reshape(-1), nan=0.0, posinf=1.0, neginf=-1.0
         )
         choice, detect = self._language_choice(language)
-        segment = MAX_SEGMENT_S * SAMPLE_RATE_HZ
-        if len(samples) <= segment:
+        if len(samples) <= MAX_SEGMENT_S * SAMPLE_RATE_HZ:
             return self._transcribe_window(samples, choice, detect, partial)
-        # Longer than one window: decode in pieces and join, shifting word times.
+        # Longer than one window: decode in pieces cut at quiet moments and join, shifting word times.
         texts: list[str] = []
         words: list[WordTiming] = []
         confidences: list[float] = []
         reported = _undecided_language(choice, detect)
-        for start in range(0, len(samples), segment):
-            piece = self._transcribe_window(samples[start : start + segment], choice, detect, partial)
+        for start, end in _segments(samples):
+            piece = self._transcribe_window(samples[start:end], choice, detect, partial)
             offset_ms = start * 1000 // SAMPLE_RATE_HZ
             if piece.text:
                 texts.append(piece.text)
