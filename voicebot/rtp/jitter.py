@@ -198,7 +198,8 @@ class JitterBuffer:
             counts["duplicate"] += 1
             return
         self._recent.add(ext_seq)
-        if len(self._recent) > _RECENT_SEQS:
+        if len(self._recent) > 2 * _RECENT_SEQS:
+            # Prune in batches so the cost is amortized to O(1) per packet.
             floor = ext_seq - _RECENT_SEQS
             self._recent = {s for s in self._recent if s > floor}
         if self._play_ts is not None and ext_ts < self._play_ts:

@@ -237,6 +237,8 @@ class RtpSession:
 
     def events(self) -> list[SessionEvent]:
         """Drain the events produced since the last call."""
+        if not self._events:
+            return []
         out = list(self._events)
         self._events.clear()
         return out
