@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voicebot.sip.errors import SdpNegotiationError, SdpParseError
 from voicebot.sip.sdp import build_answer, build_offer, negotiate, parse_sdp
@@ -110,3 +112,42 @@ def test_parse_errors_are_exact(data: bytes, message: str) -> None:
     with pytest.raises(SdpParseError) as info:
         negotiate(parse_sdp(data))
     assert info.value.message == message
+
+
+_SDP_FRAGMENTS = [
+    "v=0\r\n",
+    "o=x 1 1 IN IP4 h\r\n",
+    "s=-\r\n",
+    "c=IN IP4 10.0.0.1\r\n",
+    "t=0 0\r\n",
+    "m=audio 4000 RTP/AVP ",
+    "0",
+    "8",
+    "101",
+    " ",
+    "\r\n",
+    "a=rtpmap:",
+    "101 telephone-event/8000",
+    "a=ptime:",
+    "20",
+    "a=sendonly\r\n",
+    "c=IN IP6 ::1\r\n",
+    "m=video 0 RTP/AVP 31\r\n",
+    "=",
+    "x",
+    "\xe9",
+    "a=fmtp:101 0-16\r\n",
+    "65536",
+    "-1",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_SDP_FRAGMENTS), max_size=40))
+def test_fuzz_sdp_raises_only_its_own_errors(parts: list[str]) -> None:
+    try:
+        sdp = parse_sdp("".join(parts).encode())
+        negotiate(sdp)
+    except (SdpParseError, SdpNegotiationError):
+        return
+    assert parse_sdp(sdp.serialize()).serialize() == sdp.serialize()
