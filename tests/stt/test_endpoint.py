@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voicebot.errors import ConfigError
 from voicebot.stt.endpoint import DEFAULT_MAX_PAUSE_MS, WebRtcEndpointer
@@ -219,3 +221,45 @@ def test_noise_floor_is_not_speech() -> None:
     pcm = b"".join(s.to_bytes(2, "little", signed=True) for s in samples)
     ep = WebRtcEndpointer(8000)
     assert ep.feed(pcm) + ep.flush() == []
+
+
+# ---- properties over random frame scripts ----
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    script=st.text(alphabet="S_", max_size=120),
+    chunk_bytes=st.integers(min_value=1, max_value=700).map(lambda n: 2 * n),
+    max_pause_ms=st.sampled_from([20, 60, 200, 600]),
+)
+def test_event_grammar_and_chunking_invariance(script: str, chunk_bytes: int, max_pause_ms: int) -> None:
+    pcm = frames(script)
+    ep = scripted(max_pause_ms=max_pause_ms, max_utterance_ms=1000)
+    whole = ep.feed(pcm) + ep.flush()
+    ep2 = scripted(max_pause_ms=max_pause_ms, max_utterance_ms=1000)
+    pieces: list[EndpointEvent] = []
+    for i in range(0, len(pcm), chunk_bytes):
+        pieces += ep2.feed(pcm[i : i + chunk_bytes])
+    assert pieces + ep2.flush() == whole
+
+    # Grammar: Started (Paused (Resumed Paused)* )? Ended, repeated; times never go back.
+    state = "idle"
+    last_ms = 0
+    for event in whole:
+        if isinstance(event, SpeechStarted):
+            assert state == "idle"
+            state, start, at = "speaking", event.start_ms, event.start_ms
+        elif isinstance(event, PauseStarted):
+            assert state == "speaking" and event.utterance_start_ms == start
+            state, at = "paused", event.pause_start_ms
+        elif isinstance(event, SpeechResumed):
+            assert state == "paused"
+            state, at = "speaking", event.at_ms
+        else:
+            assert isinstance(event, UtteranceEnded) and state in ("speaking", "paused")
+            assert event.start_ms == start < event.end_ms <= start + 1000
+            state, at = "idle", event.end_ms
+        assert at >= last_ms
+        last_ms = at
+    assert state == "idle"  # flush closes whatever is open
+    assert last_ms <= len(script) * FRAME_MS
