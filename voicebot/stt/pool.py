@@ -27,16 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
+from voicebot.logging import get_logger
 from voicebot.stt.audio import pcm16_to_float32, resample
 from voicebot.stt.engine import Engine
 from voicebot.stt.errors import Overloaded
 from voicebot.stt.session import DecodeJob, DecodeResult
 
-# voicebot.logging.get_logger(name) passes logger=name, which collides with structlog's own
-# wrap_logger(logger=...) parameter (TypeError); the lead fixes it there, until then the key is logger_name.
-log = structlog.get_logger(logger_name=__name__)
+log = get_logger(__name__)
 
 Normalizer = Callable[[str, str], str]  # (text, language) -> normalized text
 DoneCallback = Callable[[DecodeResult | BaseException], None]

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from voicebot.errors import ConfigError
+from voicebot.logging import get_logger
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt._proto import stt_service_pb2, stt_service_pb2_grpc
 from voicebot.stt.auth import Authenticator
@@ -53,9 +53,7 @@ from voicebot.stt.session import (
     StartDecode,
 )
 
-# voicebot.logging.get_logger(name) passes logger=name, which collides with structlog's own
-# wrap_logger(logger=...) parameter (TypeError); the lead fixes it there, until then the key is logger_name.
-log = structlog.get_logger(logger_name=__name__)
+log = get_logger(__name__)
 
 SERVICE_NAME = stt_service_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
 _MAX_QUEUED_REQUESTS = 64  # per session; the reader waits (gRPC flow control) beyond this
