@@ -9,6 +9,8 @@ import wave
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voicebot.stt.audio import (
     InvalidAudio,
@@ -208,3 +210,31 @@ def test_stream_resampler_rejects_use_after_flush() -> None:
 def test_bad_rate_is_invalid_audio() -> None:
     with pytest.raises(InvalidAudio, match="sample rate 0 Hz"):
         StreamResampler(0, 16000)
+
+
+# ---- fuzz: anything a client sends gives a WavAudio or an InvalidAudio, never another exception ----
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_random_bytes_never_crash_the_parser(data: bytes) -> None:
+    try:
+        parsed = parse_wav(data)
+    except InvalidAudio as exc:
+        assert exc.message  # always says what is wrong
+        return
+    assert data.startswith(b"RIFF") and len(parsed.pcm16) % 2 == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(position=st.integers(min_value=0, max_value=49), value=st.integers(min_value=0, max_value=255),
+       cut=st.integers(min_value=0, max_value=52))
+def test_mutated_wav_headers_never_crash_the_parser(position: int, value: int, cut: int) -> None:
+    data = bytearray(wav_bytes(struct.pack("<4h", 1, 2, 3, 4)))
+    data[position] = value
+    try:
+        parsed = parse_wav(bytes(data[: len(data) - cut]))
+    except InvalidAudio as exc:
+        assert exc.message
+        return
+    assert parsed.sample_rate_hz >= 4000 and len(parsed.pcm16) % 2 == 0
