@@ -26,6 +26,10 @@ def _redact_pii(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) 
     return event_dict
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure(*, level: str = "info", json: bool | None = None, redact_pii: bool = False) -> None:
     """Configure structlog and the stdlib root logger. Safe to call more than once."""
     global _configured
@@ -46,7 +50,9 @@ def configure(*, level: str = "info", json: bool | None = None, redact_pii: bool
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Resolve sys.stderr at each logger creation, not once: a stream swapped after start-up
+        # (pytest capture, a daemon redirect) must not leave loggers writing to a closed file.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=numeric_level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
