@@ -521,3 +521,59 @@ def test_bye_in_early_dialog_ends_the_invite_with_487() -> None:
         (487, "INVITE"),
     ]
     assert net.b.next_event() == CallEnded(call_id, "remote_bye")
+
+
+def test_early_media_183_reports_negotiation() -> None:
+    ua = UserAgent(UaConfig(local_host="10.0.0.1"), rng=random.Random(5))
+    call_id = ua.invite("sip:bob@10.0.0.9", 0.0, local_rtp_port=30000)
+    ((data, dest),) = ua.datagrams_to_send()
+    invite = parse_message(data)
+    assert isinstance(invite, Request)
+    sdp = b"v=0\r\no=b 1 1 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\nm=audio 5004 RTP/AVP 8\r\n"
+    extra = (("Content-Type", "application/sdp"), ("Contact", "<sip:bob@10.0.0.9>"))
+    progress = make_response(invite, 183, to_tag="t", extra=extra, body=sdp)
+    ua.receive_datagram(progress.serialize(), dest, 0.1)
+    event = ua.next_event()
+    assert isinstance(event, CallProgressed) and event.status_code == 183
+    assert event.negotiation is not None
+    assert (event.negotiation.remote_rtp_port, event.negotiation.codec) == (5004, "PCMA")
+    ok = make_response(invite, 200, to_tag="t", extra=extra, body=sdp)
+    ua.receive_datagram(ok.serialize(), dest, 0.2)
+    assert ua.next_event() == CallEstablished(call_id, event.negotiation)
+    ((ack_data, _),) = ua.datagrams_to_send()
+    ack = parse_message(ack_data)
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.uri.serialize() == "sip:bob@10.0.0.9"
+    # a retransmitted 200 is ACKed again, without a second CallEstablished
+    ua.receive_datagram(ok.serialize(), dest, 0.7)
+    assert [d for d, _ in ua.datagrams_to_send()] == [ack_data]
+    assert ua.next_event() is None
+
+
+OFFERLESS = (
+    "INVITE sip:bot@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKnooffer\r\n"
+    "From: <sip:a@10.0.0.1>;tag=f1\r\nTo: <sip:bot@10.0.0.2>\r\nCall-ID: nooffer\r\nCSeq: 1 INVITE\r\n"
+    "Contact: <sip:a@10.0.0.1>\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def test_offerless_invite_gets_our_offer_and_the_answer_in_ack() -> None:
+    ua = UserAgent(UaConfig(local_host="10.0.0.2"), rng=random.Random(6))
+    ua.receive_datagram(OFFERLESS.encode(), A_ADDR, 0.0)
+    received = ua.next_event()
+    assert isinstance(received, CallReceived) and received.negotiation is None
+    ua.datagrams_to_send()
+    ua.answer("nooffer", 0.0, local_rtp_port=40000)
+    ok = parse_message(ua.datagrams_to_send()[0][0])
+    assert isinstance(ok, Response) and ok.status_code == 200 and b"m=audio 40000 RTP/AVP 0 8 101" in ok.body
+    answer = (
+        b"v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\n"
+    )
+    ack = (
+        "ACK sip:bot@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKack\r\n"
+        f"From: <sip:a@10.0.0.1>;tag=f1\r\nTo: {ok.headers.get('To')}\r\nCall-ID: nooffer\r\nCSeq: 1 ACK\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(answer)}\r\n\r\n"
+    ).encode() + answer
+    ua.receive_datagram(ack, A_ADDR, 0.1)
+    up = ua.next_event()
+    assert isinstance(up, CallEstablished) and up.negotiation is not None
+    assert (up.negotiation.remote_rtp_port, up.negotiation.codec) == (6000, "PCMA")
