@@ -577,3 +577,13 @@ def test_offerless_invite_gets_our_offer_and_the_answer_in_ack() -> None:
     up = ua.next_event()
     assert isinstance(up, CallEstablished) and up.negotiation is not None
     assert (up.negotiation.remote_rtp_port, up.negotiation.codec) == (6000, "PCMA")
+
+
+def test_app_reason_phrase_cannot_inject_headers() -> None:
+    net = make_net()
+    call_id, _ = call_in(net)
+    net.b.reject(call_id, net.now, 603, "Decline\r\nX-Injected: yes")
+    net.pump()
+    final = next(m for m in net.sent_by("10.0.0.2") if isinstance(m, Response) and m.status_code == 603)
+    assert final.reason == "Decline X-Injected: yes"
+    assert "X-Injected" not in final.headers

@@ -422,6 +422,9 @@ class UserAgent:
     ) -> None:
         if to_tag is None and code > 100:
             to_tag = self._token()
+        if reason is not None:
+            # a reason phrase is one line of text (RFC 3261 §25.1): no CR/LF may reach the wire
+            reason = " ".join(reason.split())[:160] or None
         extra = (("Server", self.config.user_agent), *extra)
         txn.send(make_response(txn.request, code, reason, to_tag=to_tag, extra=extra, body=body), now)
 
