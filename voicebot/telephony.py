@@ -299,6 +299,14 @@ class CallLeg:
             self._apply(negotiation, report=False)
         self._media_ready.set()
 
+    def ringing(self) -> None:
+        """Send 180 Ringing on an unanswered inbound leg without answering yet (answer() sends one
+        itself when ``ring`` is configured)."""
+        if not isinstance(self._call, IncomingCall) or self._answering or self._stream is not None:
+            raise TelephonyError(f"ringing() is for unanswered inbound legs; {self.call_id} is not one")
+        if not self.is_ended:
+            self._call.ringing()
+
     def reject(self, status_code: int = 486, reason: str | None = None) -> None:
         """Refuse an unanswered inbound leg with a 3xx-6xx final response (``reason`` as phrase)."""
         if not isinstance(self._call, IncomingCall) or self._answering or self._stream is not None:
