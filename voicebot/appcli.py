@@ -1,23 +1,34 @@
-"""``voicebot calls list`` and ``voicebot calls show CALL_ID``: read the call records.
+"""``voicebot run`` (answer calls), ``voicebot call URI`` (place one), ``voicebot calls list/show``.
 
-``run`` and ``call`` join here once the call pipeline (``voicebot/app.py``) exists.
+``run`` and ``call`` build the one :class:`~voicebot.config.Config` from ``--config FILE``, the
+environment and their flags, then run :class:`~voicebot.app.App`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import json
+import signal
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from voicebot.config import load_config
-from voicebot.errors import VoicebotError
+from voicebot import logging as vlog
+from voicebot.config import Config, HostPort, load_config, parse_host_port
+from voicebot.errors import ConfigError, VoicebotError
 from voicebot.records import CallRecord, CallSummary, SyncCallRecordStore
+
+if TYPE_CHECKING:
+    from voicebot.app import CallOutcome
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _register_run(subparsers)
+    _register_call(subparsers)
     calls = subparsers.add_parser("calls", help="list and show call records",
                                   description="Read the call records (SQLite, [records] path in the config).")
     calls.add_argument("--config", type=Path, help="voicebot TOML config (for [records] path)")
@@ -110,3 +121,184 @@ def _format_record(record: CallRecord) -> str:
     if not record.stt_sessions:
         lines.append("  (none)")
     return "\n".join(lines)
+
+
+# ---- voicebot run / voicebot call -----------------------------------------------------------------
+
+EXIT_OK = 0
+EXIT_CALL_FAILED = 1  # voicebot call: not answered (busy, rejected, no answer)
+EXIT_USAGE = 2  # bad flags, config or dialplan
+EXIT_CALL_ERROR = 3  # voicebot call: answered, but the call's pipeline failed
+
+
+def _common_flags(parser: argparse.ArgumentParser, *, sip_default: str) -> None:
+    parser.add_argument("--config", type=Path, help="voicebot TOML config (see docs/voicebot.example.toml)")
+    parser.add_argument("--sip-listen", metavar="HOST:PORT",
+                        help=f"UDP address for SIP (default: {sip_default}; port 0 = any free port)")
+    parser.add_argument("--dialplan", type=Path, metavar="FILE",
+                        help="dialplan every call runs (default: dialplans/demo.yaml)")
+    parser.add_argument("--transfer-target", metavar="SIP-URI", help="where the dialplan transfers callers")
+    parser.add_argument("--rtp-ports", metavar="LOW-HIGH",
+                        help="UDP port range for RTP (default: 20000-20999)")
+    parser.add_argument("--stt-endpoint", metavar="HOST:PORT",
+                        help="use this SpeechKit STT v3 server (e.g. stt.api.cloud.yandex.net:443) "
+                             "instead of starting the embedded one; key from VOICEBOT_STT_API_KEY")
+    parser.add_argument("--stt-tls", action="store_true", help="TLS to --stt-endpoint (the cloud needs it)")
+    parser.add_argument("--records-db", type=Path, metavar="PATH",
+                        help="SQLite call records (default: var/calls.db)")
+    parser.add_argument("--max-calls", type=int, metavar="N",
+                        help="concurrent calls before 503 (default: 16)")
+    parser.add_argument("--stt-workers", type=int, default=2, metavar="N",
+                        help="embedded recognizer: decodes at once, one core each (default: 2)")
+    parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a dialplan variable for every call (repeatable)")
+
+
+def _register_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = subparsers.add_parser(
+        "run", help="answer SIP calls with the dialplan",
+        description="Start the SIP user agent, the embedded recognition server (unless --stt-endpoint) and "
+                    "the call records, then answer every call with the dialplan until SIGTERM/SIGINT "
+                    "(new calls then get 503; running calls get --grace-s to finish, then BYE).")
+    _common_flags(run, sip_default="127.0.0.1:5060")
+    run.add_argument("--grace-s", type=float, default=10.0,
+                     help="shutdown grace for running calls (default: 10)")
+    run.set_defaults(func=_run)
+
+
+def _register_call(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    call = subparsers.add_parser(
+        "call", help="place one outbound call running a dialplan",
+        description="Dial SIP-URI, run the dialplan once answered, record the call, exit when it ends. "
+                    "Exit code: 0 answered and finished, 1 not answered (busy/rejected/no answer), "
+                    "2 bad usage/config, 3 answered but the call failed. Digest credentials for the "
+                    "INVITE: [sip] register_user + VOICEBOT_SIP_REGISTER_PASSWORD.")
+    call.add_argument("uri", metavar="SIP-URI", help="whom to call, e.g. sip:alice@127.0.0.1:5070")
+    _common_flags(call, sip_default="127.0.0.1:0")
+    call.add_argument("--timeout-s", type=float, default=60.0, help="how long to ring (default: 60)")
+    call.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    call.set_defaults(func=_call)
+
+
+def _parse_listen(text: str) -> HostPort:
+    """Like the config's HOST:PORT, but port 0 (any free port) is allowed on the command line."""
+    if text.strip().endswith(":0"):
+        return HostPort(parse_host_port(text.strip()[:-2] + ":1").host, 0)
+    return parse_host_port(text)
+
+
+_FLAG_FIELDS = (("dialplan", "dialog.dialplan"), ("transfer_target", "dialog.transfer_target"),
+                ("rtp_ports", "rtp.ports"), ("records_db", "records.path"), ("max_calls", "sip.max_calls"))
+
+
+def _build_config(args: argparse.Namespace, *,
+                  default_listen: str | None = None) -> tuple[Config, dict[str, str]]:
+    overrides: dict[str, str] = {}
+    for flag, key in _FLAG_FIELDS:
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = str(value)
+    if args.stt_endpoint:
+        overrides["recognizer.mode"] = "endpoint"
+        overrides["recognizer.endpoint"] = args.stt_endpoint
+    if args.stt_tls:
+        overrides["recognizer.tls"] = "true"
+    config = load_config(args.config, overrides=overrides)
+    listen_text = args.sip_listen or default_listen
+    if listen_text is not None:
+        try:
+            listen = _parse_listen(listen_text)
+        except ValueError as exc:
+            raise ConfigError(f"--sip-listen: {exc}") from None
+        config = dataclasses.replace(config, sip=dataclasses.replace(config.sip, listen=listen))
+    variables: dict[str, str] = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--var expects NAME=VALUE, got {item!r}")
+        variables[name] = value
+    if config.log.level != "info" or config.log.format != "auto" or config.log.redact_pii:
+        # The [log] section applies where the global flags were left at their defaults.
+        level = args.log_level if args.log_level != "info" else config.log.level
+        fmt = args.log_format if args.log_format != "auto" else config.log.format
+        vlog.configure(level=level, json={"auto": None, "json": True, "console": False}[fmt],
+                       redact_pii=args.redact_pii or config.log.redact_pii)
+    return config, variables
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config, variables = _build_config(args)
+        return asyncio.run(_serve(config, variables, args))
+    except VoicebotError as exc:
+        print(f"voicebot run: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+async def _serve(config: Config, variables: dict[str, str], args: argparse.Namespace) -> int:
+    from voicebot.app import App  # the call stack loads only for run/call, not for every command
+
+    app = App(config, variables=variables, grace_s=args.grace_s, stt_workers=args.stt_workers)
+    loop = asyncio.get_running_loop()
+    await app.start()
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, app.request_stop)
+        print(f"voicebot: call {app.contact_uri}", flush=True)
+        await app.serve()
+    finally:
+        await app.aclose()
+    return EXIT_OK
+
+
+def _call(args: argparse.Namespace) -> int:
+    try:
+        config, variables = _build_config(args, default_listen="127.0.0.1:0")
+        if not args.uri.startswith(("sip:", "sips:")):
+            raise ConfigError(f"SIP-URI must start with sip: or sips:, got {args.uri!r}")
+        outcome = asyncio.run(_place(config, variables, args))
+    except VoicebotError as exc:
+        print(f"voicebot call: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(_outcome_json(outcome), ensure_ascii=False))
+    else:
+        print(_outcome_text(outcome))
+    if not outcome.answered:
+        return EXIT_CALL_FAILED
+    return EXIT_OK if outcome.ok else EXIT_CALL_ERROR
+
+
+async def _place(config: Config, variables: dict[str, str], args: argparse.Namespace) -> CallOutcome:
+    from voicebot.app import App
+    from voicebot.telephony import Credentials
+
+    credentials = None
+    if config.sip.register_user and config.sip.register_password:
+        credentials = Credentials(config.sip.register_user, config.sip.register_password)
+    async with App(config, variables=variables, stt_workers=args.stt_workers, accept_inbound=False) as app:
+        call = asyncio.ensure_future(
+            app.place_call(args.uri, timeout_s=args.timeout_s, credentials=credentials))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, app.hangup_all)
+        return await call
+
+
+def _outcome_json(o: CallOutcome) -> dict[str, object]:
+    return {
+        "call_id": o.call_id, "answered": o.answered, "ok": o.ok, "cause": o.cause, "side": o.side,
+        "error": o.error, "states": o.dialog.states if o.dialog else [],
+        "record": o.dialog.record if o.dialog else {}, "utterances": o.utterances,
+        "transfer_target": o.transfer_target, "transfer_result": o.transfer_result,
+    }
+
+
+def _outcome_text(o: CallOutcome) -> str:
+    if not o.answered:
+        return f"voicebot: call not answered: {o.cause}"
+    record = ", ".join(f"{k}={v}" for k, v in (o.dialog.record if o.dialog else {}).items()) or "-"
+    said = " | ".join(o.utterances) or "-"
+    error = f"; error: {o.error}" if o.error else ""
+    return (f"voicebot: call {o.call_id} answered, ended: {o.cause} (by {o.side}){error}\n"
+            f"  record: {record}\n  heard: {said}")
