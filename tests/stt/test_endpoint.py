@@ -146,6 +146,9 @@ def test_long_speech_is_cut_at_max_utterance_ms() -> None:
     ep = scripted(max_utterance_ms=200)
     events = run(ep, "S" * 16)
     assert events == [SpeechStarted(0), UtteranceEnded(0, 200), SpeechStarted(200)]
+    # Reaching the limit inside the hangover ends the utterance at its last speech, not at the limit.
+    ep = scripted(max_utterance_ms=200, hangover_ms=100)
+    assert run(ep, "S" * 9 + "__") == [SpeechStarted(0), UtteranceEnded(0, 180)]
 
 
 @pytest.mark.parametrize(

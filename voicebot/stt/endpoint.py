@@ -193,7 +193,8 @@ class WebRtcEndpointer:
                 self._state = _State.IDLE
         elif state is _State.SPEAKING and self._now_ms - self._utterance_start_ms >= self.max_utterance_ms:
             # Too long without a pause for one decode: cut here; continued speech opens a new one.
-            events.append(UtteranceEnded(self._utterance_start_ms, self._now_ms))
+            # (In the hangover the utterance ends with its last speech frame, not with the silence.)
+            events.append(UtteranceEnded(self._utterance_start_ms, self._last_speech_end_ms))
             self._state = _State.IDLE
             if is_speech:
                 self._run_start_ms = self._now_ms
