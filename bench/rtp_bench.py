@@ -113,7 +113,19 @@ def run_peer(calls: int, seconds: float, warmup_s: float) -> None:
 # ------------------------------------------------------------------- voicebot side
 
 
-async def run_voicebot(calls: int, seconds: float, warmup_s: float) -> dict[str, float]:
+async def per_call_pacer(stream: RtpStream) -> None:
+    """The alternative design, for comparison only: one task per call with its own 20 ms deadlines."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    n = 0
+    while True:
+        n += 1
+        await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))
+        stream._on_tick()
+
+
+async def run_voicebot(calls: int, seconds: float, warmup_s: float, per_call_tasks: bool = False
+                       ) -> dict[str, float]:
     command = [sys.executable, __file__, "--peer", str(calls), "--seconds", str(seconds),
                "--warmup", str(warmup_s)]
     peer = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220
@@ -137,6 +149,11 @@ async def run_voicebot(calls: int, seconds: float, warmup_s: float) -> dict[str,
         for _ in range(int(seconds + warmup_s) + 2):
             stream.play(prompt)
         streams.append(stream)
+    tasks = []
+    if per_call_tasks:
+        for stream in streams:
+            clock.unregister(stream)
+            tasks.append(asyncio.create_task(per_call_pacer(stream)))
     peer.stdin.write(json.dumps([s.local_port for s in streams]) + "\n")
     peer.stdin.flush()
     await asyncio.sleep(warmup_s)
@@ -152,6 +169,9 @@ async def run_voicebot(calls: int, seconds: float, warmup_s: float) -> dict[str,
     for stream in streams:
         await stream.close()
     clock.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     user_pct = 100 * (cpu1.user - cpu0.user) / (wall1 - wall0)
     sys_pct = 100 * (cpu1.system - cpu0.system) / (wall1 - wall0)
     cpu_pct = user_pct + sys_pct
@@ -172,6 +192,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per N (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
+    parser.add_argument("--per-call-tasks", action="store_true",
+                        help="pace with one asyncio task per call, not the shared MediaClock (comparison)")
     parser.add_argument("--peer", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
@@ -182,7 +204,7 @@ def main() -> int:
           "| gap max ms | packets at peer | frames decoded | late / skipped ticks | peer CPU % |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for calls in args.calls:
-        r = asyncio.run(run_voicebot(calls, args.seconds, args.warmup))
+        r = asyncio.run(run_voicebot(calls, args.seconds, args.warmup, args.per_call_tasks))
         print(f"| {r['calls']} | {r['cpu_pct']:.1f} | {r['user_pct']:.0f} / {r['sys_pct']:.0f} "
               f"| {r['cpu_pct_per_call']:.3f} | {r['gap_p50_ms']:.1f} "
               f"| {r['gap_p99_ms']:.1f} | {r['gap_max_ms']:.1f} | {r['peer_received']}/{r['peer_expected']} "
