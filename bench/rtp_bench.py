@@ -52,7 +52,7 @@ def percentile(values: list[float], fraction: float) -> float:
 # ------------------------------------------------------------------- peer process
 
 
-def run_peer(calls: int, seconds: float, warmup_s: float) -> None:
+def run_peer(calls: int, seconds: float, warmup_s: float, caller_audio: bool) -> None:
     """Bind N sockets, announce their ports, then receive (timestamping) and send 20 ms audio."""
     sockets = []
     for _ in range(calls):
@@ -81,7 +81,7 @@ def run_peer(calls: int, seconds: float, warmup_s: float) -> None:
         next_send = start + n * 0.02
         if now >= next_send:
             header_ts = (n * 160) & 0xFFFFFFFF
-            for index, sock in enumerate(sockets):
+            for index, sock in enumerate(sockets if caller_audio else ()):
                 datagram = serialize_rtp(0, seq & 0xFFFF, header_ts, 0x1000 + index, payload)
                 with contextlib.suppress(OSError):
                     sock.sendto(datagram, ("127.0.0.1", targets[index]))
@@ -124,10 +124,10 @@ async def per_call_pacer(stream: RtpStream) -> None:
         stream._on_tick()
 
 
-async def run_voicebot(calls: int, seconds: float, warmup_s: float, per_call_tasks: bool = False
-                       ) -> dict[str, float]:
+async def run_voicebot(calls: int, seconds: float, warmup_s: float, per_call_tasks: bool = False,
+                       caller_audio: bool = True) -> dict[str, float]:
     command = [sys.executable, __file__, "--peer", str(calls), "--seconds", str(seconds),
-               "--warmup", str(warmup_s)]
+               "--warmup", str(warmup_s), *([] if caller_audio else ["--no-caller-audio"])]
     peer = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220
     assert peer.stdin is not None and peer.stdout is not None
     peer_ports = json.loads(peer.stdout.readline())
@@ -194,17 +194,20 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
     parser.add_argument("--per-call-tasks", action="store_true",
                         help="pace with one asyncio task per call, not the shared MediaClock (comparison)")
+    parser.add_argument("--no-caller-audio", action="store_true",
+                        help="the peer only receives (measures the sending side alone)")
     parser.add_argument("--peer", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
-        run_peer(args.peer, args.seconds, args.warmup)
+        run_peer(args.peer, args.seconds, args.warmup, not args.no_caller_audio)
         return 0
     vlog.configure(level="warning", json=False)
     print("| calls | CPU % (1 core = 100) | user / sys % | CPU % per call | gap p50 ms | gap p99 ms "
           "| gap max ms | packets at peer | frames decoded | late / skipped ticks | peer CPU % |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for calls in args.calls:
-        r = asyncio.run(run_voicebot(calls, args.seconds, args.warmup, args.per_call_tasks))
+        r = asyncio.run(run_voicebot(calls, args.seconds, args.warmup, args.per_call_tasks,
+                                     not args.no_caller_audio))
         print(f"| {r['calls']} | {r['cpu_pct']:.1f} | {r['user_pct']:.0f} / {r['sys_pct']:.0f} "
               f"| {r['cpu_pct_per_call']:.3f} | {r['gap_p50_ms']:.1f} "
               f"| {r['gap_p99_ms']:.1f} | {r['gap_max_ms']:.1f} | {r['peer_received']}/{r['peer_expected']} "
