@@ -39,6 +39,27 @@ async def run_sipp(
     calls: int = 1,
 ) -> SippResult:
     """Run ``calls`` sipp calls of ``scenarios/<scenario>.xml``; returns its exit code and error log."""
+    # The media port is picked by us (sipp's default 6000 would collide between engineers); another
+    # process can take it between our check and sipp's bind, so such a start is retried.
+    for _ in range(3):
+        result = await _run_sipp_once(
+            scenario, tmp_path, remote, local_port, service, timeout_s, extra, calls
+        )
+        if "Unable to bind audio RTP socket" not in result.stderr:
+            break
+    return result
+
+
+async def _run_sipp_once(
+    scenario: str,
+    tmp_path: Path,
+    remote: tuple[str, int] | None,
+    local_port: int | None,
+    service: str,
+    timeout_s: float,
+    extra: tuple[str, ...],
+    calls: int,
+) -> SippResult:
     error_file = tmp_path / f"{scenario}.errors.log"
     args = [
         "sipp",
