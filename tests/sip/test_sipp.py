@@ -235,3 +235,20 @@ async def test_concurrent_calls_from_sipp(tmp_path: Path) -> None:
         assert result.returncode == 0, result.explain()
         assert established == 100
         assert ep.ua.active_calls == 0
+
+
+async def test_register_with_digest_to_sipp_registrar(endpoint: SipEndpoint, tmp_path: Path) -> None:
+    port = free_udp_port()
+    sipp = asyncio.create_task(run_sipp("uas_register", tmp_path, local_port=port))
+    await asyncio.sleep(0.3)
+    reg_id = endpoint.register(
+        f"sip:127.0.0.1:{port}", aor=f"sip:100@127.0.0.1:{port}", credentials=Credentials("100", "pbxpw")
+    )
+    for _ in range(100):
+        if reg_id in endpoint.registrations:
+            break
+        await asyncio.sleep(0.05)
+    state = endpoint.registrations[reg_id]
+    assert (state.registered, state.status_code, state.expires_s) == (True, 200, 60)
+    result = await sipp
+    assert result.returncode == 0, result.explain()
