@@ -1,0 +1,159 @@
+"""A sipp caller for the call-pipeline tests: speaks (a pcap of synthesized telephone speech or a
+DTMF pcap), then ends the way the test expects: the robot's REFER (answered 202, then NOTIFY
+sipfrag 100 and 200, then the robot's BYE), the robot's BYE, or its own BYE after a pause."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from voicebot.testing.pcap import write_rtp_pcap
+from voicebot.testing.speech import silence, telephone_speech
+
+DTMF_PCAP_DIR = Path("/usr/share/sip-tester")
+
+_HEADERS = """      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Caller" <sip:+15550002222@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>{to_tag}
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:caller@[local_ip]:[local_port]>
+      Max-Forwards: 70"""
+
+_SDP = """      v=0
+      o=caller 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-16
+      a=ptime:20"""
+
+_OK = """  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def _request(method: str, cseq: int, *, first: bool = False, body: str = "") -> str:
+    target = "sip:[service]@[remote_ip]:[remote_port]" if first else "[next_url]"
+    headers = _HEADERS.format(to_tag="" if first else "[peer_tag_param]", cseq=cseq, method=method)
+    if body:
+        headers += "\n      Content-Type: application/sdp"
+    retrans = "" if method == "ACK" else ' retrans="500"'
+    return (f"  <send{retrans}>\n    <![CDATA[\n      {method} {target} SIP/2.0\n{headers}\n"
+            f"      Content-Length: [len]\n\n{body}\n    ]]>\n  </send>\n")
+
+
+def _notify(cseq: int, state: str, frag: str) -> str:
+    return f"""  <send retrans="500">
+    <![CDATA[
+      NOTIFY [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Caller" <sip:+15550002222@[local_ip]:[local_port]>;tag=[pid]Caller[call_number]
+      To: [$bot]
+      Call-ID: [call_id]
+      CSeq: {cseq} NOTIFY
+      Contact: <sip:caller@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Event: refer
+      Subscription-State: {state}
+      Content-Type: message/sipfrag;version=2.0
+      Content-Length: [len]
+
+      {frag}
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+
+def scenario(pcap: Path | None, *, end: str, pause_ms: int = 0, refer_status: str = "SIP/2.0 200 OK") -> str:
+    """``end``: "refer" (expect REFER, accept it, report ``refer_status``, then expect BYE),
+    "wait_bye" (expect the robot's BYE), "bye" (hang up after ``pause_ms``)."""
+    out = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="voicebot app caller">',
+           _request("INVITE", 1, first=True, body=_SDP),
+           '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+           '  <recv response="200" rrs="true"/>\n',
+           _request("ACK", 1)]
+    if pcap is not None:
+        out.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n')
+    if end == "refer":
+        out.append('  <recv request="REFER" rrs="true">\n    <action>\n'
+                   '      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="bot"/>\n'
+                   '      <ereg regexp=".*" search_in="hdr" header="Refer-To:" assign_to="referto"/>\n'
+                   '    </action>\n  </recv>\n')
+        out.append(_OK.replace("200 OK", "202 Accepted"))
+        out.append(_notify(2, "active;expires=60", "SIP/2.0 100 Trying"))
+        final_state = "terminated;reason=noresource"
+        out.append(_notify(3, final_state, refer_status))
+        # Success: the robot's BYE ends its side (RFC 5589). Failure: the dialplan apologizes, hangs up.
+        out.append('  <recv request="BYE"/>\n' + _OK)
+        out.append('  <Reference variables="referto"/>\n')
+    elif end == "wait_bye":
+        out.append('  <recv request="BYE"/>\n' + _OK)
+    else:
+        out.append(f'  <pause milliseconds="{pause_ms}"/>\n')
+        out.append(_request("BYE", 2))
+        out.append('  <recv response="200" crlf="true"/>\n')
+    out.append("</scenario>\n")
+    return "\n".join(out)
+
+
+def speech_pcap(path: Path, text: str, *, lead_ms: int = 1000, tail_ms: int = 1500) -> Path:
+    """Telephone-band espeak-ng speech (G.711 round trip) with silence around it, as a PCMU pcap."""
+    pcm = silence(lead_ms) + telephone_speech(text) + silence(tail_ms)
+    write_rtp_pcap(path, pcm, payload_type=0)
+    return path
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SippRun:
+    returncode: int
+    errors: str
+    stderr: str
+
+    def explain(self) -> str:
+        return f"sipp exit {self.returncode}\nerrors:\n{self.errors[-3000:]}\nstderr:\n{self.stderr[-2000:]}"
+
+
+async def run_caller(text: str, tmp_path: Path, remote: tuple[str, int], *, name: str = "caller",
+                     timeout_s: float = 40.0) -> SippRun:
+    """Run the scenario ``text`` once against ``remote`` (sipp on ephemeral ports)."""
+    path = tmp_path / f"{name}.xml"
+    path.write_text(text)
+    error_file = tmp_path / f"{name}.errors.log"
+    args = ["sipp", "-sf", str(path), "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
+            "-mp", str(free_udp_port()), "-s", "bot", "-nostdin", "-skip_rlimit",
+            "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-trace_err", "-error_file", str(error_file),
+            f"{remote[0]}:{remote[1]}"]
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout_s + 15)
+    except (TimeoutError, asyncio.CancelledError):
+        proc.kill()
+        await proc.wait()
+        raise
+    errors = error_file.read_text(errors="replace") if error_file.exists() else ""
+    return SippRun(proc.returncode or 0, errors, stderr.decode(errors="replace"))

@@ -1,0 +1,176 @@
+"""Whole calls through the real pipeline: sipp calls the in-process App (real Telephony, real
+embedded recognition server with Whisper base, real espeak-ng prompts, real SQLite records).
+
+What the caller says is synthesized telephone speech played by sipp as RTP; the robot's side is
+checked on the wire (sipp's scenario fails if the REFER/BYE does not come) and in the call record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.app.callers import DTMF_PCAP_DIR, run_caller, scenario, speech_pcap
+from tests.app.conftest import TRANSFER_TARGET, wait_outcomes
+from voicebot.app import App
+from voicebot.records import CallRecord, SyncCallRecordStore
+from voicebot.telephony import CallFailed, Telephony, TelephonyConfig
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+def record_of(app: App, call_id: str) -> CallRecord:
+    store = SyncCallRecordStore(app.config.records.path)
+    try:
+        record = store.get_call(call_id)
+    finally:
+        store.close()
+    assert record is not None, f"no record for {call_id}"
+    return record
+
+
+async def test_saying_operator_barges_in_then_refer_and_bye_after_notify_200(
+        app: App, tmp_path: Path) -> None:
+    pcap = speech_pcap(tmp_path / "operator.pcap", "I would like to talk to an operator please")
+    result = await run_caller(scenario(pcap, end="refer"), tmp_path, app.telephony.sip_address)
+    assert result.returncode == 0, result.explain()
+    [outcome] = await wait_outcomes(app, 1)
+    assert outcome.ok, outcome
+    assert outcome.transfer_target == TRANSFER_TARGET
+    assert outcome.transfer_result == "200 OK"
+    assert outcome.side == "robot" and outcome.cause == "bye: transferred"
+    assert any("operator" in u.lower() for u in outcome.utterances), outcome.utterances
+    # The menu (9 s, barge-in allowed) was still playing when the caller spoke at 1 s: it stopped.
+    assert outcome.barge_in_ms, "the menu prompt was not interrupted"
+    assert outcome.barge_in_ms[0] < 1500, outcome.barge_in_ms  # generous: a busy shared 2-core box
+    assert outcome.reaction_ms and outcome.reaction_ms[0] < 5000, outcome.reaction_ms
+    record = record_of(app, outcome.call_id)
+    summary = record.summary
+    assert summary.direction == "inbound" and summary.hangup_side == "robot"
+    assert summary.transfer_target == TRANSFER_TARGET and summary.transfer_result == "200 OK"
+    states = [s.state for s in record.states]
+    assert states == ["menu", "transfer_to_operator"]
+    assert "operator" in record.transcript.lower()
+    sessions = record.stt_sessions
+    assert len(sessions) == 1 and sessions[0].ended_at is not None
+    assert {u.session_id for u in record.utterances} == {sessions[0].session_id}
+    variables = {v.name: v.value for v in record.variables}
+    assert variables["outcome"] == "transferred"
+    assert variables["transfer_target"] == TRANSFER_TARGET
+
+
+async def test_rfc4733_digit_0_transfers(app: App, tmp_path: Path) -> None:
+    pcap = DTMF_PCAP_DIR / "dtmf_2833_0.pcap"
+    result = await run_caller(scenario(pcap, end="refer"), tmp_path, app.telephony.sip_address)
+    assert result.returncode == 0, result.explain()
+    [outcome] = await wait_outcomes(app, 1)
+    assert outcome.ok and outcome.transfer_result == "200 OK", outcome
+    record = record_of(app, outcome.call_id)
+    assert [d.digit for d in record.dtmf] == ["0"]
+    assert [s.state for s in record.states] == ["menu", "transfer_to_operator"]
+
+
+async def test_refused_transfer_apologizes_and_hangs_up(app: App, tmp_path: Path) -> None:
+    pcap = DTMF_PCAP_DIR / "dtmf_2833_0.pcap"
+    text = scenario(pcap, end="refer", refer_status="SIP/2.0 486 Busy Here")
+    result = await run_caller(text, tmp_path, app.telephony.sip_address)
+    assert result.returncode == 0, result.explain()
+    [outcome] = await wait_outcomes(app, 1)
+    assert outcome.transfer_result == "failed: 486 Busy Here", outcome
+    assert outcome.dialog is not None
+    assert outcome.dialog.states == ["menu", "transfer_to_operator", "transfer_failed"]
+    assert outcome.side == "robot" and outcome.cause == "bye: dialplan hangup"
+    summary = record_of(app, outcome.call_id).summary
+    assert summary.transfer_result == "failed: 486 Busy Here"
+
+
+async def test_saying_goodbye_gets_goodbye_and_the_robots_bye(app: App, tmp_path: Path) -> None:
+    pcap = speech_pcap(tmp_path / "goodbye.pcap", "Okay, goodbye")
+    result = await run_caller(scenario(pcap, end="wait_bye"), tmp_path, app.telephony.sip_address)
+    assert result.returncode == 0, result.explain()
+    [outcome] = await wait_outcomes(app, 1)
+    assert outcome.ok and outcome.side == "robot", outcome
+    assert outcome.dialog is not None and outcome.dialog.record.get("outcome") == "goodbye"
+    record = record_of(app, outcome.call_id)
+    assert "goodbye" in record.transcript.lower().replace(" ", "")
+    assert [s.state for s in record.states] == ["menu", "goodbye"]
+
+
+async def test_caller_hangs_up_mid_prompt(app: App, tmp_path: Path) -> None:
+    result = await run_caller(scenario(None, end="bye", pause_ms=1500), tmp_path, app.telephony.sip_address)
+    assert result.returncode == 0, result.explain()
+    [outcome] = await wait_outcomes(app, 1)
+    assert outcome.ok and outcome.cause == "bye" and outcome.side == "caller", outcome
+    summary = record_of(app, outcome.call_id).summary
+    assert summary.hangup_cause == "bye" and summary.hangup_side == "caller"
+    assert summary.answered_at is not None and summary.ended_at is not None
+
+
+async def _caller() -> Telephony:
+    tel = Telephony(TelephonyConfig(sip_host="127.0.0.1", sip_port=0, rtp_port_min=0, rtp_port_max=0))
+    await tel.start()
+    return tel
+
+
+async def test_shutdown_refuses_new_calls_with_503_and_ends_running_ones(
+        make_app: Callable[..., App]) -> None:
+    app = make_app(grace_s=1.0)
+    await app.start()
+    caller = await _caller()
+    try:
+        leg = await caller.dial(app.contact_uri, timeout_s=10)
+        serving = asyncio.ensure_future(app.serve())
+        await asyncio.sleep(0.5)
+        app.request_stop()
+        await asyncio.sleep(0.2)
+        with pytest.raises(CallFailed) as refused:
+            await caller.dial(app.contact_uri, timeout_s=10)
+        assert refused.value.status_code == 503
+        ended = await asyncio.wait_for(leg.ended(), 15)
+        assert ended.cause == "bye" and ended.side == "remote"  # the robot hung up after the grace
+        await asyncio.wait_for(serving, 15)
+        [outcome] = app.outcomes
+        assert outcome.side == "robot" and outcome.cause.startswith("bye"), outcome
+    finally:
+        await caller.stop()
+        await app.aclose()
+
+
+async def test_a_crash_in_one_call_ends_that_call_only(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = 0
+    original = app.renderer.render
+
+    async def render_crashing_first_call(command: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("renderer exploded")
+        return await original(command)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.renderer, "render", render_crashing_first_call)
+    caller = await _caller()
+    try:
+        first = await caller.dial(app.contact_uri, timeout_s=10)
+        ended = await asyncio.wait_for(first.ended(), 15)
+        assert ended.side == "remote"  # the robot ended the broken call
+        [outcome] = await wait_outcomes(app, 1)
+        assert outcome.error is not None and "renderer exploded" in outcome.error
+        assert outcome.cause.startswith("error: ") and outcome.side == "robot"
+        summary = record_of(app, outcome.call_id).summary
+        assert "renderer exploded" in (summary.hangup_cause or "")
+        # The process goes on: the next call is answered and gets its menu prompt.
+        second = await caller.dial(app.contact_uri, timeout_s=10)
+        heard = 0
+        async for frame in second.frames():
+            heard += max(abs(int.from_bytes(frame[i:i + 2], "little", signed=True))
+                         for i in range(0, len(frame), 2)) > 1000
+            if heard >= 10:
+                break
+        assert heard >= 10, "no prompt audio on the second call"
+        second.hangup()
+        await asyncio.wait_for(second.ended(), 10)
+    finally:
+        await caller.stop()
