@@ -587,3 +587,17 @@ def test_app_reason_phrase_cannot_inject_headers() -> None:
     final = next(m for m in net.sent_by("10.0.0.2") if isinstance(m, Response) and m.status_code == 603)
     assert final.reason == "Decline X-Injected: yes"
     assert "X-Injected" not in final.headers
+
+
+def test_trunk_networks_are_exempt_from_the_rate_limit() -> None:
+    ua = UserAgent(
+        UaConfig(
+            local_host="10.0.0.2", rate_limit_per_s=1, rate_limit_burst=2, allowed_networks=("10.0.0.0/24",)
+        )
+    )
+    for n in range(50):
+        ua.receive_datagram(OPTIONS.format(host="10.0.0.1", n=n).encode(), ("10.0.0.1", 5060), 0.0)
+    assert len(ua.datagrams_to_send()) == 50 and ua.stats.rate_limited == 0
+    for n in range(50):
+        ua.receive_datagram(OPTIONS.format(host="192.0.2.9", n=n).encode(), ("192.0.2.9", 5060), 0.0)
+    assert len(ua.datagrams_to_send()) == 2 and ua.stats.rate_limited == 48

@@ -77,7 +77,7 @@ class UaConfig:
     allowed_networks: tuple[str, ...] = ()  # trunk CIDRs; empty: any source
     inbound_users: tuple[tuple[str, str], ...] = ()  # digest users for INVITEs from elsewhere
     auth_realm: str = "voicebot"
-    rate_limit_per_s: float = 20.0  # new requests per second per source IP
+    rate_limit_per_s: float = 20.0  # new requests per second per source IP outside allowed_networks
     rate_limit_burst: float = 40.0
     user_agent: str = "voicebot"
     answer_timeout_s: float = 120.0  # an inbound call neither answered nor rejected gets 480 after this
@@ -367,7 +367,12 @@ class UserAgent:
             existing.receive_request(request, now)
             return
         in_dialog = request.to_addr.tag is not None
-        if not in_dialog and request.method != "CANCEL" and not self._limiter.allow(source[0], now):
+        if (
+            not in_dialog
+            and request.method != "CANCEL"
+            and not self._trusted(source)
+            and not self._limiter.allow(source[0], now)
+        ):
             self.stats.rate_limited += 1
             return
         destination = response_destination(request, source, force_rport=self.config.force_rport)
@@ -538,8 +543,12 @@ class UserAgent:
             )
         )
 
+    def _trusted(self, source: Address) -> bool:
+        """A source inside the configured trunk networks (exempt from the scanner rate limit)."""
+        return bool(self._networks) and address_in(source[0], self._networks)
+
     def _access_allowed(self, request: Request, txn: ServerTransaction, source: Address, now: float) -> bool:
-        trusted = bool(self._networks) and address_in(source[0], self._networks)
+        trusted = self._trusted(source)
         if trusted or (not self._networks and self._digest is None):
             return True
         if self._digest is None:
