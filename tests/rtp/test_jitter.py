@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import struct
 
 import pytest
@@ -27,8 +29,12 @@ def samples(pcm: bytes) -> list[int]:
 
 
 def faded(last: bytes, gap_start: int, total: int = 480) -> bytes:
-    """Independent statement of the concealment rule: linear fade from 1 to 0 over ``total`` samples."""
-    out = [(v * (total - (gap_start + i))) // total for i, v in enumerate(samples(last))]
+    """Independent statement of the concealment rule: the last frame, mirrored on even repeats (the
+    first repeat is reversed), under a linear fade from 1 to 0 over ``total`` samples."""
+    source = samples(last)
+    if (gap_start // 160) % 2 == 0:
+        source = source[::-1]
+    out = [(v * (total - (gap_start + i))) // total for i, v in enumerate(source)]
     return struct.pack(f"<{len(out)}h", *out)
 
 
@@ -103,6 +109,11 @@ def test_long_gap_fades_to_silence_without_clicks() -> None:
     # Never louder than the last real frame, and the fade ends within one step of zero.
     assert max(abs(v) for v in tail) <= peak
     assert abs(tail[-1]) <= peak // 480 + 1
+    # No step anywhere: from the last real sample into the concealment, and between repeats.
+    whole = samples(last) + tail + [0] * 160
+    steps = [abs(b - a) for a, b in itertools.pairwise(whole)]
+    largest_step_inside_audio = max(abs(b - a) for a, b in itertools.pairwise(samples(last)))
+    assert max(steps) <= largest_step_inside_audio
     assert jb.stats().underruns == 1
 
 
@@ -260,3 +271,19 @@ def test_any_input_gives_full_frames_bounded_memory_and_no_blowup(ops: list[obje
             jb.push(seq, ts, ssrc, struct.pack("<h", value) * n)
         assert jb.buffered_packets <= jb.config.max_packets
         assert jb.buffered_ms <= 200 + 60
+
+
+def test_concealing_a_voiced_frame_has_no_step_larger_than_the_voice_itself() -> None:
+    # 440 Hz is 8.8 periods per 20 ms frame: repeating the frame as is would jump at each boundary.
+    sine = [round(10000 * math.sin(2 * math.pi * 440 * n / 8000)) for n in range(480)]
+    frames = [struct.pack("<160h", *sine[i : i + 160]) for i in (0, 160, 320)]
+    jb = make()
+    for seq, pcm in enumerate(frames):
+        push(jb, seq, pcm=pcm)
+    out = [jb.pop() for _ in range(7)]
+    assert [f.kind for f in out] == [AUDIO] * 3 + [CONCEALED] * 3 + [SILENCE]
+    signal = samples(b"".join(f.pcm for f in out))
+    voice_step = max(abs(b - a) for a, b in itertools.pairwise(sine))
+    assert max(abs(b - a) for a, b in itertools.pairwise(signal)) <= voice_step
+    plain_repeat_jump = abs(sine[0] - sine[479])
+    assert plain_repeat_jump > voice_step  # the click the mirrored repeat avoids

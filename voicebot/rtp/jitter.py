@@ -21,8 +21,10 @@ by one re-buffer on each underrun and shrinks on overflow.
 
 Loss concealment: a frame with no audio repeats the last played frame under a linear fade that
 reaches zero after ``conceal_ms`` (default 60 ms), continuing across consecutive missing frames,
-then plays digital silence. The output is thus never louder than the last real audio and never
-steps from audio to silence (no clicks, nothing full-scale).
+then plays digital silence. The repeats alternate time-reversed and forward (reversed first), so
+each one starts on the sample value the previous one ended on: a plain repeat would jump from the
+frame's last sample to its first, which on voiced speech is an audible click. The output is thus
+never louder than the last real audio and never steps (no clicks, nothing full-scale).
 
 Drops, each counted: duplicates (same extended sequence number seen recently), late packets
 (their timestamp was already played), packets outside the timestamp window (more than
@@ -314,6 +316,8 @@ class JitterBuffer:
         positions = np.arange(self._gap_samples, self._gap_samples + SAMPLES_PER_FRAME, dtype=np.int64)
         weights = total - positions  # linear fade from 1 to 0 across the whole concealment
         samples = np.frombuffer(last, dtype="<i2").astype(np.int64)
+        if (self._gap_samples // SAMPLES_PER_FRAME) % 2 == 0:
+            samples = samples[::-1]  # mirror: starts where the previous frame ended
         faded = (samples * weights) // total
         self._gap_samples += SAMPLES_PER_FRAME
         self._counts["concealed_frames"] += 1
