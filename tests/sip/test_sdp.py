@@ -148,6 +148,7 @@ def test_fuzz_sdp_raises_only_its_own_errors(parts: list[str]) -> None:
     try:
         sdp = parse_sdp("".join(parts).encode())
         negotiate(sdp)
-    except (SdpParseError, SdpNegotiationError):
+    except (SdpParseError, SdpNegotiationError) as exc:
+        assert exc.message
         return
     assert parse_sdp(sdp.serialize()).serialize() == sdp.serialize()
