@@ -272,7 +272,10 @@ class SipEndpoint:
             return
         for call in list(self._calls.values()):
             if not call.is_ended:
-                call.hangup()
+                try:
+                    call.hangup()
+                except SipStateError as exc:
+                    log.warning("sip.endpoint.hangup_failed", call_id=call.call_id, error=exc.message)
         await asyncio.sleep(0)
         if self._timer is not None:
             self._timer.cancel()
