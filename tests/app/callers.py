@@ -157,3 +157,47 @@ async def run_caller(text: str, tmp_path: Path, remote: tuple[str, int], *, name
         raise
     errors = error_file.read_text(errors="replace") if error_file.exists() else ""
     return SippRun(proc.returncode or 0, errors, stderr.decode(errors="replace"))
+
+
+def answering_scenario(pcap: Path | None) -> str:
+    """sipp as the called party (UAS): answer, say ``pcap`` (from right after the ACK), expect BYE."""
+    out = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="voicebot app callee">',
+           '  <recv request="INVITE"/>\n',
+           """  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]Callee[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:callee@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+""" + _SDP + """
+    ]]>
+  </send>
+""",
+           '  <recv request="ACK"/>\n']
+    if pcap is not None:
+        out.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n')
+    out.append('  <recv request="BYE"/>\n' + _OK)
+    out.append("</scenario>\n")
+    return "\n".join(out)
+
+
+async def start_callee(text: str, tmp_path: Path, *, name: str = "callee",
+                       timeout_s: float = 60.0) -> tuple[asyncio.subprocess.Process, int]:
+    """Start sipp as a UAS for one call on an ephemeral port; returns the process and its SIP port."""
+    path = tmp_path / f"{name}.xml"
+    path.write_text(text)
+    port = free_udp_port()
+    args = ["sipp", "-sf", str(path), "-m", "1", "-i", "127.0.0.1", "-p", str(port),
+            "-mp", str(free_udp_port()), "-nostdin", "-skip_rlimit", "-timeout", f"{int(timeout_s)}s",
+            "-timeout_error", "-trace_err", "-error_file", str(tmp_path / f"{name}.errors.log")]
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    await asyncio.sleep(0.3)  # sipp binds its port before it reads the first INVITE
+    return proc, port
