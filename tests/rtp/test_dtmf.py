@@ -125,3 +125,23 @@ def test_sender_rejects_bad_digits_and_durations() -> None:
         dtmf_payloads("x")
     with pytest.raises(RtpUsageError, match="DTMF duration_ms must be 40-8000, got 10"):
         dtmf_payloads("1", duration_ms=10)
+
+
+def test_replayed_captures_with_older_or_equal_timestamps_are_new_presses() -> None:
+    # sipp replaying dtmf_2833_5 (ts 43200) then dtmf_2833_0 (ts 17632), then dtmf_2833_0 again.
+    rx = DtmfReceiver()
+    out = []
+    for ts, code in ((43200, 5), (17632, 0), (17632, 0)):
+        out += rx.receive(ts, True, ev(code, 0))
+        out += rx.receive(ts, False, ev(code, 320))
+        out += [e for _ in range(3) for e in rx.receive(ts, False, ev(code, 2240, end=True))]
+    assert out == [DtmfReceived("5", 43200), DtmfEnded("5", 280, 43200),
+                   DtmfReceived("0", 17632), DtmfEnded("0", 280, 17632),
+                   DtmfReceived("0", 17632), DtmfEnded("0", 280, 17632)]
+
+
+def test_redundant_start_packets_before_the_end_are_one_press() -> None:
+    rx = DtmfReceiver()
+    out = [e for duration in (0, 0, 160) for e in rx.receive(700, True, ev(8, duration))]
+    out += rx.receive(700, False, ev(8, 480, end=True)) + rx.receive(700, False, ev(8, 480, end=True))
+    assert out == [DtmfReceived("8", 700), DtmfEnded("8", 60, 700)]

@@ -9,7 +9,10 @@ timestamp reports :class:`DtmfReceived` (so the dialog reacts at once), the firs
 reports :class:`DtmfEnded` with the duration, and every other packet of that event (updates,
 end retransmissions, late reordered copies) is ignored. A new timestamp with the same event code,
 no marker and the previous event not ended is the continuation of a long event (§2.5.2.3), not a
-new digit. Hook flash (event 16) and events above 16 are counted and ignored.
+new digit. A packet with the marker bit after the current event has ended always starts a new
+event, even under the same or an older timestamp, because replayed captures (sipp's
+``play_pcap_audio``) reuse their recorded timestamps. Hook flash (event 16) and events above 16 are
+counted and ignored.
 
 :func:`dtmf_payloads` plans the sending side: one list of payloads per packet time, the first to
 be sent with the marker bit, the last holding the three end packets.
@@ -99,7 +102,10 @@ class DtmfReceiver:
         """Feed one telephone-event packet; raises :class:`RtpPacketError` for a short payload."""
         event = TelephoneEvent.parse(payload)
         out: list[DtmfEvent] = []
-        if self._timestamp is not None:
+        # The M bit after the current event has ended starts a new event whatever its timestamp:
+        # replayed captures (sipp's play_pcap_audio) repeat or go back in timestamp between digits.
+        new_press = marker and self._ended and not event.end
+        if self._timestamp is not None and not new_press:
             step = (timestamp - self._timestamp) % (1 << 32)
             if step == 0:
                 if event.event != self._event:
