@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass, field, replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voicebot.sip.auth import Credentials, DigestServer, parse_challenge
 from voicebot.sip.errors import SipStateError
@@ -601,3 +603,67 @@ def test_trunk_networks_are_exempt_from_the_rate_limit() -> None:
     for n in range(50):
         ua.receive_datagram(OPTIONS.format(host="192.0.2.9", n=n).encode(), ("192.0.2.9", 5060), 0.0)
     assert len(ua.datagrams_to_send()) == 2 and ua.stats.rate_limited == 48
+
+
+_METHODS = ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "NOTIFY", "REFER", "PRACK", "FOO"]
+_BODIES = [
+    "",
+    "v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\n",
+    "v=0\r\nm=audio x\r\n",
+    "Signal=5\r\nDuration=100\r\n",
+    "SIP/2.0 200 OK",
+]
+_CTYPES = [
+    "",
+    "Content-Type: application/sdp\r\n",
+    "Content-Type: application/dtmf-relay\r\n",
+    "Content-Type: message/sipfrag\r\n",
+    "Content-Type: text/plain\r\n",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_METHODS),
+            st.sampled_from(["", ";tag=t1", ";tag=unknown"]),
+            st.sampled_from(["c1", "c2"]),
+            st.integers(min_value=0, max_value=3),
+            st.sampled_from(_BODIES),
+            st.sampled_from(_CTYPES),
+            st.sampled_from(["z9hG4bKa", "z9hG4bKb", "", "z9hG4bK"]),
+            st.booleans(),
+        ),
+        max_size=25,
+    )
+)
+def test_user_agent_never_raises_on_peer_input(
+    script: list[tuple[str, str, str, int, str, str, str, bool]],
+) -> None:
+    ua = UserAgent(UaConfig(local_host="10.0.0.2"), rng=random.Random(7))
+    now = 0.0
+    for method, to_tag, call_id, cseq, body, ctype, branch, response in script:
+        if response:
+            start = "SIP/2.0 200 OK"
+            cseq_method = "INVITE"
+        else:
+            start = f"{method} sip:bot@10.0.0.2 SIP/2.0"
+            cseq_method = method
+        data = (
+            f"{start}\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch={branch}\r\nFrom: <sip:a@10.0.0.1>;tag=f1\r\n"
+            f"To: <sip:bot@10.0.0.2>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {cseq_method}\r\n"
+            f"Contact: <sip:a@10.0.0.1>\r\nEvent: refer\r\n{ctype}Content-Length: {len(body)}\r\n\r\n{body}"
+        ).encode()
+        ua.receive_datagram(data, A_ADDR, now)
+        while (event := ua.next_event()) is not None:
+            if isinstance(event, CallReceived) and cseq % 2 == 0:
+                ua.answer(event.call_id, now, local_rtp_port=40000)
+        now += 0.3
+        if (timer := ua.get_timer()) is not None and timer <= now:
+            ua.handle_timer(now)
+    ua.handle_timer(now + 100)
+    ua.datagrams_to_send()
+    ua.receive_datagram(OPTIONS.format(host="10.0.0.1", n="final").encode(), A_ADDR, now + 100)
+    reply = parse_message(ua.datagrams_to_send()[0][0])
+    assert isinstance(reply, Response) and reply.status_code == 200
