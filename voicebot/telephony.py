@@ -683,7 +683,13 @@ class Telephony:
             await asyncio.wait_for(asyncio.shield(leg._established), timeout_s)
         except TimeoutError:
             leg._hangup("timeout")
-            await asyncio.wait([asyncio.ensure_future(leg.ended())], timeout=5.0)
+            await asyncio.wait([asyncio.ensure_future(leg.ended())], timeout=2.0)
+            if not leg.is_ended:
+                # No provisional response yet: RFC 3261 §9.1 forbids CANCEL until one arrives, so the
+                # SIP layer finishes the INVITE (Timer B) on its own; the leg's media is not needed.
+                self._forget(leg)
+                if leg._stream is not None:
+                    await leg._stream.close()
             raise CallFailed(f"no answer from {uri} within {timeout_s:g} s; the call was cancelled",
                              status_code=None, retryable=True) from None
         except asyncio.CancelledError:
