@@ -341,7 +341,8 @@ def make_response(
     extra: tuple[tuple[str, str], ...] = (),
     body: bytes = b"",
 ) -> Response:
-    """A response to ``request`` per RFC 3261 §8.2.6: Via, From, To (+tag), Call-ID, CSeq copied."""
+    """A response to ``request`` per RFC 3261 §8.2.6: Via, From, To (+tag), Call-ID, CSeq copied
+    (and Record-Route for dialog-creating INVITE responses, §12.1.1)."""
     items: list[tuple[str, str]] = []
     for name, value in request.headers:
         if name == "To" and to_tag is not None and status_code > 100:
@@ -349,6 +350,9 @@ def make_response(
             if to.tag is None:
                 value = f"{value};tag={to_tag}"
         if name in REPLY_HEADERS:
+            items.append((name, value))
+        elif name == "Record-Route" and 100 < status_code < 300 and request.method == "INVITE":
+            # §12.1.1: a dialog-creating response carries the request's Record-Route, in order
             items.append((name, value))
     headers = Headers(tuple(items)).plus(*extra)
     return Response(
