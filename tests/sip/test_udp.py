@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from voicebot.sip.message import Response, parse_message
-from voicebot.sip.udp import Call, IncomingCall, SipEndpoint
+from voicebot.sip.transaction import TimerConfig
+from voicebot.sip.udp import Call, CallFailed, IncomingCall, SipEndpoint
 from voicebot.sip.useragent import DtmfReceived, MediaChanged, UaConfig
 
 from .peers import free_udp_port, run_sipp
@@ -180,3 +181,25 @@ async def test_scanner_flood_does_not_starve_a_real_call() -> None:
             await call.answered(timeout_s=5)
             call.hangup()
             await inbound.ended(timeout_s=5)
+
+
+async def test_outbound_failures_raise_call_failed() -> None:
+    fast = TimerConfig(t1_s=0.02)  # Timer B = 64*T1 = 1.28 s
+
+    async def busy(call: IncomingCall) -> None:
+        call.reject(486)
+
+    async with (
+        SipEndpoint(UaConfig(user="bot"), on_call=busy) as callee,
+        SipEndpoint(UaConfig(user="caller", timers=fast)) as caller,
+    ):
+        host, port = callee.local_address
+        rejected = await caller.invite(f"sip:bot@{host}:{port}", local_rtp_port=42000)
+        with pytest.raises(CallFailed) as info:
+            await rejected.answered(timeout_s=5)
+        assert info.value.status_code == 486 and info.value.retryable
+        dead = await caller.invite(f"sip:nobody@127.0.0.1:{free_udp_port()}", local_rtp_port=42002)
+        with pytest.raises(CallFailed) as info:
+            await dead.answered(timeout_s=10)
+        assert info.value.status_code == 408
+        assert (await dead.ended()).cause == "timeout"
