@@ -269,6 +269,7 @@ class CallPipeline:
         self._onset_source = ""
         self._t0: float | None = None  # monotonic time of call-timeline 0 (first frame)
         self._speech_end_s: float | None = None  # end of the last final's speech, for reaction time
+        self._final_at_s = 0.0  # when that final arrived
         self._robot_hangup: str | None = None
         self._sessions_open: set[str] = set()
         self._states_written = 0
@@ -401,6 +402,7 @@ class CallPipeline:
             elif isinstance(event, FinalReceived):
                 # The dialog first: the answer must not wait for the record.
                 self._speech_end_s = self._call_time_s(event.end_ms)
+                self._final_at_s = time.monotonic()
                 self.runner.final(event.text)
                 self.outcome.utterances.append(event.text)
                 log.info("call.final", session_id=event.session_id, start_ms=event.start_ms,
@@ -447,10 +449,14 @@ class CallPipeline:
             self.runner.prompt_finished(prompt_seq)
             return
         if self._speech_end_s is not None:
-            reaction_ms = (time.monotonic() - self._speech_end_s) * 1000
+            now = time.monotonic()
+            reaction_ms = (now - self._speech_end_s) * 1000
             self._speech_end_s = None
             self.outcome.reaction_ms.append(reaction_ms)
-            log.info("call.reaction", reaction_ms=round(reaction_ms, 1), prompt_seq=prompt_seq)
+            # recognizer_ms: speech end -> final; pipeline_ms: final -> answer queued for RTP.
+            log.info("call.reaction", reaction_ms=round(reaction_ms, 1), prompt_seq=prompt_seq,
+                     recognizer_ms=round(reaction_ms - (now - self._final_at_s) * 1000, 1),
+                     pipeline_ms=round((now - self._final_at_s) * 1000, 2))
         if not self._prompts:
             self._speech_onset_s = None
             self._vad.reset()
