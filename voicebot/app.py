@@ -41,6 +41,7 @@ import contextlib
 import contextvars
 import dataclasses
 import secrets
+import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -581,6 +582,20 @@ class _RecordingRunner(DialogRunner):
 # ---- the application ----------------------------------------------------------------------------
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def primary_address() -> str:
+    """The address of the interface that routes outwards (no packet is sent: a UDP connect only
+    picks the route), for SDP/Contact when listening on a wildcard without ``public_address``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1 (RFC 5737): routed, never answered
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
 def telephony_config(config: Config) -> TelephonyConfig:
     """The SIP/RTP settings from ``[sip]`` and ``[rtp]``."""
     sip, rtp = config.sip, config.rtp
@@ -589,12 +604,16 @@ def telephony_config(config: Config) -> TelephonyConfig:
     # would answer calls whose media can never arrive: bind RTP where SIP listens.
     if rtp_host == "127.0.0.1" and sip.listen.host not in ("127.0.0.1", "localhost"):
         rtp_host = sip.listen.host
+    advertised = sip.public_address.host if sip.public_address else None
+    if advertised is None and sip.listen.host in WILDCARD_HOSTS and rtp_host in WILDCARD_HOSTS:
+        # A wildcard is not an address a peer can send to (RFC 4566 §5.7 c= needs a real one).
+        advertised = primary_address()
     users: tuple[tuple[str, str], ...] = ()
     if sip.inbound_auth_user and sip.inbound_password:
         users = ((sip.inbound_auth_user, sip.inbound_password),)
     return TelephonyConfig(
         sip_host=sip.listen.host, sip_port=sip.listen.port,
-        advertised_host=sip.public_address.host if sip.public_address else None,
+        advertised_host=advertised,
         rtp_host=rtp_host, rtp_port_min=rtp.ports.low, rtp_port_max=rtp.ports.high,
         max_calls=sip.max_calls, allowed_networks=sip.trunk_allow, inbound_users=users,
     )

@@ -4,6 +4,7 @@ path resolution, hang-up side mapping, and how config becomes the telephony sett
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,11 @@ def test_rtp_follows_a_public_sip_listen_address() -> None:
     sip = dataclasses.replace(config.sip, listen=HostPort("127.0.0.1", 5060))
     loopback = dataclasses.replace(config, sip=sip)
     assert telephony_config(loopback).rtp_host == "127.0.0.1"
+
+
+def test_a_wildcard_listen_without_public_address_advertises_a_real_address() -> None:
+    config = load_config(None, env={}, overrides={"sip.listen": "0.0.0.0:5060"})
+    t = telephony_config(config)
+    assert t.sip_host == "0.0.0.0" and t.rtp_host == "0.0.0.0"
+    assert t.advertised_host is not None and t.advertised_host not in ("0.0.0.0", "")
+    ipaddress.ip_address(t.advertised_host)
