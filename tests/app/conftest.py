@@ -32,11 +32,11 @@ def tts_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def app_config(tmp_path: Path, tts_cache: Path, *, dialplan: str = "dialplans/demo.yaml",
-               **overrides: str) -> Config:
+               env: dict[str, str] | None = None, **overrides: str) -> Config:
     values = {"dialog.dialplan": str(REPO / dialplan), "dialog.transfer_target": TRANSFER_TARGET,
               "records.path": str(tmp_path / "calls.db"), "tts.cache_dir": str(tts_cache)}
     values.update(overrides)
-    config = load_config(None, env={}, overrides=values)
+    config = load_config(None, env=env or {}, overrides=values)
     # Ephemeral SIP and RTP ports (the config file format wants real ones; tests need port 0).
     return dataclasses.replace(
         config, sip=dataclasses.replace(config.sip, listen=HostPort("127.0.0.1", 0)),
@@ -48,7 +48,9 @@ def make_app(tmp_path: Path, tts_cache: Path, engine: Any) -> Callable[..., App]
     def make(**kwargs: Any) -> App:
         dialplan = kwargs.pop("dialplan", "dialplans/demo.yaml")
         overrides = kwargs.pop("overrides", {})
-        return App(app_config(tmp_path, tts_cache, dialplan=dialplan, **overrides), engine=engine, **kwargs)
+        env = kwargs.pop("env", None)
+        config = app_config(tmp_path, tts_cache, dialplan=dialplan, env=env, **overrides)
+        return App(config, engine=engine, **kwargs)
 
     return make
 

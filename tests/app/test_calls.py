@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.app.callers import DTMF_PCAP_DIR, run_caller, scenario, speech_pcap
 from tests.app.conftest import TRANSFER_TARGET, wait_outcomes
 from voicebot.app import App
 from voicebot.records import CallRecord, SyncCallRecordStore
+from voicebot.stt.server import ServerConfig, start_server
 from voicebot.telephony import CallFailed, Telephony, TelephonyConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -174,3 +176,41 @@ async def test_a_crash_in_one_call_ends_that_call_only(app: App, monkeypatch: py
         await asyncio.wait_for(second.ended(), 10)
     finally:
         await caller.stop()
+
+
+async def test_an_external_recognizer_endpoint_with_its_api_key(
+        make_app: Callable[..., App], engine: Any, tmp_path: Path) -> None:
+    server = await start_server(ServerConfig(listen="127.0.0.1:0", api_keys=frozenset({"key-1"})),
+                                engine=engine)
+    try:
+        endpoint = {"recognizer.mode": "endpoint", "recognizer.endpoint": f"127.0.0.1:{server.port}"}
+        async with make_app(overrides=endpoint, env={"VOICEBOT_STT_API_KEY": "key-1"}) as app:
+            assert app.stt_target == f"127.0.0.1:{server.port}" and app.stt_settings.api_key == "key-1"
+            pcap = speech_pcap(tmp_path / "goodbye.pcap", "Okay, goodbye")
+            result = await run_caller(scenario(pcap, end="wait_bye"), tmp_path, app.telephony.sip_address)
+            assert result.returncode == 0, result.explain()
+            [outcome] = await wait_outcomes(app, 1)
+            assert outcome.ok and outcome.dialog is not None, outcome
+            assert outcome.dialog.record.get("outcome") == "goodbye"
+    finally:
+        await server.stop(grace_s=1)
+
+
+async def test_a_rejected_recognizer_key_ends_the_call_saying_why(
+        make_app: Callable[..., App], engine: Any) -> None:
+    server = await start_server(ServerConfig(listen="127.0.0.1:0", api_keys=frozenset({"key-1"})),
+                                engine=engine)
+    caller = await _caller()
+    try:
+        endpoint = {"recognizer.mode": "endpoint", "recognizer.endpoint": f"127.0.0.1:{server.port}"}
+        async with make_app(overrides=endpoint, env={"VOICEBOT_STT_API_KEY": "wrong"}) as app:
+            leg = await caller.dial(app.contact_uri, timeout_s=10)
+            ended = await asyncio.wait_for(leg.ended(), 20)
+            assert ended.side == "remote"
+            [outcome] = await wait_outcomes(app, 1)
+            assert outcome.error is not None and "UNAUTHENTICATED" in outcome.error, outcome
+            summary = record_of(app, outcome.call_id).summary
+            assert summary.hangup_side == "robot" and "UNAUTHENTICATED" in (summary.hangup_cause or "")
+    finally:
+        await caller.stop()
+        await server.stop(grace_s=1)
