@@ -230,7 +230,7 @@ async def test_concurrent_calls_from_sipp(tmp_path: Path) -> None:
             remote=ep.local_address,
             calls=100,
             timeout_s=40,
-            extra=("-r", "50", "-l", "150"),
+            extra=("-r", "50", "-l", "150", "-d", "2000"),
         )
         assert result.returncode == 0, result.explain()
         assert established == 100
