@@ -276,6 +276,8 @@ async def test_loop_stall_skips_forward_without_breaking_sequence(clock: MediaCl
         transport.close()
     stats = clock.stats()
     assert stats.skipped_ticks >= 5
+    # Received frames are still pulled for the skipped ticks: one per 20 ms of wall time.
+    assert stream.stats().frames_dropped + stream._frames.qsize() >= 0.45 / 0.02 - 6
     parsed = [RtpPacket.parse(d) for _, d, _ in sink.received]
     seqs = [p.sequence_number for p in parsed]
     assert seqs == [(seqs[0] + i) % 65536 for i in range(len(seqs))]

@@ -3,8 +3,10 @@
 :class:`MediaClock` is a single timer callback on the event loop that ticks every registered
 :class:`RtpStream` every 20 ms. Ticks are scheduled by deadline (``start + n * 20 ms`` on the loop's
 monotonic clock), so lateness of one tick never accumulates into drift; if the loop stalls for more
-than ``max_catch_up`` ticks, the clock skips forward instead of bursting (the receiver's jitter
-buffer sees a short gap). One timer for all calls costs far less than one task per call.
+than ``max_catch_up`` ticks, the clock skips the missed sends instead of bursting them (sequence
+numbers and timestamps stay continuous, so the peer sees delay, not loss) but still pulls the missed
+received frames, up to one second, so the caller's audio reaches recognition whole. One timer for
+all calls costs far less than one task per call.
 
 :class:`RtpStream` owns one UDP socket bound to an even port from a :class:`PortAllocator` range and
 one :class:`~voicebot.rtp.session.RtpSession`. The app can open it (to learn the local port for its
@@ -38,6 +40,7 @@ from voicebot.rtp.session import (
 )
 
 TICK_S = 0.020
+_MAX_RECEIVE_CATCH_UP = 50  # received frames pulled after a stall: at most one second
 # voicebot.logging.get_logger passes logger=name, which collides with structlog's own ``logger``
 # argument at call time (reported to the lead); bind the module name under logger_name instead.
 log = structlog.get_logger(logger_name=__name__)
@@ -170,14 +173,25 @@ class MediaClock:
             self._late += 1
         behind = int(lateness / TICK_S)
         if behind > self.max_catch_up:
-            # A stall (GC, a blocking call): skip forward rather than burst the missed packets.
+            # A stall (GC, a blocking call): skip the missed sends rather than burst them onto the
+            # network, but still pull the missed received frames (bounded), which costs no
+            # bandwidth and keeps the caller's audio whole for recognition.
             self._n += behind
             self._skipped += behind
+            self._receive_all(min(behind, _MAX_RECEIVE_CATCH_UP))
             behind = 0
         for _ in range(1 + behind):
             self._tick_all()
         self._n += behind
         self._schedule()
+
+    def _receive_all(self, ticks: int) -> None:
+        for stream in list(self._streams.values()):
+            try:
+                for _ in range(ticks):
+                    stream._deliver_frame()
+            except Exception:
+                log.exception("rtp.tick.failed", local_port=stream.local_port)
 
     def _tick_all(self) -> None:
         self._ticks += 1
@@ -353,12 +367,15 @@ class RtpStream:
                         self._transport.sendto(datagram, address)
                     except OSError:
                         self._send_errors += 1
-        frame = session.pull_frame()
+        self._deliver_frame()
+        self._drain_events()
+
+    def _deliver_frame(self) -> None:
+        frame = self.session.pull_frame()
         if self.on_frame is not None:
             self.on_frame(frame)
         elif _put_dropping_oldest(self._frames, frame):
             self._frames_dropped += 1
-        self._drain_events()
 
     def _drain_events(self) -> None:
         for event in self.session.events():
