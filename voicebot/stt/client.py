@@ -655,7 +655,7 @@ class RecognitionStream:
         metadata = [("x-client-request-id", session_id)]
         if self.settings.api_key:
             metadata.append(("authorization", f"Api-Key {self.settings.api_key}"))
-        stub = pb_grpc.RecognizerStub(self._channel)
+        stub = pb_grpc.RecognizerStub(self._channel)  # type: ignore[no-untyped-call]  # grpc stubs have no .pyi
         session.call = stub.RecognizeStreaming(self._requests(session), metadata=metadata)
         self._sessions.add(session)
         self._active = session
