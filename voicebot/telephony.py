@@ -491,6 +491,8 @@ class CallLeg:
                 self._emit(PromptFinished(event.prompt_id, event.interrupted))
 
     async def _finish(self, event: CallEnded) -> None:
+        if self._ended.done():
+            return
         cause, side = _SIP_CAUSES.get(event.cause, (event.cause, "remote"))
         if event.cause in ("local_bye", "local_cancel") and self._local_cause is not None:
             cause = self._local_cause
@@ -504,6 +506,8 @@ class CallLeg:
         stream = self._stream
         if stream is not None:
             await stream.close()
+        if self._ended.done():
+            return
         if not self._established.done():
             self._established.set_exception(
                 CallFailed(f"call {self.call_id} ended before it was answered: {cause} "
@@ -636,8 +640,10 @@ class Telephony:
         for leg in legs:
             for task in list(leg._tasks):
                 task.cancel()
-            if leg._stream is not None:
-                await leg._stream.close()
+            if not leg.is_ended:
+                # The peer never confirmed the hang-up within the grace time: end the leg here so
+                # every frames()/events() consumer finishes.
+                await leg._finish(CallEnded(leg.call_id, "local_bye", None, "peer did not confirm"))
         self._clock.stop()
         if self._incoming.full():
             self._incoming.get_nowait()
@@ -674,6 +680,9 @@ class Telephony:
             call = await self.endpoint.invite(
                 uri, local_rtp_port=port, local_rtp_host=self.config.public_host, destination=destination,
                 credentials=credentials, from_user=from_user)
+        except SipError as exc:
+            await stream.close()
+            raise TelephonyError(f"cannot call {uri!r}: {exc.message}") from exc
         except BaseException:
             await stream.close()
             raise
