@@ -15,6 +15,7 @@ import itertools
 import random
 import shutil
 import statistics
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,26 @@ async def test_transfer_reports_the_notify_outcome(telephony: Telephony, tmp_pat
     assert (await asyncio.wait_for(leg.ended(), 10)).side == "local"
     sipp_result = await sipp
     assert sipp_result.returncode == 0, sipp_result.explain()
+
+
+async def test_stop_hangs_up_every_leg_and_ends_incoming(tmp_path: Path) -> None:
+    telephony = Telephony(config())
+    await telephony.start()
+    sipp = asyncio.create_task(run_sipp("uac_wait_bye", tmp_path, remote=telephony.sip_address,
+                                         local_port=free_udp_port()))
+    leg = await next_leg(telephony)
+    await leg.answer()
+    recording = asyncio.create_task(record(leg))
+    incoming = [x async for x in _incoming_after_stop(telephony)]
+    rec = await recording
+    assert incoming == []
+    assert rec.frames_done and rec.events == [LegEnded("shutdown", "local", None, "")]
+    result = await sipp
+    assert result.returncode == 0, result.explain()
+
+
+async def _incoming_after_stop(telephony: Telephony) -> AsyncIterator[CallLeg]:
+    """Stop the Telephony, then iterate incoming(): it must end instead of waiting forever."""
+    await telephony.stop()
+    async for leg in telephony.incoming():
+        yield leg
