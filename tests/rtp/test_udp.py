@@ -276,8 +276,6 @@ async def test_loop_stall_skips_forward_without_breaking_sequence(clock: MediaCl
         transport.close()
     stats = clock.stats()
     assert stats.skipped_ticks >= 5
-    # Received frames are still pulled for the skipped ticks: one per 20 ms of wall time.
-    assert stream.stats().frames_dropped + stream._frames.qsize() >= 0.45 / 0.02 - 6
     parsed = [RtpPacket.parse(d) for _, d, _ in sink.received]
     seqs = [p.sequence_number for p in parsed]
     assert seqs == [(seqs[0] + i) % 65536 for i in range(len(seqs))]
@@ -291,3 +289,21 @@ def test_port_range_validation_messages() -> None:
     assert str(info.value) == "RTP port range 80-100 must satisfy 1024 <= min <= max <= 65535"
     with pytest.raises(RtpUsageError, match="RTP port range 10001-10001 holds no even port"):
         PortRange("0.0.0.0", 10001, 10001)
+
+
+async def test_loop_stall_loses_no_audio_in_either_direction(clock: MediaClock) -> None:
+    ports = PortAllocator(LOCAL)
+    async with RtpStream(clock, ports) as a, RtpStream(clock, ports) as b:
+        assert a.local_address is not None and b.local_address is not None
+        a.set_remote(b.local_address)
+        b.set_remote(a.local_address)
+        pcm = tone(40)
+        a.play(pcm)
+        reader = asyncio.ensure_future(collect_audio(b, len(pcm) // 2, 15))
+        await asyncio.sleep(0.3)
+        time.sleep(0.3)  # noqa: ASYNC251 -- a deliberate stall of the loop (a blocking call in the app)
+        audio = await reader
+        assert clock.stats().skipped_ticks >= 5
+        assert audio[: len(pcm)] == ULAW.decode(ULAW.encode(pcm))
+        jitter = b.stats().session.jitter
+        assert (jitter.lost, jitter.late, jitter.overflow_dropped) == (0, 0, 0)

@@ -276,6 +276,11 @@ class RtpSession:
         return interrupted
 
     @property
+    def buffered_ms(self) -> int:
+        """Received audio waiting in the jitter buffer."""
+        return self._jitter.buffered_ms
+
+    @property
     def next_sequence_number(self) -> int:
         """The sequence number the next packet sent will carry."""
         return self._seq

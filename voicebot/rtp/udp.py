@@ -4,9 +4,10 @@
 :class:`RtpStream` every 20 ms. Ticks are scheduled by deadline (``start + n * 20 ms`` on the loop's
 monotonic clock), so lateness of one tick never accumulates into drift; if the loop stalls for more
 than ``max_catch_up`` ticks, the clock skips the missed sends instead of bursting them (sequence
-numbers and timestamps stay continuous, so the peer sees delay, not loss) but still pulls the missed
-received frames, up to one second, so the caller's audio reaches recognition whole. One timer for
-all calls costs far less than one task per call.
+numbers and timestamps stay continuous, so the peer sees delay, not loss) and each stream pulls the
+missed received frames back gradually (up to one second, two extra per tick, only while they are
+buffered), so the caller's audio reaches recognition whole and the delay returns to the target.
+One timer for all calls costs far less than one task per call.
 
 :class:`RtpStream` owns one UDP socket bound to an even port from a :class:`PortAllocator` range and
 one :class:`~voicebot.rtp.session.RtpSession`. The app can open it (to learn the local port for its
@@ -178,20 +179,14 @@ class MediaClock:
             # bandwidth and keeps the caller's audio whole for recognition.
             self._n += behind
             self._skipped += behind
-            self._receive_all(min(behind, _MAX_RECEIVE_CATCH_UP))
+            for stream in self._streams.values():
+                stream._receive_debt = min(stream._receive_debt + behind, _MAX_RECEIVE_CATCH_UP)
             behind = 0
         for _ in range(1 + behind):
             self._tick_all()
         self._n += behind
         self._schedule()
 
-    def _receive_all(self, ticks: int) -> None:
-        for stream in list(self._streams.values()):
-            try:
-                for _ in range(ticks):
-                    stream._deliver_frame()
-            except Exception:
-                log.exception("rtp.tick.failed", local_port=stream.local_port)
 
     def _tick_all(self) -> None:
         self._ticks += 1
@@ -252,6 +247,8 @@ class RtpStream:
         self._socket_errors = 0
         self._malformed_logged = 0
         self.on_frame: Callable[[Frame], None] | None = None  # optional synchronous consumer
+        self._receive_debt = 0  # frames not pulled during a clock stall
+        self._catch_up_above_ms = self.session.config.jitter.target_delay_ms + 20
         self._closed = False
 
     # ------------------------------------------------------------- lifecycle
@@ -368,6 +365,15 @@ class RtpStream:
                     except OSError:
                         self._send_errors += 1
         self._deliver_frame()
+        if self._receive_debt:
+            # Frames not pulled during a stall: pull them back gradually, and only while they are
+            # really buffered (the stalled packets are read one per socket per loop iteration, so
+            # pulling them all at once would find them missing and conceal audio that is coming).
+            for _ in range(2):
+                if self._receive_debt == 0 or session.buffered_ms < self._catch_up_above_ms:
+                    break
+                self._receive_debt -= 1
+                self._deliver_frame()
         self._drain_events()
 
     def _deliver_frame(self) -> None:
