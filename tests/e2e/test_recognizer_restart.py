@@ -13,6 +13,7 @@ import asyncio
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -26,7 +27,6 @@ from tests.e2e.harness import (
     Pause,
     Say,
     call,
-    free_udp_port,
     new_call_id,
     speech_pcap,
     start_voicebot,
@@ -37,6 +37,13 @@ pytestmark = [pytest.mark.e2e, needs_tools, pytest.mark.timeout(240)]
 
 FIRST = "Please check the weather for tomorrow morning."
 SECOND = "I would like to pay my electricity bill."
+
+
+def free_tcp_port() -> int:
+    """A TCP port nothing listens on now (tiny reuse race accepted); the server keeps it across restarts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class SttServer:
@@ -88,7 +95,7 @@ async def test_recognizer_killed_and_restarted_mid_call(
     key = secrets.token_urlsafe(24)
     key_file = tmp_path / "stt-keys.txt"
     key_file.write_text(key + "\n")
-    server = SttServer(tmp_path, free_udp_port(), key_file)  # a free UDP number is as good as any
+    server = SttServer(tmp_path, free_tcp_port(), key_file)
     await asyncio.to_thread(server.start)
     bot = None
     try:
