@@ -1,7 +1,8 @@
 """The voicebot side of bench/sip_bench.py: a Telephony process that answers every call.
 
 Each call is answered, plays a looping speech prompt (queued again on every PromptFinished) and has
-its frames() consumed by a task, as the app's recognition feed would (no recognizer). Prints one
+its frames consumed, as the app's recognition feed would (no recognizer): by a task iterating
+frames() (default) or by a synchronous set_frame_handler() callback (``--frames callback``). Prints one
 JSON line ``{"sip_port": ...}`` once listening, then a JSON stats line every second, and a final
 one on SIGTERM/SIGINT after a graceful stop.
 
@@ -36,7 +37,7 @@ class Counters:
         self.lost = 0
 
 
-async def handle(leg: CallLeg, prompt: bytes, counters: Counters) -> None:
+async def handle(leg: CallLeg, prompt: bytes, counters: Counters, frame_mode: str) -> None:
     try:
         await leg.answer()
     except Exception as exc:  # a failed answer is counted; the caller got an error response
@@ -45,9 +46,15 @@ async def handle(leg: CallLeg, prompt: bytes, counters: Counters) -> None:
         return
     counters.answered += 1
 
+    def on_frame(pcm: bytes) -> None:
+        counters.frames += 1
+
     async def consume() -> None:
         async for _ in leg.frames():
             counters.frames += 1
+
+    if frame_mode == "callback":
+        leg.set_frame_handler(on_frame)
 
     frames = asyncio.create_task(consume())
     leg.play(prompt)
@@ -88,6 +95,8 @@ async def main() -> None:
     parser.add_argument("--sip-port", type=int, default=0)
     parser.add_argument("--rtp-ports", default="30000-31999", help="LOW-HIGH, or 0-0 for any free port")
     parser.add_argument("--max-calls", type=int, default=400)
+    parser.add_argument("--frames", choices=("iterator", "callback"), default="iterator",
+                        help="consume frames with a task per call (frames()) or set_frame_handler()")
     parser.add_argument("--prompt", default="Thank you for calling. Please tell me, in a few words, "
                                             "why you are calling today.")
     args = parser.parse_args()
@@ -108,7 +117,7 @@ async def main() -> None:
 
         async def accept() -> None:
             async for leg in telephony.incoming():
-                task = asyncio.create_task(handle(leg, prompt, counters))
+                task = asyncio.create_task(handle(leg, prompt, counters, args.frames))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 

@@ -66,10 +66,10 @@ def make_pcap(path: Path, seconds: float) -> int:
 
 
 class Server:
-    def __init__(self, rtp_ports: str, log: IO[str]) -> None:
+    def __init__(self, rtp_ports: str, log: IO[str], frames: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / "_sip_bench_server.py"), "--rtp-ports", rtp_ports,
-             "--max-calls", "1000"],
+             "--max-calls", "1000", "--frames", frames],
             stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
         assert self.proc.stdout is not None
         first = json.loads(self.proc.stdout.readline())
@@ -117,12 +117,12 @@ def sipp_counts(stat_dir: Path) -> tuple[int, int]:
 
 
 def run_one(calls: int, *, rate: float, call_s: float, window_s: float, workdir: Path,
-            pcap: Path, rtp_low: int) -> dict[str, Any]:
+            pcap: Path, rtp_low: int, frames: str) -> dict[str, Any]:
     rtp_high = rtp_low + 2 * calls + 200
     rtp_ports = f"{rtp_low}-{rtp_high}"
     capture_file = workdir / f"capture-{calls}.pcap"
     log = (workdir / f"server-{calls}.log").open("w")
-    server = Server(rtp_ports, log)
+    server = Server(rtp_ports, log, frames)
     dumpcap = subprocess.Popen(
         ["dumpcap", "-q", "-P", "-i", "lo", "-f", f"udp and src portrange {rtp_ports}",
          "-w", str(capture_file), "-a", f"duration:{int(call_s + calls / rate + 30)}", "-B", "64"],
@@ -213,6 +213,8 @@ def main() -> None:
     parser.add_argument("--call-seconds", type=float, default=20.0, help="length of each call (default 20)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per N (default 10)")
     parser.add_argument("--rtp-low", type=int, default=34000, help="first RTP port (default 34000)")
+    parser.add_argument("--frames", choices=("iterator", "callback"), default="iterator",
+                        help="server consumes frames via frames() (default) or set_frame_handler()")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="sip-bench-") as tmp:
@@ -224,11 +226,12 @@ def main() -> None:
                 sys.exit(f"--call-seconds {args.call_seconds:g} is too short: ramp {calls / args.rate:g} s "
                          f"+ 1 s + window {args.seconds:g} s must fit in one call")
             row = run_one(calls, rate=args.rate, call_s=args.call_seconds, window_s=args.seconds,
-                          workdir=workdir, pcap=pcap, rtp_low=args.rtp_low)
+                          workdir=workdir, pcap=pcap, rtp_low=args.rtp_low, frames=args.frames)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "window"}), file=sys.stderr, flush=True)
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; "
-          f"calls at {args.rate:g}/s, {args.call_seconds:g} s each, window {args.seconds:g} s\n")
+          f"calls at {args.rate:g}/s, {args.call_seconds:g} s each, window {args.seconds:g} s, "
+          f"frames via {args.frames}\n")
     print("| calls | established / failed | CPU % (1 core = 100) | user / sys % | CPU % per call "
           "| gap p50 ms | gap p99 ms | gap max ms | packets / expected | clock late / skipped ticks |")
     print("|---|---|---|---|---|---|---|---|---|---|")

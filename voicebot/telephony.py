@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -238,6 +238,7 @@ class CallLeg:
         self._digits = 0
         self._digits_duplicate = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._frame_handler: Callable[[bytes], None] | None = None
         self._spawn(self._follow_sip(), "sip")
         if stream is not None:
             self._spawn(self._follow_rtp(stream), "rtp")
@@ -282,6 +283,7 @@ class CallLeg:
             await stream.close()
             return
         self._stream = stream
+        self._install_frame_handler(stream)
         self._spawn(self._follow_rtp(stream), "rtp")
         try:
             if self._telephony.config.ring:
@@ -317,6 +319,20 @@ class CallLeg:
             raise TelephonyError(f"reject() needs a 3xx-6xx status code, got {status_code}")
         self._local_cause = "rejected"
         self._call.reject(status_code, reason)
+
+    def set_frame_handler(self, handler: Callable[[bytes], None] | None) -> None:
+        """Receive each 20 ms frame synchronously from the media clock instead of via frames().
+
+        Saves one task wake-up per frame and call (the cheaper path for many calls); the handler
+        must be quick and must not raise. While a handler is set, frames() gets nothing but still
+        ends at hang-up. ``None`` goes back to frames()."""
+        self._frame_handler = handler
+        if self._stream is not None:
+            self._install_frame_handler(self._stream)
+
+    def _install_frame_handler(self, stream: RtpStream) -> None:
+        handler = self._frame_handler
+        stream.on_frame = None if handler is None else (lambda frame: handler(frame.pcm))
 
     async def frames(self) -> AsyncIterator[bytes]:
         """20 ms of 16-bit 8 kHz PCM (320 bytes) per media tick, concealment and silence included;

@@ -87,7 +87,9 @@ async def deep_buffer() -> AsyncIterator[Telephony]:
         yield tel
 
 
-async def test_speech_pcap_frames_are_bit_exact(deep_buffer: Telephony, tmp_path: Path) -> None:
+@pytest.mark.parametrize("delivery", ["frames", "handler"])
+async def test_speech_pcap_frames_are_bit_exact(deep_buffer: Telephony, tmp_path: Path,
+                                                delivery: str) -> None:
     telephony = deep_buffer
     speech = telephone_speech("seven three one, please transfer me", law="ulaw")
     pcap = tmp_path / "speech.pcap"
@@ -96,10 +98,16 @@ async def test_speech_pcap_frames_are_bit_exact(deep_buffer: Telephony, tmp_path
     sipp = asyncio.create_task(run_uac(scenario, tmp_path, telephony.sip_address))
     leg = await next_leg(telephony)
     assert leg.direction == "inbound" and leg.from_uri.startswith("sip:+15550001111@")
+    handled = bytearray()
+    if delivery == "handler":
+        leg.set_frame_handler(handled.extend)  # before answer: installed when media starts
     await leg.answer()
     rec = await record(leg)
     result = await sipp
     assert result.returncode == 0, result.explain()
+    if delivery == "handler":
+        assert rec.frames == 0 and rec.frames_done  # frames() got nothing but still ended
+        rec.pcm = handled
     reference = reference_decode(pcap, 0)
     # The writer pads the last packet to 20 ms; otherwise the independent decode is the input.
     assert reference[: len(speech)] == speech and not any(reference[len(speech):])
