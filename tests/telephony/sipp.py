@@ -133,6 +133,22 @@ def uac_scenario(steps: list[Step] | tuple[Step, ...], *,
     return "\n".join(out)
 
 
+def uac_rejected_scenario(status_code: int) -> str:
+    """INVITE that expects a final ``status_code`` (after optional 100/180) and ACKs it."""
+    out = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="voicebot rejects the call">']
+    out.append(_request("INVITE", 1, first=True, content_type="application/sdp",
+                        body=_sdp(("PCMU", "telephone-event"), "[media_port]", None)))
+    out.append('  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+               f'  <recv response="{status_code}"/>\n')
+    # RFC 3261 §17.1.1.3: the ACK for a non-2xx final response reuses the INVITE's Via branch.
+    ack = _request("ACK", 1, first=True, retrans=False).replace(
+        "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]", "[last_Via:]")
+    out.append(ack.replace("To: <sip:[service]@[remote_ip]:[remote_port]>",
+                           "To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]"))
+    out.append('  <pause milliseconds="200"/>\n</scenario>\n')
+    return "\n".join(out)
+
+
 async def run_uac(scenario: str, tmp_path: Path, remote: tuple[str, int], *, name: str = "uac",
                   timeout_s: float = 30.0, calls: int = 1, extra: tuple[str, ...] = ()) -> SippResult:
     """Write ``scenario`` to ``tmp_path`` and run sipp against ``remote``; like tests.sip.peers.run_sipp."""

@@ -14,6 +14,7 @@ import audioop
 import itertools
 import random
 import shutil
+import socket
 import statistics
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +24,8 @@ import pytest
 from tests.sip.peers import free_udp_port, run_sipp
 from tests.telephony.conftest import config
 from tests.telephony.legs import Captured, RtpCapture, next_leg, record
-from tests.telephony.sipp import Pause, Reinvite, Step, run_uac, uac_scenario
+from tests.telephony.sipp import Pause, Reinvite, Step, run_uac, uac_rejected_scenario, uac_scenario
+from voicebot.rtp.errors import RtpPortsExhausted
 from voicebot.telephony import (
     CallFailed,
     CallLeg,
@@ -328,3 +330,53 @@ async def _incoming_after_stop(telephony: Telephony) -> AsyncIterator[CallLeg]:
     await telephony.stop()
     async for leg in telephony.incoming():
         yield leg
+
+
+def bind_even_port() -> socket.socket:
+    """A UDP socket on a free even port (RTP ports are even, RFC 3550 §11)."""
+    spare: list[socket.socket] = []
+    try:
+        while True:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            if sock.getsockname()[1] % 2 == 0:
+                return sock
+            spare.append(sock)
+    finally:
+        for sock in spare:
+            sock.close()
+
+
+async def test_no_free_rtp_port_gets_503_and_the_next_call_works(tmp_path: Path) -> None:
+    blocker = bind_even_port()
+    port = blocker.getsockname()[1]
+    try:
+        async with Telephony(config(rtp_port_min=port, rtp_port_max=port)) as telephony:
+            sipp = asyncio.create_task(run_uac(uac_rejected_scenario(503), tmp_path, telephony.sip_address,
+                                               name="rejected"))
+            leg = await next_leg(telephony)
+            with pytest.raises(RtpPortsExhausted, match="no free even RTP port") as info:
+                await leg.answer()
+            assert info.value.retryable
+            assert await asyncio.wait_for(leg.ended(), 10) == LegEnded(
+                "rejected", "local", 503, "Service Unavailable: no free RTP port")
+            result = await sipp
+            assert result.returncode == 0, result.explain()
+            blocker.close()  # the port is free again: the same Telephony answers the next call
+            sipp = asyncio.create_task(run_sipp("uac_bye", tmp_path, remote=telephony.sip_address,
+                                                local_port=free_udp_port()))
+            leg = await next_leg(telephony)
+            await leg.answer()
+            assert leg.local_rtp_port == port
+            rec = await record(leg)
+            assert rec.events == [LegEnded("bye", "remote", None, "")]
+            result = await sipp
+            assert result.returncode == 0, result.explain()
+    finally:
+        blocker.close()
+
+
+async def test_dial_to_a_host_name_is_a_clear_usage_error(telephony: Telephony) -> None:
+    with pytest.raises(TelephonyError, match="not an IP address"):
+        await telephony.dial("sip:agent@pbx.example.com")
+    assert telephony.active_legs == 0
