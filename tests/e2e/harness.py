@@ -322,6 +322,16 @@ async def call(
     )
 
 
+async def answer(template: str, tmp_path: Path, *, local_port: int, timeout_s: float,
+                 name: str | None = None, **values: object) -> SippResult:
+    """sipp as the called party: one call of ``template`` answered on ``local_port``."""
+    stem = render_scenario(template, tmp_path, name, **values)
+    return await run_sipp(
+        str(stem), tmp_path, local_port=local_port, timeout_s=timeout_s,
+        extra=("-trace_msg", "-message_file", str(stem) + ".messages.log"),
+    )
+
+
 def sipp_messages(tmp_path: Path, template_name: str) -> str:
     path = tmp_path / f"{template_name}.messages.log"
     return path.read_text(errors="replace") if path.exists() else ""
