@@ -46,7 +46,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,7 +57,7 @@ from voicebot.dialog.ir import Dialplan, Prompt
 from voicebot.dialog.loader import load_dialplan
 from voicebot.dialog.runner import CallSummary, DialogRunner, PromptRenderer
 from voicebot.errors import VoicebotError
-from voicebot.records import CallRecordStore, HangupSide, RecordsError
+from voicebot.records import CallRecordStore, DuplicateCall, HangupSide, RecordsError
 from voicebot.stt.client import (
     ClientSettings,
     FinalReceived,
@@ -215,7 +214,7 @@ def resolve_dialplan_path(path: Path) -> Path:
 class CallOutcome:
     """How a call went (what ``voicebot call`` reports and the tests check)."""
 
-    call_id: str
+    call_id: str  # the SIP Call-ID
     direction: Literal["inbound", "outbound"]
     answered: bool
     cause: str  # the leg's end cause (bye, cancelled, rtp-timeout, ...) or "error"
@@ -227,6 +226,7 @@ class CallOutcome:
     utterances: list[str] = field(default_factory=list)
     reaction_ms: list[float] = field(default_factory=list)  # end of speech (recognizer) -> answer queued
     barge_in_ms: list[float] = field(default_factory=list)  # speech onset -> prompt flushed
+    record_id: str = ""  # the call record's key: the Call-ID, or "<Call-ID>;<n>" if it was taken
 
     @property
     def ok(self) -> bool:
@@ -249,7 +249,8 @@ def hangup_side(ended: LegEnded, robot_hung_up: bool) -> HangupSide:
     return "caller"
 
 
-RecordWrite = Callable[[], Awaitable[None]]
+# One call-record write: a CallRecordStore method, called as method(record_id, *args, **kwargs).
+RecordWrite = tuple[Callable[..., Awaitable[None]], tuple[object, ...], dict[str, object]]
 
 
 class CallPipeline:
@@ -259,6 +260,7 @@ class CallPipeline:
         self.app = app
         self.leg = leg
         self.call_id = leg.call_id
+        self.record_id = leg.call_id  # the call record's key (see _start_record)
         self.plan = plan
         self.variables = dict(variables)
         self.runner = _RecordingRunner(self, plan, app.renderer)
@@ -283,8 +285,8 @@ class CallPipeline:
         leg = self.leg
         started_s = time.monotonic()
         records = self.app.records
-        self._write(partial(records.call_started, self.call_id, direction=leg.direction,
-                            from_uri=leg.from_uri, to_uri=leg.to_uri))
+        self._write(records.call_started, direction=leg.direction, from_uri=leg.from_uri,
+                    to_uri=leg.to_uri)
         ended: LegEnded | None = None
         record_task = asyncio.get_running_loop().create_task(self._record_lane(), name="call-records")
         try:
@@ -294,7 +296,7 @@ class CallPipeline:
                 ended = await leg.ended()
             else:
                 self.outcome.answered = True
-                self._write(partial(records.call_answered, self.call_id))
+                self._write(records.call_answered)
                 ended = await self._run_answered()
         except Exception as exc:  # one call's failure ends that call, never the process
             root = first_leaf(exc)
@@ -311,13 +313,14 @@ class CallPipeline:
             self.outcome.cause, self.outcome.side = cause, side
             for session_id in list(self._sessions_open):
                 self._write_session_ended(session_id, "call ended")
-            self._write(partial(records.call_ended, self.call_id, cause=cause, side=side))
+            self._write(records.call_ended, cause=cause, side=side)
             self._records.put_nowait(None)
             try:
                 await asyncio.wait_for(asyncio.shield(record_task), 10.0)
             except TimeoutError:
                 log.error("call.record.stuck", pending=self._records.qsize())
                 record_task.cancel()
+            self.outcome.record_id = self.record_id
             self._summary(started_s)
         return self.outcome
 
@@ -408,21 +411,20 @@ class CallPipeline:
                 self.outcome.utterances.append(event.text)
                 log.info("call.final", session_id=event.session_id, start_ms=event.start_ms,
                          end_ms=event.end_ms, **{"pii.text": event.text})
-                self._write(partial(
-                    self.app.records.utterance, self.call_id, session_id=event.session_id,
-                    start_ms=event.start_ms, end_ms=event.end_ms, text=event.text,
-                    normalized_text=event.normalized_text))
+                self._write(self.app.records.utterance, session_id=event.session_id,
+                            start_ms=event.start_ms, end_ms=event.end_ms, text=event.text,
+                            normalized_text=event.normalized_text)
             elif isinstance(event, SessionOpened):
                 self._sessions_open.add(event.session_id)
                 log.info("call.stt_session.opened", session_id=event.session_id, reason=event.reason,
                          base_ms=event.base_ms)
-                self._write(partial(self.app.records.stt_session_started, self.call_id, event.session_id))
+                self._write(self.app.records.stt_session_started, event.session_id)
             elif isinstance(event, SessionClosed):
                 self._sessions_open.discard(event.session_id)
                 self._write_session_ended(event.session_id, event.reason)
 
     def _write_session_ended(self, session_id: str, reason: str) -> None:
-        self._write(partial(self.app.records.stt_session_ended, self.call_id, session_id, reason=reason))
+        self._write(self.app.records.stt_session_ended, session_id, reason=reason)
 
     async def _leg_events(self) -> None:
         async for event in self.leg.events():
@@ -431,7 +433,7 @@ class CallPipeline:
                     self._speech_started(time.monotonic(), "dtmf")
                 self.runner.dtmf(event.digit)
                 log.info("call.dtmf", source=event.source, **{"pii.digit": event.digit})
-                self._write(partial(self.app.records.dtmf, self.call_id, event.digit))
+                self._write(self.app.records.dtmf, event.digit)
             elif isinstance(event, PromptFinished):
                 entry = self._prompts.pop(event.prompt_id, None)
                 if entry is not None:
@@ -488,7 +490,7 @@ class CallPipeline:
 
     async def transfer(self, uri: str) -> None:
         self.outcome.transfer_target = uri
-        self._write(partial(self.app.records.transfer, self.call_id, uri))
+        self._write(self.app.records.transfer, uri)
         log.info("call.transfer.started", target=uri)
         try:
             result = await self.leg.transfer(uri)
@@ -508,41 +510,63 @@ class CallPipeline:
     def _transfer_done(self, uri: str, result: str) -> None:
         self.outcome.transfer_result = result
         log.info("call.transfer.finished", target=uri, result=result)
-        self._write(partial(self.app.records.transfer, self.call_id, uri, result))
+        self._write(self.app.records.transfer, uri, result)
 
     async def hangup(self, reason: str) -> None:
         self._robot_hangup = reason or "dialplan"
         self.leg.hangup()
 
     async def record(self, key: str, value: str) -> None:
-        self._write(partial(self.app.records.variable_set, self.call_id, key, value))
+        self._write(self.app.records.variable_set, key, value)
 
     # ---- the record lane ----
 
-    def _write(self, write: RecordWrite) -> None:
-        self._records.put_nowait(write)
+    def _write(self, method: Callable[..., Awaitable[None]], *args: object, **kwargs: object) -> None:
+        """Queue a record write; the lane calls ``method(record_id, *args, **kwargs)`` in order."""
+        self._records.put_nowait((method, args, kwargs))
 
     async def _record_lane(self) -> None:
         failures = 0
         while (write := await self._records.get()) is not None:
+            method, args, kwargs = write
             try:
-                await write()
+                if method == self.app.records.call_started:
+                    await self._start_record(method, args, kwargs)
+                else:
+                    await method(self.record_id, *args, **kwargs)
             except RecordsError as exc:
                 failures += 1
                 log.error("call.record.failed", error=exc.message, failures=failures)
+
+    async def _start_record(self, method: Callable[..., Awaitable[None]], args: tuple[object, ...],
+                            kwargs: dict[str, object]) -> None:
+        """Start the record under the Call-ID; if a record with that Call-ID exists already (a peer
+        that reuses Call-IDs across runs, e.g. sipp's ``<n>-<pid>@host``), under ``<Call-ID>;<n>``
+        so the older call's record is never written into."""
+        for attempt in range(1, 100):
+            record_id = self.call_id if attempt == 1 else f"{self.call_id};{attempt}"
+            try:
+                await method(record_id, *args, **kwargs)
+            except DuplicateCall:
+                continue
+            if record_id != self.call_id:
+                log.warning("call.record.duplicate_call_id", record_id=record_id)
+            self.record_id = record_id
+            return
+        raise RecordsError(f"99 records with Call-ID {self.call_id} exist already; not recording this call")
 
     def on_dispatched(self, states: list[str], variables: Mapping[str, str]) -> None:
         """After each dialog event: new states entered and changed variables go to the record."""
         records = self.app.records
         for state in states[self._states_written:]:
-            self._write(partial(records.state_entered, self.call_id, state))
+            self._write(records.state_entered, state)
         self._states_written = len(states)
         for name, value in variables.items():
             if name in BUILTIN_VARIABLES:
                 continue
             if self._variables_written.get(name) != value and (value or name in self._variables_written):
                 self._variables_written[name] = value
-                self._write(partial(records.variable_set, self.call_id, name, value))
+                self._write(records.variable_set, name, value)
 
     def _summary(self, started_s: float) -> None:
         o = self.outcome

@@ -137,7 +137,7 @@ class SippRun:
 
 
 async def run_caller(text: str, tmp_path: Path, remote: tuple[str, int], *, name: str = "caller",
-                     timeout_s: float = 40.0) -> SippRun:
+                     timeout_s: float = 40.0, extra: tuple[str, ...] = ()) -> SippRun:
     """Run the scenario ``text`` once against ``remote`` (sipp on ephemeral ports)."""
     path = tmp_path / f"{name}.xml"
     path.write_text(text)
@@ -145,7 +145,7 @@ async def run_caller(text: str, tmp_path: Path, remote: tuple[str, int], *, name
     args = ["sipp", "-sf", str(path), "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
             "-mp", str(free_udp_port()), "-s", "bot", "-nostdin", "-skip_rlimit",
             "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-trace_err", "-error_file", str(error_file),
-            f"{remote[0]}:{remote[1]}"]
+            *extra, f"{remote[0]}:{remote[1]}"]
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE)
