@@ -56,8 +56,9 @@ from voicebot.dialog.events import Event
 from voicebot.dialog.ir import Dialplan, Prompt
 from voicebot.dialog.loader import load_dialplan
 from voicebot.dialog.runner import CallSummary, DialogRunner, PromptRenderer
-from voicebot.errors import VoicebotError
+from voicebot.errors import ConfigError, VoicebotError
 from voicebot.records import CallRecordStore, DuplicateCall, HangupSide, RecordsError
+from voicebot.sip.uri import SipUri, parse_uri
 from voicebot.stt.client import (
     ClientSettings,
     FinalReceived,
@@ -674,6 +675,7 @@ class App:
         self.outcomes: list[CallOutcome] = []
         self._stopping = asyncio.Event()
         self._accept_task: asyncio.Task[None] | None = None
+        self.registration_id: str | None = None
         self._draining = False
 
     # ---- parts (valid after start) ----
@@ -740,6 +742,8 @@ class App:
             await self._start_recognition()
             self._telephony = Telephony(telephony_config(c))
             await self._telephony.start()
+            if c.sip.registrar:
+                self._register()
             self._accept_task = asyncio.get_running_loop().create_task(self._accept(), name="app-accept")
         except BaseException:
             await self.aclose()
@@ -747,6 +751,28 @@ class App:
         log.info("app.ready", contact=self.contact_uri, stt=self.stt_target,
                  stt_mode=c.recognizer.mode, dialplan=self.plan.source, prompts_prerendered=prompts,
                  records=str(c.records.path), startup_s=round(time.monotonic() - started, 2))
+
+    def _register(self) -> None:
+        """REGISTER with ``[sip] registrar`` (a PBX extension or a provider that needs it); the SIP
+        layer answers digest challenges and refreshes before expiry (RFC 3261 §10.2.4)."""
+        sip = self.config.sip
+        assert sip.registrar and sip.register_user and sip.register_password  # config validation
+        registrar = parse_uri(sip.registrar)
+        if not isinstance(registrar, SipUri):
+            raise ConfigError(f"[sip] registrar must be a sip: URI, got {sip.registrar!r}")
+        aor = f"sip:{sip.register_user}@{registrar.host}"
+        self.registration_id = self.telephony.endpoint.register(
+            sip.registrar, aor=aor, credentials=Credentials(sip.register_user, sip.register_password),
+            expires_s=sip.register_expires_s)
+        log.info("app.registering", registrar=sip.registrar, aor=aor, expires_s=sip.register_expires_s)
+
+    @property
+    def registered(self) -> bool | None:
+        """Whether the registrar accepted us (None: no registrar, or no answer yet)."""
+        if self.registration_id is None or self._telephony is None:
+            return None
+        state = self._telephony.endpoint.registrations.get(self.registration_id)
+        return None if state is None else state.registered
 
     async def _start_recognition(self) -> None:
         rc = self.config.recognizer

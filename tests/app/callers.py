@@ -201,3 +201,43 @@ async def start_callee(text: str, tmp_path: Path, *, name: str = "callee",
         stderr=asyncio.subprocess.PIPE)
     await asyncio.sleep(0.3)  # sipp binds its port before it reads the first INVITE
     return proc, port
+
+
+REGISTRAR_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="registrar: challenge, then accept">
+  <recv request="REGISTER"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 401 Unauthorized
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]Reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      WWW-Authenticate: Digest realm="pbx.test", nonce="4f1c2a0b9d", qop="auth", algorithm=MD5
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="REGISTER">
+    <action>
+      <ereg regexp="username=\\"robot\\"" search_in="hdr" header="Authorization:" check_it="true"
+            assign_to="user"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]Reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Contact:];expires=120
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <Reference variables="user"/>
+</scenario>
+"""

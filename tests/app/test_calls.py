@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from tests.app.callers import DTMF_PCAP_DIR, run_caller, scenario, speech_pcap
+from tests.app.callers import (
+    DTMF_PCAP_DIR,
+    REGISTRAR_SCENARIO,
+    run_caller,
+    scenario,
+    speech_pcap,
+    start_callee,
+)
 from tests.app.conftest import TRANSFER_TARGET, wait_outcomes
 from voicebot.app import App
 from voicebot.records import CallRecord, SyncCallRecordStore
@@ -239,3 +246,17 @@ async def test_a_reused_call_id_gets_its_own_record(app: App, tmp_path: Path) ->
         summary = record_of(app, outcome.record_id).summary
         assert summary.hangup_cause == "bye" and summary.ended_at is not None
         assert len(record_of(app, outcome.record_id).states) == 1
+
+
+async def test_registers_with_the_configured_registrar(make_app: Callable[..., App], tmp_path: Path) -> None:
+    registrar, port = await start_callee(REGISTRAR_SCENARIO, tmp_path, name="registrar")
+    overrides = {"sip.registrar": f"sip:127.0.0.1:{port}", "sip.register_user": "robot",
+                 "sip.register_expires_s": "120"}
+    async with make_app(overrides=overrides, env={"VOICEBOT_SIP_REGISTER_PASSWORD": "pw"}) as app:
+        _, stderr = await asyncio.wait_for(registrar.communicate(), 30)
+        assert registrar.returncode == 0, stderr.decode(errors="replace")  # challenged, then accepted
+        for _ in range(100):
+            if app.registered is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert app.registered is True
