@@ -230,8 +230,8 @@ class CallLeg:
         self._media_ready = asyncio.Event()
         self._local_cause: str | None = None
         self._answering = False
-        self._created_at = time.monotonic()
         self._answered_at: float | None = None
+        self._ended_at: float | None = None
         self._last_rx_packets = 0
         self._last_rx_at = loop.time()
         self._last_digit: tuple[str, str, float] | None = None
@@ -392,7 +392,7 @@ class CallLeg:
         return await asyncio.shield(self._ended)
 
     def stats(self) -> LegStats:
-        end = time.monotonic()
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
         duration = end - self._answered_at if self._answered_at is not None else 0.0
         codec = self._negotiation.codec if self._negotiation is not None else None
         if self._stream is None:
@@ -450,11 +450,11 @@ class CallLeg:
     def _digit(self, digit: str, source: Literal["rfc4733", "info"]) -> None:
         now = time.monotonic()
         last = self._last_digit
-        self._last_digit = (digit, source, now)
         if (last is not None and last[0] == digit and last[1] != source
                 and now - last[2] < _DUPLICATE_DIGIT_WINDOW_S):
-            self._digits_duplicate += 1
+            self._digits_duplicate += 1  # the other signalling of the key press just reported
             return
+        self._last_digit = (digit, source, now)
         self._digits += 1
         self._emit(DigitReceived(digit, source))
 
@@ -519,6 +519,7 @@ class CallLeg:
         elif event.cause == "timeout":
             cause, side = "timeout", "local" if self.direction == "inbound" else "remote"
         ended = LegEnded(cause, side, event.status_code, event.reason)
+        self._ended_at = time.monotonic()
         stream = self._stream
         if stream is not None:
             await stream.close()
