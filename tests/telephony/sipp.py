@@ -44,9 +44,12 @@ class Pause:
 
 @dataclass(frozen=True, slots=True)
 class Reinvite:
-    """A re-INVITE with ``a=<direction>`` (sendonly = hold, sendrecv = unhold)."""
+    """A re-INVITE with ``a=<direction>`` (sendonly = hold, sendrecv = unhold), optionally offering
+    other ``codecs`` or moving the media to another ``media_port``."""
 
     direction: str
+    codecs: tuple[str, ...] | None = None
+    media_port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +116,9 @@ def uac_scenario(steps: list[Step] | tuple[Step, ...], *,
             out.append(f'  <pause milliseconds="{step.ms}"/>\n')
         elif isinstance(step, Reinvite):
             cseq += 1
+            new_port = port if step.media_port is None else str(step.media_port)
             out.append(_request("INVITE", cseq, content_type="application/sdp",
-                                body=_sdp(codecs, port, step.direction)))
+                                body=_sdp(step.codecs or codecs, new_port, step.direction)))
             out.append('  <recv response="100" optional="true"/>\n  <recv response="200"/>\n')
             out.append(_ack(cseq))
         elif isinstance(step, Info):

@@ -380,3 +380,30 @@ async def test_dial_to_a_host_name_is_a_clear_usage_error(telephony: Telephony) 
     with pytest.raises(TelephonyError, match="not an IP address"):
         await telephony.dial("sip:agent@pbx.example.com")
     assert telephony.active_legs == 0
+
+
+async def test_reinvite_moves_media_to_a_new_address_and_codec(telephony: Telephony, tmp_path: Path) -> None:
+    first, second = await RtpCapture.open(), await RtpCapture.open()
+    move = Reinvite("sendrecv", codecs=("PCMA",), media_port=second.port)
+    steps: list[Step] = [Pause(600), move, Pause(600)]
+    sipp = asyncio.create_task(run_uac(uac_scenario(steps, media_port=first.port), tmp_path,
+                                       telephony.sip_address))
+    try:
+        leg = await next_leg(telephony)
+        await leg.answer()
+        rec = await record(leg)
+        result = await sipp
+    finally:
+        first.close()
+        second.close()
+    assert result.returncode == 0, result.explain()
+    assert rec.events[:-1] == [MediaChanged(False, "PCMA")]
+    assert leg.negotiation is not None and leg.negotiation.remote_rtp_port == second.port
+    assert len(first.packets) >= 10 and len(second.packets) >= 10
+    assert {c.packet.payload_type for c in first.packets} == {0}
+    assert {c.packet.payload_type for c in second.packets} == {8}
+    assert all(c.packet.payload == b"\xd5" * 160 for c in second.packets)  # A-law silence
+    # Same stream moved (RFC 3550 §5.1): one SSRC, the sequence continues on the new address.
+    last, nxt = first.packets[-1].packet, second.packets[0].packet
+    assert nxt.ssrc == last.ssrc
+    assert (nxt.sequence_number - last.sequence_number) % 65536 == 1
