@@ -287,3 +287,51 @@ def test_concealing_a_voiced_frame_has_no_step_larger_than_the_voice_itself() ->
     assert max(abs(b - a) for a, b in itertools.pairwise(signal)) <= voice_step
     plain_repeat_jump = abs(sine[0] - sine[479])
     assert plain_repeat_jump > voice_step  # the click the mirrored repeat avoids
+
+
+def test_late_packet_after_underrun_raises_target_by_20ms() -> None:
+    jb = make(target_delay_ms=40)
+    for seq in range(2):
+        push(jb, seq)
+    assert [jb.pop().kind for _ in range(3)] == [AUDIO, AUDIO, CONCEALED]  # ran dry: packet 2 is late
+    assert jb.stats().underruns == 1
+    push(jb, 2)  # exactly where playout stopped: it was delayed, not lost
+    assert jb.target_delay_ms == 60
+    # Playout now waits for 60 ms, not 40, before it restarts.
+    push(jb, 3)
+    assert jb.pop().kind is CONCEALED
+    push(jb, 4)
+    assert [jb.pop() for _ in range(3)] == [Frame(AUDIO, pcm_for(s)) for s in (2, 3, 4)]
+    assert jb.stats().lost == 0
+
+
+def test_sender_pause_does_not_raise_target() -> None:
+    jb = make(target_delay_ms=40)
+    for seq in range(2):
+        push(jb, seq)
+    [jb.pop() for _ in range(3)]
+    push(jb, 2, ts=2 * 160 + 8000)  # resumes after a 1 s pause (silence suppression): a timestamp gap
+    assert jb.target_delay_ms == 40
+
+
+def test_adapted_target_is_bounded_and_decays() -> None:
+    jb = make(target_delay_ms=40, max_delay_ms=120)
+    seq = 0
+    for round_ in range(6):  # six underruns, each resolved by a late packet
+        for _ in range(jb.target_delay_ms // 20):
+            push(jb, seq)
+            seq += 1
+        for _ in range(20):
+            jb.pop()
+            if jb.stats().underruns > round_:
+                break
+        push(jb, seq)  # late: exactly where playout ran dry
+        seq += 1
+    assert jb.stats().underruns == 6
+    assert jb.target_delay_ms == 80  # capped at max_delay_ms - 40
+    # Steady arrival for 10 s of playout gives 20 ms back.
+    for _ in range(505):
+        push(jb, seq)
+        seq += 1
+        jb.pop()
+    assert jb.target_delay_ms == 60

@@ -13,11 +13,14 @@ samples), so packets of any size (10, 20, 30 ms ...) are re-cut into 160-sample 
 timestamp jump never allocates anything for the gap. Sequence numbers and timestamps are extended
 past their 16/32-bit wrap by signed distance from the highest value seen (RFC 3550 Appendix A.1).
 
-Delay: playout starts (and restarts after an underrun) once ``target_delay_ms`` of audio is
+Delay: playout starts (and restarts after an underrun) once the target delay of audio is
 buffered; while playing, the buffer never holds more than ``max_delay_ms`` ahead of the playout
-point: if a burst or a faster sender clock pushes it past that, playout skips forward to
-``target_delay_ms`` behind the newest audio. So the delay adapts between the two bounds: it grows
-by one re-buffer on each underrun and shrinks on overflow.
+point: if a burst or a faster sender clock pushes it past that, playout skips forward to the
+target behind the newest audio. The target starts at ``target_delay_ms``; each underrun whose next
+packet turns out to be merely late (it carries exactly the timestamp playout stopped at) raises it
+by 20 ms, up to ``max_delay_ms - 40``; after 10 s without an underrun it comes back down by 20 ms
+steps. An underrun followed by a timestamp gap (the sender paused: silence suppression, hold) does
+not raise it.
 
 Loss concealment: a frame with no audio repeats the last played frame under a linear fade that
 reaches zero after ``conceal_ms`` (default 60 ms), continuing across consecutive missing frames,
@@ -51,6 +54,7 @@ _MAX_SEQ_STEP = 100
 _MAX_DROPOUT = 3000
 _RECENT_SEQS = 256
 _BEHIND_WINDOW_SAMPLES = SAMPLE_RATE_HZ  # one second
+_DECAY_FRAMES = 500  # 10 s of playout without an underrun lowers an adapted target by 20 ms
 
 
 class FrameKind(enum.Enum):
@@ -125,8 +129,13 @@ class JitterBuffer:
 
     def __init__(self, config: JitterConfig | None = None) -> None:
         self.config = config or JitterConfig()
-        self._target_samples = self.config.target_delay_ms * SAMPLE_RATE_HZ // 1000
+        self._base_target_samples = self.config.target_delay_ms * SAMPLE_RATE_HZ // 1000
+        self._target_samples = self._base_target_samples
         self._max_samples = self.config.max_delay_ms * SAMPLE_RATE_HZ // 1000
+        # The target may grow while packets keep arriving late, up to 40 ms below the maximum.
+        self._max_target_samples = max(self._base_target_samples, self._max_samples - 2 * SAMPLES_PER_FRAME)
+        self._waiting_for_late = False  # an underrun happened; is the packet we ran out at late?
+        self._frames_since_underrun = 0
         self._conceal_total = self.config.conceal_ms * SAMPLE_RATE_HZ // 1000
         self._counts: dict[str, int] = dict.fromkeys(JitterStats.__dataclass_fields__, 0)
         self._ssrc: int | None = None
@@ -217,6 +226,13 @@ class JitterBuffer:
             self._highest_seq = ext_seq
         if ext_ts > self._highest_ts:
             self._highest_ts = ext_ts
+        if self._waiting_for_late:
+            self._waiting_for_late = False
+            if not self._playing and ext_ts == self._play_ts:
+                # The buffer ran dry and the very next audio arrived afterwards: the network delay
+                # varies more than the target covers, so cover 20 ms more. A timestamp gap instead
+                # (the sender paused, e.g. silence suppression) says nothing about jitter.
+                self._target_samples = min(self._target_samples + SAMPLES_PER_FRAME, self._max_target_samples)
         self._chunks[ext_ts] = (ext_seq, pcm16[: samples * 2])
         self._buffered_samples += samples
         self._enforce_bounds(ext_ts + samples)
@@ -268,6 +284,8 @@ class JitterBuffer:
             # Underrun: freeze the playout point and re-buffer to the target delay.
             self._playing = False
             self._counts["underruns"] += 1
+            self._waiting_for_late = True
+            self._frames_since_underrun = 0
             return self._filler()
         start = self._play_ts
         end = start + SAMPLES_PER_FRAME
@@ -291,6 +309,11 @@ class JitterBuffer:
                 if self._last_played_seq is None or seq > self._last_played_seq:
                     self._last_played_seq = seq
         self._play_ts = end
+        self._frames_since_underrun += 1
+        if self._frames_since_underrun >= _DECAY_FRAMES and self._target_samples > self._base_target_samples:
+            # Calm for a while: give back 20 ms of delay (the overflow rule trims the buffer).
+            self._target_samples -= SAMPLES_PER_FRAME
+            self._frames_since_underrun = 0
         if covered == SAMPLES_PER_FRAME:
             frame = spans[0][1] if len(spans) == 1 else b"".join(pcm for _, pcm in spans)
             self._last_pcm = frame
@@ -328,6 +351,11 @@ class JitterBuffer:
     @property
     def buffered_ms(self) -> int:
         return self._buffered_samples * 1000 // SAMPLE_RATE_HZ
+
+    @property
+    def target_delay_ms(self) -> int:
+        """The current target delay: the configured one, plus what late packets added."""
+        return self._target_samples * 1000 // SAMPLE_RATE_HZ
 
     @property
     def buffered_packets(self) -> int:
