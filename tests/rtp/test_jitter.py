@@ -296,7 +296,7 @@ def test_late_packet_after_underrun_raises_target_by_20ms() -> None:
     assert [jb.pop().kind for _ in range(3)] == [AUDIO, AUDIO, CONCEALED]  # ran dry: packet 2 is late
     assert jb.stats().underruns == 1
     push(jb, 2)  # exactly where playout stopped: it was delayed, not lost
-    assert jb.target_delay_ms == 60
+    assert jb.target_delay_ms == jb.stats().target_delay_ms == 60
     # Playout now waits for 60 ms, not 40, before it restarts.
     push(jb, 3)
     assert jb.pop().kind is CONCEALED

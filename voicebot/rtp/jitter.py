@@ -117,6 +117,7 @@ class JitterStats:
     resyncs: int = 0  # timestamp jumps followed
     ssrc_changes: int = 0
     underruns: int = 0  # buffer ran dry while playing; playout re-buffers
+    target_delay_ms: int = 0  # the current (adapted) target delay
 
 
 def _signed(delta: int, modulus: int) -> int:
@@ -137,7 +138,8 @@ class JitterBuffer:
         self._waiting_for_late = False  # an underrun happened; is the packet we ran out at late?
         self._frames_since_underrun = 0
         self._conceal_total = self.config.conceal_ms * SAMPLE_RATE_HZ // 1000
-        self._counts: dict[str, int] = dict.fromkeys(JitterStats.__dataclass_fields__, 0)
+        self._counts: dict[str, int] = dict.fromkeys(
+            (name for name in JitterStats.__dataclass_fields__ if name != "target_delay_ms"), 0)
         self._ssrc: int | None = None
         # Concealment state survives resets so the fade continues smoothly.
         self._last_pcm: bytes | None = None
@@ -366,4 +368,4 @@ class JitterBuffer:
         return self._ssrc
 
     def stats(self) -> JitterStats:
-        return JitterStats(**self._counts)
+        return JitterStats(**self._counts, target_delay_ms=self.target_delay_ms)
