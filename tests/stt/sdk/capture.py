@@ -1,0 +1,31 @@
+"""Re-capture the third-party wire data under ``captured/`` (run after changing a pinned SDK).
+
+    .venv/bin/python -m tests.stt.sdk.capture
+
+Builds (or reuses) each SDK's venv, runs ``dump_wire.py`` there and writes
+``captured/<package>-<version>.json``; the unit tests in ``test_sdk_wire.py`` read those files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from tests.stt.sdk.venvs import CAPTURED, SPEECHKIT, YANDEXCLOUD, captured_path, dump_wire, ensure_venv
+
+
+def main() -> int:
+    CAPTURED.mkdir(exist_ok=True)
+    for package, version in (YANDEXCLOUD, SPEECHKIT):
+        sdk = ensure_venv(package, version)
+        if sdk.python is None:
+            print(f"{package}=={version}: cannot build its venv: {sdk.problem}", file=sys.stderr)
+            return 1
+        path = captured_path(package, version)
+        path.write_text(json.dumps(dump_wire(sdk), indent=1, sort_keys=True) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
