@@ -1,0 +1,162 @@
+"""Concurrent whole calls through ``voicebot run``: reaction time from the end of the caller's speech
+to the robot's answer, per number of simultaneous calls.
+
+Usage: .venv/bin/python bench/call_bench.py [--calls 1,4,8,16] [--lead-s 13] [--stt-workers 2]
+
+Starts ``voicebot run`` (demo dialplan, embedded recognizer, free SIP port and RTP range, temp
+records and TTS cache) and, for each N, places N sipp calls at once (one sipp process each). Every
+caller stays silent for ``--lead-s`` (the menu greeting plays out), says "I would like to check my
+balance, please." (espeak-ng -> 8 kHz -> G.711 mu-law pcap), listens, and hangs up; the demo answers with
+"Please say or key in your account number, then press pound.".
+
+A ``dumpcap`` capture on lo (filtered to the robot's RTP port range) gives both directions of every
+call, keyed by the robot's RTP port. Per call:
+  speech end  the capture time of the caller's last audible packet (RMS > 300): the end of speech as
+              the robot's socket saw it;
+  answer      the capture time of the robot's first audible packet after that (the answer prompt);
+  reaction    answer - speech end. It includes the recognizer's end-of-utterance pause (VAD
+              max pause), the final decode, the dialog step and the prompt start.
+A call counts as completed when sipp finished without error and the call record shows the robot
+went to ``ask_account``. Per N it prints reaction p50/p95/max, completed/failed, and the voicebot
+process's CPU% over the round (/proc/<pid>/stat utime+stime, children included; 200 % = both cores
+of this 2-core machine), plus the app's own ``call.reaction`` log (final -> answer queued) p50.
+Bounded: every call has a deadline of its pcap length + 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.e2e.harness import (
+    Capture,
+    Pause,
+    Say,
+    Voicebot,
+    call,
+    flows,
+    new_call_id,
+    sound_runs,
+    speech_pcap,
+    start_voicebot,
+)
+
+SOUND_RMS = 300
+SENTENCE = "My account balance, please."
+HOLD_AFTER_SPEECH_S = 6.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # fields[11:15] = utime stime cutime cstime (proc(5), counted from field 3 "state" = index 0)
+    ticks = sum(int(x) for x in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def quantile(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: float,
+                    work: Path) -> str:
+    round_dir = work / f"round-{n}"
+    round_dir.mkdir()
+    call_ids = [new_call_id(f"bench{n}-{i}") for i in range(n)]
+    reactions_logged_before = len(bot.log_events("call.reaction"))
+    with Capture(round_dir / "rtp.pcap", bot.rtp_ports) as capture:
+        cpu0, wall0 = cpu_seconds(bot.pid), time.monotonic()
+        results = await asyncio.gather(*(
+            call(bot, "caller_hangup", round_dir, call_id=cid, name=f"caller-{i}", timeout_s=pcap_s + 60,
+                 pcap=pcap, pause_ms=0, hold_ms=int((pcap_s + 1.0) * 1000))
+            for i, cid in enumerate(call_ids)))
+        cpu1, wall1 = cpu_seconds(bot.pid), time.monotonic()
+    cpu_pct = 100 * (cpu1 - cpu0) / (wall1 - wall0)
+
+    completed, errors = 0, []
+    for cid, result in zip(call_ids, results, strict=True):
+        record = bot.calls_show(cid)
+        visited = [s["state"] for s in record["states"]] if record else []
+        if result.returncode == 0 and "ask_account" in visited:
+            completed += 1
+        else:
+            errors.append(f"{cid}: sipp exit {result.returncode}, states {visited}, "
+                          f"heard {[u['text'] for u in record['utterances']] if record else None}")
+
+    reactions: list[float] = []
+    overlapped = 0
+    for flow in flows(capture.datagrams(), bot.rtp_ports).values():
+        caller = [p for p in flow["caller"] if p.rms > SOUND_RMS]
+        robot = [p for p in flow["robot"] if p.rms > SOUND_RMS]
+        if not caller or not robot:
+            continue
+        speech_start, speech_end = caller[0].time_s, caller[-1].time_s
+        greeting = next(sound_runs(robot, gap_s=0.5))
+        if greeting[-1].time_s > speech_start:
+            overlapped += 1  # the caller spoke into the greeting (barge-in): --lead-s is too short
+        answer = next((p for p in robot if p.time_s > speech_end), None)
+        if answer is not None:
+            reactions.append((answer.time_s - speech_end) * 1000)
+    logged = [e.get("reaction_ms") for e in bot.log_events("call.reaction")[reactions_logged_before:]]
+    logged_ms = [float(x) for x in logged if isinstance(x, int | float)]
+
+    if reactions:
+        line = (f"{n:>3}  {quantile(reactions, 0.5):>8.0f}  {quantile(reactions, 0.95):>8.0f}  "
+                f"{max(reactions):>8.0f}  {completed:>5}/{n - completed:<5}  {cpu_pct:>6.0f}  "
+                f"{statistics.median(logged_ms) if logged_ms else float('nan'):>9.0f}")
+    else:
+        line = f"{n:>3}  no reaction measured  {completed}/{n - completed}  {cpu_pct:.0f}"
+    if overlapped:
+        line += f"  ({overlapped} callers spoke into the greeting)"
+    for error in errors[:3]:
+        line += f"\n     failed: {error}"
+    return line
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="call-bench-"))
+    t0 = time.monotonic()
+    bot = start_voicebot(work / "bot", tts_cache=work / "tts-cache",
+                         extra_args=("--max-calls", "40", "--stt-workers", str(args.stt_workers)))
+    print(f"voicebot run pid {bot.pid} on 127.0.0.1:{bot.sip_port}, "
+          f"RTP {bot.rtp_ports[0]}-{bot.rtp_ports[1]}, --stt-workers {args.stt_workers}, "
+          f"ready in {time.monotonic() - t0:.1f} s")
+    print("machine: busy shared 2-core VM (other engineers' tests running); "
+          "sipp and dumpcap share the cores\n")
+    script = [Pause(int(args.lead_s * 1000)), Say(SENTENCE), Pause(int(HOLD_AFTER_SPEECH_S * 1000))]
+    speech = speech_pcap(work, script)
+    print(f'caller: {args.lead_s:.0f} s silence, "{SENTENCE}" '
+          f"({speech.utterances[0][2] - speech.utterances[0][1]:.2f} s), "
+          f"{HOLD_AFTER_SPEECH_S:.0f} s listening\n")
+    print("  N  react p50  react p95  react max  done/failed  CPU %  app p50 ms")
+    print("     (ms, end of caller speech -> first packet of the robot's answer, from the capture)")
+    try:
+        for n in args.calls:
+            print(await one_round(bot, n, speech.path, speech.duration_s, args.lead_s, work), flush=True)
+    finally:
+        bot.stop()
+    print(f"\nwork files (captures, sipp logs, voicebot log): {work}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="1,4,8,16", help="concurrent calls per round (default: 1,4,8,16)")
+    parser.add_argument("--lead-s", type=float, default=13.0,
+                        help="caller silence before speaking; the greeting is 11.2 s (default: 13)")
+    parser.add_argument("--stt-workers", type=int, default=2, help="embedded recognizer decode workers (2)")
+    args = parser.parse_args()
+    args.calls = [int(x) for x in args.calls.split(",")]
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
