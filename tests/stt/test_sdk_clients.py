@@ -23,9 +23,10 @@ built (no package index), the tests that need it skip and say why.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,6 @@ async def _run(python: Path, script: str, *args: str) -> list[Any]:
     return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
 
 
-def _pairs(items: list[Any]) -> Iterator[tuple[Any, Any]]:
-    return zip(items, items[1:], strict=False)
-
-
 @pytest.mark.parametrize("spec", [YANDEXCLOUD, SPEECHKIT], ids=lambda s: f"{s[0]}=={s[1]}")
 def test_captured_wire_data_is_what_the_sdk_produces(sdks: dict[str, SdkVenv], spec: tuple[str, str]) -> None:
     _need(sdks, spec[0])
@@ -172,7 +169,7 @@ async def test_official_example_client_on_sdk_stubs(
     assert {r["channel_tag"] for r in responses} == {"0"}
     assert len({r["uuid"] for r in responses}) == 1 and responses[0]["uuid"]
     assert {r["user_request_id"] for r in responses} == {f"sdk-{package}"}
-    for earlier, later in _pairs(responses):
+    for earlier, later in itertools.pairwise(responses):
         for name, value in earlier["cursors"].items():
             assert later["cursors"][name] >= value, (name, earlier, later)
         assert later["wall_ms"] >= earlier["wall_ms"]
