@@ -1,13 +1,15 @@
 """Concurrent whole calls through ``voicebot run``: reaction time from the end of the caller's speech
 to the robot's answer, per number of simultaneous calls.
 
-Usage: .venv/bin/python bench/call_bench.py [--calls 1,4,8,16] [--lead-s 13] [--stt-workers 2]
+Usage: .venv/bin/python bench/call_bench.py [--calls 1,4,8,16] [--lead-s 13] [--stagger-ms 0]
+                                            [--stt-workers 2]
 
 Starts ``voicebot run`` (demo dialplan, embedded recognizer, free SIP port and RTP range, temp
-records and TTS cache) and, for each N, places N sipp calls at once (one sipp process each). Every
-caller stays silent for ``--lead-s`` (the menu greeting plays out), says "I would like to check my
-balance, please." (espeak-ng -> 8 kHz -> G.711 mu-law pcap), listens, and hangs up; the demo answers with
-"Please say or key in your account number, then press pound.".
+records and TTS cache) and, for each N, places N sipp calls at once (one sipp process each;
+``--stagger-ms`` spreads their starts so that their speech ends do not all coincide). Every caller
+stays silent for ``--lead-s`` (the menu greeting plays out), says "My account balance, please."
+(espeak-ng -> 8 kHz -> G.711 mu-law pcap), listens, and hangs up; the demo answers with "Please
+say or key in your account number, then press pound.".
 
 A ``dumpcap`` capture on lo (filtered to the robot's RTP port range) gives both directions of every
 call, keyed by the robot's RTP port. Per call:
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -48,6 +51,7 @@ from tests.e2e.harness import (
     speech_pcap,
     start_voicebot,
 )
+from tests.sip.peers import SippResult
 
 SOUND_RMS = 300
 SENTENCE = "My account balance, please."
@@ -67,8 +71,13 @@ def quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
+async def staggered_call(delay_s: float, *args: Any, **kwargs: Any) -> SippResult:
+    await asyncio.sleep(delay_s)
+    return await call(*args, **kwargs)
+
+
 async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: float,
-                    work: Path) -> str:
+                    work: Path, stagger_s: float) -> str:
     round_dir = work / f"round-{n}"
     round_dir.mkdir()
     call_ids = [new_call_id(f"bench{n}-{i}") for i in range(n)]
@@ -76,8 +85,8 @@ async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: fl
     with Capture(round_dir / "rtp.pcap", bot.rtp_ports) as capture:
         cpu0, wall0 = cpu_seconds(bot.pid), time.monotonic()
         results = await asyncio.gather(*(
-            call(bot, "caller_hangup", round_dir, call_id=cid, name=f"caller-{i}", timeout_s=pcap_s + 60,
-                 pcap=pcap, pause_ms=0, hold_ms=int((pcap_s + 1.0) * 1000))
+            staggered_call(i * stagger_s, bot, "caller_hangup", round_dir, call_id=cid, name=f"caller-{i}",
+                           timeout_s=pcap_s + 60, pcap=pcap, pause_ms=0, hold_ms=int((pcap_s + 1.0) * 1000))
             for i, cid in enumerate(call_ids)))
         cpu1, wall1 = cpu_seconds(bot.pid), time.monotonic()
     cpu_pct = 100 * (cpu1 - cpu0) / (wall1 - wall0)
@@ -132,16 +141,21 @@ async def main_async(args: argparse.Namespace) -> None:
           f"ready in {time.monotonic() - t0:.1f} s")
     print("machine: busy shared 2-core VM (other engineers' tests running); "
           "sipp and dumpcap share the cores\n")
-    script = [Pause(int(args.lead_s * 1000)), Say(SENTENCE), Pause(int(HOLD_AFTER_SPEECH_S * 1000))]
+    script: list[Say | Pause] = [Pause(int(args.lead_s * 1000)), Say(SENTENCE),
+                                 Pause(int(HOLD_AFTER_SPEECH_S * 1000))]
     speech = speech_pcap(work, script)
     print(f'caller: {args.lead_s:.0f} s silence, "{SENTENCE}" '
           f"({speech.utterances[0][2] - speech.utterances[0][1]:.2f} s), "
           f"{HOLD_AFTER_SPEECH_S:.0f} s listening\n")
+    if args.stagger_ms:
+        print(f"calls of a round start {args.stagger_ms:.0f} ms apart\n")
     print("  N  react p50  react p95  react max  done/failed  CPU %  app p50 ms")
     print("     (ms, end of caller speech -> first packet of the robot's answer, from the capture)")
     try:
         for n in args.calls:
-            print(await one_round(bot, n, speech.path, speech.duration_s, args.lead_s, work), flush=True)
+            line = await one_round(bot, n, speech.path, speech.duration_s, args.lead_s, work,
+                                   args.stagger_ms / 1000)
+            print(line, flush=True)
     finally:
         bot.stop()
     print(f"\nwork files (captures, sipp logs, voicebot log): {work}")
@@ -152,6 +166,8 @@ def main() -> None:
     parser.add_argument("--calls", default="1,4,8,16", help="concurrent calls per round (default: 1,4,8,16)")
     parser.add_argument("--lead-s", type=float, default=13.0,
                         help="caller silence before speaking; the greeting is 11.2 s (default: 13)")
+    parser.add_argument("--stagger-ms", type=float, default=0.0,
+                        help="start call i of a round i x this later (default: 0, all at once)")
     parser.add_argument("--stt-workers", type=int, default=2, help="embedded recognizer decode workers (2)")
     args = parser.parse_args()
     args.calls = [int(x) for x in args.calls.split(",")]
