@@ -612,6 +612,11 @@ class Telephony:
         return len(self._legs)
 
     @property
+    def rtp_ports_in_use(self) -> int:
+        """RTP ports currently held by legs (for metrics and leak checks)."""
+        return self._ports.in_use
+
+    @property
     def media_clock(self) -> MediaClock:
         return self._clock
 

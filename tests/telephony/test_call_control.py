@@ -23,8 +23,8 @@ import pytest
 
 from tests.sip.peers import free_udp_port, run_sipp
 from tests.telephony.conftest import config
-from tests.telephony.legs import Captured, RtpCapture, next_leg, record
-from tests.telephony.sipp import Pause, Reinvite, Step, run_uac, uac_rejected_scenario, uac_scenario
+from tests.telephony.legs import Captured, LegRecord, RtpCapture, next_leg, record
+from tests.telephony.sipp import Pause, Play, Reinvite, Step, run_uac, uac_rejected_scenario, uac_scenario
 from voicebot.rtp.errors import RtpPortsExhausted
 from voicebot.telephony import (
     CallFailed,
@@ -36,6 +36,7 @@ from voicebot.telephony import (
     Telephony,
     TelephonyError,
 )
+from voicebot.testing.pcap import write_rtp_pcap
 
 pytestmark = [
     pytest.mark.e2e,
@@ -407,3 +408,55 @@ async def test_reinvite_moves_media_to_a_new_address_and_codec(telephony: Teleph
     last, nxt = first.packets[-1].packet, second.packets[0].packet
     assert nxt.ssrc == last.ssrc
     assert (nxt.sequence_number - last.sequence_number) % 65536 == 1
+
+
+async def test_concurrent_calls_with_media_leave_nothing_behind(tmp_path: Path) -> None:
+    """Bounded load: 20 calls at 20/s, each playing 2 s of speech-like audio, all answered at once."""
+    async with Telephony(config(max_calls=40)) as telephony:
+        await _concurrent_calls(telephony, tmp_path, 20)
+
+
+async def _concurrent_calls(telephony: Telephony, tmp_path: Path, calls: int) -> None:
+    pcap = tmp_path / "audio.pcap"
+    packets = write_rtp_pcap(pcap, noise_prompt(2000, seed=3), payload_type=0)
+    sipp = asyncio.create_task(run_uac(uac_scenario([Play(pcap, 2400)]), tmp_path, telephony.sip_address,
+                                       calls=calls, extra=("-r", "20", "-l", str(calls))))
+    records: list[asyncio.Task[LegRecord]] = []
+    peak_legs = 0
+
+    async def answer(leg: CallLeg) -> LegRecord:
+        await leg.answer()
+        return await record(leg)
+
+    async def accept() -> None:
+        nonlocal peak_legs
+        async for leg in telephony.incoming():
+            records.append(asyncio.create_task(answer(leg)))
+            peak_legs = max(peak_legs, telephony.active_legs)
+            if len(records) == calls:
+                return
+
+    await asyncio.wait_for(accept(), 30)
+    done = await asyncio.wait_for(asyncio.gather(*records), 30)
+    result = await sipp
+    assert result.returncode == 0, result.explain()
+    assert all(r.events[-1] == LegEnded("bye", "remote", None, "") for r in done)
+    received = [r.leg.stats().packets_received for r in done]
+    assert all(count >= packets * 0.9 for count in received), received
+    assert peak_legs >= calls // 2
+    assert telephony.active_legs == 0 and telephony.rtp_ports_in_use == 0
+
+
+async def test_calls_beyond_max_calls_get_503_from_the_sip_layer(tmp_path: Path) -> None:
+    async with Telephony(config(max_calls=1)) as telephony:
+        first = asyncio.create_task(run_sipp("uac_wait_bye", tmp_path, remote=telephony.sip_address,
+                                             local_port=free_udp_port()))
+        leg = await next_leg(telephony)
+        await leg.answer()
+        busy = await run_uac(uac_rejected_scenario(503), tmp_path, telephony.sip_address, name="busy")
+        assert busy.returncode == 0, busy.explain()
+        assert telephony.active_legs == 1  # the 503 never became a leg
+        leg.hangup()
+        assert (await leg.ended()).cause == "bye"
+        result = await first
+        assert result.returncode == 0, result.explain()
