@@ -58,18 +58,21 @@ def ensure_venv(package: str, version: str) -> SdkVenv:
             return SdkVenv(package, version, python)
         shutil.rmtree(target, ignore_errors=True)
         steps = [
-            [sys.executable, "-m", "venv", str(target)],
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "-q",
-                f"{package}=={version}",
-            ],
+            ("python -m venv", [sys.executable, "-m", "venv", str(target)]),
+            (
+                f"pip install {package}=={version}",
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "-q",
+                    f"{package}=={version}",
+                ],
+            ),
         ]
-        for step in steps:
+        for label, step in steps:
             try:
                 done = subprocess.run(
                     step,
@@ -80,10 +83,10 @@ def ensure_venv(package: str, version: str) -> SdkVenv:
                     check=False,
                 )
             except subprocess.TimeoutExpired:
-                return SdkVenv(package, version, None, f"{' '.join(step[:4])} timed out")
+                return SdkVenv(package, version, None, f"`{label}` timed out after {INSTALL_TIMEOUT_S:.0f} s")
             if done.returncode != 0:
-                tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-                return SdkVenv(package, version, None, f"`{' '.join(step[-3:])}` failed: {tail}")
+                tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-2:])
+                return SdkVenv(package, version, None, f"`{label}` failed: {tail}")
         ready.write_text(f"{package}=={version}\n")
         return SdkVenv(package, version, python)
 
