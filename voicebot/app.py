@@ -63,6 +63,7 @@ from voicebot.stt.client import (
     ClientSettings,
     FinalReceived,
     PartialReceived,
+    RecognitionError,
     RecognitionStream,
     SessionClosed,
     SessionOpened,
@@ -137,8 +138,31 @@ class SpeechOnsetDetector:
 # ---- prompts ------------------------------------------------------------------------------------
 
 
+SILENCE_RMS = 300  # below this a 10 ms window counts as silence (about -40 dBFS)
+KEEP_LEAD_MS = 10
+KEEP_TAIL_MS = 120
+
+
+def trim_silence(pcm16: bytes, *, threshold_rms: int = SILENCE_RMS, keep_lead_ms: int = KEEP_LEAD_MS,
+                 keep_tail_ms: int = KEEP_TAIL_MS) -> bytes:
+    """Cut a prompt's leading and trailing silence down to ``keep_*_ms``.
+
+    espeak-ng starts a prompt with 40-100 ms of silence and ends it with ~350 ms: the first would
+    be added to every reaction time, the second delays whatever follows the prompt (the listening
+    timer, a transfer, the BYE). All-silent audio is returned as it is.
+    """
+    window = SAMPLE_RATE_HZ * 2 // 100  # 10 ms of 16-bit samples
+    loud = [i for i in range(0, len(pcm16), window) if audioop.rms(pcm16[i:i + window], 2) >= threshold_rms]
+    if not loud:
+        return pcm16
+    start = max(0, loud[0] - keep_lead_ms * window // 10)
+    end = min(len(pcm16), loud[-1] + window + keep_tail_ms * window // 10)
+    return pcm16[start:end]
+
+
 class MemoSynthesizer:
-    """An in-memory LRU in front of the disk cache: a repeated prompt costs no thread hop or file read."""
+    """An in-memory LRU in front of the disk cache: a repeated prompt costs no thread hop or file
+    read. Prompts are kept with their silent edges trimmed (:func:`trim_silence`)."""
 
     def __init__(self, inner: PromptSynthesizer, *, max_entries: int = 512) -> None:
         self._inner = inner
@@ -159,7 +183,8 @@ class MemoSynthesizer:
             self._memo.move_to_end(key)
             return audio
         self.misses += 1
-        audio = await self._inner.synthesize(text, voice=voice)
+        synthesized = await self._inner.synthesize(text, voice=voice)
+        audio = PcmAudio(trim_silence(synthesized.pcm), synthesized.sample_rate_hz)
         self._memo[key] = audio
         while len(self._memo) > self.max_entries:
             self._memo.popitem(last=False)
@@ -308,8 +333,14 @@ class CallPipeline:
             with contextlib.suppress(TimeoutError):
                 ended = await asyncio.wait_for(leg.ended(), 5.0)
         finally:
+            cancelled = False
             if self.stream is not None:
-                await self.stream.aclose()
+                try:
+                    await self.stream.aclose()
+                except asyncio.CancelledError:
+                    # Being cancelled (a shutdown that outlived its grace): still close the record,
+                    # then let the cancellation go on.
+                    cancelled = True
             cause, side = self._final_cause(ended)
             self.outcome.cause, self.outcome.side = cause, side
             for session_id in list(self._sessions_open):
@@ -323,6 +354,8 @@ class CallPipeline:
                 record_task.cancel()
             self.outcome.record_id = self.record_id
             self._summary(started_s)
+            if cancelled:
+                raise asyncio.CancelledError
         return self.outcome
 
     def _final_cause(self, ended: LegEnded | None) -> tuple[str, HangupSide]:
@@ -395,6 +428,15 @@ class CallPipeline:
         return (self._t0 if self._t0 is not None else time.monotonic()) + call_ms / 1000
 
     async def _recognition(self) -> None:
+        try:
+            await self._recognition_events()
+        except RecognitionError as exc:
+            if not self.leg.is_ended:
+                raise  # the call cannot go on without recognition: it ends with this reason
+            # After the hang-up only the flush of the last utterance is lost; the call went fine.
+            log.warning("call.recognition.lost_after_hangup", error=exc.message)
+
+    async def _recognition_events(self) -> None:
         stream = self.stream
         assert stream is not None
         async for event in stream:

@@ -17,6 +17,7 @@ from voicebot.app import (
     resolve_dialplan_path,
     static_prompts,
     telephony_config,
+    trim_silence,
 )
 from voicebot.config import HostPort, load_config
 from voicebot.dialog.loader import load_dialplan
@@ -78,6 +79,13 @@ def test_static_prompts_use_the_calls_variables() -> None:
     assert any(text.startswith("Hello Alice, this is the clinic calling") for text in texts)
 
 
+def telephone_speech_stub(seed: int) -> bytes:
+    """100 ms of a loud square wave (distinct per seed): stands in for speech where content is moot."""
+    period = 8 + seed
+    return b"".join((8000 if (i // period) % 2 else -8000).to_bytes(2, "little", signed=True)
+                    for i in range(800))
+
+
 class CountingSynthesizer:
     engine_id = "counting-1"
 
@@ -86,7 +94,7 @@ class CountingSynthesizer:
 
     async def synthesize(self, text: str, *, voice: str) -> PcmAudio:
         self.calls.append(text)
-        return PcmAudio(text.encode().ljust(2, b"\0"))
+        return PcmAudio(silence(50) + telephone_speech_stub(len(self.calls)) + silence(500))
 
 
 async def test_memo_synthesizes_each_prompt_once_and_evicts_the_oldest() -> None:
@@ -100,6 +108,24 @@ async def test_memo_synthesizes_each_prompt_once_and_evicts_the_oldest() -> None
     await memo.synthesize("hello", voice="en-us")
     assert inner.calls == ["hello", "hello", "bye", "hello"]
     assert (memo.hits, memo.misses) == (1, 4)
+
+
+async def test_memo_keeps_prompts_with_their_silent_edges_trimmed() -> None:
+    audio = await MemoSynthesizer(CountingSynthesizer()).synthesize("hi", voice="en-us")
+    # 50 ms silence + 100 ms sound + 500 ms silence -> 10 ms + 100 ms + 120 ms
+    assert audio.duration_s == pytest.approx(0.23, abs=0.011)
+
+
+def test_trim_silence_keeps_the_speech_and_short_edges() -> None:
+    speech = telephone_speech("Thank you for calling. Goodbye.")
+    trimmed = trim_silence(silence(500) + speech + silence(800))
+    loud = trim_silence(speech, keep_lead_ms=0, keep_tail_ms=0)
+    assert loud in trimmed  # nothing audible is cut
+    lead_ms = trimmed.index(loud) / 16
+    tail_ms = (len(trimmed) - trimmed.index(loud) - len(loud)) / 16
+    assert 0 < lead_ms <= 20 and 100 <= tail_ms <= 140, (lead_ms, tail_ms)
+    assert trim_silence(silence(300)) == silence(300)  # nothing to keep: left alone
+    assert trim_silence(b"") == b""
 
 
 def test_relative_dialplan_path_resolves_from_the_checkout(tmp_path: Path,
