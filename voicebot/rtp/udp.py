@@ -175,8 +175,7 @@ class MediaClock:
         behind = int(lateness / TICK_S)
         if behind > self.max_catch_up:
             # A stall (GC, a blocking call): skip the missed sends rather than burst them onto the
-            # network, but still pull the missed received frames (bounded), which costs no
-            # bandwidth and keeps the caller's audio whole for recognition.
+            # network; each stream pulls its missed received frames back gradually (_on_tick).
             self._n += behind
             self._skipped += behind
             for stream in self._streams.values():
@@ -185,8 +184,8 @@ class MediaClock:
         for _ in range(1 + behind):
             self._tick_all()
         self._n += behind
-        self._schedule()
-
+        if self._handle is not None:  # stop() from inside a tick (the app shutting down) ends here
+            self._schedule()
 
     def _tick_all(self) -> None:
         self._ticks += 1
