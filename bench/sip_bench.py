@@ -12,7 +12,8 @@ timestamps measure the gaps the receiver sees), and sipp as the caller: ``-r`` c
 
 Prints one row per N: calls established / failed (sipp's own counts), server CPU% (100 = one
 core) and per call, gap p50/p99/max, packets captured vs expected in the window, and the media
-clock's late/skipped ticks. Bounded: each N takes about ramp + call length + 10 s; every process
+clock's late/skipped ticks, and how busy the whole machine was (sipp, dumpcap and everyone else's
+work included). Bounded: each N takes about ramp + call length + 10 s; every process
 it starts is stopped on the way out.
 """
 
@@ -56,6 +57,13 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     fields = data[data.rindex(")") + 2:].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs from /proc/stat (busy = all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return total - fields[3] - fields[4], total
 
 
 def make_pcap(path: Path, seconds: float) -> int:
@@ -147,15 +155,18 @@ def run_one(calls: int, *, rate: float, call_s: float, window_s: float, workdir:
         time.sleep(1.0)  # settle
         before = server.wait_for(lambda s: True, 5)
         user0, sys0 = cpu_seconds(server.proc.pid)
+        busy0, total0 = machine_busy()
         wall0, t0 = time.monotonic(), time.time()
         # Keep reading the server's once-a-second stats lines until the window is over.
         after = server.wait_for(lambda s: time.monotonic() >= wall0 + window_s, window_s + 10)
         user1, sys1 = cpu_seconds(server.proc.pid)
+        busy1, total1 = machine_busy()
         wall1, t1 = time.monotonic(), time.time()
         elapsed = wall1 - wall0
         result.update(
             cpu_pct=100 * ((user1 - user0) + (sys1 - sys0)) / elapsed,
             user_pct=100 * (user1 - user0) / elapsed, sys_pct=100 * (sys1 - sys0) / elapsed,
+            machine_pct=100 * (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0),
             active_min=min(before.get("active", 0), after.get("active", 0)),
             late_ticks=after["clock_late_ticks"] - before["clock_late_ticks"],
             skipped_ticks=after["clock_skipped_ticks"] - before["clock_skipped_ticks"],
@@ -233,13 +244,15 @@ def main() -> None:
           f"calls at {args.rate:g}/s, {args.call_seconds:g} s each, window {args.seconds:g} s, "
           f"frames via {args.frames}\n")
     print("| calls | established / failed | CPU % (1 core = 100) | user / sys % | CPU % per call "
-          "| gap p50 ms | gap p99 ms | gap max ms | packets / expected | clock late / skipped ticks |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| gap p50 ms | gap p99 ms | gap max ms | packets / expected | clock late / skipped ticks "
+          f"| whole machine CPU % ({os.cpu_count()} cores = {100 * (os.cpu_count() or 1)}) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['calls']} | {r['established']} / {r['failed']} | {r['cpu_pct']:.1f} "
               f"| {r['user_pct']:.0f} / {r['sys_pct']:.0f} | {r['cpu_pct'] / r['calls']:.2f} "
               f"| {r['gap_p50']:.1f} | {r['gap_p99']:.1f} | {r['gap_max']:.1f} "
-              f"| {r['packets']} / {r['expected']} | {r['late_ticks']} / {r['skipped_ticks']} |")
+              f"| {r['packets']} / {r['expected']} | {r['late_ticks']} / {r['skipped_ticks']} "
+              f"| {r['machine_pct']:.0f} |")
 
 
 if __name__ == "__main__":
