@@ -14,6 +14,9 @@ and its client runs there as a subprocess against ``start_server`` on 127.0.0.1:
   with our message, as the SDK's stubs report it.
 * ``yandex-speechkit``'s high-level recognizer (``model_repository.recognition_model(
   custom_endpoint=(addr, False))``), in its FULL_DATA default and in stream mode.
+* ``yandex-ai-studio-sdk`` 0.22.1, the current SDK: ``AIStudio(endpoint=None, service_map=
+  {"ai-stt-v3": addr}, verify=False)`` and its speech_to_text model, ``run_stream`` (REAL_TIME) and
+  ``run`` (FULL_DATA). It drops events with an empty channel_tag, so getting the final proves "0".
 
 It also re-runs ``sdk/dump_wire.py`` in each venv and checks that ``sdk/captured/`` (which the unit
 tests in ``sdk/test_sdk_wire.py`` use) is what the installed SDK really produces. If a venv cannot be
@@ -34,6 +37,8 @@ from typing import Any
 import pytest
 
 from tests.stt.sdk.venvs import (
+    AI_STUDIO,
+    ALL_SDKS,
     HERE,
     SPEECHKIT,
     YANDEXCLOUD,
@@ -58,9 +63,9 @@ CLIENT_TIMEOUT_S = 90.0
 
 @pytest.fixture(scope="module")
 def sdks() -> dict[str, SdkVenv]:
-    # Both venvs at once: on a fresh machine this is most of the module's time (~30-45 s).
-    with ThreadPoolExecutor(2) as pool:
-        built = list(pool.map(lambda spec: ensure_venv(*spec), [YANDEXCLOUD, SPEECHKIT]))
+    # All venvs at once: on a fresh machine this is most of the module's time (~40-60 s).
+    with ThreadPoolExecutor(len(ALL_SDKS)) as pool:
+        built = list(pool.map(lambda spec: ensure_venv(*spec), ALL_SDKS))
     return {sdk.package: sdk for sdk in built}
 
 
@@ -115,7 +120,7 @@ async def _run(python: Path, script: str, *args: str) -> list[Any]:
     return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("spec", [YANDEXCLOUD, SPEECHKIT], ids=lambda s: f"{s[0]}=={s[1]}")
+@pytest.mark.parametrize("spec", ALL_SDKS, ids=lambda s: f"{s[0]}=={s[1]}")
 def test_captured_wire_data_is_what_the_sdk_produces(sdks: dict[str, SdkVenv], spec: tuple[str, str]) -> None:
     _need(sdks, spec[0])
     stored = json.loads(captured_path(*spec).read_text())
@@ -219,3 +224,35 @@ async def test_speechkit_high_level_recognizer(
     assert not re.search(r"\b(four|five|six|seven)\b", utterance["normalized_text"].lower()), utterance
     assert 300 <= utterance["start_time_ms"] < utterance["end_time_ms"] <= utterance["eou_time_ms"]
     assert [code for code, _ in utterance["languages"]] == ["en-US"], utterance
+
+
+async def test_ai_studio_run_stream(
+    sdks: dict[str, SdkVenv], server: RunningServer, speech_file: Path
+) -> None:
+    python = _need(sdks, AI_STUDIO[0])
+    events = await _run(
+        python, "ai_studio_client.py", "--endpoint", f"127.0.0.1:{server.port}", "--api-key", KEY,
+        "--audio", str(speech_file), "--mode", "stream",
+    )  # fmt: skip
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "status_code", kinds
+    results = [k for k in kinds if k not in ("status_code", "partial")]
+    assert results == ["final", "final_refinement", "eou_update"], kinds
+    final = next(e for e in events if e["event"] == "final")
+    assert all(word in " ".join(final["final"]).lower() for word in KEY_WORDS), final
+    refinement = next(e for e in events if e["event"] == "final_refinement")
+    assert not re.search(r"\b(four|five|six|seven)\b", refinement["final_refinement"].lower()), refinement
+    assert next(e for e in events if e["event"] == "eou_update")["eou_update_ms"] > 0
+    assert {e["channel_tag"] for e in events} == {"0"}
+
+
+async def test_ai_studio_run(sdks: dict[str, SdkVenv], server: RunningServer, speech_file: Path) -> None:
+    python = _need(sdks, AI_STUDIO[0])
+    (channels,) = await _run(
+        python, "ai_studio_client.py", "--endpoint", f"127.0.0.1:{server.port}", "--api-key", KEY,
+        "--audio", str(speech_file), "--mode", "run",
+    )  # fmt: skip
+    assert [c["tag"] for c in channels] == ["0"], channels
+    (utterance,) = channels[0]["utterances"]
+    assert all(word in utterance["final_text"].lower() for word in KEY_WORDS), utterance
+    assert utterance["refined"] and "account" in utterance["refined"].lower(), utterance

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.stt.sdk.venvs import CAPTURED, SPEECHKIT, YANDEXCLOUD, captured_path, dump_wire, ensure_venv
+from tests.stt.sdk.venvs import ALL_SDKS, CAPTURED, captured_path, dump_wire, ensure_venv
 
 
 def main() -> int:
     CAPTURED.mkdir(exist_ok=True)
-    for package, version in (YANDEXCLOUD, SPEECHKIT):
+    for package, version in ALL_SDKS:
         sdk = ensure_venv(package, version)
         if sdk.python is None:
             print(f"{package}=={version}: cannot build its venv: {sdk.problem}", file=sys.stderr)

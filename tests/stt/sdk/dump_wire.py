@@ -2,7 +2,8 @@
 
 Prints one JSON object: the package's compiled ``yandex/cloud/ai/stt/v3/stt.proto`` as a serialized
 FileDescriptorProto (base64), the Recognizer service's method paths, and, for ``yandex-speechkit``,
-the exact requests its high-level recognizer generates (hex). ``capture.py`` stores this under
+the exact requests its high-level recognizer generates (hex), and for ``yandex-ai-studio-sdk``
+the options its speech_to_text model builds. ``capture.py`` stores this under
 ``captured/`` for the unit tests; the SDK test re-runs it to prove the stored copy is current.
 """
 
@@ -42,6 +43,35 @@ def speechkit_requests():
     return out
 
 
+def ai_studio_requests():
+    """The options the AI Studio SDK builds for its speech_to_text model (no network involved)."""
+    from yandex_ai_studio_sdk import AIStudio
+    from yandex_ai_studio_sdk._speechkit.enums import PCM16
+    from yandex_ai_studio_sdk._speechkit.speech_to_text.utils import create_streaming_options
+    from yandex_ai_studio_sdk.auth import APIKeyAuth
+
+    sdk = AIStudio(
+        folder_id="f", auth=APIKeyAuth("k"), endpoint=None, service_map={"ai-stt-v3": "x:1"}, verify=False
+    )
+    stt = sdk.speechkit.speech_to_text(
+        audio_format=PCM16(8000, 1), language_codes=["ru-RU", "en-US"], text_normalization=True
+    )
+    external = stt.configure(eou_classifier=False)
+    out = {}
+    for name, model, mode in [
+        ("ai_studio_real_time", stt, "real_time"),
+        ("ai_studio_full_data", stt, "full_data"),
+        ("ai_studio_external_eou", external, "real_time"),
+    ]:
+        options = create_streaming_options(sdk=sdk, config=model._config, mode=mode)
+        request = stt_pb2.StreamingRequest(session_options=options)
+        out[name] = request.SerializeToString(deterministic=True).hex()
+    return out
+
+
+REQUESTS = {"yandex-speechkit": speechkit_requests, "yandex-ai-studio-sdk": ai_studio_requests}
+
+
 def main():
     package = sys.argv[1]
     proto = descriptor_pb2.FileDescriptorProto()
@@ -58,7 +88,7 @@ def main():
                     f"/{service.full_name}/{m.name}": [m.input_type.full_name, m.output_type.full_name]
                     for m in service.methods
                 },
-                "requests": speechkit_requests() if package == "yandex-speechkit" else {},
+                "requests": REQUESTS[package]() if package in REQUESTS else {},
             },
             indent=1,
             sort_keys=True,

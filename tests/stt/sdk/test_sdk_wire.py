@@ -10,8 +10,10 @@ files are current). Here each is loaded into a private pool, and:
 * every shared message, filled with a value in every field (each oneof member in turn, maps,
   repeated, nested), serialized by THEIR classes parses with OURS to the same content and
   re-serializes to the same bytes, and the same the other way round;
-* the exact options the ``yandex-speechkit`` high-level recognizer sends (captured from its request
-  generator) parse with ours to what the SDK meant, and our sans-IO session accepts them.
+* the exact options the ``yandex-speechkit`` high-level recognizer and the ``yandex-ai-studio-sdk``
+  speech_to_text model send (captured from their own builders) parse with ours to what the SDK
+  meant, and our sans-IO session accepts them. (The AI Studio SDK compiles no stt.proto of its own:
+  it uses yandexcloud's, which is checked here.)
 
 The golden vectors of the reference are in ``tests/stt/test_proto_golden.py``; this adds only what
 the SDKs bring (their whole schema and the high-level client's options).
@@ -28,10 +30,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from tests.stt.sdk.venvs import SPEECHKIT, YANDEXCLOUD, captured_path
+from tests.stt.sdk.venvs import AI_STUDIO, SPEECHKIT, YANDEXCLOUD, captured_path
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt.engine import Endpointer
-from voicebot.stt.session import Close, Send, Session
+from voicebot.stt.session import DEFAULT_PAUSE_MS, EXTERNAL_PAUSE_MS, Close, Send, Session
 
 pytestmark = pytest.mark.unit
 
@@ -290,13 +292,25 @@ def test_the_fill_reaches_deep_fields() -> None:
 # --- what the yandex-speechkit high-level recognizer actually sends ------------------------------
 
 SPEECHKIT_REQUESTS: dict[str, Any] = SCHEMAS[1].data["requests"]
+AI_STUDIO_DATA = _load(*AI_STUDIO)
+# name -> (captured hex, the schema whose classes the SDK used)
+SDK_OPTIONS: dict[str, tuple[str, ForeignSchema]] = {
+    **{k: (v, SCHEMAS[1]) for k, v in SPEECHKIT_REQUESTS.items() if isinstance(v, str)},
+    **{k: (v, SCHEMAS[0]) for k, v in AI_STUDIO_DATA["requests"].items()},
+}
+
+
+def test_ai_studio_uses_the_yandexcloud_schema() -> None:
+    assert AI_STUDIO_DATA["stt_proto"] == SCHEMAS[0].data["stt_proto"]
+    assert AI_STUDIO_DATA["methods"] == SCHEMAS[0].data["methods"]
 
 
 def _sdk_options(name: str) -> pb.StreamingRequest:
-    wire = bytes.fromhex(SPEECHKIT_REQUESTS[name])
+    hex_wire, schema = SDK_OPTIONS[name]
+    wire = bytes.fromhex(hex_wire)
     request = pb.StreamingRequest.FromString(wire)
     assert request.SerializeToString(deterministic=True) == wire
-    their_cls = SCHEMAS[1].message_class(f"{PACKAGE}.StreamingRequest")
+    their_cls = schema.message_class(f"{PACKAGE}.StreamingRequest")
     assert _as_dict(request) == _as_dict(their_cls.FromString(wire))
     return request
 
@@ -332,6 +346,25 @@ def test_speechkit_stream_options_carry_model_and_languages() -> None:
     assert model.audio_processing_type == pb.RecognitionModelOptions.REAL_TIME
 
 
+def test_ai_studio_options_leave_channels_unset_and_send_empty_sub_messages() -> None:
+    for name, mode in [
+        ("ai_studio_real_time", pb.RecognitionModelOptions.REAL_TIME),
+        ("ai_studio_full_data", pb.RecognitionModelOptions.FULL_DATA),
+    ]:
+        options = _sdk_options(name).session_options
+        raw = options.recognition_model.audio_format.raw_audio
+        # audio_channel_count 0: the SDK only sets it for more than one channel (reference §2.1).
+        assert (raw.sample_rate_hertz, raw.audio_channel_count) == (8000, 0)
+        assert options.recognition_model.audio_processing_type == mode
+        assert list(options.recognition_model.language_restriction.language_code) == ["ru-RU", "en-US"]
+        assert not options.HasField("eou_classifier")  # server default EOU
+        # Present but empty: the server must treat them as "off", not reject them.
+        assert options.HasField("recognition_classifier") and not options.recognition_classifier.classifiers
+        assert options.HasField("speaker_labeling") and options.speaker_labeling.speaker_labeling == 0
+    external = _sdk_options("ai_studio_external_eou").session_options
+    assert external.eou_classifier.WhichOneof("Classifier") == "external_classifier"
+
+
 class _NullEndpointer:
     def process(self, pcm: bytes) -> list[object]:
         return []
@@ -341,10 +374,16 @@ class _NullEndpointer:
 
 
 @pytest.mark.parametrize(
-    ("name", "languages"),
-    [("speechkit_full_default", []), ("speechkit_stream_languages", ["ru-RU", "en-US"])],
+    ("name", "languages", "pause_ms"),
+    [
+        ("speechkit_full_default", [], 2000),  # the SDK's 2000 ms pause hint is honoured
+        ("speechkit_stream_languages", ["ru-RU", "en-US"], 2000),
+        ("ai_studio_real_time", ["ru-RU", "en-US"], DEFAULT_PAUSE_MS),
+        ("ai_studio_full_data", ["ru-RU", "en-US"], DEFAULT_PAUSE_MS),
+        ("ai_studio_external_eou", ["ru-RU", "en-US"], EXTERNAL_PAUSE_MS),
+    ],
 )
-def test_our_session_core_accepts_the_speechkit_options(name: str, languages: list[str]) -> None:
+def test_our_session_core_accepts_the_sdk_options(name: str, languages: list[str], pause_ms: int) -> None:
     seen_languages: list[list[str]] = []
     endpointers: list[tuple[int, int]] = []
 
@@ -369,5 +408,5 @@ def test_our_session_core_accepts_the_speechkit_options(name: str, languages: li
     assert [r.WhichOneof("Event") for r in sent] == ["status_code"]
     assert sent[0].status_code.code_type == pb.WORKING and sent[0].channel_tag == "0"
     assert seen_languages == [languages]
-    assert endpointers == [(8000, 2000)]  # the SDK's 2000 ms pause hint is honoured
+    assert endpointers == [(8000, pause_ms)]
     assert not session.closed

@@ -23,6 +23,8 @@ INSTALL_TIMEOUT_S = 600.0
 # The SDKs whose clients we run, pinned so the captured wire vectors are reproducible.
 YANDEXCLOUD = ("yandexcloud", "0.413.0")  # generated cloudapi stubs, descriptor-identical to HEAD
 SPEECHKIT = ("yandex-speechkit", "1.7.0")  # its own (2024-11) stub copies + a high-level client
+AI_STUDIO = ("yandex-ai-studio-sdk", "0.22.1")  # the current SDK, on yandexcloud's stubs
+ALL_SDKS = (YANDEXCLOUD, SPEECHKIT, AI_STUDIO)
 
 
 @dataclass(frozen=True, slots=True)
