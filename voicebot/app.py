@@ -482,7 +482,9 @@ class CallPipeline:
                 if entry is not None:
                     self.runner.prompt_finished(entry[0])
                 if not self._barge_in_playing():
+                    # Nothing left to barge into: the next barge-in prompt measures afresh.
                     self._vad.reset()
+                    self._speech_onset_s = None
             elif isinstance(event, MediaChanged):
                 log.info("call.media_changed", held=event.held, codec=event.codec)
             elif isinstance(event, LegEnded):
