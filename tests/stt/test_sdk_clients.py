@@ -14,6 +14,9 @@ and its client runs there as a subprocess against ``start_server`` on 127.0.0.1:
   with our message, as the SDK's stubs report it.
 * ``yandex-speechkit``'s high-level recognizer (``model_repository.recognition_model(
   custom_endpoint=(addr, False))``), in its FULL_DATA default and in stream mode.
+* TLS: the official example's ``grpc.ssl_channel_credentials()`` and yandex-speechkit's
+  ``custom_endpoint=(addr, True)``, unchanged, against our TLS port with a self-signed certificate
+  that the client process trusts through ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``.
 * ``yandex-ai-studio-sdk`` 0.22.1, the current SDK: ``AIStudio(endpoint=None, service_map=
   {"ai-stt-v3": addr}, verify=False)`` and its speech_to_text model, ``run_stream`` (REAL_TIME) and
   ``run`` (FULL_DATA). It drops events with an empty channel_tag, so getting the final proves "0".
@@ -29,6 +32,8 @@ import asyncio
 import itertools
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,7 +104,7 @@ async def server(engine: Engine) -> AsyncIterator[RunningServer]:
         await running.stop(1.0)
 
 
-async def _run(python: Path, script: str, *args: str) -> list[Any]:
+async def _run(python: Path, script: str, *args: str, env: dict[str, str] | None = None) -> list[Any]:
     """Run an SDK-side script (isolated mode: nothing of voicebot importable); its JSON lines."""
     process = await asyncio.create_subprocess_exec(
         str(python),
@@ -108,7 +113,7 @@ async def _run(python: Path, script: str, *args: str) -> list[Any]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT_S)
@@ -256,3 +261,48 @@ async def test_ai_studio_run(sdks: dict[str, SdkVenv], server: RunningServer, sp
     (utterance,) = channels[0]["utterances"]
     assert all(word in utterance["final_text"].lower() for word in KEY_WORDS), utterance
     assert utterance["refined"] and "account" in utterance["refined"].lower(), utterance
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_unchanged_clients_over_tls(
+    sdks: dict[str, SdkVenv], engine: Engine, speech_file: Path, self_signed: tuple[Path, Path]
+) -> None:
+    # Clients hard-wired to grpc.ssl_channel_credentials() need no code change: only the trust store.
+    cert, key = self_signed
+    config = ServerConfig(
+        listen="127.0.0.1:0", api_keys=frozenset({KEY}), tls_cert_path=cert, tls_key_path=key
+    )
+    running = await start_server(config, engine=engine)
+    trust = {"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(cert)}
+    endpoint = f"localhost:{running.port}"
+    try:
+        lines = await _run(
+            _need(sdks, YANDEXCLOUD[0]), "stub_client.py", "--endpoint", endpoint, "--api-key", KEY,
+            "--audio", str(speech_file), "--burst", "--tls", env=trust,
+        )  # fmt: skip
+        assert lines[-1] == {"status": "OK", "details": ""}, lines[-1]
+        assert [r["event"] for r in lines[1:-1] if r["event"] != "status_code"][-3:] == [
+            "final",
+            "final_refinement",
+            "eou_update",
+        ]
+        (transcriptions,) = await _run(
+            _need(sdks, SPEECHKIT[0]), "speechkit_client.py", "--endpoint", endpoint, "--api-key", KEY,
+            "--audio", str(speech_file), "--tls", env=trust,
+        )  # fmt: skip
+        assert all(word in transcriptions[0]["raw_text"].lower() for word in KEY_WORDS), transcriptions
+    finally:
+        await running.stop(1.0)

@@ -25,12 +25,13 @@ def main():
     parser.add_argument("--audio", required=True, help="raw 8 kHz 16-bit little-endian mono PCM")
     parser.add_argument("--languages", default="ru-RU,en-US")
     parser.add_argument("--mode", choices=["full", "stream"], default="full")
+    parser.add_argument("--tls", action="store_true", help="custom_endpoint=(addr, True): default root CAs")
     args = parser.parse_args()
     with open(args.audio, "rb") as f:
         audio = AudioSegment(data=f.read(), sample_width=2, frame_rate=8000, channels=1)
 
     configure_credentials(yandex_credentials=creds.YandexCredentials(api_key=args.api_key))
-    model = model_repository.recognition_model(custom_endpoint=(args.endpoint, False))
+    model = model_repository.recognition_model(custom_endpoint=(args.endpoint, args.tls))
     model.model = "general"
     model.language = args.languages
     model.audio_processing_type = (

@@ -96,6 +96,9 @@ def main():
     parser.add_argument("--languages", default="ru-RU,en-US")
     parser.add_argument("--request-id", default="")
     parser.add_argument("--burst", action="store_true", help="send without pacing, like the official example")
+    parser.add_argument(
+        "--tls", action="store_true", help="grpc.ssl_channel_credentials() with default roots, as the example"
+    )
     args = parser.parse_args()
     with open(args.audio, "rb") as f:
         pcm = f.read()
@@ -103,7 +106,12 @@ def main():
     metadata = [("authorization", f"Api-Key {args.api_key}")]
     if args.request_id:
         metadata.append(("x-client-request-id", args.request_id))
-    with grpc.insecure_channel(args.endpoint) as channel:
+    if args.tls:
+        # Exactly the official example's channel: default root CAs (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH).
+        channel_cm = grpc.secure_channel(args.endpoint, grpc.ssl_channel_credentials())
+    else:
+        channel_cm = grpc.insecure_channel(args.endpoint)
+    with channel_cm as channel:
         stub = stt_service_pb2_grpc.RecognizerStub(channel)
         it = stub.RecognizeStreaming(requests(pcm, args.languages.split(","), args.burst), metadata=metadata)
         try:
