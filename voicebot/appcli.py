@@ -270,7 +270,7 @@ def _call(args: argparse.Namespace) -> int:
 
 
 async def _place(config: Config, variables: dict[str, str], args: argparse.Namespace) -> CallOutcome:
-    from voicebot.app import App
+    from voicebot.app import App, CallOutcome
     from voicebot.telephony import Credentials
 
     credentials = None
@@ -280,9 +280,23 @@ async def _place(config: Config, variables: dict[str, str], args: argparse.Names
         call = asyncio.ensure_future(
             app.place_call(args.uri, timeout_s=args.timeout_s, credentials=credentials))
         loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            # Answered: hang up (the record says so). Still ringing: CANCEL the INVITE.
+            if app.active_calls:
+                app.hangup_all()
+            else:
+                call.cancel()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, app.hangup_all)
-        return await call
+            loop.add_signal_handler(signum, stop)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            if not call.cancelled():
+                raise  # we are being cancelled ourselves
+            return CallOutcome(call_id="", direction="outbound", answered=False,
+                               cause="cancelled: stopped before the call was answered", side="robot")
 
 
 def _outcome_json(o: CallOutcome) -> dict[str, object]:

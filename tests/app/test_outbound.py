@@ -4,6 +4,7 @@ a process (exit codes: 0 answered and finished, 1 not answered)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -61,3 +62,19 @@ async def test_voicebot_call_rejects_a_bad_uri_with_exit_2(tmp_path: Path) -> No
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert "SIP-URI must start with sip: or sips:" in err.decode()
+
+
+async def test_voicebot_call_interrupted_while_ringing_cancels_and_exits_1(tmp_path: Path) -> None:
+    nobody = free_udp_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicebot.cli", "--log-format", "json", "call", f"sip:bob@127.0.0.1:{nobody}",
+        "--records-db", str(tmp_path / "calls.db"), "--rtp-ports", "40000-40999",
+        "--dialplan", str(REPO / "dialplans/reminder.yaml"),
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    while b"sip.invite.sent" not in await asyncio.wait_for(proc.stderr.readline(), 60):
+        pass
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1, err.decode(errors="replace")[-3000:]
+    assert "call not answered: cancelled" in out.decode()
