@@ -15,7 +15,8 @@ A ``dumpcap`` capture on lo (filtered to the robot's RTP port range) gives both 
 call, keyed by the robot's RTP port. Per call:
   speech end  the capture time of the caller's last audible packet (RMS > 300): the end of speech as
               the robot's socket saw it;
-  answer      the capture time of the robot's first audible packet after that (the answer prompt);
+  answer      the capture time of the robot's first audible packet after that (the answer prompt;
+              measured only for completed calls, where it is the account-number question);
   reaction    answer - speech end. It includes the recognizer's end-of-utterance pause (VAD
               max pause), the final decode, the dialog step and the prompt start.
 A call counts as completed when sipp finished without error and the call record shows the robot
@@ -34,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -92,24 +94,33 @@ async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: fl
     cpu_pct = 100 * (cpu1 - cpu0) / (wall1 - wall0)
 
     completed, errors = 0, []
+    completed_ids: set[str] = set()
     for cid, result in zip(call_ids, results, strict=True):
         record = bot.calls_show(cid)
         visited = [s["state"] for s in record["states"]] if record else []
         if result.returncode == 0 and "ask_account" in visited:
             completed += 1
+            completed_ids.add(cid)
         else:
             errors.append(f"{cid}: sipp exit {result.returncode}, states {visited}, "
                           f"heard {[u['text'] for u in record['utterances']] if record else None}")
 
+    # Which call each robot RTP port served: the robot sends to the caller's SDP port, which its
+    # sip.invite.received log line names with the Call-ID.
+    datagrams = capture.datagrams()
+    call_of_port = {e.get("remote_rtp_port"): e.get("call_id") for e in bot.log_events("sip.invite.received")}
     reactions: list[float] = []
     overlapped = 0
-    for flow in flows(capture.datagrams(), bot.rtp_ports).values():
+    for port, flow in flows(datagrams, bot.rtp_ports).items():
+        sent_to = Counter(d.dst[1] for d in datagrams if d.src[1] == port).most_common(1)
+        if not sent_to or call_of_port.get(sent_to[0][0]) not in completed_ids:
+            continue  # a failed call's next prompt is a re-prompt, not the answer
         caller = [p for p in flow["caller"] if p.rms > SOUND_RMS]
         robot = [p for p in flow["robot"] if p.rms > SOUND_RMS]
         if not caller or not robot:
             continue
         speech_start, speech_end = caller[0].time_s, caller[-1].time_s
-        greeting = next(sound_runs(robot, gap_s=0.5))
+        greeting = next(sound_runs(robot, gap_s=1.0))
         if greeting[-1].time_s > speech_start:
             overlapped += 1  # the caller spoke into the greeting (barge-in): --lead-s is too short
         answer = next((p for p in robot if p.time_s > speech_end), None)
