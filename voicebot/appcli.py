@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import ipaddress
 import json
 import signal
 import sys
@@ -180,6 +181,27 @@ def _register_call(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     call.set_defaults(func=_call)
 
 
+def _uri_host(uri: str) -> str:
+    from voicebot.sip.uri import SipUri, parse_uri
+
+    try:
+        parsed = parse_uri(uri)
+    except VoicebotError as exc:
+        raise ConfigError(f"SIP-URI {uri!r} is not valid: {exc.message}") from None
+    if not isinstance(parsed, SipUri):
+        raise ConfigError(f"SIP-URI must start with sip: or sips:, got {uri!r}")
+    return parsed.host
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _parse_listen(text: str) -> HostPort:
     """Like the config's HOST:PORT, but port 0 (any free port) is allowed on the command line."""
     if text.strip().endswith(":0"):
@@ -192,7 +214,11 @@ _FLAG_FIELDS = (("dialplan", "dialog.dialplan"), ("transfer_target", "dialog.tra
 
 
 def _build_config(args: argparse.Namespace, *,
-                  default_listen: str | None = None) -> tuple[Config, dict[str, str]]:
+                  outbound_to: str | None = None) -> tuple[Config, dict[str, str]]:
+    """The Config from ``--config``, the environment and the flags; the dialplan variables from
+    ``--var``. For ``voicebot call`` (``outbound_to``), SIP binds a free port unless ``--sip-listen``
+    says otherwise, on the configured host, or on all interfaces when the callee is not on a
+    loopback address and the configured host is (a loopback socket cannot reach it)."""
     overrides: dict[str, str] = {}
     for flag, key in _FLAG_FIELDS:
         value = getattr(args, flag)
@@ -204,12 +230,18 @@ def _build_config(args: argparse.Namespace, *,
     if args.stt_tls:
         overrides["recognizer.tls"] = "true"
     config = load_config(args.config, overrides=overrides)
-    listen_text = args.sip_listen or default_listen
-    if listen_text is not None:
+    listen: HostPort | None = None
+    if args.sip_listen:
         try:
-            listen = _parse_listen(listen_text)
+            listen = _parse_listen(args.sip_listen)
         except ValueError as exc:
             raise ConfigError(f"--sip-listen: {exc}") from None
+    elif outbound_to is not None:
+        host = config.sip.listen.host
+        if _is_loopback(host) and not _is_loopback(_uri_host(outbound_to)):
+            host = "0.0.0.0"
+        listen = HostPort(host, 0)
+    if listen is not None:
         config = dataclasses.replace(config, sip=dataclasses.replace(config.sip, listen=listen))
     variables: dict[str, str] = {}
     for item in args.var:
@@ -253,9 +285,9 @@ async def _serve(config: Config, variables: dict[str, str], args: argparse.Names
 
 def _call(args: argparse.Namespace) -> int:
     try:
-        config, variables = _build_config(args, default_listen="127.0.0.1:0")
         if not args.uri.startswith(("sip:", "sips:")):
             raise ConfigError(f"SIP-URI must start with sip: or sips:, got {args.uri!r}")
+        config, variables = _build_config(args, outbound_to=args.uri)
         outcome = asyncio.run(_place(config, variables, args))
     except VoicebotError as exc:
         print(f"voicebot call: {exc.message}", file=sys.stderr)

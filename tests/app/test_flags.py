@@ -55,12 +55,25 @@ def test_flags_override_the_file_and_the_file_the_defaults(tmp_path: Path,
     assert variables == {"clinic": "Dr. Who", "empty": ""}
 
 
-def test_call_binds_any_free_port_unless_told() -> None:
-    config, _ = _build_config(parse("call", "sip:alice@127.0.0.1"), default_listen="127.0.0.1:0")
+def test_call_binds_any_free_port_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VOICEBOT_SIP_LISTEN", raising=False)
+    local = "sip:alice@127.0.0.1:5070"
+    config, _ = _build_config(parse("call", local), outbound_to=local)
     assert config.sip.listen == HostPort("127.0.0.1", 0)
-    config, _ = _build_config(parse("call", "sip:a@b", "--sip-listen", "127.0.0.1:5090"),
-                              default_listen="127.0.0.1:0")
+    config, _ = _build_config(parse("call", local, "--sip-listen", "127.0.0.1:5090"), outbound_to=local)
     assert config.sip.listen == HostPort("127.0.0.1", 5090)
+    # A callee elsewhere cannot be reached from a loopback socket.
+    remote = "sip:bob@192.0.2.7"
+    config, _ = _build_config(parse("call", remote), outbound_to=remote)
+    assert config.sip.listen == HostPort("0.0.0.0", 0)
+    monkeypatch.setenv("VOICEBOT_SIP_LISTEN", "198.51.100.4:5060")  # the configured host is kept
+    config, _ = _build_config(parse("call", remote), outbound_to=remote)
+    assert config.sip.listen == HostPort("198.51.100.4", 0)
+
+
+def test_call_with_a_malformed_uri_says_so() -> None:
+    with pytest.raises(ConfigError, match="is not valid"):
+        _build_config(parse("call", "sip:"), outbound_to="sip:")
 
 
 def test_a_tls_endpoint_without_a_key_says_where_the_key_goes(monkeypatch: pytest.MonkeyPatch) -> None:
