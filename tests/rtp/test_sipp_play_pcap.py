@@ -17,7 +17,7 @@ import pytest
 
 from voicebot.media.g711 import ALAW, ULAW
 from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived
-from voicebot.rtp.jitter import FrameKind
+from voicebot.rtp.jitter import FrameKind, JitterConfig
 from voicebot.rtp.packet import RtpPacket
 from voicebot.rtp.session import SessionConfig
 from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
@@ -158,13 +158,20 @@ async def receive_audio(stream: RtpStream, samples: int, timeout_s: float) -> by
                 if len(audio) >= samples * 2:
                     return
 
-    await asyncio.wait_for(read(), timeout_s)
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        raise AssertionError(f"only {len(audio)} of {samples * 2} bytes of audio arrived; "
+                             f"{stream.stats().session}") from None
     return audio
 
 
 async def open_stream(clock: MediaClock) -> tuple[RtpStream, int]:
-    stream = RtpStream(clock, PortAllocator(PortRange("127.0.0.1", 0, 0)),
-                       SessionConfig(symmetric_latching=True))
+    # A deep buffer: sipp and this process share two busy cores, and a stall of either longer than
+    # the default 200 ms would (correctly) drop audio; these tests check decoding, not that policy.
+    config = SessionConfig(symmetric_latching=True,
+                           jitter=JitterConfig(target_delay_ms=60, max_delay_ms=3000))
+    stream = RtpStream(clock, PortAllocator(PortRange("127.0.0.1", 0, 0)), config)
     _, rtp_port = await stream.open()
     return stream, rtp_port
 
