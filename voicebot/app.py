@@ -87,7 +87,10 @@ log = structlog.get_logger(logger_name=__name__)
 FRAME_MS = 20
 # The dialog's own bookkeeping variables: the record has them in its own columns already.
 BUILTIN_VARIABLES = frozenset({"call_id", "caller", "callee", "dialplan", "state"})
-POST_HANGUP_FLUSH_S = 3.0  # after the leg ends, wait this long at most for the last final
+POST_HANGUP_FLUSH_S = 3.0
+# A prompt that starts this long after a final answers something else (a timer, a webhook): it is
+# not counted as the reaction to that final.
+REACTION_WINDOW_S = 2.0  # after the leg ends, wait this long at most for the last final
 SAMPLE_RATE_HZ = 8000
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -496,8 +499,10 @@ class CallPipeline:
         if self.leg.is_ended:
             self.runner.prompt_finished(prompt_seq)
             return
+        now = time.monotonic()
+        if self._speech_end_s is not None and now - self._final_at_s > REACTION_WINDOW_S:
+            self._speech_end_s = None  # the answer to that final was no prompt (e.g. digits kept coming)
         if self._speech_end_s is not None:
-            now = time.monotonic()
             reaction_ms = (now - self._speech_end_s) * 1000
             self._speech_end_s = None
             self.outcome.reaction_ms.append(reaction_ms)
