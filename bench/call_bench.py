@@ -22,7 +22,8 @@ call, keyed by the robot's RTP port. Per call:
 A call counts as completed when sipp finished without error and the call record shows the robot
 went to ``ask_account``. Per N it prints reaction p50/p95/max, completed/failed, and the voicebot
 process's CPU% over the round (/proc/<pid>/stat utime+stime, children included; 200 % = both cores
-of this 2-core machine), plus the app's own ``call.reaction`` log (final -> answer queued) p50.
+of this 2-core machine), the N sipp callers' CPU% (they share the machine), and the app's own
+``call.reaction`` log p50 (its VAD's speech end -> answer queued).
 Bounded: every call has a deadline of its pcap length + 60 s.
 """
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -67,6 +69,11 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def quantile(values: list[float], q: float) -> float:
     if len(values) == 1:
         return values[0]
@@ -85,13 +92,14 @@ async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: fl
     call_ids = [new_call_id(f"bench{n}-{i}") for i in range(n)]
     reactions_logged_before = len(bot.log_events("call.reaction"))
     with Capture(round_dir / "rtp.pcap", bot.rtp_ports) as capture:
-        cpu0, wall0 = cpu_seconds(bot.pid), time.monotonic()
+        cpu0, wall0, sipp0 = cpu_seconds(bot.pid), time.monotonic(), children_cpu_seconds()
         results = await asyncio.gather(*(
             staggered_call(i * stagger_s, bot, "caller_hangup", round_dir, call_id=cid, name=f"caller-{i}",
                            timeout_s=pcap_s + 60, pcap=pcap, pause_ms=0, hold_ms=int((pcap_s + 1.0) * 1000))
             for i, cid in enumerate(call_ids)))
-        cpu1, wall1 = cpu_seconds(bot.pid), time.monotonic()
+        cpu1, wall1, sipp1 = cpu_seconds(bot.pid), time.monotonic(), children_cpu_seconds()
     cpu_pct = 100 * (cpu1 - cpu0) / (wall1 - wall0)
+    sipp_pct = 100 * (sipp1 - sipp0) / (wall1 - wall0)  # the N sipp processes, reaped by now
 
     completed, errors = 0, []
     completed_ids: set[str] = set()
@@ -132,9 +140,11 @@ async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: fl
     if reactions:
         line = (f"{n:>3}  {quantile(reactions, 0.5):>8.0f}  {quantile(reactions, 0.95):>8.0f}  "
                 f"{max(reactions):>8.0f}  {completed:>5}/{n - completed:<5}  {cpu_pct:>6.0f}  "
+                f"{sipp_pct:>6.0f}  "
                 f"{statistics.median(logged_ms) if logged_ms else float('nan'):>9.0f}")
     else:
-        line = f"{n:>3}  no reaction measured  {completed}/{n - completed}  {cpu_pct:.0f}"
+        line = (f"{n:>3}  {'-':>8}  {'-':>8}  {'-':>8}  {completed:>5}/{n - completed:<5}  {cpu_pct:>6.0f}  "
+                f"{sipp_pct:>6.0f}  {'-':>9}")
     if overlapped:
         line += f"  ({overlapped} callers spoke into the greeting)"
     for error in errors[:3]:
@@ -160,7 +170,7 @@ async def main_async(args: argparse.Namespace) -> None:
           f"{HOLD_AFTER_SPEECH_S:.0f} s listening\n")
     if args.stagger_ms:
         print(f"calls of a round start {args.stagger_ms:.0f} ms apart\n")
-    print("  N  react p50  react p95  react max  done/failed  CPU %  app p50 ms")
+    print("  N  react p50  react p95  react max  done/failed  CPU %  sipp %  app p50 ms")
     print("     (ms, end of caller speech -> first packet of the robot's answer, from the capture)")
     try:
         for n in args.calls:
