@@ -12,9 +12,9 @@ closed (which ends :meth:`CallLeg.frames`), :class:`LegEnded` is the last event,
 ``call.leg.ended`` log line carries the leg's RTP counters.
 
 A peer that vanishes without BYE must not leak a call: a watchdog (one timer for all legs, every
-second) hangs up with cause ``rtp-timeout`` a leg that received no RTP for
-``rtp_timeout_s`` (default 45 s) while the media was not on hold (RFC 3264 §5.1: a held peer may
-legitimately send nothing).
+second) hangs up with cause ``rtp-timeout`` a leg that received nothing from its peer (RTP, RTCP,
+comfort noise) for ``rtp_timeout_s`` (default 45 s) while the media was not on hold (RFC 3264
+§5.1: a held peer may legitimately send nothing).
 """
 
 from __future__ import annotations
@@ -563,7 +563,10 @@ class CallLeg:
         stream = self._stream
         if stream is None or self.is_ended or self._answered_at is None:
             return
-        received = stream.session.stats().packets_received
+        stats = stream.session.stats()
+        # Anything the negotiated peer sends proves it is alive: RTP, RTCP (RFC 3550 §6), or a
+        # payload type we do not decode such as comfort noise during silence suppression (RFC 3389).
+        received = stats.packets_received + stats.rtcp_ignored + stats.dropped_payload_type
         if received != self._last_rx_packets:
             self._last_rx_packets = received
             self._last_rx_at = now

@@ -26,6 +26,7 @@ from tests.telephony.conftest import config
 from tests.telephony.legs import Captured, LegRecord, RtpCapture, next_leg, record
 from tests.telephony.sipp import Pause, Play, Reinvite, Step, run_uac, uac_rejected_scenario, uac_scenario
 from voicebot.rtp.errors import RtpPortsExhausted
+from voicebot.rtp.packet import serialize_rtp
 from voicebot.telephony import (
     CallFailed,
     CallLeg,
@@ -36,7 +37,7 @@ from voicebot.telephony import (
     Telephony,
     TelephonyError,
 )
-from voicebot.testing.pcap import write_rtp_pcap
+from voicebot.testing.pcap import UdpDatagram, write_rtp_pcap, write_udp
 
 pytestmark = [
     pytest.mark.e2e,
@@ -461,3 +462,21 @@ async def test_calls_beyond_max_calls_get_503_from_the_sip_layer(tmp_path: Path)
         assert (await leg.ended()).cause == "bye"
         result = await first
         assert result.returncode == 0, result.explain()
+
+
+async def test_comfort_noise_only_peer_is_not_an_rtp_timeout(tmp_path: Path) -> None:
+    """Silence suppression (RFC 3389): a caller that sends only comfort noise packets (payload type
+    13, one every 200 ms) for longer than rtp_timeout_s is alive, not vanished."""
+    pcap = tmp_path / "cn.pcap"
+    write_udp(pcap, (UdpDatagram(i * 0.2, ("127.0.0.1", 6000), ("127.0.0.1", 7000),
+                                 serialize_rtp(13, 100 + i, 1600 * i, 0xC0FFEE, bytes([60]), marker=i == 0))
+                     for i in range(18)))
+    async with Telephony(config(rtp_timeout_s=2.0)) as telephony:
+        sipp = asyncio.create_task(run_uac(uac_scenario([Play(pcap, 3800)]), tmp_path, telephony.sip_address))
+        leg = await next_leg(telephony)
+        await leg.answer()
+        rec = await record(leg)
+        result = await sipp
+    assert result.returncode == 0, result.explain()
+    assert rec.events == [LegEnded("bye", "remote", None, "")]
+    assert leg.stats().packets_received == 0  # nothing decodable arrived, yet the peer was alive
