@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
+from tests.telephony.sipp import Play, uac_scenario
 from voicebot.telephony import LegEnded, TelephonyConfig, TransferResult
 
 pytestmark = pytest.mark.unit
@@ -36,3 +38,10 @@ def test_config_and_events_are_frozen() -> None:
 @pytest.mark.parametrize(("status", "succeeded"), [(200, True), (202, True), (486, False), (603, False)])
 def test_transfer_result_succeeded_is_2xx(status: int, succeeded: bool) -> None:
     assert TransferResult(status, "x").succeeded is succeeded
+
+
+def test_checked_in_manual_scenario_is_current() -> None:
+    """tests/telephony/scenarios/uac_speech.xml (for calling a running voicebot by hand, see
+    docs/telephony.md) is exactly what the test generator writes."""
+    scenario = Path(__file__).parent / "scenarios" / "uac_speech.xml"
+    assert scenario.read_text() == uac_scenario([Play(Path("speech.pcap"), 20000)])
