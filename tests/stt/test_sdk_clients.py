@@ -1,8 +1,9 @@
 """Real third-party SpeechKit clients against our real server, the real model and real speech.
 
-Each SDK is installed from PyPI into its own cached virtualenv (``tests/stt/sdk/venvs.py``; never
-into .venv: two stt.proto files cannot share a process and the SDKs pin their own protobuf/grpcio),
-and its client runs there as a subprocess against ``start_server`` on 127.0.0.1:0 with an API key:
+The SDKs are installed from PyPI into cached virtualenvs of their own (``tests/stt/sdk/venvs.py``;
+never into .venv: two stt.proto files cannot share a process and the SDKs pin their own
+protobuf/grpcio), and each client runs there as a subprocess against ``start_server`` on
+127.0.0.1:0 with an API key:
 
 * ``yandexcloud`` 0.413.0 (stubs generated from cloudapi HEAD) and ``yandex-speechkit`` 1.7.0
   (its own 2024-11 stub copies), each driving ``sdk/stub_client.py``: the official example's options
@@ -35,7 +36,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ from tests.stt.sdk.venvs import (
     clean_env,
     comparable,
     dump_wire,
-    ensure_venv,
+    ensure_all,
 )
 from voicebot.stt.engine import Engine
 from voicebot.stt.server import RunningServer, ServerConfig, start_server
@@ -68,16 +68,14 @@ CLIENT_TIMEOUT_S = 90.0
 
 @pytest.fixture(scope="module")
 def sdks() -> dict[str, SdkVenv]:
-    # All venvs at once: on a fresh machine this is most of the module's time (~40-60 s).
-    with ThreadPoolExecutor(len(ALL_SDKS)) as pool:
-        built = list(pool.map(lambda spec: ensure_venv(*spec), ALL_SDKS))
-    return {sdk.package: sdk for sdk in built}
+    # Both venvs at once: on a fresh machine this is most of the module's time.
+    return ensure_all()
 
 
 def _need(sdks: dict[str, SdkVenv], package: str) -> Path:
     sdk = sdks[package]
     if sdk.python is None:
-        pytest.skip(f"cannot install {sdk.package}=={sdk.version} into a separate venv: {sdk.problem}")
+        pytest.skip(f"cannot install {' '.join(sdk.requirements)} into a separate venv: {sdk.problem}")
     return sdk.python
 
 
@@ -129,7 +127,7 @@ async def _run(python: Path, script: str, *args: str, env: dict[str, str] | None
 def test_captured_wire_data_is_what_the_sdk_produces(sdks: dict[str, SdkVenv], spec: tuple[str, str]) -> None:
     _need(sdks, spec[0])
     stored = json.loads(captured_path(*spec).read_text())
-    assert comparable(dump_wire(sdks[spec[0]])) == comparable(stored), (
+    assert comparable(dump_wire(sdks[spec[0]], spec[0])) == comparable(stored), (
         f"{captured_path(*spec).name} is stale; re-capture with: .venv/bin/python -m tests.stt.sdk.capture"
     )
 

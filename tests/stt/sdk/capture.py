@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import sys
 
-from tests.stt.sdk.venvs import ALL_SDKS, CAPTURED, captured_path, dump_wire, ensure_venv
+from tests.stt.sdk.venvs import ALL_SDKS, CAPTURED, captured_path, dump_wire, ensure_all
 
 
 def main() -> int:
     CAPTURED.mkdir(exist_ok=True)
+    venvs = ensure_all()
     for package, version in ALL_SDKS:
-        sdk = ensure_venv(package, version)
-        if sdk.python is None:
-            print(f"{package}=={version}: cannot build its venv: {sdk.problem}", file=sys.stderr)
+        venv = venvs[package]
+        if venv.python is None:
+            print(f"{package}=={version}: cannot build its venv: {venv.problem}", file=sys.stderr)
             return 1
         path = captured_path(package, version)
-        path.write_text(json.dumps(dump_wire(sdk), indent=1, sort_keys=True) + "\n")
+        path.write_text(json.dumps(dump_wire(venv, package), indent=1, sort_keys=True) + "\n")
         print(f"wrote {path}")
     return 0
 

@@ -1,15 +1,20 @@
 """Separate, cached virtualenvs for third-party SpeechKit SDKs (never installed into .venv).
 
 Two different ``stt.proto`` files cannot be loaded into one Python process, and the SDKs pin their
-own protobuf/grpcio ranges, so each SDK gets its own virtualenv and its client scripts run there as
-subprocesses. A venv is created once per (package, version, Python) under ``.venv/sdk-clients/`` of
-this checkout (override with ``$VOICEBOT_SDK_VENV_DIR``), guarded by a file lock so parallel test
-sessions on the shared machine do not build the same one twice; ``.ready`` marks a finished install.
+own protobuf/grpcio ranges, so the SDKs live in virtualenvs of their own and their client scripts
+run there as subprocesses. ``yandex-speechkit`` bundles its own ``yandex/cloud/ai/stt`` package (a
+different stt.proto), so it gets a venv alone; ``yandex-ai-studio-sdk`` runs on ``yandexcloud``'s
+stubs, so those two share one. A venv is created once per requirement set and Python version under
+``.venv/sdk-clients/`` of this checkout (override with ``$VOICEBOT_SDK_VENV_DIR``), guarded by a
+file lock so parallel test sessions on the shared machine do not build the same one twice;
+``.ready`` marks a finished install. ``pip --no-compile`` skips byte-compiling thousands of
+yandexcloud modules that are never imported (the biggest part of a fresh install).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -25,12 +30,12 @@ YANDEXCLOUD = ("yandexcloud", "0.413.0")  # generated cloudapi stubs, descriptor
 SPEECHKIT = ("yandex-speechkit", "1.7.0")  # its own (2024-11) stub copies + a high-level client
 AI_STUDIO = ("yandex-ai-studio-sdk", "0.22.1")  # the current SDK, on yandexcloud's stubs
 ALL_SDKS = (YANDEXCLOUD, SPEECHKIT, AI_STUDIO)
+VENV_GROUPS = ((YANDEXCLOUD, AI_STUDIO), (SPEECHKIT,))
 
 
 @dataclass(frozen=True, slots=True)
 class SdkVenv:
-    package: str
-    version: str
+    requirements: tuple[str, ...]  # "package==version", as installed
     python: Path | None  # the venv's interpreter, or None when it could not be built
     problem: str = ""  # why not (pip's last lines), for the skip reason
 
@@ -46,33 +51,25 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-def ensure_venv(package: str, version: str) -> SdkVenv:
-    """Create (or reuse) a virtualenv with ``package==version``; never raises for install failures."""
+def ensure_venv(*sdks: tuple[str, str]) -> SdkVenv:
+    """Create (or reuse) a virtualenv with each ``(package, version)``; never raises on install failure."""
+    requirements = tuple(f"{package}=={version}" for package, version in sdks)
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    digest = hashlib.sha256(" ".join(requirements).encode()).hexdigest()[:10]
     root = venv_root()
     root.mkdir(parents=True, exist_ok=True)
-    target = root / f"{package}-{version}-{tag}"
+    target = root / f"{sdks[0][0]}-{digest}-{tag}"
     python = target / "bin" / "python"
     ready = target / ".ready"
     with open(root / f"{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if ready.is_file() and python.exists():
-            return SdkVenv(package, version, python)
+            return SdkVenv(requirements, python)
         shutil.rmtree(target, ignore_errors=True)
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-compile", "-q"]
         steps = [
             ("python -m venv", [sys.executable, "-m", "venv", str(target)]),
-            (
-                f"pip install {package}=={version}",
-                [
-                    str(python),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "-q",
-                    f"{package}=={version}",
-                ],
-            ),
+            (f"pip install {' '.join(requirements)}", [*pip, *requirements]),
         ]
         for label, step in steps:
             try:
@@ -85,12 +82,21 @@ def ensure_venv(package: str, version: str) -> SdkVenv:
                     check=False,
                 )
             except subprocess.TimeoutExpired:
-                return SdkVenv(package, version, None, f"`{label}` timed out after {INSTALL_TIMEOUT_S:.0f} s")
+                return SdkVenv(requirements, None, f"`{label}` timed out after {INSTALL_TIMEOUT_S:.0f} s")
             if done.returncode != 0:
                 tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-2:])
-                return SdkVenv(package, version, None, f"`{label}` failed: {tail}")
-        ready.write_text(f"{package}=={version}\n")
-        return SdkVenv(package, version, python)
+                return SdkVenv(requirements, None, f"`{label}` failed: {tail}")
+        ready.write_text("\n".join(requirements) + "\n")
+        return SdkVenv(requirements, python)
+
+
+def ensure_all() -> dict[str, SdkVenv]:
+    """Every SDK's venv (the groups built in parallel), by package name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(VENV_GROUPS)) as pool:
+        built = list(pool.map(lambda group: ensure_venv(*group), VENV_GROUPS))
+    return {package: venv for group, venv in zip(VENV_GROUPS, built, strict=True) for package, _ in group}
 
 
 HERE = Path(__file__).resolve().parent
@@ -101,13 +107,13 @@ def captured_path(package: str, version: str) -> Path:
     return CAPTURED / f"{package}-{version}.json"
 
 
-def dump_wire(sdk: SdkVenv) -> dict[str, object]:
-    """Run ``dump_wire.py`` in the SDK's venv and return its JSON (see that script)."""
+def dump_wire(venv: SdkVenv, package: str) -> dict[str, object]:
+    """Run ``dump_wire.py`` for ``package`` in its venv and return the JSON (see that script)."""
     import json
 
-    assert sdk.python is not None, sdk.problem
+    assert venv.python is not None, venv.problem
     done = subprocess.run(
-        [str(sdk.python), "-I", str(HERE / "dump_wire.py"), sdk.package],
+        [str(venv.python), "-I", str(HERE / "dump_wire.py"), package],
         capture_output=True,
         text=True,
         timeout=120,
