@@ -790,7 +790,12 @@ class App:
             self._records = CallRecordStore(c.records.path)
             await self._start_recognition()
             self._telephony = Telephony(telephony_config(c))
-            await self._telephony.start()
+            try:
+                await self._telephony.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot listen for SIP on {c.sip.listen}: {exc.strerror or exc} (is another voicebot "
+                    "or a PBX using it? choose another with --sip-listen or [sip] listen)") from exc
             if c.sip.registrar:
                 self._register()
             self._accept_task = asyncio.get_running_loop().create_task(self._accept(), name="app-accept")

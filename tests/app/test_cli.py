@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -83,3 +84,14 @@ async def test_run_rejects_bad_flags_with_exit_2(tmp_path: Path, flags: tuple[st
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2, err.decode()
     assert message in err.decode()
+
+
+async def test_run_on_a_busy_sip_port_exits_2_saying_so(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        proc = await voicebot("run", "--sip-listen", f"127.0.0.1:{port}", "--records-db",
+                              str(tmp_path / "calls.db"), cwd=tmp_path)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert f"voicebot run: cannot listen for SIP on 127.0.0.1:{port}: Address already in use" in err.decode()
