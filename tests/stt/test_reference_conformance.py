@@ -363,7 +363,7 @@ def test_async_message_if_compiled_matches_the_reference(ref: RefMessage) -> Non
     # §2.3 is optional for a streaming server (the reference allows trimming); what we compile must match.
     full_name = _lookup(ref.name, OURS)
     if full_name is None:
-        pytest.skip(f"{ref.name} is not compiled into stt.proto (async-only, optional)")
+        pytest.skip(f"{ref.name} is async-only and not compiled (stt_service.proto is trimmed to Recognizer)")
     problems = field_problems(ref, OURS[full_name])
     assert not problems, "\n".join(problems)
 
