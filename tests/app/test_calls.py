@@ -260,3 +260,29 @@ async def test_registers_with_the_configured_registrar(make_app: Callable[..., A
                 break
             await asyncio.sleep(0.05)
         assert app.registered is True
+
+
+async def test_four_concurrent_calls_each_follow_their_own_caller(app: App, tmp_path: Path) -> None:
+    operator = speech_pcap(tmp_path / "operator.pcap", "I would like to talk to an operator please")
+    goodbye = speech_pcap(tmp_path / "goodbye.pcap", "Okay, goodbye")
+    plans = [("op1", operator, "refer"), ("bye1", goodbye, "wait_bye"), ("op2", operator, "refer"),
+             ("bye2", goodbye, "wait_bye")]
+    results = await asyncio.gather(*(
+        run_caller(scenario(pcap, end=end), tmp_path, app.telephony.sip_address, name=name,
+                   extra=("-cid_str", f"{name}-%u@caller"))
+        for name, pcap, end in plans))
+    for result in results:
+        assert result.returncode == 0, result.explain()
+    outcomes = {o.call_id.split("-")[0]: o for o in await wait_outcomes(app, 4, timeout_s=30)}
+    assert sorted(outcomes) == ["bye1", "bye2", "op1", "op2"]
+    for name in ("op1", "op2"):
+        o = outcomes[name]
+        assert o.ok and o.transfer_result == "200 OK" and o.cause == "bye: transferred", o
+        assert o.dialog is not None and o.dialog.states == ["menu", "transfer_to_operator"]
+    for name in ("bye1", "bye2"):
+        o = outcomes[name]
+        assert o.ok and o.transfer_target is None and o.cause == "bye: dialplan hangup", o
+        assert o.dialog is not None and o.dialog.states == ["menu", "goodbye"]
+    for o in outcomes.values():
+        record = record_of(app, o.call_id)
+        assert len(record.utterances) == 1 and record.summary.status == "ended"
