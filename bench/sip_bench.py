@@ -131,8 +131,13 @@ def run_one(calls: int, *, rate: float, call_s: float, window_s: float, workdir:
     capture_file = workdir / f"capture-{calls}.pcap"
     log = (workdir / f"server-{calls}.log").open("w")
     server = Server(rtp_ports, log, frames)
+    sipp_media_port = free_udp_port()
+    # Our RTP goes from the server's port range to sipp's media port (where sipp's pcap playback
+    # comes from, so symmetric RTP latches there); both ends in the filter keep other engineers'
+    # traffic in the same port range out of the measurement.
     dumpcap = subprocess.Popen(
-        ["dumpcap", "-q", "-P", "-i", "lo", "-f", f"udp and src portrange {rtp_ports}",
+        ["dumpcap", "-q", "-P", "-i", "lo", "-f",
+         f"udp and src portrange {rtp_ports} and dst port {sipp_media_port}",
          "-w", str(capture_file), "-a", f"duration:{int(call_s + calls / rate + 30)}", "-B", "64"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     scenario = workdir / "bench.xml"
@@ -142,7 +147,7 @@ def run_one(calls: int, *, rate: float, call_s: float, window_s: float, workdir:
     time.sleep(1.0)  # dumpcap needs a moment before it captures
     sipp = subprocess.Popen(
         ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(free_udp_port()),
-         "-mp", str(free_udp_port()), "-r", f"{rate:g}", "-rp", "1000", "-l", str(calls), "-m", str(calls),
+         "-mp", str(sipp_media_port), "-r", f"{rate:g}", "-rp", "1000", "-l", str(calls), "-m", str(calls),
          "-s", "bot", "-nostdin", "-skip_rlimit", "-trace_stat", "-stf", str(stat_dir / "stat.csv"),
          "-fd", "1",
          "-trace_err", "-timeout", f"{int(call_s + calls / rate + 30)}s", "-timeout_error",
@@ -223,7 +228,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="new calls per second (default 50)")
     parser.add_argument("--call-seconds", type=float, default=20.0, help="length of each call (default 20)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per N (default 10)")
-    parser.add_argument("--rtp-low", type=int, default=34000, help="first RTP port (default 34000)")
+    parser.add_argument("--rtp-low", type=int, default=26000, help="first RTP port (default 26000)")
     parser.add_argument("--frames", choices=("iterator", "callback"), default="iterator",
                         help="server consumes frames via frames() (default) or set_frame_handler()")
     args = parser.parse_args()
