@@ -337,6 +337,12 @@ def sipp_messages(tmp_path: Path, template_name: str) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+def explain(result: SippResult, tmp_path: Path, template_name: str, bot: Voicebot) -> str:
+    """A failed call's story: sipp's exit and error log, the SIP messages it saw, the robot's log tail."""
+    messages = sipp_messages(tmp_path, template_name)[-4000:]
+    return f"{result.explain()}\n--- SIP messages sipp saw\n{messages}\n{bot.log_tail()}"
+
+
 # ----------------------------------------------------------------------------------- capture on lo
 
 

@@ -26,6 +26,7 @@ from tests.e2e.harness import (
     Say,
     Voicebot,
     call,
+    explain,
     flows,
     new_call_id,
     sipp_messages,
@@ -34,11 +35,6 @@ from tests.e2e.harness import (
 )
 
 pytestmark = [pytest.mark.e2e, needs_tools, pytest.mark.timeout(180)]
-
-
-def explain(result: Any, tmp_path: Path, name: str, bot: Voicebot) -> str:
-    return (f"{result.explain()}\n--- SIP messages sipp saw\n{sipp_messages(tmp_path, name)[-4000:]}\n"
-            f"{bot.log_tail()}")
 
 
 def texts(record: dict[str, Any]) -> list[str]:

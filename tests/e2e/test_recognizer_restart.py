@@ -27,11 +27,11 @@ from tests.e2e.harness import (
     Pause,
     Say,
     call,
+    explain,
     new_call_id,
     speech_pcap,
     start_voicebot,
 )
-from tests.e2e.test_calls import explain
 
 pytestmark = [pytest.mark.e2e, needs_tools, pytest.mark.timeout(240)]
 

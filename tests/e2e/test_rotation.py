@@ -13,8 +13,17 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import needs_tools
-from tests.e2e.harness import DIALPLANS, Pause, Say, Voicebot, call, new_call_id, speech_pcap, start_voicebot
-from tests.e2e.test_calls import explain
+from tests.e2e.harness import (
+    DIALPLANS,
+    Pause,
+    Say,
+    Voicebot,
+    call,
+    explain,
+    new_call_id,
+    speech_pcap,
+    start_voicebot,
+)
 
 pytestmark = [pytest.mark.e2e, needs_tools, pytest.mark.timeout(240)]
 
