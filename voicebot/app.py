@@ -52,9 +52,9 @@ from typing import Any, Literal
 import structlog
 
 from voicebot.config import Config
-from voicebot.dialog.events import Event
 from voicebot.dialog.ir import Dialplan, Prompt
 from voicebot.dialog.loader import load_dialplan
+from voicebot.dialog.machine import DialogMachine
 from voicebot.dialog.runner import CallSummary, DialogRunner, PromptRenderer
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.records import CallRecordStore, DuplicateCall, HangupSide, RecordsError
@@ -292,7 +292,7 @@ class CallPipeline:
         self.record_id = leg.call_id  # the call record's key (see _start_record)
         self.plan = plan
         self.variables = dict(variables)
-        self.runner = _RecordingRunner(self, plan, app.renderer)
+        self.runner = DialogRunner(plan, self, app.renderer, on_event_handled=self.sync_record)
         self.stream: RecognitionStream | None = None
         self._records: asyncio.Queue[RecordWrite | None] = asyncio.Queue()
         self._prompts: dict[int, tuple[int, bool]] = {}  # leg prompt id -> (dialog prompt_seq, barge_in)
@@ -399,7 +399,7 @@ class CallPipeline:
         summary = await self.runner.run(call_id=self.call_id, caller=self.leg.from_uri,
                                         callee=self.leg.to_uri, variables=variables)
         self.outcome.dialog = summary
-        self.runner.sync_record()
+        self.sync_record(self.runner.machine)
 
     # ---- media and recognition ----
 
@@ -605,8 +605,10 @@ class CallPipeline:
             return
         raise RecordsError(f"99 records with Call-ID {self.call_id} exist already; not recording this call")
 
-    def on_dispatched(self, states: list[str], variables: Mapping[str, str]) -> None:
-        """After each dialog event: new states entered and changed variables go to the record."""
+    def sync_record(self, machine: DialogMachine) -> None:
+        """After each dialog event: new states entered and changed variables go to the record, so
+        the record follows the call as it progresses (a crash loses at most the event in flight)."""
+        states, variables = machine.transitions, machine.variables
         records = self.app.records
         for state in states[self._states_written:]:
             self._write(records.state_entered, state)
@@ -635,22 +637,6 @@ class CallPipeline:
             stt_dropped_audio_ms=self.stream.dropped_audio_ms if self.stream else 0, **stats,
             **{"pii.from": self.leg.from_uri, "pii.to": self.leg.to_uri},
         )
-
-
-class _RecordingRunner(DialogRunner):
-    """The dialog runner, reporting states entered and variables after every event it handles, so
-    the record follows the call as it progresses (a crash loses at most the event in flight)."""
-
-    def __init__(self, pipeline: CallPipeline, plan: Dialplan, renderer: PromptRenderer) -> None:
-        super().__init__(plan, pipeline, renderer)
-        self._pipeline = pipeline
-
-    async def _dispatch(self, event: Event) -> None:
-        await super()._dispatch(event)
-        self.sync_record()
-
-    def sync_record(self) -> None:
-        self._pipeline.on_dispatched(self.machine.transitions, self.machine.variables)
 
 
 # ---- the application ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -139,8 +139,12 @@ class DialogRunner:
         *,
         clock: Clock | None = None,
         webhooks: WebhookClient | None = None,
+        on_event_handled: Callable[[DialogMachine], None] | None = None,
     ) -> None:
+        """``on_event_handled`` is called after every event the machine handled, with the machine,
+        so the call pipeline can persist states entered and variables as the call progresses."""
         self.machine = DialogMachine(plan)
+        self._on_event_handled = on_event_handled
         self._control = control
         self._renderer = renderer
         self._clock: Clock = clock if clock is not None else LoopClock()
@@ -231,6 +235,8 @@ class DialogRunner:
             log.debug("dialog.state.entered", state=self.machine.state_name, previous=before)
         for command in commands:
             await self._execute(command, event)
+        if self._on_event_handled is not None:
+            self._on_event_handled(self.machine)
 
     async def _execute(self, command: ev.Command, cause: ev.Event) -> None:
         control = self._control
