@@ -1,6 +1,14 @@
 """Concurrent real-time sessions through the real ``voicebot stt-server`` and the real model.
 
 Usage: .venv/bin/python bench/stt_bench.py [--sessions 1,2,4,8] [--utterances 3] [--workers 2]
+       .venv/bin/python bench/stt_bench.py --variants "beam=5,win=12,gate=0;beam=1,win=8" --rounds 2
+
+``--variants`` compares server settings: one server per ``;``-separated variant (key=value pairs:
+beam = final beam size, win = minimum decode window s, gate = endpointer energy gate dB (0 off),
+hang = endpointer hangover ms, pause = default max pause ms, aggr = VAD aggressiveness; unset keys
+keep the server's defaults; ``default`` = no overrides), all started up front, then for each N the
+variants take turns (A/B/A/B, ``--rounds`` times), so a load change on the shared machine hits them
+alike. Each line is labelled with its variant; the load average is printed per round.
 
 Starts ``voicebot stt-server`` as a subprocess on 127.0.0.1 (free port, --no-auth), then for each N
 opens N RecognizeStreaming sessions at once (starts staggered over 100 ms) from a client built from
@@ -216,13 +224,53 @@ async def run_round(port: int, pid: int, n: int, utterances: list[Utterance], pe
     return line
 
 
-def start_server(workers: int) -> tuple[subprocess.Popen[str], int]:
+def parse_variant(spec: str) -> dict[str, int]:
+    fields: dict[str, int] = {}
+    if spec.strip() == "default":
+        return fields
+    for pair in spec.split(","):
+        key, sep, value = pair.strip().partition("=")
+        if not sep or key not in ("beam", "win", "gate", "hang", "pause", "aggr") or not value.isdigit():
+            raise SystemExit(f"bad variant {spec!r}: use beam=N,win=S,gate=DB,hang=MS,pause=MS,aggr=N")
+        fields[key] = int(value)
+    return fields
+
+
+async def serve_variant(spec: str, workers: int) -> None:
+    """``--serve``: run the real server in this process with one variant's settings."""
+    from voicebot.logging import configure
+    from voicebot.stt import endpoint, session
+    from voicebot.stt.model import WhisperEngine, base_model_files
+    from voicebot.stt.server import ServerConfig
+    from voicebot.stt.server import start_server as start
+
+    configure(level="warning")
+    v = parse_variant(spec)
+    engine_kw = {k2: v[k1] for k1, k2 in (("beam", "final_beam_size"), ("win", "min_window_s")) if k1 in v}
+    engine = WhisperEngine(base_model_files(), workers=workers, **engine_kw)  # type: ignore[arg-type]
+
+    def endpointer(rate_hz: int, max_pause_ms: int) -> endpoint.WebRtcEndpointer:
+        if max_pause_ms == session.DEFAULT_PAUSE_MS and "pause" in v:
+            max_pause_ms = v["pause"]
+        kw = {k2: v[k1] for k1, k2 in (("gate", "energy_gate_db"), ("hang", "hangover_ms"),
+                                        ("aggr", "aggressiveness")) if k1 in v}
+        return endpoint.WebRtcEndpointer(rate_hz, max_pause_ms=max_pause_ms, **kw)  # type: ignore[arg-type]
+
+    config = ServerConfig(listen="127.0.0.1:0", allow_no_auth=True, workers=workers,
+                          max_sessions=64, max_queued=64)
+    running = await start(config, engine=engine, endpointer_factory=endpointer)
+    print(f"voicebot stt-server listening on 127.0.0.1:{running.port}", flush=True)
+    await asyncio.Event().wait()
+
+
+def start_server(workers: int, variant: str | None = None) -> tuple[subprocess.Popen[str], int]:
     voicebot = Path(sys.executable).with_name("voicebot")
-    proc = subprocess.Popen(
-        [str(voicebot), "--log-level", "warning", "stt-server", "--listen", "127.0.0.1:0", "--no-auth",
-         "--workers", str(workers), "--max-sessions", "64", "--max-queued", "64"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    if variant is None:
+        command = [str(voicebot), "--log-level", "warning", "stt-server", "--listen", "127.0.0.1:0",
+                   "--no-auth", "--workers", str(workers), "--max-sessions", "64", "--max-queued", "64"]
+    else:
+        command = [sys.executable, __file__, "--serve", variant, "--workers", str(workers)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -236,7 +284,46 @@ def start_server(workers: int) -> tuple[subprocess.Popen[str], int]:
     raise SystemExit("voicebot stt-server did not report a listening port within 120 s")
 
 
+async def compare_variants(args: argparse.Namespace) -> None:
+    utterances = load_utterances()
+    specs = [v.strip() for v in args.variants.split(";") if v.strip()]
+    servers = [start_server(args.workers, spec) for spec in specs]
+    print(f"{len(specs)} servers, --workers {args.workers}, variants interleaved per N, "
+          f"{args.rounds} round(s)")
+    print("machine: shared 2-core VM (other engineers' tests running); client runs on the same cores\n")
+    header = (
+        f"{'N':>3}{'eos>fin50':>10}{'eos>fin95':>10}{'1stpar50':>10}{'1stpar95':>10}"
+        f"{'RTF':>7}{'CPU %':>8}{'finals':>9}{'word acc%':>10}{'partial':>10}  load  variant"
+    )
+    print(header)
+    print("-" * len(header))
+    try:
+        # The first decodes of a fresh CTranslate2 replica are slow (allocation): warm every server
+        # up with one session of one utterance per worker, and do not count it.
+        for proc, port in servers:
+            await run_round(port, proc.pid, args.workers, utterances[:1], 1)
+        for n in args.sessions:
+            for _ in range(args.rounds):
+                for spec, (proc, port) in zip(specs, servers, strict=True):
+                    line = await run_round(port, proc.pid, n, utterances, args.utterances)
+                    print(f"{line}  {os.getloadavg()[0]:4.1f}  {spec}", flush=True)
+    finally:
+        for proc, _port in servers:
+            proc.terminate()
+        for proc, _port in servers:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    if args.serve is not None:
+        await serve_variant(args.serve, args.workers)
+        return
+    if args.variants:
+        await compare_variants(args)
+        return
     utterances = load_utterances()
     t0 = time.monotonic()
     proc, port = start_server(args.workers)
@@ -265,6 +352,9 @@ def main() -> int:
     parser.add_argument("--sessions", default="1,2,4,8", help="comma-separated N (default 1,2,4,8)")
     parser.add_argument("--utterances", type=int, default=3, help="utterances per session (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="server decode workers (default 2)")
+    parser.add_argument("--variants", help='compare server settings, e.g. "beam=5,win=12;beam=1,win=8"')
+    parser.add_argument("--rounds", type=int, default=1, help="A/B rounds per N with --variants")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: one variant's server process
     args = parser.parse_args()
     args.sessions = [int(x) for x in args.sessions.split(",")]
     asyncio.run(main_async(args))

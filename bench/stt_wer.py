@@ -1,6 +1,13 @@
 """Word error rate and decode time of the recognition engine on telephone speech.
 
 Usage: .venv/bin/python bench/stt_wer.py [--no-reference] [--verbose]
+       .venv/bin/python bench/stt_wer.py --variants "beam=5,win=12;beam=1,win=8" [--repeat 2]
+
+``--variants`` compares engine settings instead of the fixed modes: each ``;``-separated variant is
+``key=value`` pairs of beam (final beam size), win (minimum window, s), align (0/1) and compute
+(CTranslate2 compute_type). The variants are run interleaved, utterance by utterance (A/B/A/B), so a
+load change on the shared machine hits all of them alike; WER, word errors and decode times are
+printed per set, with each variant's mean time as a ratio to the first variant's.
 
 Sets: the recorded human speech of pocketsphinx-testdata (voicebot.testing.speech.real_speech_set)
 and a few espeak-ng sentences, all through the telephone path: 8 kHz, 300-3400 Hz, G.711 mu-law
@@ -18,9 +25,11 @@ and "ten of clubs" agree. WER = word-level Levenshtein distance / reference word
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +43,13 @@ from voicebot.stt.audio import pcm16_to_float32, resample
 from voicebot.stt.model import MAX_WINDOW_S, WhisperEngine, base_model_files
 from voicebot.stt.normalize import normalize_numbers
 from voicebot.testing.speech import (
+    POCKETSPHINX_DATA,
     g711_roundtrip,
     real_speech_set,
     silence,
     telephone_speech,
     to_telephone_band,
+    write_wav,
 )
 
 ESPEAK_SENTENCES = (
@@ -48,6 +59,19 @@ ESPEAK_SENTENCES = (
     "yes that is correct",
     "no thank you goodbye",
     "can i speak to a human operator please",
+)
+# More espeak-ng sentences, with commas, for --espeak-more (a bigger, harder stress set).
+ESPEAK_MORE = (
+    "hello, i am calling about my last invoice",
+    "the delivery was supposed to arrive on monday",
+    "i need to change my address, please",
+    "my phone number is eight one two, three four five",
+    "could you repeat that, i did not hear you",
+    "i want to cancel my subscription",
+    "thank you very much, have a nice day",
+    "what are your opening hours on saturday",
+    "please transfer me to technical support",
+    "the internet at my house is not working",
 )
 _ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint"}
 
@@ -86,23 +110,109 @@ def phone(pcm8k: bytes) -> npt.NDArray[np.float32]:
     return resample(pcm16_to_float32(pcm8k), 8000, 16000)
 
 
-def load_sets() -> dict[str, list[Item]]:
+def load_sets(espeak_more: bool = False) -> dict[str, list[Item]]:
     human = [
         Item(u.name, u.transcript, phone(g711_roundtrip(to_telephone_band(u.wav_path))))
         for u in real_speech_set()
     ]
     synthetic = [
         Item(f"espeak-{i}", s, phone(silence(300) + telephone_speech(s) + silence(300)))
-        for i, s in enumerate(ESPEAK_SENTENCES)
+        for i, s in enumerate(ESPEAK_SENTENCES + (ESPEAK_MORE if espeak_more else ()))
     ]
-    return {"human (pocketsphinx)": human, "espeak-ng": synthetic}
+    # Two more recordings of the package (16 kHz raw): a command and a digit string.
+    extra = []
+    for raw_name, reference in (("goforward.raw", "go forward ten meters"),
+                                ("tidigits/dhd.2934z.raw", "two nine three four zero")):
+        raw = POCKETSPHINX_DATA / raw_name
+        if raw.exists():
+            with tempfile.TemporaryDirectory() as tmp:
+                wav = Path(tmp) / "x.wav"
+                write_wav(wav, raw.read_bytes(), 16000)
+                extra.append(Item(raw.stem, reference, phone(g711_roundtrip(to_telephone_band(wav)))))
+    return {"human (pocketsphinx)": human + extra, "espeak-ng": synthetic}
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    beam: int = 5
+    win: int = 12
+    align: bool = True
+    compute: str = "int8"
+
+
+def parse_variant(spec: str) -> Variant:
+    fields: dict[str, str] = {}
+    for pair in spec.split(","):
+        key, sep, value = pair.strip().partition("=")
+        if not sep or key not in ("beam", "win", "align", "compute"):
+            raise SystemExit(f"bad variant {spec!r}: use beam=N,win=S,align=0|1,compute=TYPE")
+        fields[key] = value
+    return Variant(
+        label=spec.strip(),
+        beam=int(fields.get("beam", 5)),
+        win=int(fields.get("win", 12)),
+        align=fields.get("align", "1") != "0",
+        compute=fields.get("compute", "int8"),
+    )
+
+
+def run_variants(specs: str, repeat: int, verbose: bool, espeak_more: bool) -> int:
+    variants = [parse_variant(v) for v in specs.split(";") if v.strip()]
+    files = base_model_files()
+    engines = [
+        WhisperEngine(files, workers=1, compute_type=v.compute, final_beam_size=v.beam,
+                      word_alignment=v.align, min_window_s=v.win)
+        for v in variants
+    ]
+    sets = load_sets(espeak_more)
+    print(f"variants interleaved per utterance, {repeat} pass(es); load average {os.getloadavg()[0]:.1f}")
+    print("machine: shared 2-core VM, other engineers' tests running; times are wall clock\n")
+    header = (
+        f"{'set':<22}{'variant':<34}{'utts':>5}{'words':>6}{'errors':>7}{'WER %':>7}"
+        f"{'mean s':>8}{'p50 s':>7}{'ratio':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for set_name, items in sets.items():
+        for eng in engines:
+            eng.transcribe(items[0].audio, language="en", partial=False)  # warm-up
+        times: list[list[float]] = [[] for _ in variants]
+        errors = [0] * len(variants)
+        words = 0
+        for _ in range(repeat):
+            for it in items:
+                ref_words = score_text(it.reference)
+                words += len(ref_words)
+                for i, eng in enumerate(engines):
+                    start = time.perf_counter()
+                    hyp = eng.transcribe(it.audio, language="en-US", partial=False)
+                    times[i].append(time.perf_counter() - start)
+                    errors[i] += edit_distance(ref_words, score_text(hyp.text))
+                    if verbose:
+                        print(f"  [{variants[i].label}] {it.name}: {hyp.text!r} | {it.reference}")
+        base_mean = statistics.mean(times[0])
+        for i, v in enumerate(variants):
+            mean = statistics.mean(times[i])
+            print(
+                f"{set_name:<22}{v.label:<34}{len(items):>5}{words // repeat:>6}{errors[i] / repeat:>7.1f}"
+                f"{100.0 * errors[i] / max(1, words):>7.1f}{mean:>8.2f}{statistics.median(times[i]):>7.2f}"
+                f"{mean / base_mean:>7.2f}"
+            )
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-reference", action="store_true", help="skip the slow 30 s-window mode")
     parser.add_argument("--verbose", action="store_true", help="print every hypothesis")
+    parser.add_argument("--variants", help='compare engine settings, e.g. "beam=5,win=12;beam=1,win=8"')
+    parser.add_argument("--espeak-more", action="store_true", help="10 more espeak sentences (commas)")
+    parser.add_argument("--repeat", type=int, default=1, help="passes over the sets with --variants")
     args = parser.parse_args()
+    if args.variants:
+        return run_variants(args.variants, args.repeat, args.verbose, args.espeak_more)
 
     t0 = time.perf_counter()
     files = base_model_files()

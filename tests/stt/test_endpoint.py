@@ -159,12 +159,47 @@ def test_long_speech_is_cut_at_max_utterance_ms() -> None:
         ({"aggressiveness": 4}, "aggressiveness must be 0..3"),
         ({"max_pause_ms": -1}, "max_pause_ms must be > 0"),
         ({"min_speech_ms": -1}, "min_speech_ms must be >= 0"),
+        ({"energy_gate_db": -3}, "energy_gate_db must be >= 0"),
     ],
 )
 def test_bad_configuration_is_a_config_error(kwargs: dict[str, int], message: str) -> None:
     args: dict[str, int] = {"sample_rate_hz": 8000} | kwargs
     with pytest.raises(ConfigError, match=message):
         WebRtcEndpointer(**args)
+
+
+# ---- the energy gate ----
+
+
+def level_frames(script: str) -> bytes:
+    """'L' a loud 20 ms frame (about -10 dBFS), 'q' a quiet one (40 dB lower), '_' silence."""
+    level = {"L": 10000, "q": 100, "_": 0}
+    return b"".join(level[c].to_bytes(2, "little", signed=True) * (FRAME_BYTES // 2) for c in script)
+
+
+def gated(gate_db: float) -> WebRtcEndpointer:
+    """A 'VAD' that, like the real one on a fading word, calls every non-silent frame speech."""
+    return WebRtcEndpointer(
+        RATE_HZ, max_pause_ms=200, min_speech_ms=60, hangover_ms=40, frame_ms=FRAME_MS,
+        classifier=lambda frame, rate: any(frame), energy_gate_db=gate_db,
+    )
+
+
+def test_energy_gate_ends_the_utterance_where_the_energy_dies_not_where_the_vad_lets_go() -> None:
+    script = "__" + "L" * 10 + "q" * 10 + "_" * 15  # loud 40..240 ms, a quiet tail to 440 ms
+    ungated = gated(0).feed(level_frames(script))
+    assert ungated[-1] == UtteranceEnded(40, 440)
+    events = gated(30).feed(level_frames(script))
+    assert events == [SpeechStarted(40), PauseStarted(40, 240), UtteranceEnded(40, 240)]
+
+
+def test_energy_gate_keeps_quiet_speech_that_starts_an_utterance_and_forgets_old_peaks() -> None:
+    # A quiet utterance on its own is found (the gate works only inside an utterance) ...
+    assert gated(30).feed(level_frames("q" * 10 + "_" * 15))[0] == SpeechStarted(0)
+    # ... and a quiet one 10 s after a loud one keeps its own words: the old peak has decayed.
+    ep = gated(30)
+    events = ep.feed(level_frames("L" * 10 + "_" * 500 + "q" * 10 + "_" * 15))
+    assert events[-1] == UtteranceEnded(10_200, 10_400), events
 
 
 # ---- the real WebRTC VAD ----

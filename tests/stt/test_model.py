@@ -19,6 +19,7 @@ from voicebot.stt.audio import pcm16_to_float32, resample
 from voicebot.stt.engine import UnsupportedLanguage
 from voicebot.stt.model import (
     BASE_MODEL_SHA256,
+    DetectedHypothesis,
     ModelError,
     ModelIntegrityError,
     WhisperEngine,
@@ -142,6 +143,7 @@ def test_telephone_espeak_sentence(engine: WhisperEngine) -> None:
     # espeak's "billing" through G.711 is heard as "willing"; the sure words are checked.
     assert {"please", "connect", "department"} <= words_of(hyp.text), hyp.text
     assert hyp.language == "en-US"
+    assert isinstance(hyp, DetectedHypothesis) and hyp.language_probability == 1.0  # fixed, not detected
     assert 0.3 < hyp.confidence <= 1.0
     # Aligned word times lie inside the audio, in order, and the first word starts after the silence.
     assert [w.text for w in hyp.words] == hyp.text.split()
@@ -157,6 +159,12 @@ def test_real_human_recording_and_language_detection(engine: WhisperEngine) -> N
     hyp = engine.transcribe(audio, language=None, partial=False)
     assert {"not", "young", "man"} <= words_of(hyp.text), hyp.text
     assert hyp.language == "en-US"  # detected
+    # Whisper's detection probability of English on clear English speech.
+    assert isinstance(hyp, DetectedHypothesis) and 0.5 < hyp.language_probability <= 1.0
+    # Restricted to two languages, the probability is renormalized over the two.
+    pair = engine.transcribe(audio, language="ru-RU,en-US", partial=True)
+    assert isinstance(pair, DetectedHypothesis) and pair.language == "en-US"
+    assert hyp.language_probability <= pair.language_probability <= 1.0
 
 
 def test_spoken_digits(engine: WhisperEngine) -> None:

@@ -18,6 +18,7 @@ import pytest
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt.endpoint import WebRtcEndpointer
 from voicebot.stt.engine import Endpointer, Hypothesis, UnsupportedLanguage, WordTiming
+from voicebot.stt.model import DetectedHypothesis
 from voicebot.stt.session import (
     CancelDecode,
     Close,
@@ -395,6 +396,8 @@ def test_realtime_order_partials_final_refinement_eou() -> None:
         ("two", 1500, 2100),
     ]
     assert alternative.confidence == pytest.approx(0.875)
+    # A plain Hypothesis: the engine decoded in the language it was told, so probability 1.
+    assert [(x.language_code, x.probability) for x in alternative.languages] == [("en-US", 1.0)]
     assert eou.eou_update.time_ms == alternative.end_time_ms == final.audio_cursors.final_time_ms
     assert refinement.final_refinement.final_index == final.audio_cursors.final_index == 1
     assert eou.audio_cursors.eou_time_ms == 2100
@@ -425,6 +428,22 @@ def test_final_decode_starts_when_the_pause_begins() -> None:
     h.audio(silence(400), chunk_ms=20)
     assert [k for k, _ in h.results() if k != "partial"] == ["final", "final_refinement", "eou_update"]
     assert len([j for j in h.started if j.final]) == 1, "the speculative result was used, not decoded again"
+
+
+def test_final_reports_the_engines_language_detection_probability() -> None:
+    h = Harness(auto=False)
+    h.send(raw_options(languages=["ru-RU", "en-US"]))
+    h.audio(speech(1000) + silence(300), chunk_ms=20)
+    job = next(j for j in h.started if j.final)
+    plain = fake_decode(h.jobs.pop(job.job_id))
+    detected = DetectedHypothesis(
+        plain.hypothesis.text, plain.hypothesis.words, 0.9, "ru-RU", language_probability=0.73
+    )
+    h.run(h.session.decoded(job.job_id, DecodeResult(detected, plain.normalized_text)))
+    h.audio(silence(400), chunk_ms=20)
+    final = next(r for r in h.responses if r.WhichOneof("Event") == "final")
+    languages = final.final.alternatives[0].languages
+    assert [(x.language_code, round(x.probability, 3)) for x in languages] == [("ru-RU", 0.73)]
 
 
 def test_speech_resuming_cancels_the_speculative_final() -> None:

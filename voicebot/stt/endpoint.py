@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
+import numpy as np
 import webrtcvad
 
 from voicebot.errors import ConfigError
@@ -45,6 +46,14 @@ DEFAULT_MIN_SPEECH_MS = 90
 DEFAULT_HANGOVER_MS = 150
 DEFAULT_FRAME_MS = 20
 DEFAULT_MAX_UTTERANCE_MS = 28_000
+# The WebRTC VAD keeps calling the fading tail of a word speech for 100-400 ms past where its energy
+# has died away (measured on the pocketsphinx set); every such frame postpones the end of the
+# utterance. A frame the VAD calls speech but that is this far below the loudest recent speech is
+# taken as non-speech. 0 disables the gate.
+DEFAULT_ENERGY_GATE_DB = 0.0
+# The gate's reference is the loudest frame of the utterance so far, decaying slowly so that a
+# loud word does not mute the rest of a long utterance.
+_PEAK_DECAY_DB_PER_S = 3.0
 
 
 class _State(Enum):
@@ -67,6 +76,7 @@ class WebRtcEndpointer:
         frame_ms: int = DEFAULT_FRAME_MS,
         max_utterance_ms: int = DEFAULT_MAX_UTTERANCE_MS,
         classifier: Callable[[bytes, int], bool] | None = None,
+        energy_gate_db: float = DEFAULT_ENERGY_GATE_DB,
     ) -> None:
         """``classifier(frame, sample_rate_hz) -> is_speech`` replaces the WebRTC VAD (tests script it)."""
         if sample_rate_hz not in SUPPORTED_RATES_HZ:
@@ -84,6 +94,8 @@ class WebRtcEndpointer:
             raise ConfigError(f"endpointer hangover_ms must be >= 0, not {hangover_ms}")
         if max_utterance_ms <= 0:
             raise ConfigError(f"endpointer max_utterance_ms must be > 0, not {max_utterance_ms}")
+        if energy_gate_db < 0:
+            raise ConfigError(f"endpointer energy_gate_db must be >= 0 (0 = off), not {energy_gate_db}")
         self.sample_rate_hz = sample_rate_hz
         self.aggressiveness = aggressiveness
         self.min_speech_ms = min_speech_ms
@@ -93,6 +105,10 @@ class WebRtcEndpointer:
         self.max_pause_ms = DEFAULT_MAX_PAUSE_MS
         self.set_max_pause_ms(max_pause_ms)
         self._is_speech = classifier or webrtcvad.Vad(aggressiveness).is_speech
+        self.energy_gate_db = energy_gate_db
+        self._gate_ratio: float = 10.0 ** (-energy_gate_db / 20.0)
+        self._peak_decay: float = 10.0 ** (-_PEAK_DECAY_DB_PER_S * frame_ms / 1000.0 / 20.0)
+        self._peak_rms = 0.0
         self._frame_bytes = sample_rate_hz * frame_ms // 1000 * 2
         self._remainder = b""
         self._now_ms = 0  # end of the last classified frame
@@ -124,7 +140,10 @@ class WebRtcEndpointer:
         full = len(data) - len(data) % n
         for offset in range(0, full, n):
             frame = data[offset : offset + n]
-            self._step(self._is_speech(frame, self.sample_rate_hz), events)
+            is_speech = self._is_speech(frame, self.sample_rate_hz)
+            if self.energy_gate_db and self._state is not _State.IDLE:
+                is_speech = self._gate(frame, is_speech)
+            self._step(is_speech, events)
         self._remainder = data[full:]
         return events
 
@@ -147,6 +166,16 @@ class WebRtcEndpointer:
                 break
         self._remainder = b"\x00" * rest
         return events
+
+    def _gate(self, frame: bytes, is_speech: bool) -> bool:
+        """Inside an utterance: a VAD-speech frame far below the recent peak is a fading tail."""
+        samples = np.frombuffer(frame, dtype="<i2").astype(np.float64)
+        rms = float(np.sqrt(np.mean(samples * samples)))
+        self._peak_rms *= self._peak_decay
+        if not is_speech:
+            return False
+        self._peak_rms = max(self._peak_rms, rms)
+        return rms >= self._peak_rms * self._gate_ratio
 
     def flush(self) -> list[EndpointEvent]:
         events: list[EndpointEvent] = []
@@ -174,6 +203,7 @@ class WebRtcEndpointer:
             elif run_ms >= max(self.min_speech_ms, self.frame_ms):
                 if state is _State.IDLE:
                     self._utterance_start_ms = self._run_start_ms
+                    self._peak_rms = 0.0  # each utterance is gated against its own loudness
                     events.append(SpeechStarted(self._run_start_ms))
                 else:
                     events.append(SpeechResumed(self._run_start_ms))

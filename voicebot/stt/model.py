@@ -340,6 +340,19 @@ def _tiny_en_dir() -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectedHypothesis(Hypothesis):
+    """A :class:`Hypothesis` with how sure the model was of its language.
+
+    ``language_probability`` is 1.0 when the caller fixed the language (one whitelist code); when
+    the model chose, it is Whisper's language-detection probability of the chosen language,
+    renormalized over the languages it was allowed to choose from; 0.0 when nothing was decoded and
+    the language is unknown. The server reports it as ``Alternative.languages[].probability``.
+    """
+
+    language_probability: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class _Decoded:
     token_ids: tuple[int, ...]
     text: str
@@ -480,6 +493,7 @@ class WhisperEngine:
         words: list[WordTiming] = []
         confidences: list[float] = []
         reported = _undecided_language(choice, detect)
+        probability = 0.0 if detect else 1.0
         for start, end in _segments(samples):
             piece = self._transcribe_window(samples[start:end], choice, detect, partial)
             offset_ms = start * 1000 // SAMPLE_RATE_HZ
@@ -487,48 +501,53 @@ class WhisperEngine:
                 texts.append(piece.text)
                 confidences.append(piece.confidence)
                 reported = piece.language
+                probability = piece.language_probability
             words += [WordTiming(w.text, w.start_ms + offset_ms, w.end_ms + offset_ms) for w in piece.words]
         confidence = float(np.mean(confidences)) if confidences else 0.0
-        return Hypothesis(" ".join(texts), tuple(words), confidence, reported)
+        return DetectedHypothesis(" ".join(texts), tuple(words), confidence, reported, probability)
 
     def _transcribe_window(
         self, samples: Float32Array, choice: Mapping[str, str], detect: bool, partial: bool
-    ) -> Hypothesis:
+    ) -> DetectedHypothesis:
         duration_s = len(samples) / SAMPLE_RATE_HZ
         if duration_s < MIN_AUDIO_S or _loudest_frame_rms(samples) < MIN_FRAME_RMS:
-            return Hypothesis("", (), 0.0, _undecided_language(choice, detect))
+            return DetectedHypothesis(
+                "", (), 0.0, _undecided_language(choice, detect), 0.0 if detect else 1.0
+            )
         n_frames = window_s(duration_s, self.min_window_s) * FRAMES_PER_S
         features = log_mel_spectrogram(samples, n_frames, self.n_mels)[None]
         encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features)))
-        code = next(iter(choice))
+        code, probability = next(iter(choice)), 1.0
         if detect:
-            code = self._detect(encoded, choice)
+            code, probability = self._detect(encoded, choice)
         decoded = self._decode(encoded, code, duration_s, partial)
         if (
             not decoded.text
             or decoded.no_speech_prob > NO_SPEECH_PROB_ALONE
             or (decoded.no_speech_prob > NO_SPEECH_PROB and decoded.avg_logprob < NO_SPEECH_LOGPROB)
         ):
-            return Hypothesis("", (), 0.0, choice[code])
+            return DetectedHypothesis("", (), 0.0, choice[code], probability)
         if partial or not self.word_alignment:
             words = self._spread_words(decoded.text, samples)
         else:
             words = self._aligned_words(encoded, decoded, samples)
         confidence = float(min(1.0, max(0.0, math.exp(decoded.avg_logprob))))
-        return Hypothesis(decoded.text, words, confidence, choice[code])
+        return DetectedHypothesis(decoded.text, words, confidence, choice[code], probability)
 
     def _prompt(self, code: str) -> list[int]:
         if not self.multilingual:
             return [self._sot, self._no_timestamps]
         return [self._sot, self._lang_token[code], self._transcribe, self._no_timestamps]
 
-    def _detect(self, encoded: Any, choice: Mapping[str, str]) -> str:
+    def _detect(self, encoded: Any, choice: Mapping[str, str]) -> tuple[str, float]:
+        """The most probable allowed language and its probability among the allowed ones."""
         ranked: list[tuple[str, float]] = self._model.detect_language(encoded)[0]
-        for token, _prob in ranked:
-            code = token[2:-2]
-            if code in choice:
-                return code
-        return next(iter(choice))
+        allowed = [(token[2:-2], float(prob)) for token, prob in ranked if token[2:-2] in choice]
+        if not allowed:
+            return next(iter(choice)), 0.0
+        total = sum(prob for _code, prob in allowed)
+        code, prob = max(allowed, key=lambda item: item[1])
+        return code, (prob / total if total > 0 else 0.0)
 
     def _decode(self, encoded: Any, code: str, duration_s: float, partial: bool) -> _Decoded:
         prompt = self._prompt(code)

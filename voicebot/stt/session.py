@@ -761,7 +761,12 @@ class Session:
             confidence=confidence,
         )
         if hyp.language:
-            alternative.languages.append(pb.LanguageEstimation(language_code=hyp.language))
+            # The engine's detection probability (model.DetectedHypothesis); an engine that does
+            # not estimate it decoded in the language it was told to, so 1.0.
+            probability = float(getattr(hyp, "language_probability", 1.0))
+            alternative.languages.append(
+                pb.LanguageEstimation(language_code=hyp.language, probability=probability)
+            )
         return alternative
 
     def _cursors(self) -> pb.AudioCursors:
