@@ -130,6 +130,9 @@ def test_environment_list_and_empty_optional() -> None:
                                           r"VOICEBOT_STT_API_KEY"),
         ('[recognizer]\nrotate_force_margin_s = 40\n', r"rotate_force_margin_s must satisfy"),
         ('[recognizer]\nreplay_buffer_s = 290\n', r"replay_buffer_s must be > 0 and leave room"),
+        # Equal to max - pause margin: a fresh session would be due for rotation at once (a storm).
+        ('[recognizer]\nsession_max_audio_s = 20\nrotate_at_pause_margin_s = 8\nrotate_force_margin_s = 3\n'
+         'replay_buffer_s = 12\n', r"replay_buffer_s must be > 0 and leave room .* less than"),
         ('[recognizer]\nsilence_fill_after_ms = 6000\n', r"silence_fill_after_ms must be 20..4000"),
         ('[recognizer]\nca_file = "/x.pem"\n', r"ca_file is set but \[recognizer\] tls is false"),
         ('[sip]\nregistrar = "sip:pbx"\nregister_user = "u"\n', r"register_password is required .* "

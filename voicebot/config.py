@@ -378,9 +378,9 @@ def _validate(c: Config, *, source: str) -> None:
         fail("[recognizer] rotate_force_margin_s",
              f"must satisfy 0 < rotate_force_margin_s ({r.rotate_force_margin_s}) < rotate_at_pause_margin_s"
              f" ({r.rotate_at_pause_margin_s}) < session_max_audio_s ({r.session_max_audio_s})")
-    if not 0 < r.replay_buffer_s <= r.session_max_audio_s - r.rotate_at_pause_margin_s:
+    if not 0 < r.replay_buffer_s < r.session_max_audio_s - r.rotate_at_pause_margin_s:
         fail("[recognizer] replay_buffer_s",
-             f"must be > 0 and leave room in a new session: at most session_max_audio_s - "
+             f"must be > 0 and leave room in a new session: less than session_max_audio_s - "
              f"rotate_at_pause_margin_s = {r.session_max_audio_s - r.rotate_at_pause_margin_s} s, "
              f"got {r.replay_buffer_s}")
     if not 10 <= r.chunk_max_ms <= 1000:

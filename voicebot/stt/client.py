@@ -609,9 +609,16 @@ class RecognitionStream:
             return
         quiet = self._recent_ms >= self.settings.quiet_window_ms and is_quiet(b"".join(self._recent))
         at_pause = not session.in_utterance and not session.pending and quiet
-        due = rotation_due(self.settings.limits, audio_ms=session.audio_ms, data_bytes=session.data_bytes,
+        limits = self.settings.limits
+        due = rotation_due(limits, audio_ms=session.audio_ms, data_bytes=session.data_bytes,
                            at_pause=at_pause)
         if due is not None:
+            # The replacement starts with the replay since the last EOU; if that alone would make it
+            # due again, rotating gains nothing and would repeat on every frame (a rotation storm).
+            replay_ms = self._ring.end_ms - self._eou_ms
+            if rotation_due(limits, audio_ms=replay_ms, data_bytes=replay_ms * BYTES_PER_MS,
+                            at_pause=True) is not None:
+                return
             log.info("stt.client.rotating", session_id=session.session_id, kind=due,
                      audio_ms=session.audio_ms, replay_ms=self._ring.end_ms - self._eou_ms)
             self._retire(session, "rotated")
