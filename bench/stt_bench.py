@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,7 +239,11 @@ def parse_variant(spec: str) -> dict[str, int]:
     return fields
 
 
-async def serve_variant(spec: str, workers: int) -> None:
+def write_stats(path: str, stats: dict[str, object]) -> None:
+    Path(path).write_text(json.dumps(stats))  # a few hundred bytes: not worth a thread
+
+
+async def serve_variant(spec: str, workers: int, stats_file: str | None) -> None:
     """``--serve``: run the real server in this process with one variant's settings."""
     from voicebot.logging import configure
     from voicebot.stt import endpoint, session
@@ -260,16 +267,23 @@ async def serve_variant(spec: str, workers: int) -> None:
                           max_sessions=64, max_queued=64)
     running = await start(config, engine=engine, endpointer_factory=endpointer)
     print(f"voicebot stt-server listening on 127.0.0.1:{running.port}", flush=True)
-    await asyncio.Event().wait()
+    while True:  # the pool's counters, for the parent to difference per round
+        if stats_file:
+            write_stats(stats_file, dataclasses.asdict(running.pool.stats()))
+        await asyncio.sleep(0.2)
 
 
-def start_server(workers: int, variant: str | None = None) -> tuple[subprocess.Popen[str], int]:
+def start_server(
+    workers: int, variant: str | None = None, stats_file: str | None = None
+) -> tuple[subprocess.Popen[str], int]:
     voicebot = Path(sys.executable).with_name("voicebot")
     if variant is None:
         command = [str(voicebot), "--log-level", "warning", "stt-server", "--listen", "127.0.0.1:0",
                    "--no-auth", "--workers", str(workers), "--max-sessions", "64", "--max-queued", "64"]
     else:
         command = [sys.executable, __file__, "--serve", variant, "--workers", str(workers)]
+        if stats_file:
+            command += ["--stats-file", stats_file]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
@@ -287,13 +301,23 @@ def start_server(workers: int, variant: str | None = None) -> tuple[subprocess.P
 async def compare_variants(args: argparse.Namespace) -> None:
     utterances = load_utterances()
     specs = [v.strip() for v in args.variants.split(";") if v.strip()]
-    servers = [start_server(args.workers, spec) for spec in specs]
+    stats_dir = tempfile.mkdtemp(prefix="stt-bench-")
+    stats_files = [str(Path(stats_dir) / f"pool-{i}.json") for i in range(len(specs))]
+    servers = [start_server(args.workers, spec, f) for spec, f in zip(specs, stats_files, strict=True)]
+
+    def pool_stats(i: int) -> dict[str, float]:
+        try:
+            return dict(json.loads(Path(stats_files[i]).read_text()))
+        except (OSError, ValueError):
+            return {}
+
     print(f"{len(specs)} servers, --workers {args.workers}, variants interleaved per N, "
           f"{args.rounds} round(s)")
     print("machine: shared 2-core VM (other engineers' tests running); client runs on the same cores\n")
     header = (
         f"{'N':>3}{'eos>fin50':>10}{'eos>fin95':>10}{'1stpar50':>10}{'1stpar95':>10}"
-        f"{'RTF':>7}{'CPU %':>8}{'finals':>9}{'word acc%':>10}{'partial':>10}  load  variant"
+        f"{'RTF':>7}{'CPU %':>8}{'finals':>9}{'word acc%':>10}{'partial':>10}"
+        f"{'wait max':>9}{'behind P':>9}  load  variant"
     )
     print(header)
     print("-" * len(header))
@@ -304,9 +328,16 @@ async def compare_variants(args: argparse.Namespace) -> None:
             await run_round(port, proc.pid, args.workers, utterances[:1], 1)
         for n in args.sessions:
             for _ in range(args.rounds):
-                for spec, (proc, port) in zip(specs, servers, strict=True):
+                for i, (spec, (proc, port)) in enumerate(zip(specs, servers, strict=True)):
+                    before = pool_stats(i)
                     line = await run_round(port, proc.pid, n, utterances, args.utterances)
-                    print(f"{line}  {os.getloadavg()[0]:4.1f}  {spec}", flush=True)
+                    await asyncio.sleep(0.5)  # the server rewrites its counters every 0.2 s
+                    after = pool_stats(i)
+                    # The longest wait of a final for a worker since start (a max cannot be
+                    # differenced), and finals of this round that found a partial on a busy pool.
+                    behind = after.get("finals_behind_partial", 0) - before.get("finals_behind_partial", 0)
+                    wait = after.get("final_wait_s_max", float("nan"))
+                    print(f"{line}{wait:>9.2f}{behind:>9.0f}  {os.getloadavg()[0]:4.1f}  {spec}", flush=True)
     finally:
         for proc, _port in servers:
             proc.terminate()
@@ -319,7 +350,7 @@ async def compare_variants(args: argparse.Namespace) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     if args.serve is not None:
-        await serve_variant(args.serve, args.workers)
+        await serve_variant(args.serve, args.workers, args.stats_file)
         return
     if args.variants:
         await compare_variants(args)
@@ -355,6 +386,7 @@ def main() -> int:
     parser.add_argument("--variants", help='compare server settings, e.g. "beam=5,win=12;beam=1,win=8"')
     parser.add_argument("--rounds", type=int, default=1, help="A/B rounds per N with --variants")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: one variant's server process
+    parser.add_argument("--stats-file", help=argparse.SUPPRESS)  # internal: where --serve writes pool stats
     args = parser.parse_args()
     args.sessions = [int(x) for x in args.sessions.split(",")]
     asyncio.run(main_async(args))

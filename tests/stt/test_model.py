@@ -71,9 +71,11 @@ def lcs_length(a: str, b: str) -> int:
 
 
 def test_window_and_token_cap_follow_the_measured_rule() -> None:
-    assert window_s(0.5) == 12
-    assert window_s(10.0) == 12
+    assert window_s(0.5) == 8
+    assert window_s(6.0) == 8
+    assert window_s(6.2) == 9
     assert window_s(10.2) == 13
+    assert window_s(0.5, min_window_s=12) == 12
     assert window_s(40.0) == 30
     assert max_new_tokens(2.0) == 26
 

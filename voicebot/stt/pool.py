@@ -52,6 +52,11 @@ class PoolStats:
     partials_skipped: int
     cancelled: int
     decode_s_total: float
+    # How long finals waited for a worker (submit -> start), and how many found every worker busy
+    # with a partial among them: the cost partials put on finals (one partial decode at most).
+    final_wait_s_total: float = 0.0
+    final_wait_s_max: float = 0.0
+    finals_behind_partial: int = 0
 
 
 class Ticket:
@@ -102,6 +107,10 @@ class InferencePool:
         self._partials_skipped = 0
         self._cancelled = 0
         self._decode_s_total = 0.0
+        self._busy_partials = 0
+        self._final_wait_s_total = 0.0
+        self._final_wait_s_max = 0.0
+        self._finals_behind_partial = 0
 
     def start(self) -> None:
         for i in range(self.workers):
@@ -131,6 +140,9 @@ class InferencePool:
                 partials_skipped=self._partials_skipped,
                 cancelled=self._cancelled,
                 decode_s_total=self._decode_s_total,
+                final_wait_s_total=self._final_wait_s_total,
+                final_wait_s_max=self._final_wait_s_max,
+                finals_behind_partial=self._finals_behind_partial,
             )
 
     # ---- sessions ----
@@ -170,6 +182,8 @@ class InferencePool:
                 priority = _PARTIAL
             else:
                 priority = _FINAL
+                if self._busy >= self.workers and self._busy_partials:
+                    self._finals_behind_partial += 1
             heapq.heappush(self._heap, (priority, next(self._seq), ticket))
             self._cv.notify()
         return ticket
@@ -186,7 +200,13 @@ class InferencePool:
                     self._cancelled += 1
                     continue
                 self._busy += 1
-            started = time.monotonic()
+                started = time.monotonic()
+                if ticket.job.final:
+                    wait_s = started - ticket.submitted_s
+                    self._final_wait_s_total += wait_s
+                    self._final_wait_s_max = max(self._final_wait_s_max, wait_s)
+                else:
+                    self._busy_partials += 1
             outcome: DecodeResult | BaseException
             try:
                 outcome = self._decode(ticket.job)
@@ -201,6 +221,7 @@ class InferencePool:
                     self._finals_done += 1
                 else:
                     self._partials_done += 1
+                    self._busy_partials -= 1
             if ticket.cancelled:
                 continue
             with contextlib.suppress(RuntimeError):  # a closed loop: the server is gone
