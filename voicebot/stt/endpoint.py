@@ -47,13 +47,13 @@ DEFAULT_HANGOVER_MS = 150
 DEFAULT_FRAME_MS = 20
 DEFAULT_MAX_UTTERANCE_MS = 28_000
 # The WebRTC VAD keeps calling the fading tail of a word speech for 100-400 ms past where its energy
-# has died away (measured on the pocketsphinx set). A frame the VAD calls speech but that is this
-# far below the loudest speech of the utterance is not speech: the pause (and the speculative final
-# decode) starts at the real end of the words, and the final's end_ms is there. The max pause still
-# counts from the end of the VAD's contiguous tail, so utterances split exactly as without the gate.
-# 0 disables the gate. 30 dB cut the median tail from ~190 ms to ~30 ms on the
-# human set without splitting any utterance (longest in-sentence pause 480 ms < the 600 ms default).
-DEFAULT_ENERGY_GATE_DB = 30.0
+# has died away (measured on the pocketsphinx set), and the caller waits for all of it. A frame the
+# VAD calls speech but that is this far below the loudest speech of the utterance is not speech:
+# the pause, its speculative final decode and the final's end_ms start where the words really end,
+# so max_pause_ms is a pause in the sound. (The pauses inside a sentence grow by the same amount:
+# at most 480 ms on the human set and espeak sentences with commas, below the 600 ms default.)
+# 0 disables the gate.
+DEFAULT_ENERGY_GATE_DB = 30.0  # median tail on the human set ~190 ms -> ~70 ms
 # The gate's reference is the loudest frame of the utterance so far, decaying slowly so that a
 # loud word does not mute the rest of a long utterance.
 _PEAK_DECAY_DB_PER_S = 3.0
@@ -118,9 +118,6 @@ class WebRtcEndpointer:
         self._state = _State.IDLE
         self._utterance_start_ms = 0
         self._last_speech_end_ms = 0  # end of the last speech frame that belonged to the utterance
-        # End of the VAD's contiguous fading tail after it (frames the energy gate refused); the
-        # max pause counts from here, so the gate changes when a pause starts, not how long it is.
-        self._tail_end_ms = 0
         self._run_start_ms: int | None = None  # start of a speech run not yet long enough to count
 
     @property
@@ -146,11 +143,10 @@ class WebRtcEndpointer:
         full = len(data) - len(data) % n
         for offset in range(0, full, n):
             frame = data[offset : offset + n]
-            vad_speech = self._is_speech(frame, self.sample_rate_hz)
-            voiced = vad_speech
+            voiced = self._is_speech(frame, self.sample_rate_hz)
             if self.energy_gate_db and self._state is not _State.IDLE:
-                voiced = self._gate(frame, vad_speech)
-            self._step(voiced, events, tail=vad_speech and not voiced)
+                voiced = self._gate(frame, voiced)
+            self._step(voiced, events)
         self._remainder = data[full:]
         return events
 
@@ -195,19 +191,17 @@ class WebRtcEndpointer:
         self._remainder = b""
         return events
 
-    def _step(self, is_speech: bool, events: list[EndpointEvent], *, tail: bool = False) -> None:
-        """Advance by one frame classified ``is_speech``; ``tail``: the VAD's speech, gated out."""
+    def _step(self, is_speech: bool, events: list[EndpointEvent]) -> None:
+        """Advance by one frame classified ``is_speech``."""
         start_ms = self._now_ms
         self._now_ms = end_ms = start_ms + self.frame_ms
         state = self._state
-        if tail and start_ms == self._tail_end_ms:
-            self._tail_end_ms = end_ms
         if is_speech:
             if self._run_start_ms is None:
                 self._run_start_ms = start_ms
             run_ms = end_ms - self._run_start_ms
             if state is _State.SPEAKING:
-                self._last_speech_end_ms = self._tail_end_ms = end_ms
+                self._last_speech_end_ms = end_ms
                 self._run_start_ms = None
             elif run_ms >= max(self.min_speech_ms, self.frame_ms):
                 if state is _State.IDLE:
@@ -217,7 +211,7 @@ class WebRtcEndpointer:
                 else:
                     events.append(SpeechResumed(self._run_start_ms))
                 self._state = _State.SPEAKING
-                self._last_speech_end_ms = self._tail_end_ms = end_ms
+                self._last_speech_end_ms = end_ms
                 self._run_start_ms = None
         else:
             # A run too short to count is a blip; forget it.
@@ -227,7 +221,7 @@ class WebRtcEndpointer:
                 events.append(PauseStarted(self._utterance_start_ms, self._last_speech_end_ms))
         state = self._state
         if state is _State.PAUSED and self._run_start_ms is None:
-            if self._now_ms - max(self._last_speech_end_ms, self._tail_end_ms) >= self.max_pause_ms:
+            if self._now_ms - self._last_speech_end_ms >= self.max_pause_ms:
                 events.append(UtteranceEnded(self._utterance_start_ms, self._last_speech_end_ms))
                 self._state = _State.IDLE
         elif state is _State.SPEAKING and self._now_ms - self._utterance_start_ms >= self.max_utterance_ms:
