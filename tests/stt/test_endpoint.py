@@ -88,6 +88,17 @@ def test_arbitrary_chunking_gives_same_events() -> None:
     assert whole[0] == SpeechStarted(40)
 
 
+def test_trailing_nonspeech_counts_only_while_speaking() -> None:
+    ep = scripted()
+    assert ep.trailing_nonspeech_ms == 0
+    run(ep, "SSSS_")
+    assert ep.trailing_nonspeech_ms == 20
+    run(ep, "S")
+    assert ep.trailing_nonspeech_ms == 0
+    run(ep, "__")  # the 40 ms hangover: paused, no longer "may be starting"
+    assert ep.trailing_nonspeech_ms == 0
+
+
 def test_odd_byte_count_is_rejected() -> None:
     with pytest.raises(ValueError, match="even number of bytes"):
         scripted().feed(b"\x00\x00\x00")

@@ -416,6 +416,17 @@ def test_partials_are_rationed_by_new_audio() -> None:
     assert all(b - a >= 500 for a, b in itertools.pairwise(ends))
 
 
+def test_no_partial_is_started_while_a_pause_may_be_starting() -> None:
+    h = Harness(auto=False)
+    h.send(raw_options())
+    # The first partial is due at 500 ms, but the audio then ends in 60-80 ms of non-speech: a
+    # pause (and the speculative final) may follow, so the partial waits for speech to go on.
+    h.audio(speech(440) + silence(80), chunk_ms=20)
+    assert not [j for j in h.started if not j.final]
+    h.audio(speech(40), chunk_ms=20)
+    assert len([j for j in h.started if not j.final]) == 1
+
+
 def test_final_decode_starts_when_the_pause_begins() -> None:
     h = Harness(auto=False)
     h.send(raw_options())

@@ -129,6 +129,13 @@ class WebRtcEndpointer:
     def in_utterance(self) -> bool:
         return self._state is not _State.IDLE
 
+    @property
+    def trailing_nonspeech_ms(self) -> int:
+        """While speaking: how long since the last speech frame (a pause may be starting), else 0."""
+        if self._state is not _State.SPEAKING:
+            return 0
+        return self._now_ms - self._last_speech_end_ms
+
     def set_max_pause_ms(self, max_pause_ms: int) -> None:
         if max_pause_ms <= 0:
             raise ConfigError(f"max_pause_ms must be > 0, not {max_pause_ms}")

@@ -65,6 +65,8 @@ DEFAULT_PAUSE_MS = 600  # DefaultEouClassifier type DEFAULT (or unset)
 HIGH_SENSITIVITY_PAUSE_MS = 400  # DefaultEouClassifier type HIGH: faster, more false ends
 # With the external classifier only the client's ``eou`` (or half-close) ends an utterance.
 EXTERNAL_PAUSE_MS = 24 * 3600 * 1000
+# A partial is not started when the audio so far ends in at least this much non-speech.
+PARTIAL_HOLD_NONSPEECH_MS = 60
 _MAX_WAV_HEADER_BYTES = 64 * 1024
 _OPTIONS = "session_options"
 _MODEL = "session_options.recognition_model"
@@ -622,6 +624,7 @@ class Session:
             and self._partial_job is None
             and not self._pending
             and now_ms >= self._next_partial_ms
+            and not self._pause_may_be_starting()
         ):
             job = self._job(self._utt_start_ms, now_ms, final=False)
             self._partial_job = job.job_id
@@ -630,6 +633,13 @@ class Session:
             out.append(StartDecode(job))
         self._drain(out)
         self._trim()
+
+    def _pause_may_be_starting(self) -> bool:
+        """The audio ends in non-speech: a partial started now would likely be cancelled by the
+        pause a moment later and hold a worker the speculative final needs; wait for the next chunk.
+        (``trailing_nonspeech_ms`` is WebRtcEndpointer's; other endpointers never skip.)"""
+        trailing_ms = int(getattr(self._endpointer, "trailing_nonspeech_ms", 0))
+        return trailing_ms >= PARTIAL_HOLD_NONSPEECH_MS
 
     def _trim(self) -> None:
         """Forget audio no decode can need any more (keep a second before the utterance)."""
