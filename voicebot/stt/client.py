@@ -274,6 +274,12 @@ class ClientSettings:
     limits: RotationLimits = field(default_factory=RotationLimits)
     replay_buffer_ms: int = 30_000
     chunk_max_ms: int = 100
+    # When gRPC has not yet taken the previous message (the event loop or the connection is behind,
+    # e.g. many calls' speech ending at once), new audio is appended to that message up to this
+    # size instead of queueing one more message: the message rate then adapts to what the loop can
+    # carry, and the server keeps receiving audio at real time instead of a backlog growing
+    # (issue 5: one message per 20 ms frame per call starved the shared event loop).
+    backlog_chunk_max_ms: int = 1000
     silence_fill_after_ms: int = 300
     pacing_lead_ms: int = 200  # live audio may run this far ahead of the wall clock
     quiet_window_ms: int = 300  # "at a pause" also needs this much quiet recent audio
@@ -347,6 +353,9 @@ class _Session:
     session_id: str
     window: SessionWindow
     requests: asyncio.Queue[object]  # StreamingRequest, or None for half-close
+    # The last queued request that gRPC has not taken yet; audio arriving while it waits is
+    # appended to it (see ClientSettings.backlog_chunk_max_ms).
+    unsent_tail: object | None = None
     audio_ms: int = 0
     data_bytes: int = 0
     in_utterance: bool = False  # a non-empty partial came since the last eou_update
@@ -588,9 +597,16 @@ class RecognitionStream:
         from voicebot.stt._proto import stt_pb2 as pb
 
         for piece in split_chunks(pcm16, self.settings.chunk_max_ms):
-            session.requests.put_nowait(pb.StreamingRequest(chunk=pb.AudioChunk(data=piece)))
             session.audio_ms += len(piece) // BYTES_PER_MS
             session.data_bytes += len(piece)
+            tail = session.unsent_tail
+            room = self.settings.backlog_chunk_max_ms * BYTES_PER_MS
+            if (isinstance(tail, pb.StreamingRequest) and tail.HasField("chunk")
+                    and len(tail.chunk.data) + len(piece) <= room):
+                tail.chunk.data += piece  # gRPC is behind: grow the message it has not taken yet
+                continue
+            session.unsent_tail = pb.StreamingRequest(chunk=pb.AudioChunk(data=piece))
+            session.requests.put_nowait(session.unsent_tail)
 
     def _send_silence(self, session: _Session, duration_ms: int) -> None:
         from voicebot.stt._proto import stt_pb2 as pb
@@ -599,9 +615,15 @@ class RecognitionStream:
         remaining = duration_ms
         while remaining > 0:
             piece = min(remaining, 1000)
-            session.requests.put_nowait(pb.StreamingRequest(silence_chunk=pb.SilenceChunk(duration_ms=piece)))
             session.audio_ms += piece
             remaining -= piece
+            tail = session.unsent_tail
+            if (isinstance(tail, pb.StreamingRequest) and tail.HasField("silence_chunk")
+                    and tail.silence_chunk.duration_ms + piece <= self.settings.backlog_chunk_max_ms):
+                tail.silence_chunk.duration_ms += piece
+                continue
+            session.unsent_tail = pb.StreamingRequest(silence_chunk=pb.SilenceChunk(duration_ms=piece))
+            session.requests.put_nowait(session.unsent_tail)
 
     def _check_rotation(self) -> None:
         session = self._active
@@ -676,6 +698,8 @@ class RecognitionStream:
     async def _requests(self, session: _Session) -> AsyncIterator[object]:
         while True:
             item = await session.requests.get()
+            if item is session.unsent_tail:
+                session.unsent_tail = None  # taken: from now on it may be serialized, never grow it
             if item is None:
                 return
             yield item
@@ -698,6 +722,7 @@ class RecognitionStream:
     def _half_close(self, session: _Session) -> None:
         if not session.half_closed:
             session.half_closed = True
+            session.unsent_tail = None
             session.requests.put_nowait(None)
 
     def _retire(self, session: _Session, reason: str) -> None:
