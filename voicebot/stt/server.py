@@ -57,6 +57,11 @@ log = get_logger(__name__)
 
 SERVICE_NAME = stt_service_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
 _MAX_QUEUED_REQUESTS = 64  # per session; the reader waits (gRPC flow control) beyond this
+# A session task that wakes this much after its timer was due has not been running: the event loop
+# (the whole process) was stalled, the reader could not take the client's messages either, so the
+# idle rule waits _STALL_GRACE_S of running loop for them before it may blame the client (issue 5).
+_LOOP_STALL_S = 0.25
+_STALL_GRACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,14 +179,28 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
 
         reader = asyncio.create_task(read_requests(), name=f"stt-reader-{session_id}")
         slog.info("stt.session.started")
+        grace_until_s = 0.0
         try:
             while True:
-                timeout_s = max(0.0, session.get_timer() - loop.time())
-                try:
-                    kind, payload = await asyncio.wait_for(inbox.get(), timeout_s)
-                except TimeoutError:
+                due_s = max(session.get_timer(), grace_until_s)
+                item: tuple[str, Any] | None = None
+                if not inbox.empty():
+                    # What has arrived goes first: wait_for(get(), 0) on an overdue timer would
+                    # never read it, and the idle rule would ignore messages that are already here.
+                    item = inbox.get_nowait()
+                else:
+                    try:
+                        item = await asyncio.wait_for(inbox.get(), max(0.0, due_s - loop.time()))
+                    except TimeoutError:
+                        late_s = loop.time() - due_s
+                        if late_s > _LOOP_STALL_S:
+                            grace_until_s = loop.time() + _STALL_GRACE_S
+                            slog.warning("stt.session.loop_stalled", late_s=round(late_s, 3))
+                            continue
+                if item is None:
                     commands = session.handle_timer(loop.time())
                 else:
+                    kind, payload = item
                     room.set()
                     if kind == "request":
                         commands = session.receive(payload, loop.time())
