@@ -186,7 +186,8 @@ async def test_server_killed_mid_call_and_restarted(server_process: list[ServerP
     settings = ClientSettings(target=f"127.0.0.1:{first.port}", api_key="test-key", reconnect_initial_s=0.2,
                               reconnect_max_s=1.0)
     before, spoken_before = build_call(["apple trees grow in the garden"], pause_ms=1500)
-    during = telephone_speech("bicycle riding is good exercise for everyone")
+    # Words Whisper base hears reliably in espeak-ng speech through G.711 (checked 3 of 3 runs).
+    during = telephone_speech("please call me back after lunch on monday")
     after, spoken_after = build_call(["coffee tastes better with a little milk"], pause_ms=1500)
 
     async with RecognitionStream(settings) as stream:
@@ -216,11 +217,11 @@ async def test_server_killed_mid_call_and_restarted(server_process: list[ServerP
     assert any("apple" in t for t in texts), texts
     assert any("coffee" in t or "milk" in t for t in texts), texts  # the next utterance is recognized
     # The utterance cut by the crash was replayed to the new server and recognized once, whole.
-    cut = Spoken("bicycle", during_start_ms, during_end_ms)
+    cut = Spoken("please", during_start_ms, during_end_ms)
     covering = [f for f in finals if overlaps(f, cut)]
     assert len(covering) == 1, covering
     cut_text = re.sub(r"[^a-z ]", "", covering[0].text.lower())
-    assert "bicycle" in cut_text and "everyone" in cut_text, covering  # first and last word: whole
+    assert "please" in cut_text and "monday" in cut_text, covering  # first and last word: whole
     assert len(finals) == 3, texts
     assert spoken_before and spoken_after
 
