@@ -26,6 +26,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tests.stt.messages import raw_options
 from voicebot.errors import ConfigError
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt._proto import stt_service_pb2_grpc
@@ -97,25 +98,8 @@ def options(
     full_data: bool = False,
     languages: Sequence[str] = ("en-US",),
 ) -> pb.StreamingRequest:
-    model = pb.RecognitionModelOptions(
-        audio_format=pb.AudioFormatOptions(
-            raw_audio=pb.RawAudio(
-                audio_encoding=pb.RawAudio.LINEAR16_PCM, sample_rate_hertz=rate, audio_channel_count=channels
-            )
-        ),
-        text_normalization=pb.TextNormalizationOptions(
-            text_normalization=pb.TextNormalizationOptions.TEXT_NORMALIZATION_ENABLED
-            if normalization
-            else pb.TextNormalizationOptions.TEXT_NORMALIZATION_DISABLED
-        ),
-        language_restriction=pb.LanguageRestrictionOptions(
-            restriction_type=pb.LanguageRestrictionOptions.WHITELIST, language_code=list(languages)
-        ),
-        audio_processing_type=pb.RecognitionModelOptions.FULL_DATA
-        if full_data
-        else pb.RecognitionModelOptions.REAL_TIME,
-    )
-    return pb.StreamingRequest(session_options=pb.StreamingOptions(recognition_model=model))
+    return raw_options(rate, channels=channels, normalization=normalization, full_data=full_data,
+                       languages=languages)
 
 
 def chunks(pcm: bytes, chunk_ms: int = 100) -> list[pb.StreamingRequest]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.stt.messages import raw_options
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt.endpoint import WebRtcEndpointer
 from voicebot.stt.engine import Endpointer, Hypothesis, UnsupportedLanguage, WordTiming
@@ -78,40 +79,6 @@ def resolve(codes: Sequence[str]) -> str | None:
         if code.lower() in ("xx-xx", "kl-gl"):
             raise UnsupportedLanguage(f"language {code!r} is not supported by model 'fake'")
     return codes[0] if codes else None
-
-
-def raw_options(
-    rate: int = RATE,
-    *,
-    channels: int = 1,
-    encoding: pb.RawAudio.AudioEncoding = pb.RawAudio.LINEAR16_PCM,
-    normalization: bool = True,
-    full_data: bool = False,
-    languages: Sequence[str] = ("en-US",),
-    eou: pb.EouClassifierOptions | None = None,
-) -> pb.StreamingRequest:
-    model = pb.RecognitionModelOptions(
-        audio_format=pb.AudioFormatOptions(
-            raw_audio=pb.RawAudio(
-                audio_encoding=encoding, sample_rate_hertz=rate, audio_channel_count=channels
-            )
-        ),
-        text_normalization=pb.TextNormalizationOptions(
-            text_normalization=pb.TextNormalizationOptions.TEXT_NORMALIZATION_ENABLED
-            if normalization
-            else pb.TextNormalizationOptions.TEXT_NORMALIZATION_DISABLED
-        ),
-        language_restriction=pb.LanguageRestrictionOptions(
-            restriction_type=pb.LanguageRestrictionOptions.WHITELIST, language_code=list(languages)
-        ),
-        audio_processing_type=pb.RecognitionModelOptions.FULL_DATA
-        if full_data
-        else pb.RecognitionModelOptions.REAL_TIME,
-    )
-    options = pb.StreamingOptions(recognition_model=model)
-    if eou is not None:
-        options.eou_classifier.CopyFrom(eou)
-    return pb.StreamingRequest(session_options=options)
 
 
 def chunk(data: bytes) -> pb.StreamingRequest:
