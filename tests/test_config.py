@@ -204,3 +204,19 @@ def test_every_field_is_documented_with_a_doc() -> None:
     secrets = {env for _k, env, _u, default, _d in rows if default == "(env only)"}
     assert secrets == {"VOICEBOT_STT_API_KEY", "VOICEBOT_SIP_REGISTER_PASSWORD",
                        "VOICEBOT_SIP_INBOUND_PASSWORD"}
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("mysql://db/calls", "[records] url must be a postgresql:// URL (got scheme 'mysql')"),
+    ("postgresql://bot:secret@db/calls", "[records] url must not carry a password"),
+])
+def test_records_url_is_checked(tmp_path: Path, url: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, f'[records]\nurl = "{url}"\n'), env={})
+    assert message in str(info.value)
+
+
+def test_records_target_prefers_the_url(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path, '[records]\nurl = "postgresql://bot@db:5432/calls"\n'), env={})
+    assert c.records.target == "postgresql://bot@db:5432/calls"
+    assert load_config(None, env={}).records.target == Path("var/calls.db")

@@ -167,6 +167,14 @@ class DialogConfig:
 @dataclass(frozen=True, slots=True)
 class RecordsConfig:
     path: Path = field(default=Path("var/calls.db"), metadata=_doc("SQLite call-record database", "path"))
+    url: str = field(default="", metadata=_doc(
+        "PostgreSQL URL (postgresql://user@host:5432/db) shared by several instances; overrides path. "
+        "The password comes from PGPASSWORD or ~/.pgpass, never from this file"))
+
+    @property
+    def target(self) -> Path | str:
+        """Where the records live: the PostgreSQL URL when set, else the SQLite path."""
+        return self.url or self.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +350,10 @@ def _validate(c: Config, *, source: str) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             fail("[sip] trunk_allow", f"has {cidr!r}, which is not an IP network (e.g. 192.0.2.0/24)")
+    if c.records.url and not c.records.url.startswith(("postgresql://", "postgres://")):
+        fail("[records] url", f"must be a postgresql:// URL (got scheme {c.records.url.split(':', 1)[0]!r})")
+    if c.records.url and ":" in c.records.url.split("://", 1)[1].split("@", 1)[0] and "@" in c.records.url:
+        fail("[records] url", "must not carry a password; set PGPASSWORD or use ~/.pgpass")
     if c.sip.max_calls < 1:
         fail("[sip] max_calls", f"must be at least 1, got {c.sip.max_calls}")
     if c.sip.register_expires_s < 60:

@@ -22,8 +22,6 @@ from voicebot.records import (
     UnknownCall,
 )
 
-pytestmark = pytest.mark.unit
-
 
 class FakeClock:
     def __init__(self) -> None:
@@ -34,8 +32,8 @@ class FakeClock:
         return self.now
 
 
-def test_full_call_round_trips(tmp_path: Path) -> None:
-    store = SyncCallRecordStore(tmp_path / "calls.db", clock=FakeClock())
+def test_full_call_round_trips(target: str | Path) -> None:
+    store = SyncCallRecordStore(target, clock=FakeClock())
     store.call_started("abc@host", direction="inbound", from_uri="sip:alice@a", to_uri="sip:bot@b")
     store.call_answered("abc@host")
     store.stt_session_started("abc@host", "s1")
@@ -68,8 +66,8 @@ def test_full_call_round_trips(tmp_path: Path) -> None:
     assert record.transcript == "my balance please"
 
 
-def test_utterances_come_back_in_call_time_order(tmp_path: Path) -> None:
-    store = SyncCallRecordStore(tmp_path / "calls.db")
+def test_utterances_come_back_in_call_time_order(target: str | Path) -> None:
+    store = SyncCallRecordStore(target)
     store.call_started("c", direction="outbound", from_uri="sip:bot@b", to_uri="sip:bob@x")
     store.utterance("c", session_id="s2", start_ms=9000, end_ms=9500, text="second")
     store.utterance("c", session_id="s1", start_ms=1000, end_ms=1500, text="first")
@@ -78,8 +76,8 @@ def test_utterances_come_back_in_call_time_order(tmp_path: Path) -> None:
     assert [u.text for u in record.utterances] == ["first", "second"]
 
 
-def test_list_calls_newest_first_and_limit(tmp_path: Path) -> None:
-    store = SyncCallRecordStore(tmp_path / "calls.db", clock=FakeClock())
+def test_list_calls_newest_first_and_limit(target: str | Path) -> None:
+    store = SyncCallRecordStore(target, clock=FakeClock())
     for i in range(5):
         store.call_started(f"call-{i}", direction="inbound", from_uri="a", to_uri="b")
     assert [c.call_id for c in store.list_calls(3)] == ["call-4", "call-3", "call-2"]
@@ -87,8 +85,8 @@ def test_list_calls_newest_first_and_limit(tmp_path: Path) -> None:
         store.list_calls(0)
 
 
-def test_events_for_unknown_call_are_rejected(tmp_path: Path) -> None:
-    store = SyncCallRecordStore(tmp_path / "calls.db")
+def test_events_for_unknown_call_are_rejected(target: str | Path) -> None:
+    store = SyncCallRecordStore(target)
     with pytest.raises(UnknownCall, match="'nope' does not exist"):
         store.utterance("nope", session_id="s", start_ms=0, end_ms=1, text="x")
     with pytest.raises(UnknownCall, match="'nope' does not exist"):
@@ -96,8 +94,8 @@ def test_events_for_unknown_call_are_rejected(tmp_path: Path) -> None:
     assert store.get_call("nope") is None
 
 
-def test_bad_values_are_rejected_with_the_value(tmp_path: Path) -> None:
-    store = SyncCallRecordStore(tmp_path / "calls.db")
+def test_bad_values_are_rejected_with_the_value(target: str | Path) -> None:
+    store = SyncCallRecordStore(target)
     store.call_started("c", direction="inbound", from_uri="a", to_uri="b")
     with pytest.raises(DuplicateCall, match="'c' already exists"):
         store.call_started("c", direction="inbound", from_uri="a", to_uri="b")
@@ -112,6 +110,7 @@ def test_bad_values_are_rejected_with_the_value(tmp_path: Path) -> None:
     assert record is not None and record.dtmf == () and record.variables == ()
 
 
+@pytest.mark.unit
 def test_schema_version_and_wal(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     store = SyncCallRecordStore(path)
@@ -125,6 +124,7 @@ def test_schema_version_and_wal(tmp_path: Path) -> None:
     assert store.schema_version == SCHEMA_VERSION
 
 
+@pytest.mark.unit
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     db = sqlite3.connect(path)
@@ -134,6 +134,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         SyncCallRecordStore(path)
 
 
+@pytest.mark.unit
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     path.write_bytes(b"this is not sqlite" * 100)
@@ -142,9 +143,9 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_crash_keeps_every_committed_event_and_shows_unfinished(tmp_path: Path) -> None:
+def test_crash_keeps_every_committed_event_and_shows_unfinished(target: str | Path) -> None:
     """A writer process killed mid-call: everything it committed is there; the call shows unfinished."""
-    path = tmp_path / "calls.db"
+    path = target
     script = textwrap.dedent(f"""
         import os, signal
         from voicebot.records import SyncCallRecordStore
@@ -166,15 +167,15 @@ def test_crash_keeps_every_committed_event_and_shows_unfinished(tmp_path: Path) 
     assert [d.digit for d in record.dtmf] == ["7"]
 
 
-def test_open_call_of_a_live_writer_is_open(tmp_path: Path) -> None:
-    store = SyncCallRecordStore(tmp_path / "calls.db")
+def test_open_call_of_a_live_writer_is_open(target: str | Path) -> None:
+    store = SyncCallRecordStore(target)
     store.call_started("live", direction="inbound", from_uri="a", to_uri="b")
     assert store.list_calls()[0].status == "open"
     assert os.getpid() > 0
 
 
-async def test_async_store_concurrent_calls(tmp_path: Path) -> None:
-    store = CallRecordStore(tmp_path / "calls.db")
+async def test_async_store_concurrent_calls(target: str | Path) -> None:
+    store = CallRecordStore(target)
     loop_thread = threading.get_ident()
 
     async def one_call(n: int) -> None:
@@ -197,13 +198,14 @@ async def test_async_store_concurrent_calls(tmp_path: Path) -> None:
     await store.aclose()
 
 
-async def test_async_store_propagates_errors(tmp_path: Path) -> None:
-    store = CallRecordStore(tmp_path / "calls.db")
+async def test_async_store_propagates_errors(target: str | Path) -> None:
+    store = CallRecordStore(target)
     with pytest.raises(UnknownCall):
         await store.dtmf("missing", "1")
     await store.aclose()
 
 
+@pytest.mark.unit
 def test_calls_cli_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from voicebot.cli import main
 
@@ -217,13 +219,15 @@ def test_calls_cli_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[s
     store.state_entered("abc@h", "menu")
     store.call_ended("abc@h", cause="bye", side="caller")
     store.call_started("crashed@h", direction="outbound", from_uri="sip:bot@y", to_uri="sip:bob@x")
-    store.close()
 
     assert main(["calls", "--db", str(db), "list"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("STARTED") and len(out) == 3
     assert "abc@h" in out[2] and "ended" in out[2] and "bye" in out[2]
-    assert "crashed@h" in out[1] and "open" in out[1]
+    assert "crashed@h" in out[1] and "open" in out[1]  # its instance is alive
+    store.close()  # the instance stops with the call still open: it was cut off
+    assert main(["calls", "--db", str(db), "list"]) == 0
+    assert "unfinished" in capsys.readouterr().out.splitlines()[1]
 
     assert main(["calls", "--db", str(db), "show", "abc@h"]) == 0
     shown = capsys.readouterr().out
@@ -242,6 +246,7 @@ def test_calls_cli_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert data["utterances"][0]["normalized_text"] == "456"
 
 
+@pytest.mark.unit
 def test_locked_database_is_a_retryable_records_error(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     store = SyncCallRecordStore(path)
