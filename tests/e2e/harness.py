@@ -240,10 +240,12 @@ def start_voicebot(
     env: dict[str, str] | None = None,
     ready_timeout_s: float = 180.0,
     wait_ready: bool = True,
+    sip_port: int | None = None,
 ) -> Voicebot:
-    """Start ``voicebot <command>`` on 127.0.0.1 with free ports and wait for ``app.ready``."""
+    """Start ``voicebot <command>`` on 127.0.0.1 with free ports (or the given SIP port, e.g. to
+    restart an instance where a proxy expects it) and wait for ``app.ready``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    sip_port = free_udp_port()
+    sip_port = sip_port if sip_port is not None else free_udp_port()
     rtp_ports = free_even_port_range()
     records_db = workdir / "calls.db"
     config = write_config(workdir / "voicebot.toml", tts_cache=tts_cache, recognizer=recognizer)
