@@ -185,6 +185,13 @@ class TtsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: HostPort | None = field(default=None, metadata=_doc(
+        "address of the operations HTTP endpoint (/metrics, /healthz, /readyz); unset = off",
+        "HOST:PORT"))
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_doc("log level"))
     format: Literal["auto", "json", "console"] = field(default="auto", metadata=_doc(
@@ -199,6 +206,7 @@ class Config:
     recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
     dialog: DialogConfig = field(default_factory=DialogConfig)
     records: RecordsConfig = field(default_factory=RecordsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics and the health/readiness HTTP endpoint."""
