@@ -9,20 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.app import (
-    MemoSynthesizer,
-    SpeechOnsetDetector,
-    first_leaf,
-    hangup_side,
-    resolve_dialplan_path,
-    static_prompts,
-    telephony_config,
-    trim_silence,
-)
+from voicebot.app import resolve_dialplan_path
+from voicebot.call.outcome import first_leaf, hangup_side
 from voicebot.config import HostPort, load_config
 from voicebot.dialog.loader import load_dialplan
 from voicebot.errors import VoicebotError
-from voicebot.telephony import LegEnded
+from voicebot.media.onset import SpeechOnsetDetector, trim_silence
+from voicebot.prompts import MemoSynthesizer, static_prompts
+from voicebot.telephony import LegEnded, telephony_config
 from voicebot.testing.speech import silence, telephone_speech
 from voicebot.tts import PcmAudio
 

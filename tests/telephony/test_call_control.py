@@ -33,7 +33,7 @@ from voicebot.telephony import (
     Credentials,
     LegEnded,
     MediaChanged,
-    PromptFinished,
+    PlaybackFinished,
     Telephony,
     TelephonyError,
 )
@@ -84,7 +84,7 @@ async def test_prompt_goes_out_as_paced_continuous_rtp(telephony: Telephony, tmp
     finally:
         capture.close()
     assert result.returncode == 0, result.explain()
-    assert PromptFinished(prompt_id, interrupted=False) in rec.events
+    assert PlaybackFinished(prompt_id, interrupted=False) in rec.events
     packets = capture.packets
     assert len(packets) >= 80, f"only {len(packets)} packets in a 2.4 s call"
     assert {c.packet.payload_type for c in packets} == {0}
@@ -125,7 +125,8 @@ async def test_flush_stops_the_prompt_within_one_packet(telephony: Telephony, tm
                 assert leg.flush() == 1
 
         capture.on_packet = barge_in
-        prompt_id = leg.play(prompt)
+        prompt_id = 41  # the caller's own id (the dialog's prompt_seq) travels through to the event
+        assert leg.play(prompt, prompt_id=prompt_id) == prompt_id
         for _ in range(200):
             if flushed_at and len(capture.packets) > flushed_at[0] + 20:
                 break
@@ -143,7 +144,7 @@ async def test_flush_stops_the_prompt_within_one_packet(telephony: Telephony, tm
     assert all(c.packet.payload == ULAW_SILENCE for c in after[len(prompt_after):])
     assert len(after) >= 20
     assert_continuous(capture.packets)
-    assert PromptFinished(prompt_id, interrupted=True) in rec.events
+    assert PlaybackFinished(prompt_id, interrupted=True) in rec.events
     assert rec.events[-1] == LegEnded("bye", "local", None, "")
     assert rec.frames_done
 
