@@ -320,4 +320,4 @@ class App:
 
 
 
-__all__ = ["App", "CallOutcome", "resolve_dialplan_path"]
+__all__ = ["App", "resolve_dialplan_path"]

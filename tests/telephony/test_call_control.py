@@ -481,3 +481,33 @@ async def test_comfort_noise_only_peer_is_not_an_rtp_timeout(tmp_path: Path) -> 
     assert result.returncode == 0, result.explain()
     assert rec.events == [LegEnded("bye", "remote", None, "")]
     assert leg.stats().packets_received == 0  # nothing decodable arrived, yet the peer was alive
+
+
+class SteppedClock:
+    """Monotonic time plus an offset the test moves forward: the leg's and watchdog's only clock."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def __call__(self) -> float:
+        return asyncio.get_running_loop().time() + self.offset_s
+
+
+async def test_the_injected_clock_drives_the_rtp_timeout_and_the_leg_duration(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    async with Telephony(config(rtp_timeout_s=45.0), clock=clock) as telephony:
+        sipp = asyncio.create_task(run_uac(uac_scenario([], end="wait_bye"), tmp_path,
+                                           telephony.sip_address))
+        leg = await next_leg(telephony)
+        await leg.answer()
+        frames = asyncio.create_task(record_frames(leg))
+        started = asyncio.get_running_loop().time()
+        clock.offset_s = 60.0  # a minute of silence from the peer, as the telephony's clock sees it
+        ended = await asyncio.wait_for(leg.ended(), 5.0)
+        waited_s = asyncio.get_running_loop().time() - started
+        await frames
+        result = await sipp
+    assert result.returncode == 0, result.explain()
+    assert ended == LegEnded("rtp-timeout", "local", None, "")
+    assert waited_s < 3.0  # the next watchdog tick, not 45 s of real time
+    assert leg.stats().duration_s >= 60.0

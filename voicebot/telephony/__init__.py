@@ -15,6 +15,13 @@ A peer that vanishes without BYE must not leak a call: a watchdog (one timer for
 second) hangs up with cause ``rtp-timeout`` a leg that received nothing from its peer (RTP, RTCP,
 comfort noise) for ``rtp_timeout_s`` (default 45 s) while the media was not on hold (RFC 3264
 §5.1: a held peer may legitimately send nothing).
+
+Modules: ``config`` (:class:`TelephonyConfig`, :func:`telephony_config` from ``[sip]``/``[rtp]``,
+the :func:`primary_address` probe), ``events`` (what a leg reports: :class:`DigitReceived`,
+:class:`PlaybackFinished`, :class:`MediaChanged`, :class:`LegEnded`), ``causes`` (the pure mapping
+from SIP endings to hang-up causes), ``leg`` (:class:`CallLeg`), ``service`` (:class:`Telephony`),
+``errors``. Time comes from an injected :class:`~voicebot.clock.Clock` (``Telephony(config,
+clock=...)``), handed to every leg.
 """
 
 from voicebot.sip.auth import Credentials

@@ -1,20 +1,14 @@
-"""Call legs: the SIP user agent (``voicebot.sip``) joined to RTP media (``voicebot.rtp``).
+"""One call leg: a SIP call (``voicebot.sip``) joined to its RTP stream (``voicebot.rtp``).
 
-Theory of operation. :class:`Telephony` owns one :class:`~voicebot.sip.udp.SipEndpoint`, one
-:class:`~voicebot.rtp.udp.MediaClock` (a single 20 ms timer for every call) and one
-:class:`~voicebot.rtp.udp.PortAllocator`. Each SIP call becomes a :class:`CallLeg` as soon as the
-INVITE passed the SIP layer's checks (access control, capacity 503, codec 488 are the SIP layer's
-job). The leg has two small tasks: one follows the SIP call's events (re-INVITEs are applied to
-the RTP stream and reported as :class:`MediaChanged`; SIP INFO digits are reported), one follows the
-RTP stream's events (RFC 4733 digits, prompt completion). Both feed one bounded event queue, so
-RFC 4733 and INFO digits arrive as one digit stream. When either side hangs up, the RTP stream is
-closed (which ends :meth:`CallLeg.frames`), :class:`LegEnded` is the last event, and one
-``call.leg.ended`` log line carries the leg's RTP counters.
-
-A peer that vanishes without BYE must not leak a call: a watchdog (one timer for all legs, every
-second) hangs up with cause ``rtp-timeout`` a leg that received nothing from its peer (RTP, RTCP,
-comfort noise) for ``rtp_timeout_s`` (default 45 s) while the media was not on hold (RFC 3264
-§5.1: a held peer may legitimately send nothing).
+A :class:`CallLeg` has two small tasks: one follows the SIP call's events (re-INVITEs are applied
+to the RTP stream and reported as :class:`~voicebot.telephony.MediaChanged`; SIP INFO digits are
+reported), one follows the RTP stream's events (RFC 4733 digits, playout completion reported as
+:class:`~voicebot.telephony.PlaybackFinished` with the caller's prompt id). Both feed one bounded
+event queue, so RFC 4733 and INFO digits arrive as one digit stream (a key reported by both within
+0.5 s counts once). When either side hangs up, the RTP stream is closed (which ends
+:meth:`CallLeg.frames`), :class:`~voicebot.telephony.LegEnded` is the last event (its cause from
+:func:`~voicebot.telephony.causes.leg_end_cause`), and one ``call.leg.ended`` log line carries the
+leg's RTP counters. Every time the leg keeps comes from its injected clock.
 """
 
 from __future__ import annotations

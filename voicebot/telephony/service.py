@@ -26,7 +26,7 @@ _WATCHDOG_PERIOD_S = 1.0
 
 
 class Telephony:
-    """The SIP endpoint, media clock and RTP ports of one process; see the module docstring."""
+    """The SIP endpoint, media clock and RTP ports of one process; see :mod:`voicebot.telephony`."""
 
     def __init__(self, config: TelephonyConfig, *, clock: Clock = monotonic) -> None:
         self.config = config
