@@ -1,6 +1,6 @@
 """The voicebot side of bench/sip_bench.py: a Telephony process that answers every call.
 
-Each call is answered, plays a looping speech prompt (queued again on every PromptFinished) and has
+Each call is answered, plays a looping speech prompt (queued again on every PlaybackFinished) and has
 its frames consumed, as the app's recognition feed would (no recognizer): by a task iterating
 frames() (default) or by a synchronous set_frame_handler() callback (``--frames callback``). Prints one
 JSON line ``{"sip_port": ...}`` once listening, then a JSON stats line every second, and a final
@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from voicebot import logging as vlog
-from voicebot.telephony import CallLeg, PromptFinished, Telephony, TelephonyConfig
+from voicebot.media.frames import Frame
+from voicebot.telephony import CallLeg, PlaybackFinished, Telephony, TelephonyConfig
 from voicebot.testing.speech import telephone_speech
 
 
@@ -46,7 +47,7 @@ async def handle(leg: CallLeg, prompt: bytes, counters: Counters, frame_mode: st
         return
     counters.answered += 1
 
-    def on_frame(pcm: bytes) -> None:
+    def on_frame(frame: Frame) -> None:
         counters.frames += 1
 
     async def consume() -> None:
@@ -59,7 +60,7 @@ async def handle(leg: CallLeg, prompt: bytes, counters: Counters, frame_mode: st
     frames = asyncio.create_task(consume())
     leg.play(prompt)
     async for event in leg.events():
-        if isinstance(event, PromptFinished) and not event.interrupted:
+        if isinstance(event, PlaybackFinished) and not event.interrupted:
             counters.prompts += 1
             leg.play(prompt)
     await frames

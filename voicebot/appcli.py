@@ -24,7 +24,7 @@ from voicebot.errors import ConfigError, VoicebotError
 from voicebot.records import CallRecord, CallSummary, SyncCallRecordStore
 
 if TYPE_CHECKING:
-    from voicebot.app import CallOutcome
+    from voicebot.call.outcome import CallOutcome
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -302,7 +302,8 @@ def _call(args: argparse.Namespace) -> int:
 
 
 async def _place(config: Config, variables: dict[str, str], args: argparse.Namespace) -> CallOutcome:
-    from voicebot.app import App, CallOutcome
+    from voicebot.app import App
+    from voicebot.call.outcome import CallOutcome
     from voicebot.telephony import Credentials
 
     credentials = None

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from voicebot.app import App, CallOutcome
+from voicebot.app import App
+from voicebot.call.outcome import CallOutcome
 from voicebot.config import Config, HostPort, PortRange, load_config
 
 REPO = Path(__file__).resolve().parents[2]

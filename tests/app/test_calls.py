@@ -152,7 +152,7 @@ async def test_shutdown_refuses_new_calls_with_503_and_ends_running_ones(
 
 async def test_a_crash_in_one_call_ends_that_call_only(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
-    original = app.renderer.render
+    original = app.prompts.render
 
     async def render_crashing_first_call(command: object) -> object:
         nonlocal calls
@@ -161,7 +161,7 @@ async def test_a_crash_in_one_call_ends_that_call_only(app: App, monkeypatch: py
             raise RuntimeError("renderer exploded")
         return await original(command)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(app.renderer, "render", render_crashing_first_call)
+    monkeypatch.setattr(app.prompts, "render", render_crashing_first_call)
     caller = await _caller()
     try:
         first = await caller.dial(app.contact_uri, timeout_s=10)
@@ -176,8 +176,9 @@ async def test_a_crash_in_one_call_ends_that_call_only(app: App, monkeypatch: py
         second = await caller.dial(app.contact_uri, timeout_s=10)
         heard = 0
         async for frame in second.frames():
-            heard += max(abs(int.from_bytes(frame[i:i + 2], "little", signed=True))
-                         for i in range(0, len(frame), 2)) > 1000
+            pcm = frame.pcm
+            heard += max(abs(int.from_bytes(pcm[i:i + 2], "little", signed=True))
+                         for i in range(0, len(pcm), 2)) > 1000
             if heard >= 10:
                 break
         assert heard >= 10, "no prompt audio on the second call"

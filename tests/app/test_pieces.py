@@ -9,20 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.app import (
-    MemoSynthesizer,
-    SpeechOnsetDetector,
-    first_leaf,
-    hangup_side,
-    resolve_dialplan_path,
-    static_prompts,
-    telephony_config,
-    trim_silence,
-)
+from voicebot.app import resolve_dialplan_path
+from voicebot.call.outcome import final_cause, first_leaf, hangup_side
 from voicebot.config import HostPort, load_config
 from voicebot.dialog.loader import load_dialplan
 from voicebot.errors import VoicebotError
-from voicebot.telephony import LegEnded
+from voicebot.media.onset import SpeechOnsetDetector, trim_silence
+from voicebot.prompts import MemoSynthesizer, static_prompts
+from voicebot.telephony import LegEnded, telephony_config
 from voicebot.testing.speech import silence, telephone_speech
 from voicebot.tts import PcmAudio
 
@@ -149,6 +143,21 @@ def test_relative_dialplan_path_resolves_from_the_checkout(tmp_path: Path,
 ])
 def test_hangup_side(ended: LegEnded, robot: bool, side: str) -> None:
     assert hangup_side(ended, robot) == side
+
+
+@pytest.mark.parametrize(("ended", "error", "robot", "expected"), [
+    (LegEnded("bye", "remote"), None, None, ("bye", "caller")),
+    (LegEnded("bye", "local"), None, "dialplan hangup", ("bye: dialplan hangup", "robot")),
+    (LegEnded("bye", "local"), None, "transferred", ("bye: transferred", "robot")),
+    (LegEnded("shutdown", "local"), None, None, ("shutdown", "robot")),
+    (LegEnded("rtp-timeout", "local"), None, None, ("rtp-timeout", "network")),
+    (LegEnded("failed", "remote", 486, "Busy Here"), None, None, ("failed: 486 Busy Here", "caller")),
+    (LegEnded("bye", "remote"), "renderer exploded", None, ("error: renderer exploded", "robot")),
+    (None, None, None, ("shutdown", "robot")),
+])
+def test_final_cause(ended: LegEnded | None, error: str | None, robot: str | None,
+                     expected: tuple[str, str]) -> None:
+    assert final_cause(ended, error=error, robot_hangup=robot) == expected
 
 
 def test_first_leaf_unwraps_nested_task_group_errors() -> None:

@@ -1,4 +1,4 @@
-"""Test doubles for the runner's seams: a call pipeline, a synthesizer and a clock."""
+"""Test doubles for the runner's seams: a call pipeline, a prompt renderer and a clock."""
 
 from __future__ import annotations
 
@@ -6,23 +6,21 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from voicebot.dialog.events import PlayPrompt
 from voicebot.dialog.runner import DialogRunner
 from voicebot.errors import VoicebotError
-from voicebot.tts.base import PcmAudio
 
 
-class TextSynth:
-    """Renders text as its UTF-16 bytes, so the fake pipeline can tell which prompt it got."""
-
-    engine_id = "text/1"
+class TextRenderer:
+    """Renders a prompt's text as its UTF-16 bytes, so the fake pipeline can tell which prompt it got."""
 
     def __init__(self) -> None:
         self.calls = 0
 
-    async def synthesize(self, text: str, *, voice: str) -> PcmAudio:
+    async def render(self, prompt: PlayPrompt) -> bytes:
         self.calls += 1
         await asyncio.sleep(0)
-        return PcmAudio(text.encode("utf-16-le"))
+        return (prompt.text or "").encode("utf-16-le")
 
 
 class FakeClock:
@@ -62,17 +60,15 @@ class FakeCall:
     transfer_error: str | None = None
     on_stop: Callable[[], None] | None = None
 
-    async def play_prompt(self, audio: PcmAudio, *, prompt_seq: int, barge_in: bool) -> None:
-        text = audio.pcm.decode("utf-16-le")
+    async def play_prompt(self, pcm16: bytes, *, prompt_seq: int, barge_in: bool) -> None:
+        text = pcm16.decode("utf-16-le")
         self.queue.append((prompt_seq, text))
         self.log.append(f"play:{text}")
 
-    async def stop_prompt(self) -> None:
+    async def stop_prompt(self) -> list[int]:
         self.log.append("stop")
         stopped, self.queue = self.queue, []
-        assert self.runner is not None
-        for seq, _text in stopped:
-            self.runner.prompt_finished(seq)  # a real pipeline reports stopped prompts too
+        return [seq for seq, _text in stopped]  # the runner reports them finished
 
     async def start_listening(self) -> None:
         self.log.append("listen")

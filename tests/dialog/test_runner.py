@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.dialog.fakes import FakeCall, FakeClock, TextSynth, until
+from tests.dialog.fakes import FakeCall, FakeClock, TextRenderer, until
+from voicebot.dialog.events import PlayPrompt
 from voicebot.dialog.loader import load_dialplan, load_dialplan_text
-from voicebot.dialog.runner import CallSummary, DialogRunner, LoopClock, PromptRenderer
-from voicebot.tts.errors import SynthesisError
+from voicebot.dialog.runner import CallSummary, DialogRunner, LoopClock
+from voicebot.errors import VoicebotError
 
 pytestmark = pytest.mark.adapter
 
@@ -25,7 +26,7 @@ DEMO = load_dialplan(Path(__file__).parents[2] / "dialplans" / "demo.yaml")
 def make(plan: Any = DEMO, clock: Any = None) -> tuple[DialogRunner, FakeCall, FakeClock | Any]:
     call = FakeCall()
     clock = clock if clock is not None else FakeClock()
-    runner = DialogRunner(plan, call, PromptRenderer(TextSynth()), clock=clock)
+    runner = DialogRunner(plan, call, TextRenderer(), clock=clock)
     call.runner = runner
     return runner, call, clock
 
@@ -181,62 +182,16 @@ async def test_failing_http_webhook_leads_to_the_error_state(failing_server: str
     await asyncio.wait_for(task, 5)
 
 
-class _BrokenSynth(TextSynth):
-    async def synthesize(self, text: str, *, voice: str) -> Any:
-        raise SynthesisError("espeak-ng exited with 1")
+class _BrokenRenderer(TextRenderer):
+    async def render(self, prompt: PlayPrompt) -> bytes:
+        raise VoicebotError("espeak-ng exited with 1")
 
 
 async def test_a_prompt_that_cannot_be_rendered_does_not_wedge_the_call() -> None:
     plan = load_dialplan_text('dialplan: x\nstart: a\nstates:\n  a: {prompt: "Hi", hangup: true}\n')
     call = FakeCall()
-    runner = DialogRunner(plan, call, PromptRenderer(_BrokenSynth()), clock=FakeClock())
+    runner = DialogRunner(plan, call, _BrokenRenderer(), clock=FakeClock())
     call.runner = runner
     summary = await asyncio.wait_for(runner.run(), 5)
     assert call.log == ["hangup:dialplan hangup"]
     assert summary.end_reason == "dialplan hangup"
-
-
-async def test_audio_file_prompts_are_loaded_once_at_dialplan_load(tmp_path: Path) -> None:
-    import wave
-
-    from voicebot.dialog.events import PlayPrompt
-
-    wav = tmp_path / "welcome.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(44100)
-        w.writeframes(b"\x00\x20\x00\x20" * 4410)
-    plan = load_dialplan_text(
-        "dialplan: a\nstart: x\nstates:\n  x: {audio: welcome.wav, hangup: true}\n", base_dir=tmp_path
-    )
-    synth = TextSynth()
-    renderer = PromptRenderer(synth)
-    renderer.preload(plan)
-    wav.unlink()  # calls must not touch the file any more
-    audio = await renderer.render(PlayPrompt(1, None, tmp_path / "welcome.wav", "en-us", True))
-    assert audio.sample_rate_hz == 8000
-    assert audio.duration_s == pytest.approx(0.1, abs=0.002)
-    assert synth.calls == 0
-
-
-async def test_prewarm_renders_the_static_prompts_once(tmp_path: Path) -> None:
-    from voicebot.tts import CachingSynthesizer
-
-    inner = TextSynth()
-    renderer = PromptRenderer(CachingSynthesizer(inner, tmp_path))
-    count = await renderer.prewarm(DEMO)
-    # Every distinct prompt and re-prompt of the demo except the two that name the account/balance.
-    prompts = [s.prompt for s in DEMO.states.values()]
-    prompts += [r.prompt for s in DEMO.states.values() for r in (s.no_input, s.no_match) if r is not None]
-    texts = {p.text.source for p in prompts if p is not None and p.text is not None}
-    static = {t for t in texts if "{" not in t}
-    assert len(texts) - len(static) == 2
-    assert count == inner.calls == len(static) == 12
-    runner, call, _ = make()
-    runner._renderer = renderer
-    task = asyncio.create_task(runner.run())
-    await until(lambda: len(call.queue) == 1)
-    assert inner.calls == count  # the welcome came from the cache
-    runner.call_ended()
-    await asyncio.wait_for(task, 5)

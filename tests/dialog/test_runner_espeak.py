@@ -10,7 +10,8 @@ import pytest
 
 from tests.dialog.fakes import FakeClock, until
 from voicebot.dialog.loader import load_dialplan
-from voicebot.dialog.runner import DialogRunner, PromptRenderer
+from voicebot.dialog.runner import DialogRunner
+from voicebot.prompts import Prompts
 from voicebot.tts import CachingSynthesizer, EspeakSynthesizer, PcmAudio
 
 pytestmark = [
@@ -28,10 +29,11 @@ class AudioCall:
         self.hung_up = asyncio.Event()
         self.records: dict[str, str] = {}
 
-    async def play_prompt(self, audio: PcmAudio, *, prompt_seq: int, barge_in: bool) -> None:
-        self.played.append((prompt_seq, audio))
+    async def play_prompt(self, pcm16: bytes, *, prompt_seq: int, barge_in: bool) -> None:
+        self.played.append((prompt_seq, PcmAudio(pcm16)))
 
-    async def stop_prompt(self) -> None: ...
+    async def stop_prompt(self) -> list[int]:
+        return []
 
     async def start_listening(self) -> None: ...
 
@@ -51,7 +53,7 @@ class AudioCall:
             self.runner.prompt_finished(seq)
 
 
-async def _one_call(renderer: PromptRenderer) -> list[float]:
+async def _one_call(renderer: Prompts) -> list[float]:
     call = AudioCall()
     runner = DialogRunner(REMINDER, call, renderer, clock=FakeClock())
     call.runner = runner
@@ -71,7 +73,7 @@ async def _one_call(renderer: PromptRenderer) -> list[float]:
 
 async def test_reminder_prompts_are_synthesized_cached_and_played(tmp_path: Path) -> None:
     cache = CachingSynthesizer(EspeakSynthesizer(), tmp_path / "tts")
-    renderer = PromptRenderer(cache)
+    renderer = Prompts(cache)
     durations = [await _one_call(renderer), await _one_call(renderer)]  # the second from the cache
     assert durations[0] == durations[1]
     assert durations[0][0] > 5.0  # the whole question, with the name filled in

@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voicebot.media.g711 import ALAW, ULAW
-from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived, TelephoneEvent
+from voicebot.rtp.dtmf import DtmfEnded, DtmfEventReceived, TelephoneEvent
 from voicebot.rtp.errors import RtpUsageError
 from voicebot.rtp.jitter import FrameKind
 from voicebot.rtp.packet import RtpPacket
 from voicebot.rtp.session import (
-    PromptFinished,
+    PlayoutFinished,
     RemoteLatched,
     RemoteMedia,
     RtpSession,
@@ -63,7 +63,7 @@ def test_prompt_arrives_exactly_as_g711_round_trip() -> None:
     audio = b"".join(pcm for kind, pcm in frames if kind is FrameKind.AUDIO)
     assert audio[: len(pcm)] == ULAW.decode(ULAW.encode(pcm))
     assert [k for k, _ in frames[:2]] == [FrameKind.SILENCE, FrameKind.SILENCE]  # 40 ms target delay
-    assert PromptFinished(prompt_id, interrupted=False) in a.events()
+    assert PlayoutFinished(prompt_id, interrupted=False) in a.events()
 
 
 def test_sequence_and_timestamp_continue_across_prompts_and_idle() -> None:
@@ -101,7 +101,7 @@ def test_flush_stops_prompt_within_one_packet() -> None:
     after, _ = run(a, b, 2)
     assert all(p.payload != ULAW.silence(160) for p in before)
     assert [p.payload for p in after] == [ULAW.silence(160)] * 2
-    assert a.events() == [PromptFinished(first, True), PromptFinished(second, True)]
+    assert a.events() == [PlayoutFinished(first, True), PlayoutFinished(second, True)]
     assert not a.playing
     assert a.queued_ms == 0
 
@@ -180,7 +180,7 @@ def test_dtmf_round_trip_and_timing() -> None:
     assert (after.payload_type, after.marker, after.payload) == (0, True, ULAW.encode(tone(1)))
     assert after.timestamp == (0xFFFFFE00 + 5 * 160) % (1 << 32)
     events = b.events()
-    assert events == [DtmfReceived("5", dtmf[0].timestamp), DtmfEnded("5", 100, dtmf[0].timestamp)]
+    assert events == [DtmfEventReceived("5", dtmf[0].timestamp), DtmfEnded("5", 100, dtmf[0].timestamp)]
 
 
 def test_send_dtmf_needs_negotiated_telephone_event() -> None:

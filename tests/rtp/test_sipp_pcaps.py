@@ -10,7 +10,7 @@ import pytest
 
 from tests.media.test_g711 import ref_alaw_decode, ref_ulaw_decode
 from voicebot.media.g711 import ALAW, ULAW
-from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived, DtmfReceiver
+from voicebot.rtp.dtmf import DtmfEnded, DtmfEventReceived, DtmfReceiver
 from voicebot.rtp.jitter import FrameKind, JitterBuffer
 from voicebot.rtp.packet import RtpPacket
 from voicebot.testing.pcap import UdpDatagram, read_udp, rtp_from_pcm, write_rtp_pcap, write_udp
@@ -32,7 +32,7 @@ def test_sipp_dtmf_pcap_decodes_each_digit_once(digit: str, name: str) -> None:
         packet = RtpPacket.parse(datagram.payload)
         assert packet.payload_type == 101
         events += rx.receive(packet.timestamp, packet.marker, packet.payload)
-    assert [type(e) for e in events] == [DtmfReceived, DtmfEnded]
+    assert [type(e) for e in events] == [DtmfEventReceived, DtmfEnded]
     assert events[0].digit == events[1].digit == digit
     assert isinstance(events[1], DtmfEnded)
     assert events[1].duration_ms == 280  # end packets carry duration 2240 at 8 kHz

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from voicebot.media.g711 import ALAW, ULAW
-from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived
+from voicebot.rtp.dtmf import DtmfEnded, DtmfEventReceived
 from voicebot.rtp.jitter import FrameKind, JitterConfig
 from voicebot.rtp.packet import RtpPacket
 from voicebot.rtp.session import SessionConfig
@@ -226,15 +226,15 @@ async def test_sipp_shipped_dtmf_pcap_reports_digit_once(tmp_path: Path) -> None
 
         async def read() -> None:
             async for event in stream.events():
-                if isinstance(event, (DtmfReceived, DtmfEnded)):
+                if isinstance(event, (DtmfEventReceived, DtmfEnded)):
                     seen.append(event)
                 if isinstance(event, DtmfEnded):
                     return
 
         await asyncio.wait_for(read(), 10)
         await asyncio.sleep(0.2)  # any duplicate report would arrive now
-        seen.extend(e for e in stream.session.events() if isinstance(e, (DtmfReceived, DtmfEnded)))
-        assert [(type(e).__name__, e.digit) for e in seen] == [("DtmfReceived", "9"), ("DtmfEnded", "9")]
+        seen.extend(e for e in stream.session.events() if isinstance(e, (DtmfEventReceived, DtmfEnded)))
+        assert [(type(e).__name__, e.digit) for e in seen] == [("DtmfEventReceived", "9"), ("DtmfEnded", "9")]
     finally:
         await peer.hang_up()
         await stream.close()

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from voicebot.media.g711 import ULAW
-from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived
+from voicebot.rtp.dtmf import DtmfEnded, DtmfEventReceived
 from voicebot.rtp.errors import RtpPortsExhausted, RtpUsageError
 from voicebot.rtp.jitter import Frame, FrameKind
 from voicebot.rtp.packet import RtpPacket
-from voicebot.rtp.session import PromptFinished, SessionConfig
+from voicebot.rtp.session import PlayoutFinished, SessionConfig
 from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
 from voicebot.testing.pcap import rtp_from_pcm
 
@@ -127,7 +127,7 @@ async def test_pacing_is_20ms_without_drift(clock: MediaClock) -> None:
 
         async def finished() -> None:
             async for event in stream.events():
-                if event == PromptFinished(prompt, interrupted=False):
+                if event == PlayoutFinished(prompt, interrupted=False):
                     return
 
         await asyncio.wait_for(finished(), packets * 0.02 + 5)
@@ -167,7 +167,7 @@ async def test_dtmf_between_streams(clock: MediaClock) -> None:
                     return
 
         await asyncio.wait_for(read(), 5)
-        assert [type(e) for e in seen] == [DtmfReceived, DtmfEnded, DtmfReceived, DtmfEnded]
+        assert [type(e) for e in seen] == [DtmfEventReceived, DtmfEnded, DtmfEventReceived, DtmfEnded]
         assert [e.digit for e in seen] == ["7", "7", "#", "#"]
         assert all(e.duration_ms == 100 for e in seen if isinstance(e, DtmfEnded))
 
@@ -194,7 +194,7 @@ async def test_flush_and_hold_over_the_wire(clock: MediaClock) -> None:
                 return
 
         await asyncio.wait_for(read(), 2)
-        assert events == [PromptFinished(prompt, interrupted=True)]
+        assert events == [PlayoutFinished(prompt, interrupted=True)]
     finally:
         await stream.close()
         transport.close()

@@ -6,17 +6,19 @@ import asyncio
 import socket
 from dataclasses import dataclass, field
 
+from voicebot.media.frames import FrameKind
 from voicebot.rtp.packet import RtpPacket
 from voicebot.telephony import CallLeg, LegEvent, Telephony
 
 
 @dataclass
 class LegRecord:
-    """Everything a leg handed out: frames (concatenated PCM), events, in order."""
+    """Everything a leg handed out: frames (concatenated PCM, and each frame's kind), events, in order."""
 
     leg: CallLeg
     pcm: bytearray = field(default_factory=bytearray)
     frames: int = 0
+    kinds: list[FrameKind] = field(default_factory=list)
     events: list[LegEvent] = field(default_factory=list)
     frames_done: bool = False
 
@@ -35,9 +37,10 @@ async def record(leg: CallLeg, timeout_s: float = 30.0) -> LegRecord:
     rec = LegRecord(leg)
 
     async def frames() -> None:
-        async for pcm in leg.frames():
-            assert len(pcm) == 320
-            rec.pcm += pcm
+        async for frame in leg.frames():
+            assert len(frame.pcm) == 320
+            rec.pcm += frame.pcm
+            rec.kinds.append(frame.kind)
             rec.frames += 1
         rec.frames_done = True
 

@@ -33,7 +33,7 @@ from voicebot.telephony import (
     Credentials,
     LegEnded,
     MediaChanged,
-    PromptFinished,
+    PlaybackFinished,
     Telephony,
     TelephonyError,
 )
@@ -84,7 +84,7 @@ async def test_prompt_goes_out_as_paced_continuous_rtp(telephony: Telephony, tmp
     finally:
         capture.close()
     assert result.returncode == 0, result.explain()
-    assert PromptFinished(prompt_id, interrupted=False) in rec.events
+    assert PlaybackFinished(prompt_id, interrupted=False) in rec.events
     packets = capture.packets
     assert len(packets) >= 80, f"only {len(packets)} packets in a 2.4 s call"
     assert {c.packet.payload_type for c in packets} == {0}
@@ -125,7 +125,8 @@ async def test_flush_stops_the_prompt_within_one_packet(telephony: Telephony, tm
                 assert leg.flush() == 1
 
         capture.on_packet = barge_in
-        prompt_id = leg.play(prompt)
+        prompt_id = 41  # the caller's own id (the dialog's prompt_seq) travels through to the event
+        assert leg.play(prompt, prompt_id=prompt_id) == prompt_id
         for _ in range(200):
             if flushed_at and len(capture.packets) > flushed_at[0] + 20:
                 break
@@ -143,7 +144,7 @@ async def test_flush_stops_the_prompt_within_one_packet(telephony: Telephony, tm
     assert all(c.packet.payload == ULAW_SILENCE for c in after[len(prompt_after):])
     assert len(after) >= 20
     assert_continuous(capture.packets)
-    assert PromptFinished(prompt_id, interrupted=True) in rec.events
+    assert PlaybackFinished(prompt_id, interrupted=True) in rec.events
     assert rec.events[-1] == LegEnded("bye", "local", None, "")
     assert rec.frames_done
 
@@ -480,3 +481,33 @@ async def test_comfort_noise_only_peer_is_not_an_rtp_timeout(tmp_path: Path) -> 
     assert result.returncode == 0, result.explain()
     assert rec.events == [LegEnded("bye", "remote", None, "")]
     assert leg.stats().packets_received == 0  # nothing decodable arrived, yet the peer was alive
+
+
+class SteppedClock:
+    """Monotonic time plus an offset the test moves forward: the leg's and watchdog's only clock."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def __call__(self) -> float:
+        return asyncio.get_running_loop().time() + self.offset_s
+
+
+async def test_the_injected_clock_drives_the_rtp_timeout_and_the_leg_duration(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    async with Telephony(config(rtp_timeout_s=45.0), clock=clock) as telephony:
+        sipp = asyncio.create_task(run_uac(uac_scenario([], end="wait_bye"), tmp_path,
+                                           telephony.sip_address))
+        leg = await next_leg(telephony)
+        await leg.answer()
+        frames = asyncio.create_task(record_frames(leg))
+        started = asyncio.get_running_loop().time()
+        clock.offset_s = 60.0  # a minute of silence from the peer, as the telephony's clock sees it
+        ended = await asyncio.wait_for(leg.ended(), 5.0)
+        waited_s = asyncio.get_running_loop().time() - started
+        await frames
+        result = await sipp
+    assert result.returncode == 0, result.explain()
+    assert ended == LegEnded("rtp-timeout", "local", None, "")
+    assert waited_s < 3.0  # the next watchdog tick, not 45 s of real time
+    assert leg.stats().duration_s >= 60.0

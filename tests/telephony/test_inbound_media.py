@@ -18,6 +18,7 @@ import pytest
 from tests.telephony.conftest import config
 from tests.telephony.legs import next_leg, record
 from tests.telephony.sipp import Info, Pause, Play, Step, run_uac, uac_scenario
+from voicebot.media.frames import FrameKind
 from voicebot.rtp.packet import RtpPacket
 from voicebot.telephony import CallLeg, DigitReceived, LegEnded, Telephony
 from voicebot.testing.pcap import read_udp, write_rtp_pcap
@@ -100,7 +101,7 @@ async def test_speech_pcap_frames_are_bit_exact(deep_buffer: Telephony, tmp_path
     assert leg.direction == "inbound" and leg.from_uri.startswith("sip:+15550001111@")
     handled = bytearray()
     if delivery == "handler":
-        leg.set_frame_handler(handled.extend)  # before answer: installed when media starts
+        leg.set_frame_handler(lambda frame: handled.extend(frame.pcm))  # installed when media starts
     await leg.answer()
     rec = await record(leg)
     result = await sipp
@@ -112,6 +113,13 @@ async def test_speech_pcap_frames_are_bit_exact(deep_buffer: Telephony, tmp_path
     # The writer pads the last packet to 20 ms; otherwise the independent decode is the input.
     assert reference[: len(speech)] == speech and not any(reference[len(speech):])
     assert_speech_exact(bytes(rec.pcm), reference, leg)
+    if delivery == "frames":
+        # Each frame keeps the kind the jitter buffer gave it: silence before the first packet,
+        # the speech itself as received audio (nothing concealed with a 400 ms buffer).
+        start = bytes(rec.pcm).find(reference)
+        first, last = -(-start // 320), (start + len(speech)) // 320
+        assert rec.kinds[0] is FrameKind.SILENCE
+        assert set(rec.kinds[first:last]) == {FrameKind.AUDIO}
     assert rec.events == [LegEnded("bye", "remote", None, "")]
     stats = leg.stats()
     assert (stats.codec, stats.packets_received, stats.lost) == ("PCMU", packets, 0)

@@ -5,11 +5,12 @@ hang up, record) and reports what happens through the runner's ``speech_started`
 ``final`` / ``dtmf`` / ``prompt_finished`` / ``call_ended`` methods, which stamp the injected
 :class:`Clock`'s time and queue the event. :meth:`DialogRunner.run` feeds events to the machine one
 at a time and carries out its commands: timers become tasks sleeping on the clock, webhooks go
-through :class:`~voicebot.dialog.actions.WebhookClient`, prompts are rendered (synthesized or taken
-from the preloaded audio files) in order on a prompt lane so a slow synthesis never delays input
-handling. ``StopPrompt`` is executed before anything else queued behind it, and the time from the
-triggering event to the completed stop is kept as the barge-in latency. All tasks belong to one
-``TaskGroup`` that ends with the call.
+through :class:`~voicebot.dialog.actions.WebhookClient`, prompts are rendered to PCM by the injected
+:class:`PromptRenderer` (the dialog never synthesizes: ``voicebot.prompts`` does) in order on a
+prompt lane so a slow synthesis never delays input handling. ``StopPrompt`` is executed before
+anything else queued behind it: the pipeline returns the prompts it stopped and the runner reports
+them finished, and the time from the triggering event to the completed stop is kept as the barge-in
+latency. All tasks belong to one ``TaskGroup`` that ends with the call.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from voicebot.dialog.errors import WebhookError
 from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.machine import DialogMachine
 from voicebot.errors import VoicebotError
-from voicebot.tts.audio import AudioPromptStore
-from voicebot.tts.base import PcmAudio, PromptSynthesizer
 
 # voicebot.logging.get_logger passes logger=name, which collides with structlog's own `logger`
 # parameter on first use; bind logger_name instead (reported to the lead).
@@ -41,18 +40,23 @@ EVENT_QUEUE_SIZE = 256
 class CallControl(Protocol):
     """What the dialog needs from the call; implemented by the call pipeline."""
 
-    async def play_prompt(self, audio: PcmAudio, *, prompt_seq: int, barge_in: bool) -> None:
-        """Queue ``audio`` for playout and return at once; report
-        :meth:`DialogRunner.prompt_finished` (``prompt_seq``) when it has played or was stopped."""
+    async def play_prompt(self, pcm16: bytes, *, prompt_seq: int, barge_in: bool) -> None:
+        """Queue ``pcm16`` (16-bit 8 kHz mono) for playout and return at once; report
+        :meth:`DialogRunner.prompt_finished` (``prompt_seq``) when it has played to the end."""
         ...
 
-    async def stop_prompt(self) -> None:
-        """Stop the playing prompt now and drop queued ones."""
+    async def stop_prompt(self) -> list[int]:
+        """Stop the playing prompt now and drop queued ones; returns the ``prompt_seq`` of every
+        prompt stopped (the runner reports them finished; the pipeline must not)."""
         ...
 
-    async def start_listening(self) -> None: ...
+    async def start_listening(self) -> None:
+        """The dialog waits for input from now on (what the caller says or keys counts)."""
+        ...
 
-    async def stop_listening(self) -> None: ...
+    async def stop_listening(self) -> None:
+        """The dialog takes no input until the next :meth:`start_listening`."""
+        ...
 
     async def transfer(self, uri: str) -> None:
         """Blind transfer; raise a :class:`VoicebotError` if it is refused."""
@@ -72,50 +76,26 @@ class Clock(Protocol):
 
 
 class LoopClock:
-    """Monotonic time in seconds (the running loop's clock)."""
+    """Monotonic time in seconds from ``now`` (default ``time.monotonic``, the loop's clock);
+    sleeping is asyncio's."""
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
 
     def now_s(self) -> float:
-        return time.monotonic()
+        return self._now()
 
     async def sleep_until(self, deadline_s: float) -> None:
         await asyncio.sleep(max(0.0, deadline_s - self.now_s()))
 
 
-class PromptRenderer:
-    """Turns ``PlayPrompt`` commands into PCM: text through the synthesizer, files from the store.
+class PromptRenderer(Protocol):
+    """Turns a ``PlayPrompt`` into audio; implemented by :class:`voicebot.prompts.Prompts`."""
 
-    Create one per process and :meth:`preload` each dialplan when it is loaded, so audio files are
-    decoded and resampled once, not per call.
-    """
-
-    def __init__(self, synthesizer: PromptSynthesizer, store: AudioPromptStore | None = None) -> None:
-        self.synthesizer = synthesizer
-        self.store = store if store is not None else AudioPromptStore()
-
-    def preload(self, plan: Dialplan) -> None:
-        for path in plan.audio_files():
-            self.store.load(path)
-
-    async def prewarm(self, plan: Dialplan) -> int:
-        """Synthesize every prompt without ``{variables}`` now (into the synthesizer's cache), so
-        the first call does not wait for them. Returns how many prompts were rendered."""
-        texts: list[tuple[str, str]] = []
-        for state in plan.states.values():
-            prompts = [state.prompt]
-            prompts += [retry.prompt for retry in (state.no_input, state.no_match) if retry is not None]
-            for prompt in prompts:
-                if prompt is not None and prompt.text is not None and not prompt.text.variables:
-                    key = (prompt.text.source, prompt.voice)
-                    if key not in texts:
-                        texts.append(key)
-        for text, voice in texts:
-            await self.synthesizer.synthesize(text, voice=voice)
-        return len(texts)
-
-    async def render(self, command: ev.PlayPrompt) -> PcmAudio:
-        if command.audio_file is not None:
-            return self.store.get(command.audio_file)
-        return await self.synthesizer.synthesize(command.text or "", voice=command.voice)
+    async def render(self, prompt: ev.PlayPrompt) -> bytes:
+        """16-bit 8 kHz mono PCM of ``prompt``; a :class:`VoicebotError` if it cannot be rendered
+        (the runner then reports the prompt as played, so the call goes on)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -244,7 +224,9 @@ class DialogRunner:
             self._lane.put_nowait(command)
         elif isinstance(command, ev.StopPrompt):
             self._drop_queued_prompts()
-            await control.stop_prompt()
+            for prompt_seq in await control.stop_prompt():
+                # Stopped prompts are finished for the dialog now, in the order they were queued.
+                self.prompt_finished(prompt_seq)
             latency_ms = (self._clock.now_s() - cause.now_s) * 1000.0
             self.barge_in_latencies_ms.append(latency_ms)
             log.info("dialog.barge_in", latency_ms=round(latency_ms, 1), cause=type(cause).__name__)
@@ -308,13 +290,13 @@ class DialogRunner:
         while True:
             command = await self._lane.get()
             try:
-                audio = await self._renderer.render(command)
+                pcm16 = await self._renderer.render(command)
             except VoicebotError as exc:
                 # A prompt that cannot be rendered must not wedge the call: report it as played.
                 log.error("dialog.prompt.failed", prompt_seq=command.prompt_seq, error=exc.message)
                 self.prompt_finished(command.prompt_seq)
                 continue
-            await self._control.play_prompt(audio, prompt_seq=command.prompt_seq, barge_in=command.barge_in)
+            await self._control.play_prompt(pcm16, prompt_seq=command.prompt_seq, barge_in=command.barge_in)
 
     def _drop_queued_prompts(self) -> None:
         """Barge-in: prompts not yet handed to the pipeline are dropped; the one rendering too."""

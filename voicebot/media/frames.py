@@ -6,7 +6,9 @@ One frame is 20 ms = 160 samples = 320 bytes of signed 16-bit little-endian mono
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Final
 
 SAMPLE_RATE_HZ: Final = 8000
@@ -62,3 +64,20 @@ class FrameAssembler:
     @property
     def pending_bytes(self) -> int:
         return len(self._pending)
+
+
+class FrameKind(enum.Enum):
+    """Where a received frame's samples came from (the jitter buffer decides)."""
+
+    AUDIO = "audio"  # every sample came from received packets
+    CONCEALED = "concealed"  # some or all samples are the faded repeat of the last frame
+    SILENCE = "silence"  # nothing to play (before the first packet, or after a long gap)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One 20 ms frame of 16-bit 8 kHz mono PCM (always 320 bytes) and its kind; what the jitter
+    buffer plays out and a call leg hands on to recognition."""
+
+    kind: FrameKind
+    pcm: bytes

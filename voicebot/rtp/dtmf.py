@@ -5,7 +5,7 @@ Theory of operation
 All packets of one event carry the RTP timestamp of the event's start (RFC 4733 §2.5.1.2), a
 growing ``duration`` and, at the end, the E bit; the end packet is sent three times (§2.5.1.4).
 :class:`DtmfReceiver` therefore keys an event by its timestamp: the first packet of a new
-timestamp reports :class:`DtmfReceived` (so the dialog reacts at once), the first end packet
+timestamp reports :class:`DtmfEventReceived` (so the dialog reacts at once), the first end packet
 reports :class:`DtmfEnded` with the duration, and every other packet of that event (updates,
 end retransmissions, late reordered copies) is ignored. A new timestamp with the same event code,
 no marker and the previous event not ended is the continuation of a long event (§2.5.2.3), not a
@@ -60,7 +60,7 @@ class TelephoneEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class DtmfReceived:
+class DtmfEventReceived:
     """A DTMF digit started (reported once per event, at its first packet)."""
 
     digit: str
@@ -76,7 +76,7 @@ class DtmfEnded:
     timestamp: int
 
 
-DtmfEvent = DtmfReceived | DtmfEnded
+DtmfEvent = DtmfEventReceived | DtmfEnded
 
 
 def event_code(digit: str) -> int:
@@ -133,7 +133,7 @@ class DtmfReceiver:
         self._ended = event.end
         self._last_duration = event.duration
         if event.event < len(DIGITS):
-            out.append(DtmfReceived(DIGITS[event.event], timestamp))
+            out.append(DtmfEventReceived(DIGITS[event.event], timestamp))
             if event.end:
                 out.extend(self._ended_report(event.duration))
         elif event.event == EVENT_FLASH:

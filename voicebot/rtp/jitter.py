@@ -38,12 +38,13 @@ A new SSRC resets the stream the same way.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
 
 from voicebot.media.frames import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, SILENCE_FRAME
+from voicebot.media.frames import Frame as Frame  # re-exported: the frame the buffer plays out
+from voicebot.media.frames import FrameKind as FrameKind
 
 _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
@@ -55,20 +56,6 @@ _MAX_DROPOUT = 3000
 _RECENT_SEQS = 256
 _BEHIND_WINDOW_SAMPLES = SAMPLE_RATE_HZ  # one second
 _DECAY_FRAMES = 500  # 10 s of playout without an underrun lowers an adapted target by 20 ms
-
-
-class FrameKind(enum.Enum):
-    AUDIO = "audio"  # every sample came from received packets
-    CONCEALED = "concealed"  # some or all samples are the faded repeat of the last frame
-    SILENCE = "silence"  # nothing to play (before the first packet, or after a long gap)
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One 20 ms frame of 16-bit 8 kHz mono PCM (always 320 bytes)."""
-
-    kind: FrameKind
-    pcm: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from voicebot.media.frames import BYTES_PER_FRAME, SAMPLES_PER_FRAME
 from voicebot.media.g711 import CODECS, G711Codec
-from voicebot.rtp.dtmf import DtmfEnded, DtmfReceived, DtmfReceiver, dtmf_payloads
+from voicebot.rtp.dtmf import DtmfEnded, DtmfEventReceived, DtmfReceiver, dtmf_payloads
 from voicebot.rtp.errors import RtpPacketError, RtpUsageError
 from voicebot.rtp.jitter import Frame, JitterBuffer, JitterConfig, JitterStats
 from voicebot.rtp.packet import RtpPacket, is_rtcp, serialize_rtp
@@ -87,7 +87,7 @@ class SessionConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class PromptFinished:
+class PlayoutFinished:
     """A prompt queued by :meth:`RtpSession.play` was sent to the end, or flushed (``interrupted``)."""
 
     prompt_id: int
@@ -101,7 +101,7 @@ class RemoteLatched:
     address: Address
 
 
-SessionEvent = DtmfReceived | DtmfEnded | PromptFinished | RemoteLatched
+SessionEvent = DtmfEventReceived | DtmfEnded | PlayoutFinished | RemoteLatched
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +246,7 @@ class RtpSession:
     # --------------------------------------------------------------- sending
 
     def play(self, pcm16: bytes) -> int:
-        """Queue 16-bit 8 kHz PCM behind any playing prompt; returns the prompt id for PromptFinished."""
+        """Queue 16-bit 8 kHz PCM behind any playing prompt; returns the prompt id for PlayoutFinished."""
         if len(pcm16) % 2:
             raise RtpUsageError(
                 f"prompt audio must be 16-bit PCM (an even byte count), got {len(pcm16)} bytes"
@@ -261,14 +261,14 @@ class RtpSession:
             self._prompts.append(_Prompt(prompt_id, pcm16))
             self._queued_bytes += len(pcm16)
         else:
-            self._events.append(PromptFinished(prompt_id, interrupted=False))
+            self._events.append(PlayoutFinished(prompt_id, interrupted=False))
         return prompt_id
 
     def flush(self) -> int:
         """Drop all queued prompt audio now (barge-in); returns how many prompts were interrupted."""
         interrupted = len(self._prompts)
         for prompt in self._prompts:
-            self._events.append(PromptFinished(prompt.prompt_id, interrupted=True))
+            self._events.append(PlayoutFinished(prompt.prompt_id, interrupted=True))
         self._prompts.clear()
         self._queued_bytes = 0
         if self._pending:
@@ -376,7 +376,7 @@ class RtpSession:
         self._queued_bytes -= len(frame)
         if prompt.offset >= len(prompt.pcm):
             prompts.popleft()
-            self._events.append(PromptFinished(prompt.prompt_id, interrupted=False))
+            self._events.append(PlayoutFinished(prompt.prompt_id, interrupted=False))
         if len(frame) < BYTES_PER_FRAME:
             frame += bytes(BYTES_PER_FRAME - len(frame))
         return frame

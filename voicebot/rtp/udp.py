@@ -306,7 +306,7 @@ class RtpStream:
         self.session.set_remote(RemoteMedia(address, payload_type, telephone_event_pt, ptime_ms, send))
 
     def play(self, pcm16: bytes) -> int:
-        """Queue 16-bit 8 kHz mono PCM; returns the prompt id reported by PromptFinished."""
+        """Queue 16-bit 8 kHz mono PCM; returns the prompt id reported by PlayoutFinished."""
         return self.session.play(pcm16)
 
     def flush(self) -> int:
@@ -328,7 +328,7 @@ class RtpStream:
             yield item
 
     async def events(self) -> AsyncIterator[SessionEvent]:
-        """DtmfReceived/DtmfEnded, PromptFinished and RemoteLatched events, until the stream closes."""
+        """DtmfEventReceived/DtmfEnded, PlayoutFinished and RemoteLatched events, until the stream closes."""
         while True:
             item = await self._events.get()
             if item is _CLOSED:

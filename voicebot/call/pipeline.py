@@ -1,0 +1,410 @@
+"""One call leg's pipeline: the leg joined to recognition, the dialog and the call record.
+
+Theory of operation. :class:`CallPipeline` is given its parts (:class:`CallParts`: the record store,
+the recognizer's settings and shared channel, the prompt renderer, the clock), never the whole
+application. Its tasks all live in ONE ``asyncio.TaskGroup``, cancelled when the leg ends:
+
+* ``audio``: the leg's 20 ms frames go straight into the leg's
+  :class:`~voicebot.stt.client.RecognitionStream` (chunking, real-time pacing, silence_chunks,
+  session rotation and reconnects are the client's job) and, while a barge-in prompt plays, through
+  a small VAD (:class:`~voicebot.media.onset.SpeechOnsetDetector`) so the prompt stops ~200 ms after
+  speech starts, without waiting for the recognizer's first partial;
+* ``recognition``: partials go to the dialog (a non-empty one barges in), finals to the dialog
+  first (the answer starts before anything is written) and then to the record with the recognizer
+  session id; sessions opened/closed go to the record;
+* ``leg-events``: DTMF to the dialog and the record, prompt completions back to the dialog;
+* ``dialog``: the :class:`~voicebot.dialog.runner.DialogRunner`, driving the leg through this
+  pipeline as its :class:`~voicebot.dialog.runner.CallControl` (play = queue the rendered PCM on the
+  RTP sender, stop = flush within one packet, transfer = REFER and, once the NOTIFY sipfrag says
+  the target answered, BYE; hang-up = BYE);
+* ``records``: the call record's writes, in order, off the answer path
+  (:class:`~voicebot.call.records.RecordLane`).
+
+When the leg ends (either side, or the network), the dialog gets ``call_ended``, the tasks are
+cancelled, and the record gets the hang-up cause and side. An exception in any of these tasks ends
+that call only: the leg is hung up and the record says why. Each call ends with one
+``call.summary`` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from voicebot.call.outcome import CallOutcome, final_cause, first_leaf
+from voicebot.call.records import RecordLane
+from voicebot.clock import Clock, monotonic
+from voicebot.dialog.ir import Dialplan
+from voicebot.dialog.machine import DialogMachine
+from voicebot.dialog.runner import DialogRunner, LoopClock, PromptRenderer
+from voicebot.errors import VoicebotError
+from voicebot.media.frames import FRAME_MS, Frame
+from voicebot.media.onset import SpeechOnsetDetector
+from voicebot.records import CallRecordStore
+from voicebot.stt.client import (
+    ClientSettings,
+    FinalReceived,
+    PartialReceived,
+    RecognitionError,
+    RecognitionStream,
+    SessionClosed,
+    SessionOpened,
+)
+from voicebot.telephony import CallLeg, DigitReceived, LegEnded, MediaChanged, PlaybackFinished
+
+if TYPE_CHECKING:
+    import grpc.aio
+
+log = structlog.get_logger(logger_name=__name__)
+
+# After the leg ends, wait this long at most for the last final (and the dialog) before cancelling.
+POST_HANGUP_FLUSH_S = 3.0
+# A prompt that starts this long after a final answers something else (a timer, a webhook): it is
+# not counted as the reaction to that final.
+REACTION_WINDOW_S = 2.0
+# How long a failed call waits for its leg to confirm the hang-up.
+FAILED_HANGUP_WAIT_S = 5.0
+# How long the end of a call waits for its record writes before giving up on them.
+RECORD_FLUSH_S = 10.0
+
+
+class CallError(VoicebotError):
+    """A call could not be placed or its pipeline failed; the message says which part and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallParts:
+    """What every call's pipeline is given: the record store, the recognizer (settings and the
+    channel every call shares), the prompt renderer, and the clock all its times come from."""
+
+    records: CallRecordStore
+    stt_settings: ClientSettings
+    stt_channel: grpc.aio.Channel | None
+    renderer: PromptRenderer
+    clock: Clock = monotonic
+
+
+def push_frame(stream: RecognitionStream, frame: Frame) -> None:
+    """Seam: one received frame to the recognizer. The frame's kind is known here
+    (``frame.kind is FrameKind.SILENCE`` for jitter-buffer silence) and goes on as
+    ``push_audio(..., is_silence=...)`` once RecognitionStream.push_audio takes that keyword."""
+    stream.push_audio(frame.pcm)
+
+
+class CallPipeline:
+    """One call leg's pipeline; also the :class:`CallControl` the dialog runner drives."""
+
+    def __init__(self, parts: CallParts, leg: CallLeg, plan: Dialplan, variables: Mapping[str, str]) -> None:
+        self.parts = parts
+        self.leg = leg
+        self.call_id = leg.call_id
+        self.plan = plan
+        self.variables = dict(variables)
+        self._clock = parts.clock
+        self._records = RecordLane(parts.records, leg.call_id)
+        self.runner = DialogRunner(plan, self, parts.renderer, clock=LoopClock(parts.clock),
+                                   on_event_handled=self.sync_record)
+        self.stream: RecognitionStream | None = None
+        self._prompts: dict[int, bool] = {}  # dialog prompt_seq (the leg's prompt id) -> barge_in
+        self._listening = False  # the dialog takes input (StartListening .. StopListening)
+        self._vad = SpeechOnsetDetector()
+        self._speech_onset_s: float | None = None  # start of the speech that may barge in
+        self._onset_source = ""
+        self._t0: float | None = None  # clock time of call-timeline 0 (first frame)
+        self._speech_end_s: float | None = None  # end of the last final's speech, for reaction time
+        self._final_at_s = 0.0  # when that final arrived
+        self._robot_hangup: str | None = None
+        self._sessions_open: set[str] = set()
+        self.outcome = CallOutcome(self.call_id, leg.direction, False, "", "caller")
+
+    @property
+    def record_id(self) -> str:
+        return self._records.record_id
+
+    # ---- the call ----
+
+    async def run(self) -> CallOutcome:
+        leg = self.leg
+        started_s = self._clock()
+        store = self.parts.records
+        self._records.write(store.call_started, direction=leg.direction, from_uri=leg.from_uri,
+                            to_uri=leg.to_uri)
+        ended: LegEnded | None = None
+        record_task = asyncio.get_running_loop().create_task(self._records.run(), name="call-records")
+        try:
+            if leg.direction == "inbound":
+                await leg.answer()
+            if leg.is_ended:
+                ended = await leg.ended()
+            else:
+                self.outcome.answered = True
+                self._records.write(store.call_answered)
+                ended = await self._run_answered()
+        except Exception as exc:  # one call's failure ends that call, never the process
+            root = first_leaf(exc)
+            message = root.message if isinstance(root, VoicebotError) else repr(root)
+            log.error("call.failed", error=message, exc_info=not isinstance(root, VoicebotError))
+            self.outcome.error = message
+            leg.hangup()
+            with contextlib.suppress(TimeoutError):
+                ended = await asyncio.wait_for(leg.ended(), FAILED_HANGUP_WAIT_S)
+        finally:
+            cancelled = False
+            if self.stream is not None:
+                try:
+                    await self.stream.aclose()
+                except asyncio.CancelledError:
+                    # Being cancelled (a shutdown that outlived its grace): still close the record,
+                    # then let the cancellation go on.
+                    cancelled = True
+            cause, side = final_cause(ended, error=self.outcome.error, robot_hangup=self._robot_hangup)
+            self.outcome.cause, self.outcome.side = cause, side
+            for session_id in list(self._sessions_open):
+                self._write_session_ended(session_id, "call ended")
+            self._records.write(store.call_ended, cause=cause, side=side)
+            self._records.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(record_task), RECORD_FLUSH_S)
+            except TimeoutError:
+                log.error("call.record.stuck", pending=self._records.pending)
+                record_task.cancel()
+            self.outcome.record_id = self.record_id
+            self._summary(started_s)
+            if cancelled:
+                raise asyncio.CancelledError
+        return self.outcome
+
+    async def _run_answered(self) -> LegEnded:
+        self.stream = RecognitionStream(self.parts.stt_settings, channel=self.parts.stt_channel,
+                                        call_id=self.call_id)
+        self.stream.start()
+        variables = {**self.variables}
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self._audio_in(), name="call-audio"),
+                group.create_task(self._recognition(), name="call-recognition"),
+                group.create_task(self._leg_events(), name="call-leg-events"),
+            ]
+            dialog = group.create_task(self._dialog(variables), name="call-dialog")
+            ended = await self.leg.ended()
+            self.runner.call_ended(ended.cause)
+            # The dialog ends on call_ended at once; the recognizer gets a moment to flush the
+            # utterance in flight at the hang-up, so the record has the caller's last words.
+            await asyncio.wait({dialog, tasks[1]}, timeout=POST_HANGUP_FLUSH_S)
+            for task in (*tasks, dialog):
+                task.cancel()
+        return ended
+
+    async def _dialog(self, variables: dict[str, str]) -> None:
+        summary = await self.runner.run(call_id=self.call_id, caller=self.leg.from_uri,
+                                        callee=self.leg.to_uri, variables=variables)
+        self.outcome.dialog = summary
+        self.sync_record(self.runner.machine)
+
+    # ---- media and recognition ----
+
+    async def _audio_in(self) -> None:
+        stream = self.stream
+        assert stream is not None
+        try:
+            async for frame in self.leg.frames():
+                now = self._clock()
+                if self._t0 is None:
+                    self._t0 = now - FRAME_MS / 1000
+                push_frame(stream, frame)
+                if self._barge_in_armed():
+                    onset = self._vad.feed(frame.pcm, now)
+                    if onset is not None:
+                        self._speech_started(onset, "vad")
+        finally:
+            stream.end_input()
+
+    def _barge_in_playing(self) -> bool:
+        return any(self._prompts.values())
+
+    def _barge_in_armed(self) -> bool:
+        """Speech can stop a prompt: a barge-in prompt plays and the dialog listens (the dialog
+        ignores speech while it does not listen, so onsets are neither detected nor measured)."""
+        return self._listening and self._barge_in_playing()
+
+    def _speech_started(self, onset_s: float, source: str) -> None:
+        if self._speech_onset_s is None:
+            self._speech_onset_s, self._onset_source = onset_s, source
+            self.runner.speech_started(at_s=onset_s)
+
+    def _call_time_s(self, call_ms: int) -> float:
+        return (self._t0 if self._t0 is not None else self._clock()) + call_ms / 1000
+
+    async def _recognition(self) -> None:
+        try:
+            await self._recognition_events()
+        except RecognitionError as exc:
+            if not self.leg.is_ended:
+                raise  # the call cannot go on without recognition: it ends with this reason
+            # After the hang-up only the flush of the last utterance is lost; the call went fine.
+            log.warning("call.recognition.lost_after_hangup", error=exc.message)
+
+    async def _recognition_events(self) -> None:
+        stream = self.stream
+        assert stream is not None
+        store = self.parts.records
+        async for event in stream:
+            if isinstance(event, PartialReceived):
+                if event.text.strip():
+                    at_s = self._call_time_s(event.start_ms)
+                    if self._barge_in_armed():
+                        self._speech_started(at_s, "partial")
+                    self.runner.partial(event.text, at_s=at_s)
+            elif isinstance(event, FinalReceived):
+                # The dialog first: the answer must not wait for the record.
+                self._speech_end_s = self._call_time_s(event.end_ms)
+                self._final_at_s = self._clock()
+                self.runner.final(event.text)
+                self.outcome.utterances.append(event.text)
+                log.info("call.final", session_id=event.session_id, start_ms=event.start_ms,
+                         end_ms=event.end_ms, **{"pii.text": event.text})
+                self._records.write(store.utterance, session_id=event.session_id,
+                                    start_ms=event.start_ms, end_ms=event.end_ms, text=event.text,
+                                    normalized_text=event.normalized_text)
+            elif isinstance(event, SessionOpened):
+                self._sessions_open.add(event.session_id)
+                log.info("call.stt_session.opened", session_id=event.session_id, reason=event.reason,
+                         base_ms=event.base_ms)
+                self._records.write(store.stt_session_started, event.session_id)
+            elif isinstance(event, SessionClosed):
+                self._sessions_open.discard(event.session_id)
+                self._write_session_ended(event.session_id, event.reason)
+
+    def _write_session_ended(self, session_id: str, reason: str) -> None:
+        self._records.write(self.parts.records.stt_session_ended, session_id, reason=reason)
+
+    async def _leg_events(self) -> None:
+        async for event in self.leg.events():
+            if isinstance(event, DigitReceived):
+                if self._barge_in_armed():
+                    self._speech_started(self._clock(), "dtmf")
+                self.runner.dtmf(event.digit)
+                log.info("call.dtmf", source=event.source, **{"pii.digit": event.digit})
+                self._records.write(self.parts.records.dtmf, event.digit)
+            elif isinstance(event, PlaybackFinished):
+                if self._prompts.pop(event.prompt_id, None) is not None:
+                    self.runner.prompt_finished(event.prompt_id)
+                if not self._barge_in_playing():
+                    # Nothing left to barge into: the next barge-in prompt measures afresh.
+                    self._vad.reset()
+                    self._speech_onset_s = None
+            elif isinstance(event, MediaChanged):
+                log.info("call.media_changed", held=event.held, codec=event.codec)
+            elif isinstance(event, LegEnded):
+                return
+
+    # ---- CallControl ----
+
+    async def play_prompt(self, pcm16: bytes, *, prompt_seq: int, barge_in: bool) -> None:
+        if self.leg.is_ended:
+            self.runner.prompt_finished(prompt_seq)
+            return
+        now = self._clock()
+        if self._speech_end_s is not None and now - self._final_at_s > REACTION_WINDOW_S:
+            self._speech_end_s = None  # the answer to that final was no prompt (e.g. digits kept coming)
+        if self._speech_end_s is not None:
+            reaction_ms = (now - self._speech_end_s) * 1000
+            self._speech_end_s = None
+            self.outcome.reaction_ms.append(reaction_ms)
+            # recognizer_ms: speech end -> final; pipeline_ms: final -> answer queued for RTP.
+            log.info("call.reaction", reaction_ms=round(reaction_ms, 1), prompt_seq=prompt_seq,
+                     recognizer_ms=round(reaction_ms - (now - self._final_at_s) * 1000, 1),
+                     pipeline_ms=round((now - self._final_at_s) * 1000, 2))
+        if not self._prompts:
+            self._speech_onset_s = None
+            self._vad.reset()
+        self.leg.play(pcm16, prompt_id=prompt_seq)
+        self._prompts[prompt_seq] = barge_in
+
+    async def stop_prompt(self) -> list[int]:
+        if not self.leg.is_ended:
+            self.leg.flush()
+        # Stopped prompts are finished for the dialog (the runner reports them); the leg's later
+        # reports of them are ignored.
+        stopped = sorted(self._prompts)
+        self._prompts.clear()
+        self._vad.reset()
+        if self._speech_onset_s is not None:
+            latency_ms = (self._clock() - self._speech_onset_s) * 1000
+            self.outcome.barge_in_ms.append(latency_ms)
+            log.info("call.barge_in", latency_ms=round(latency_ms, 1), source=self._onset_source)
+            self._speech_onset_s = None
+        return stopped
+
+    async def start_listening(self) -> None:
+        # Recognition runs for the whole call (the recognizer needs continuous audio, and the record
+        # keeps every utterance); listening arms barge-in. Recognition hints go here once the
+        # dialog's listen states carry them (issue 12).
+        self._listening = True
+
+    async def stop_listening(self) -> None:
+        self._listening = False
+
+    async def transfer(self, uri: str) -> None:
+        store = self.parts.records
+        self.outcome.transfer_target = uri
+        self._records.write(store.transfer, uri)
+        log.info("call.transfer.started", target=uri)
+        try:
+            result = await self.leg.transfer(uri)
+        except (VoicebotError, TimeoutError) as exc:
+            reason = exc.message if isinstance(exc, VoicebotError) else "no final NOTIFY in time"
+            self._transfer_done(uri, f"failed: {reason}")
+            raise CallError(f"transfer to {uri} failed: {reason}") from exc
+        outcome = f"{result.status_code} {result.reason}".strip()
+        if not result.succeeded:
+            self._transfer_done(uri, f"failed: {outcome}")
+            raise CallError(f"transfer to {uri} was refused: {outcome}")
+        self._transfer_done(uri, outcome)
+        # RFC 5589 §6.1: the transferor ends its dialog once the NOTIFY reports success.
+        self._robot_hangup = "transferred"
+        self.leg.hangup()
+
+    def _transfer_done(self, uri: str, result: str) -> None:
+        self.outcome.transfer_result = result
+        log.info("call.transfer.finished", target=uri, result=result)
+        self._records.write(self.parts.records.transfer, uri, result)
+
+    async def hangup(self, reason: str) -> None:
+        self._robot_hangup = reason or "dialplan"
+        self.leg.hangup()
+
+    async def record(self, key: str, value: str) -> None:
+        self._records.write(self.parts.records.variable_set, key, value)
+
+    # ---- the record ----
+
+    def sync_record(self, machine: DialogMachine) -> None:
+        """After each dialog event: new states entered and changed variables go to the record."""
+        self._records.sync_dialog(machine.transitions, machine.variables)
+
+    def _summary(self, started_s: float) -> None:
+        o = self.outcome
+        stats: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            s = self.leg.stats()
+            stats = {"packets_received": s.packets_received, "packets_sent": s.packets_sent,
+                     "lost": s.lost, "codec": s.codec}
+        dialog = o.dialog
+        log.info(
+            "call.summary", direction=o.direction, answered=o.answered, cause=o.cause, side=o.side,
+            error=o.error, duration_s=round(self._clock() - started_s, 3),
+            states=dialog.states if dialog else [], dialog_end=dialog.end_reason if dialog else None,
+            finals=len(o.utterances), transfer_target=o.transfer_target, transfer_result=o.transfer_result,
+            reaction_ms=[round(x) for x in o.reaction_ms], barge_in_ms=[round(x) for x in o.barge_in_ms],
+            stt_dropped_audio_ms=self.stream.dropped_audio_ms if self.stream else 0, **stats,
+            **{"pii.from": self.leg.from_uri, "pii.to": self.leg.to_uri},
+        )
+
+
+__all__ = ["CallError", "CallParts", "CallPipeline"]
