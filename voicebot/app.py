@@ -36,6 +36,7 @@ from voicebot.dialog.loader import load_dialplan
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.prompts import Prompts, open_prompts
 from voicebot.records import CallRecordStore
+from voicebot.records.backend import redact_url
 from voicebot.sip.uri import SipUri, parse_uri
 from voicebot.stt.client import ClientSettings, open_channel
 from voicebot.telephony import CallFailed, CallLeg, Credentials, Telephony, telephony_config
@@ -43,6 +44,10 @@ from voicebot.telephony import CallFailed, CallLeg, Credentials, Telephony, tele
 log = structlog.get_logger(logger_name=__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _redacted(target: Path | str) -> str:
+    return redact_url(target) if isinstance(target, str) else str(target)
 
 
 def resolve_dialplan_path(path: Path) -> Path:
@@ -151,7 +156,7 @@ class App:
             self.plan = load_dialplan(resolve_dialplan_path(c.dialog.dialplan))
             self._prompts = open_prompts(c.tts.cache_dir)
             prompts = await self._prompts.load_dialplan(self.plan, self.variables)
-            self._records = CallRecordStore(c.records.path)
+            self._records = CallRecordStore(c.records.target)
             await self._start_recognition()
             self._telephony = Telephony(telephony_config(c), clock=self.clock)
             try:
@@ -168,7 +173,7 @@ class App:
             raise
         log.info("app.ready", contact=self.contact_uri, stt=self.stt_target,
                  stt_mode=c.recognizer.mode, dialplan=self.plan.source, prompts_prerendered=prompts,
-                 records=str(c.records.path), startup_s=round(self.clock() - started, 2))
+                 records=_redacted(c.records.target), startup_s=round(self.clock() - started, 2))
 
     def _register(self) -> None:
         """REGISTER with ``[sip] registrar`` (a PBX extension or a provider that needs it); the SIP

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from voicebot import logging as vlog
 from voicebot.config import Config, HostPort, load_config, parse_host_port
 from voicebot.errors import ConfigError, VoicebotError
-from voicebot.records import CallRecord, CallSummary, SyncCallRecordStore
+from voicebot.records import CallRecord, CallSummary, SyncCallRecordStore, is_postgres_url
 
 if TYPE_CHECKING:
     from voicebot.call.outcome import CallOutcome
@@ -31,9 +31,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _register_run(subparsers)
     _register_call(subparsers)
     calls = subparsers.add_parser("calls", help="list and show call records",
-                                  description="Read the call records (SQLite, [records] path in the config).")
-    calls.add_argument("--config", type=Path, help="voicebot TOML config (for [records] path)")
-    calls.add_argument("--db", type=Path, help="records database (overrides the config)")
+                                  description="Read the call records ([records] path or url in the config).")
+    calls.add_argument("--config", type=Path, help="voicebot TOML config (for [records] path or url)")
+    calls.add_argument("--records-db", "--db", dest="records_db", metavar="PATH|URL",
+                       help="records database: a SQLite path or a postgresql:// URL (overrides the "
+                            "config; --db is the old name)")
     sub = calls.add_subparsers(dest="calls_command", metavar="ACTION", required=True)
     list_parser = sub.add_parser("list", help="most recent calls first")
     list_parser.add_argument("--limit", type=int, default=20, help="how many calls (default: 20)")
@@ -46,11 +48,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _open(args: argparse.Namespace) -> SyncCallRecordStore:
-    path = args.db if args.db is not None else load_config(args.config).records.path
-    if not Path(path).exists():
-        raise VoicebotError(f"no call records at {path} (no call has been recorded there yet; "
-                            "use --db or the config's [records] path)")
-    return SyncCallRecordStore(path)
+    target: Path | str = (_records_target(args.records_db) if args.records_db is not None
+                          else load_config(args.config).records.target)
+    if not is_postgres_url(target) and not Path(target).exists():
+        raise VoicebotError(f"no call records at {target} (no call has been recorded there yet; "
+                            "use --records-db or the config's [records] path)")
+    # A reader registers no instance; it still sees whose calls were cut off.
+    return SyncCallRecordStore(target, register=False)
+
+
+def _records_target(value: str) -> Path | str:
+    return value if is_postgres_url(value) else Path(value)
 
 
 def _time(ts: float | None) -> str:
@@ -145,8 +153,9 @@ def _common_flags(parser: argparse.ArgumentParser, *, sip_default: str) -> None:
                         help="use this SpeechKit STT v3 server (e.g. stt.api.cloud.yandex.net:443) "
                              "instead of starting the embedded one; key from VOICEBOT_STT_API_KEY")
     parser.add_argument("--stt-tls", action="store_true", help="TLS to --stt-endpoint (the cloud needs it)")
-    parser.add_argument("--records-db", type=Path, metavar="PATH",
-                        help="SQLite call records (default: var/calls.db)")
+    parser.add_argument("--records-db", metavar="PATH|URL",
+                        help="call records: a SQLite path (default: var/calls.db) or a postgresql:// URL "
+                             "shared by several instances (password from PGPASSWORD)")
     parser.add_argument("--max-calls", type=int, metavar="N",
                         help="concurrent calls before 503 (default: 16)")
     parser.add_argument("--stt-workers", type=int, default=2, metavar="N",
@@ -223,6 +232,8 @@ def _build_config(args: argparse.Namespace, *,
     for flag, key in _FLAG_FIELDS:
         value = getattr(args, flag)
         if value is not None:
+            if flag == "records_db" and is_postgres_url(str(value)):
+                key = "records.url"
             overrides[key] = str(value)
     if args.stt_endpoint:
         overrides["recognizer.mode"] = "endpoint"

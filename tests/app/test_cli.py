@@ -56,7 +56,7 @@ async def test_run_prints_where_to_call_answers_and_stops_on_sigterm(tmp_path: P
     call_id = summaries[0]["call_id"]
     assert all(e.get("call_id") == call_id for e in events if e["event"].startswith(("call.", "dialog.")))
     assert "call_id" not in ready
-    listing = await voicebot("calls", "--db", str(db), "list", "--json", cwd=tmp_path)
+    listing = await voicebot("calls", "--records-db", str(db), "list", "--json", cwd=tmp_path)
     out, _ = await listing.communicate()
     [row] = [json.loads(x) for x in out.decode().splitlines()]
     assert row["call_id"] == call_id and row["hangup_side"] == "caller" and row["status"] == "ended"

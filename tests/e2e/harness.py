@@ -191,7 +191,7 @@ class Voicebot:
     def calls_show(self, call_id: str) -> dict[str, Any] | None:
         """``voicebot calls --db DB show CALL_ID --json`` (the CLI the README documents)."""
         result = subprocess.run(
-            [str(VOICEBOT), "calls", "--db", str(self.records_db), "show", call_id, "--json"],
+            [str(VOICEBOT), "calls", "--records-db", str(self.records_db), "show", call_id, "--json"],
             capture_output=True, text=True, timeout=60, check=False,
         )
         if result.returncode != 0:

@@ -148,3 +148,19 @@ def test_a_version_1_database_migrates_and_keeps_the_pid_check(tmp_path: Path) -
     store = SyncCallRecordStore(path)
     assert store.schema_version == SCHEMA_VERSION
     assert {c.call_id: c.status for c in store.list_calls()} == {"old-dead": "unfinished", "old-live": "open"}
+
+
+@pytest.mark.adapter
+def test_calls_cli_reads_a_postgresql_database(postgres: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.records.pgserver import PostgresServer
+    from voicebot.cli import main
+
+    assert isinstance(postgres, PostgresServer)
+    url = postgres.new_database()
+    store = SyncCallRecordStore(url)
+    store.call_started("pg-call@h", direction="inbound", from_uri="sip:a@x", to_uri="sip:bot@y")
+    store.call_ended("pg-call@h", cause="bye", side="caller")
+    assert main(["calls", "--records-db", url, "list"]) == 0
+    assert "pg-call@h" in capsys.readouterr().out
+    assert main(["calls", "--records-db", url, "show", "--json", "pg-call@h"]) == 0
+    assert '"hangup_cause": "bye"' in capsys.readouterr().out

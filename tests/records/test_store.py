@@ -220,26 +220,26 @@ def test_calls_cli_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[s
     store.call_ended("abc@h", cause="bye", side="caller")
     store.call_started("crashed@h", direction="outbound", from_uri="sip:bot@y", to_uri="sip:bob@x")
 
-    assert main(["calls", "--db", str(db), "list"]) == 0
+    assert main(["calls", "--records-db", str(db), "list"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("STARTED") and len(out) == 3
     assert "abc@h" in out[2] and "ended" in out[2] and "bye" in out[2]
     assert "crashed@h" in out[1] and "open" in out[1]  # its instance is alive
     store.close()  # the instance stops with the call still open: it was cut off
-    assert main(["calls", "--db", str(db), "list"]) == 0
+    assert main(["calls", "--records-db", str(db), "list"]) == 0
     assert "unfinished" in capsys.readouterr().out.splitlines()[1]
 
-    assert main(["calls", "--db", str(db), "show", "abc@h"]) == 0
+    assert main(["calls", "--records-db", str(db), "show", "abc@h"]) == 0
     shown = capsys.readouterr().out
     assert "1.20-2.50s  four five six  [456]" in shown
     assert "DTMF:       0" in shown and "States:     menu" in shown and "sess-1" in shown
 
-    assert main(["calls", "--db", str(db), "show", "nope"]) == 1
+    assert main(["calls", "--records-db", str(db), "show", "nope"]) == 1
     assert "no call with Call-ID 'nope'" in capsys.readouterr().err
-    assert main(["calls", "--db", str(tmp_path / "missing.db"), "list"]) == 2
+    assert main(["calls", "--records-db", str(tmp_path / "missing.db"), "list"]) == 2
     assert "no call records at" in capsys.readouterr().err
 
-    assert main(["calls", "--db", str(db), "show", "--json", "abc@h"]) == 0
+    assert main(["calls", "--db", str(db), "show", "--json", "abc@h"]) == 0  # the old name still works
     import json
 
     data = json.loads(capsys.readouterr().out)
