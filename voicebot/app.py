@@ -34,6 +34,8 @@ from voicebot.config import Config
 from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.loader import load_dialplan
 from voicebot.errors import ConfigError, VoicebotError
+from voicebot.observe.http import OpsServer, build_app, start_ops_server
+from voicebot.observe.metrics import CallMetrics
 from voicebot.prompts import Prompts, open_prompts
 from voicebot.records import CallRecordStore
 from voicebot.records.backend import redact_url
@@ -93,6 +95,12 @@ class App:
         self._accept_task: asyncio.Task[None] | None = None
         self.registration_id: str | None = None
         self._draining = False
+        self._started = False
+        self.metrics = CallMetrics()
+        self.metrics.max_calls.set(config.sip.max_calls)
+        self.metrics.calls_active.set_function(lambda: len(self._calls))
+        self.metrics.draining.set_function(lambda: 1.0 if self._draining else 0.0)
+        self._ops: OpsServer | None = None
 
     # ---- parts (valid after start) ----
 
@@ -168,12 +176,17 @@ class App:
             if c.sip.registrar:
                 self._register()
             self._accept_task = asyncio.get_running_loop().create_task(self._accept(), name="app-accept")
+            if c.http.listen is not None:
+                self._ops = await start_ops_server(build_app(self.metrics.registry, self.unready_reason),
+                                                   c.http.listen.host, c.http.listen.port)
+            self._started = True
         except BaseException:
             await self.aclose()
             raise
         log.info("app.ready", contact=self.contact_uri, stt=self.stt_target,
                  stt_mode=c.recognizer.mode, dialplan=self.plan.source, prompts_prerendered=prompts,
-                 records=_redacted(c.records.target), startup_s=round(self.clock() - started, 2))
+                 records=_redacted(c.records.target), startup_s=round(self.clock() - started, 2),
+                 http=self._ops.url if self._ops is not None else None)
 
     def _register(self) -> None:
         """REGISTER with ``[sip] registrar`` (a PBX extension or a provider that needs it); the SIP
@@ -217,6 +230,34 @@ class App:
             self._stt_settings = dataclasses.replace(settings, tls=False, ca_file=None)
         self._stt_channel = open_channel(self.stt_settings)
 
+    @property
+    def ops_url(self) -> str | None:
+        """Where /metrics, /healthz and /readyz are served (None: [http] listen is off)."""
+        return self._ops.url if self._ops is not None else None
+
+    def unready_reason(self) -> str | None:
+        """None while this instance takes new calls, else why not (for /readyz)."""
+        if not self._started:
+            return "starting"
+        if self._draining or self._stopping.is_set():
+            return "draining"
+        if len(self._calls) >= self.config.sip.max_calls:
+            return "at max calls"
+        return None
+
+    def _count(self, leg: CallLeg, outcome: CallOutcome) -> None:
+        """A finished call's numbers into the metrics."""
+        m = self.metrics
+        kind = "failed" if outcome.error else "completed" if outcome.answered else "unanswered"
+        m.call_ended(direction=outcome.direction, outcome=kind, cause=outcome.cause.split(":")[0],
+                     side=outcome.side)
+        for reaction_ms in outcome.reaction_ms:
+            m.reaction.observe(reaction_ms / 1000.0)
+        with contextlib.suppress(VoicebotError):
+            stats = leg.stats()
+            m.leg_media(lost=stats.lost, late=stats.late, concealed=stats.concealed_frames,
+                        refused=stats.dropped_stranger + stats.dropped_malformed)
+
     def request_stop(self) -> None:
         """Begin a graceful shutdown (SIGTERM/SIGINT): new calls get 503, running ones may finish."""
         if not self._stopping.is_set():
@@ -254,6 +295,7 @@ class App:
                      **{"pii.from": leg.from_uri, "pii.to": leg.to_uri})
             outcome = await CallPipeline(self.call_parts(), leg, use_plan, values).run()
             self.outcomes.append(outcome)
+            self._count(leg, outcome)
             return outcome
 
         # A fresh context: the call's call_id binding must not leak into the app's own lines.
@@ -321,6 +363,9 @@ class App:
         if self._records is not None:
             await self._records.aclose()
             self._records = None
+        if self._ops is not None:
+            await self._ops.aclose()
+            self._ops = None
         log.info("app.stopped")
 
 
