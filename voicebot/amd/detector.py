@@ -9,8 +9,8 @@ reads three kinds of evidence, strongest first:
    "after the tone", "not available", "you've reached") decides *machine* at once, whatever the
    cadence says.
 2. **A beep** (:mod:`voicebot.amd.tone`): a steady single tone is a machine asking for the message.
-3. **Cadence** (frame energy, as Asterisk's app_amd does, with longer limits because app_amd is
-   known to call people with a sentence-long hello machines): speech that keeps going past
+3. **Cadence** (frame energy, as Asterisk's app_amd does, with a 4 s greeting limit where app_amd
+   has 1.5 s, because app_amd is known to call people with a sentence-long hello machines): speech that keeps going past
    ``greeting_max_ms`` or more than ``max_words`` words is a *machine*; a greeting that stops and
    is followed by ``after_greeting_silence_ms`` of silence is a *human*; nothing said for
    ``initial_silence_ms`` is *unknown* (people sometimes answer silently; machines rarely do, but
@@ -62,12 +62,14 @@ def machine_phrase(text: str) -> str | None:
 @dataclass(frozen=True, slots=True)
 class AmdSettings:
     initial_silence_ms: int = 3500
-    greeting_max_ms: int = 2600
+    # A person's longest usual hello ("Good afternoon, Smith residence, Mary speaking") takes about
+    # 3 s; voicemail greetings run 5-15 s. app_amd's 1.5 s / 3 words call such a person a machine.
+    greeting_max_ms: int = 4000
     after_greeting_silence_ms: int = 900
-    total_analysis_ms: int = 6000
+    total_analysis_ms: int = 7000
     min_word_ms: int = 100
     between_words_ms: int = 200  # a shorter gap does not end a word
-    max_words: int = 6
+    max_words: int = 14
     speech_dbfs: float = -38.0  # frames louder than this (or than the noise floor + 12 dB) are speech
 
     def __post_init__(self) -> None:
