@@ -33,7 +33,7 @@ from voicebot.rtp.errors import RtpError
 from voicebot.rtp.jitter import JitterConfig
 from voicebot.rtp.session import PromptFinished as RtpPromptFinished
 from voicebot.rtp.session import SessionConfig
-from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
+from voicebot.rtp.udp import MediaClock, PortAllocator, RtpPortRange, RtpStream
 from voicebot.sip.auth import Credentials
 from voicebot.sip.errors import SipError
 from voicebot.sip.sdp import MediaNegotiation
@@ -587,7 +587,7 @@ class Telephony:
     def __init__(self, config: TelephonyConfig) -> None:
         self.config = config
         self._clock = MediaClock()
-        self._ports = PortAllocator(PortRange(config.rtp_host, config.rtp_port_min, config.rtp_port_max))
+        self._ports = PortAllocator(RtpPortRange(config.rtp_host, config.rtp_port_min, config.rtp_port_max))
         self._endpoint: SipEndpoint | None = None
         self._incoming: asyncio.Queue[CallLeg | None] = asyncio.Queue(config.max_pending_calls)
         self._legs: dict[str, CallLeg] = {}

@@ -19,12 +19,12 @@ from voicebot.rtp.errors import RtpPortsExhausted, RtpUsageError
 from voicebot.rtp.jitter import Frame, FrameKind
 from voicebot.rtp.packet import RtpPacket
 from voicebot.rtp.session import PromptFinished, SessionConfig
-from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
+from voicebot.rtp.udp import MediaClock, PortAllocator, RtpPortRange, RtpStream
 from voicebot.testing.pcap import rtp_from_pcm
 
 pytestmark = pytest.mark.adapter
 
-LOCAL = PortRange("127.0.0.1", 0, 0)
+LOCAL = RtpPortRange("127.0.0.1", 0, 0)
 
 
 def tone(frames: int) -> bytes:
@@ -212,7 +212,7 @@ async def test_flush_and_hold_over_the_wire(clock: MediaClock) -> None:
 
 async def test_port_range_even_ports_exhaustion_and_reuse(clock: MediaClock) -> None:
     base = random.Random().randrange(40000, 59000, 2)
-    ports = PortAllocator(PortRange("127.0.0.1", base, base + 7))  # even ports base..base+6: four
+    ports = PortAllocator(RtpPortRange("127.0.0.1", base, base + 7))  # even ports base..base+6: four
     streams = []
     try:
         with pytest.raises(RtpPortsExhausted) as info:
@@ -285,10 +285,10 @@ async def test_loop_stall_skips_forward_without_breaking_sequence(clock: MediaCl
 
 def test_port_range_validation_messages() -> None:
     with pytest.raises(RtpUsageError) as info:
-        PortRange("0.0.0.0", 80, 100)
+        RtpPortRange("0.0.0.0", 80, 100)
     assert str(info.value) == "RTP port range 80-100 must satisfy 1024 <= min <= max <= 65535"
     with pytest.raises(RtpUsageError, match="RTP port range 10001-10001 holds no even port"):
-        PortRange("0.0.0.0", 10001, 10001)
+        RtpPortRange("0.0.0.0", 10001, 10001)
 
 
 async def test_loop_stall_loses_no_audio_in_either_direction(clock: MediaClock) -> None:

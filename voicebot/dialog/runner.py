@@ -31,8 +31,6 @@ from voicebot.errors import VoicebotError
 from voicebot.tts.audio import AudioPromptStore
 from voicebot.tts.base import PcmAudio, PromptSynthesizer
 
-# voicebot.logging.get_logger passes logger=name, which collides with structlog's own `logger`
-# parameter on first use; bind logger_name instead (reported to the lead).
 log = structlog.get_logger(logger_name=__name__)
 
 EVENT_QUEUE_SIZE = 256

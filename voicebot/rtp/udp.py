@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import structlog
 
+from voicebot.media.frames import FRAME_MS
 from voicebot.rtp.errors import RtpPortsExhausted, RtpUsageError
 from voicebot.rtp.jitter import Frame
 from voicebot.rtp.session import (
@@ -40,15 +41,13 @@ from voicebot.rtp.session import (
     SessionStats,
 )
 
-TICK_S = 0.020
+TICK_S = FRAME_MS / 1000
 _MAX_RECEIVE_CATCH_UP = 50  # received frames pulled after a stall: at most one second
-# voicebot.logging.get_logger passes logger=name, which collides with structlog's own ``logger``
-# argument at call time (reported to the lead); bind the module name under logger_name instead.
 log = structlog.get_logger(logger_name=__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class PortRange:
+class RtpPortRange:
     """Where RTP sockets bind: ``host`` (default ``0.0.0.0``) and even ports ``port_min``-``port_max``
     (defaults 10000-20000; RTP takes the even port, RTCP's odd port above it is left free, RFC 3550
     §11). ``port_min = port_max = 0`` lets the OS pick any free port (tests)."""
@@ -71,8 +70,8 @@ class PortRange:
 class PortAllocator:
     """Hands out even ports of a range round-robin, skipping ports in use by us or by others."""
 
-    def __init__(self, ports: PortRange | None = None) -> None:
-        self.range = ports or PortRange()
+    def __init__(self, ports: RtpPortRange | None = None) -> None:
+        self.range = ports or RtpPortRange()
         first = self.range.port_min + (self.range.port_min % 2)
         self._candidates = list(range(first, self.range.port_max + 1, 2)) if self.range.port_max else [0]
         self._cursor = 0
@@ -301,7 +300,7 @@ class RtpStream:
     # ----------------------------------------------------------------- control
 
     def set_remote(self, address: Address | None, payload_type: int = 0, telephone_event_pt: int | None = 101,
-                   ptime_ms: int = 20, *, send: bool = True) -> None:
+                   ptime_ms: int = FRAME_MS, *, send: bool = True) -> None:
         """Apply negotiated SDP (again on each re-INVITE). ``send=False`` or ``address=None``: hold."""
         self.session.set_remote(RemoteMedia(address, payload_type, telephone_event_pt, ptime_ms, send))
 

@@ -18,7 +18,6 @@ Programmatic use (``voicebot run`` embeds the server this way)::
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 import uuid
 from collections import deque
@@ -34,6 +33,7 @@ from grpc_reflection.v1alpha import reflection
 
 from voicebot.errors import ConfigError
 from voicebot.logging import get_logger
+from voicebot.net import is_loopback
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt._proto import stt_service_pb2, stt_service_pb2_grpc
 from voicebot.stt.auth import Authenticator
@@ -85,15 +85,6 @@ def _listen_host(listen: str) -> str:
     if not sep or not port.isdigit():
         raise ConfigError(f"listen address {listen!r} must be host:port, e.g. 127.0.0.1:50051")
     return host.strip("[]")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def default_normalizer(text: str, language: str) -> str:
