@@ -307,3 +307,58 @@ async def test_loop_stall_loses_no_audio_in_either_direction(clock: MediaClock) 
         assert audio[: len(pcm)] == ULAW.decode(ULAW.encode(pcm))
         jitter = b.stats().session.jitter
         assert (jitter.lost, jitter.late, jitter.overflow_dropped) == (0, 0, 0)
+
+
+async def test_ports_are_drawn_at_random_not_in_sequence(clock: MediaClock) -> None:
+    # Issue 9 item 1: sequential ports let one call predict the next caller's port.
+    base = random.Random().randrange(40000, 58000, 2)
+    ports = PortAllocator(RtpPortRange("127.0.0.1", base, base + 998))  # 500 even ports
+    bound = []
+    for _ in range(6):
+        stream = RtpStream(clock, ports)
+        await stream.open()
+        assert stream.local_port is not None
+        bound.append(stream.local_port)
+        await stream.close()  # freed again: round-robin would still have moved on by exactly 2
+    steps = {b - a for a, b in itertools.pairwise(bound)}
+    assert steps != {2} and len(set(bound)) >= 4  # 6 draws of 500: repeats are rare, a sequence impossible
+    assert all(p % 2 == 0 and base <= p <= base + 998 for p in bound)
+
+
+async def test_nat_phone_latches_and_a_sprayer_is_refused_over_real_sockets(clock: MediaClock) -> None:
+    # The phone's SDP says 10.0.0.5 but it sends from 127.0.0.1; a stranger sprays valid PCMU too.
+    ports = PortAllocator(LOCAL)
+    async with RtpStream(clock, ports, SessionConfig(symmetric_latching=True)) as robot:
+        assert robot.local_address is not None
+        robot.set_remote(("10.0.0.5", 4000))
+        phone, phone_sink, phone_addr = await raw_socket()
+        sprayer, sprayer_sink, _ = await raw_socket()
+        try:
+            speech = tone(30)
+            # Four packets from the sprayer, each with a new SSRC: never a run, always refused.
+            for i, datagram in enumerate(rtp_from_pcm(tone(4), payload_type=0, ssrc=0x5000)):
+                spoofed = bytearray(datagram)
+                spoofed[8:12] = (0x5000 + i).to_bytes(4, "big")
+                sprayer.sendto(bytes(spoofed), robot.local_address)
+            async def talk() -> None:
+                for datagram in rtp_from_pcm(speech, payload_type=0, ssrc=0x1234):
+                    phone.sendto(datagram, robot.local_address)
+                    await asyncio.sleep(0.02)  # paced like a phone: a burst would overflow the jitter buffer
+
+            talking = asyncio.create_task(talk())
+            audio = await collect_audio(robot, 26 * 160, 5.0)
+            await talking
+            # Four packets are refused while the phone proves itself; from the fifth on, bit exact.
+            assert audio[: 26 * 320] == ULAW.decode(ULAW.encode(speech))[4 * 320 :]
+            stats = robot.stats().session
+            assert stats.latched_address == phone_addr
+            assert stats.dropped_stranger == 4 + 4  # the sprayer's four and the phone's run minus one
+            robot.play(tone(5))
+            for _ in range(100):
+                if phone_sink.received:
+                    break
+                await asyncio.sleep(0.02)
+            assert phone_sink.received and not sprayer_sink.received  # replies go to the phone only
+        finally:
+            phone.close()
+            sprayer.close()
