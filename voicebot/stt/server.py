@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -153,8 +154,10 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
         close_message = "client cancelled the stream"
 
         async def read_requests() -> None:
+            count = 0
             try:
                 async for request in request_iterator:
+                    count += 1
                     inbox.put_nowait(("request", request))
                     while inbox.qsize() > _MAX_QUEUED_REQUESTS:
                         room.clear()
@@ -162,6 +165,10 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                 inbox.put_nowait(("eof", None))
             except asyncio.CancelledError:
                 raise
+            except DecodeError:
+                # grpc.aio deserializes each message as the iterator advances: bytes that are not a
+                # StreamingRequest surface here, and are the client's fault (INVALID_ARGUMENT), not OK.
+                inbox.put_nowait(("invalid", count + 1))
             except Exception as exc:  # the transport failed under us: end the session
                 inbox.put_nowait(("error", exc))
 
@@ -204,6 +211,15 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                             commands = session.decode_failed(job_id, f"{type(outcome).__name__}: {outcome}")
                         else:
                             commands = session.decoded(job_id, outcome)
+                    elif kind == "invalid":
+                        grpc_code = "INVALID_ARGUMENT"
+                        close_message = (
+                            f"request {payload} is not a valid speechkit.stt.v3.StreamingRequest "
+                            "(protobuf decoding failed)"
+                        )
+                        context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+                        context.set_details(close_message)
+                        return
                     else:
                         close_message = f"client stream failed: {payload}"
                         return
