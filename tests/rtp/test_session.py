@@ -241,9 +241,19 @@ def test_sending_stops_to_an_address_that_never_sent_a_valid_packet() -> None:
     assert b.stats().send_suppressed == 150
     b.receive_datagram(sender().tick()[0], SDP_ADDR)  # the peer speaks: it is real, send again
     assert len(b.tick()) == 1
-    # A re-INVITE to a new address must prove itself again.
+    # A re-INVITE to a new address must prove itself again; RTCP, or comfort noise (payload type 13,
+    # not negotiated) from a phone with silence suppression, is proof enough; a stranger's is not.
     b.set_remote(RemoteMedia(("10.0.0.6", 5000)))
     assert sum(len(b.tick()) for _ in range(100)) == 50
+    b.receive_datagram(RtpPacket(13, 1, 160, 9, b"\x40").serialize(), STRANGER)
+    assert b.tick() == []
+    b.receive_datagram(RtpPacket(13, 1, 160, 9, b"\x40").serialize(), ("10.0.0.6", 5000))
+    assert len(b.tick()) == 1
+    b.set_remote(RemoteMedia(("10.0.0.7", 5000)))
+    for _ in range(60):
+        b.tick()
+    b.receive_datagram(bytes([0x80, 200]) + bytes(26), ("10.0.0.7", 5000))  # an RTCP sender report
+    assert len(b.tick()) == 1
 
 
 def test_a_peer_that_sends_is_never_capped() -> None:

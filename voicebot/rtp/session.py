@@ -24,12 +24,13 @@ anything is sent (RFC 3550 §5.1: it follows the sampling clock), the sequence n
 packet sent, so both run on continuously across prompts, DTMF and idle time. Prompt audio queued by
 :meth:`play` is sent in ``ptime_ms`` packets; the first packet of each talkspurt (a prompt after
 idle, or audio after a DTMF event) carries the marker bit (RFC 3551 §4.1). When idle the session
-sends encoded silence (``comfort_silence``) or nothing. Until the peer has sent one valid packet,
-sending stops after ``unverified_send_limit_ms``: an INVITE whose SDP points at a third party cannot
-turn the robot into a reflector of a whole call's audio. :meth:`flush` drops every queued prompt at
-once, so barge-in stops the prompt within the packet already sent. :meth:`send_dtmf` sends an RFC
-4733 event (audio pauses meanwhile). With no remote address, or ``send`` off (the peer put the
-call on hold), nothing is sent but time, prompts and DTMF plans still advance.
+sends encoded silence (``comfort_silence``) or nothing. Until the peer has sent one well-formed RTP
+or RTCP packet, sending stops after ``unverified_send_limit_ms``: an INVITE whose SDP points at a
+third party cannot turn the robot into a reflector of a whole call's audio. :meth:`flush` drops
+every queued prompt at once, so barge-in stops the prompt within the packet already sent.
+:meth:`send_dtmf` sends an RFC 4733 event (audio pauses meanwhile). With no remote address, or
+``send`` off (the peer put the call on hold), nothing is sent but time, prompts and DTMF plans
+still advance.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class SessionConfig:
     source once it has sent ``latch_packets`` (default 5) consecutive valid packets with one SSRC
     (for NAT), and, if the current source has delivered media, only after it has been quiet for
     ``relatch_quiet_ms`` (default 500). ``unverified_send_limit_ms`` (default 5000; 0 = no limit):
-    stop sending to an address that has not sent one valid packet for this long since it was set.
+    stop sending to an address from which no well-formed RTP or RTCP came for this long since it
+    was set (it resumes with the first one).
     ``comfort_silence`` (default True): send
     encoded silence while idle; False sends nothing. ``max_queued_ms`` (default 600000, 10 min):
     prompt audio beyond this is dropped and counted. ``dtmf_duration_ms`` (default 100) and
@@ -238,6 +240,7 @@ class RtpSession:
             return
         if is_rtcp(data):
             counts["rtcp_ignored"] += 1
+            self._verified = self._verified or from_peer
             return
         try:
             packet = RtpPacket.parse(data)
@@ -245,6 +248,9 @@ class RtpSession:
             counts["dropped_malformed"] += 1
             self.last_error = exc.message
             return
+        # Well-formed RTP or RTCP from the send address is consent to receive media (any payload
+        # type: comfort noise from a phone with silence suppression counts), cf. RFC 7675.
+        self._verified = self._verified or from_peer
         payload_type = packet.payload_type
         codec = CODECS.get(payload_type)
         is_dtmf = payload_type == remote.telephone_event_pt
