@@ -66,7 +66,8 @@ class Answer:
 
 def tone(freq_hz: float, ms: int, amplitude: float = 9000.0) -> bytes:
     n = 8000 * ms // 1000
-    return struct.pack(f"<{n}h", *(int(amplitude * math.sin(2 * math.pi * freq_hz * i / 8000)) for i in range(n)))
+    return struct.pack(f"<{n}h", *(int(amplitude * math.sin(2 * math.pi * freq_hz * i / 8000))
+                                  for i in range(n)))
 
 
 def with_noise(pcm: bytes, snr_db: float, seed: int) -> bytes:
@@ -122,7 +123,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--voices", default=",".join(VOICES))
     parser.add_argument("--noise-snr-db", type=float, default=None)
     parser.add_argument("--cache", type=Path, default=Path("var/bench-cache/amd"))
@@ -135,7 +137,8 @@ def main() -> int:
         result, reason, at_ms = decide(pcm)
         rows.append((a, result, reason, at_ms))
         if args.verbose or (result != a.kind):
-            print(f"{'ok ' if result == a.kind else 'BAD'} {a.kind:7} -> {result:7} {reason:16} {at_ms:5d} ms "
+            verdict = "ok " if result == a.kind else "BAD"
+            print(f"{verdict} {a.kind:7} -> {result:7} {reason:16} {at_ms:5d} ms "
                   f"{a.voice:15} {a.rate_wpm} wpm beep={a.beep_hz} {a.text[:60]!r}")
     humans = [r for r in rows if r[0].kind == "human"]
     machines = [r for r in rows if r[0].kind == "machine"]

@@ -36,7 +36,7 @@ from voicebot.media.g711 import ULAW
 from voicebot.rtp.jitter import Frame, FrameKind
 from voicebot.rtp.packet import serialize_rtp
 from voicebot.rtp.session import SessionConfig
-from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
+from voicebot.rtp.udp import MediaClock, PortAllocator, RtpPortRange, RtpStream
 
 # Linux <asm-generic/socket.h>: kernel receive timestamps as struct timespec, so the gaps measured
 # are the wire's, not the peer process's scheduling (Python's socket module does not name these).
@@ -132,7 +132,7 @@ async def run_voicebot(calls: int, seconds: float, warmup_s: float, per_call_tas
     assert peer.stdin is not None and peer.stdout is not None
     peer_ports = json.loads(peer.stdout.readline())
     clock = MediaClock()
-    ports = PortAllocator(PortRange("127.0.0.1", 0, 0))
+    ports = PortAllocator(RtpPortRange("127.0.0.1", 0, 0))
     frames = [0]
 
     def on_frame(frame: Frame) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import ipaddress
 import json
 import signal
 import sys
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 from voicebot import logging as vlog
 from voicebot.config import Config, HostPort, load_config, parse_host_port
 from voicebot.errors import ConfigError, VoicebotError
+from voicebot.net import is_loopback
 from voicebot.records import CallRecord, CallSummary, SyncCallRecordStore, is_postgres_url
 
 if TYPE_CHECKING:
@@ -204,15 +204,6 @@ def _uri_host(uri: str) -> str:
     return parsed.host
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _parse_listen(text: str) -> HostPort:
     """Like the config's HOST:PORT, but port 0 (any free port) is allowed on the command line."""
     if text.strip().endswith(":0"):
@@ -252,7 +243,7 @@ def _build_config(args: argparse.Namespace, *,
             raise ConfigError(f"--sip-listen: {exc}") from None
     elif outbound_to is not None:
         host = config.sip.listen.host
-        if _is_loopback(host) and not _is_loopback(_uri_host(outbound_to)):
+        if is_loopback(host) and not is_loopback(_uri_host(outbound_to)):
             host = "0.0.0.0"
         listen = HostPort(host, 0)
     if listen is not None:

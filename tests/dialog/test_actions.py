@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from voicebot.dialog.actions import WebhookClient, demo_balance, parse_answer
+from voicebot.dialog.actions import WebhookClient, demo_balance, json_depth, parse_answer
 from voicebot.dialog.errors import WebhookError
 
 pytestmark = pytest.mark.adapter
@@ -140,3 +141,117 @@ def test_bad_answers(body: bytes, message: str) -> None:
 async def test_a_url_that_renders_to_nonsense_is_a_webhook_error(url: str) -> None:
     with pytest.raises(WebhookError, match=r"is not http:// or https://"):
         await WebhookClient().call(url, PAYLOAD, timeout_s=1)
+
+
+# -- hostile servers (issue 9 items 5, 6) ------------------------------------------------------
+
+
+class _HostileHandler(BaseHTTPRequestHandler):
+    """A real HTTP server that misbehaves: drip-feeds, floods, or nests JSON 10000 deep."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        try:
+            if self.path == "/drip":
+                # One byte every 50 ms: a per-read timeout never fires, only a total deadline does.
+                self._head(200, 10_000)
+                for _ in range(200):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            elif self.path == "/huge-declared":
+                self._head(200, 50_000_000)
+                self.wfile.write(b"[" * 100_000)
+            elif self.path == "/huge-undeclared":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for _ in range(100):  # 10 MB, delimited only by closing the connection
+                    self.wfile.write(b" " * 100_000)
+            elif self.path == "/deep":
+                body = b"[" * 10_000 + b"]" * 10_000
+                self._head(200, len(body))
+                self.wfile.write(body)
+            elif self.path == "/deep-in-variables":
+                body = b'{"variables": {"a": ' + b"[" * 5_000 + b"]" * 5_000 + b"}}"
+                self._head(200, len(body))
+                self.wfile.write(body)
+            else:
+                body = b'{"variables": {"ok": "yes"}}'
+                self._head(200, len(body))
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
+
+    def _head(self, status: int, length: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.flush()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _HostileHandler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+async def test_a_drip_feeding_server_meets_a_total_deadline(hostile: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(WebhookError, match=r"/drip did not answer within 0.5 s") as caught:
+        await WebhookClient().call(f"{hostile}/drip", PAYLOAD, timeout_s=0.5)
+    assert caught.value.retryable
+    assert time.monotonic() - started < 1.5  # the server would keep dripping for 10 s
+
+
+async def test_six_drip_feeding_webhooks_do_not_delay_a_seventh(hostile: str, server: str) -> None:
+    # Issue 9 item 5: six stuck webhooks used to hold every worker thread for 40 s.
+    client = WebhookClient()
+    started = time.monotonic()
+    drips = [asyncio.create_task(client.call(f"{hostile}/drip", PAYLOAD, timeout_s=2.0)) for _ in range(6)]
+    await asyncio.sleep(0.3)  # all six are connected and dripping
+    healthy_started = time.monotonic()
+    answer = await client.call(f"{server}/ok", PAYLOAD, timeout_s=1.0)
+    healthy_s = time.monotonic() - healthy_started
+    assert answer.next_state == "read"
+    assert healthy_s < 0.5, f"the healthy webhook took {healthy_s:.2f} s behind six stuck ones"
+    results = await asyncio.gather(*drips, return_exceptions=True)
+    assert all(isinstance(r, WebhookError) and "did not answer within 2 s" in r.message for r in results)
+    assert time.monotonic() - started < 3.5
+
+
+@pytest.mark.parametrize("path", ["/huge-declared", "/huge-undeclared"])
+async def test_a_huge_answer_is_refused_without_reading_it(hostile: str, path: str) -> None:
+    with pytest.raises(WebhookError, match=rf"{path} answer is larger than 65536 bytes"):
+        await WebhookClient().call(f"{hostile}{path}", PAYLOAD, timeout_s=5)
+
+
+@pytest.mark.parametrize(("path", "depth"), [("/deep", 10_000), ("/deep-in-variables", 5_002)])
+async def test_deeply_nested_json_is_a_webhook_error_not_a_recursion_error(
+    hostile: str, path: str, depth: int
+) -> None:
+    # Issue 9 item 6: json.loads raised RecursionError, which cut the call instead of on_error.
+    message = rf"{path} answered with JSON nested {depth} levels deep; at most 32"
+    with pytest.raises(WebhookError, match=message):
+        await WebhookClient().call(f"{hostile}{path}", PAYLOAD, timeout_s=5)
+
+
+@pytest.mark.parametrize(("body", "depth"), [
+    (b"{}", 1), (b'{"a": [1, {"b": 2}]}', 3), (b'{"a": "[[[[{{{{"}', 1), (b'["\\"[["]', 1), (b"7", 0),
+])
+def test_json_depth_skips_strings(body: bytes, depth: int) -> None:
+    assert json_depth(body) == depth

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from voicebot.media import frames
-from voicebot.media.resample import StreamResampler, resample_pcm16
+from voicebot.media.resample import Float32StreamResampler, StreamResampler, resample_float32, resample_pcm16
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +89,37 @@ def test_resample_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="even length, got 1 bytes"):
         resample_pcm16(b"\x00", 16000, 8000)
     assert resample_pcm16(b"\x01\x02", 8000, 8000) == b"\x01\x02"
+
+
+def test_overshoot_saturates_instead_of_wrapping() -> None:
+    # A full-scale square wave rings past full scale after band-limiting (Gibbs); int16 must clip.
+    square = np.tile(np.r_[np.full(50, 32767), np.full(50, -32768)], 100).astype("<i2")
+    out = np.frombuffer(resample_pcm16(square.tobytes(), 22050, 8000), dtype="<i2")
+    assert out.max() == 32767 and out.min() == -32768
+    middle = out[100:-100]
+    # Wrapped overshoot would show up as full-scale jumps of the opposite sign inside a half period.
+    assert int(np.abs(np.diff(middle.astype(np.int32))).max()) < 65535
+
+
+def test_float32_stream_equals_whole_signal_and_stays_float32() -> None:
+    rng = np.random.default_rng(7)
+    signal = (rng.standard_normal(8000) * 0.1).astype(np.float32)
+    stream = Float32StreamResampler(8000, 16000)
+    pieces = [stream.process(signal[i : i + 333]) for i in range(0, len(signal), 333)]
+    streamed = np.concatenate([*pieces, stream.flush()])
+    whole = resample_float32(signal, 8000, 16000)
+    assert streamed.dtype == np.float32 and whole.dtype == np.float32
+    assert len(streamed) == len(whole) == 16000
+    assert np.allclose(streamed, whole, atol=1e-4)
+    with pytest.raises(RuntimeError, match="after flush"):
+        stream.process(signal)
+
+
+def test_prompts_and_the_recognizer_share_this_resampler() -> None:
+    from voicebot.stt.audio import resample
+    from voicebot.tts.base import resample_pcm16 as prompt_resample
+
+    pcm = _tone(440.0, 22050, 0.2)
+    assert prompt_resample(pcm, 22050) == resample_pcm16(pcm, 22050, 8000)
+    signal = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+    assert np.array_equal(resample(signal, 22050, 16000), resample_float32(signal, 22050, 16000))

@@ -117,28 +117,153 @@ def test_stranger_packets_are_dropped_and_counted() -> None:
     assert all(b.pull_frame().kind is FrameKind.SILENCE for _ in range(5))
 
 
-def test_symmetric_latching_latches_once_and_refuses_everyone_else() -> None:
-    nat = ("198.51.100.7", 40000)
-    b = RtpSession(SessionConfig(symmetric_latching=True), ssrc=2, sequence_number=0, timestamp=0)
-    b.set_remote(RemoteMedia(("192.168.1.10", 5000)))  # the private address the caller put in SDP
-    a = RtpSession(ssrc=3, sequence_number=0, timestamp=0)
+def sender(ssrc: int = 3, seq: int = 0) -> RtpSession:
+    """A peer that sends comfort silence (valid PCMU) every tick, whoever it is."""
+    a = RtpSession(SessionConfig(unverified_send_limit_ms=0), ssrc=ssrc, sequence_number=seq, timestamp=0)
     a.set_remote(RemoteMedia(B_ADDR))
-    b.receive_datagram(b"\x00garbage", STRANGER)  # not valid RTP: does not latch
+    return a
+
+
+def latching(**config: int) -> RtpSession:
+    b = RtpSession(SessionConfig(symmetric_latching=True, **config), ssrc=2, sequence_number=0, timestamp=0)
+    b.set_remote(RemoteMedia(SDP_ADDR))  # the private address the caller put in its SDP
+    return b
+
+
+SDP_ADDR = ("10.0.0.5", 5000)
+NAT = ("127.0.0.1", 40000)
+
+
+def test_nat_phone_latches_after_a_run_of_valid_packets_from_one_ssrc() -> None:
+    # The phone's SDP says 10.x but its packets come from the NAT's public address.
+    b = latching()
+    a = sender()
+    b.receive_datagram(b"\x00garbage", STRANGER)  # not valid RTP: counted, does not start a run
     b.receive_datagram(RtpPacket(18, 0, 0, 9, b"x").serialize(), STRANGER)  # G.729 not negotiated
-    assert b.send_address == ("192.168.1.10", 5000)
-    b.receive_datagram(a.tick()[0], nat)
-    assert b.events() == [RemoteLatched(nat)]
-    assert b.send_address == nat
-    b.receive_datagram(a.tick()[0], STRANGER)
-    b.receive_datagram(a.tick()[0], ("192.168.1.10", 5000))
-    b.receive_datagram(a.tick()[0], nat)
+    for _ in range(4):
+        b.receive_datagram(a.tick()[0], NAT)
+        assert b.send_address == SDP_ADDR and b.events() == []
+    b.receive_datagram(a.tick()[0], NAT)  # the fifth in a row
+    assert b.events() == [RemoteLatched(NAT)]
+    assert b.send_address == NAT
+    b.receive_datagram(a.tick()[0], NAT)
     stats = b.stats()
-    assert (stats.packets_received, stats.dropped_stranger) == (2, 2)
+    assert (stats.packets_received, stats.dropped_stranger, stats.latches) == (2, 4, 1)
     assert (stats.dropped_malformed, stats.dropped_payload_type) == (1, 1)
-    assert stats.latched_address == nat
+    assert stats.latched_address == NAT
     # A re-INVITE with a new address resets the latch.
     b.set_remote(RemoteMedia(("192.168.1.11", 5002)))
     assert b.send_address == ("192.168.1.11", 5002)
+
+
+def test_latch_run_needs_one_ssrc_and_consecutive_sequence_numbers() -> None:
+    b = latching()
+    one, two = sender(ssrc=7), sender(ssrc=8, seq=1000)
+    for _ in range(10):  # two streams from one address, interleaved: never a run of five
+        b.receive_datagram(one.tick()[0], NAT)
+        b.receive_datagram(two.tick()[0], NAT)
+    gappy = sender(ssrc=9)
+    for _ in range(10):  # every other packet lost: never consecutive
+        gappy.tick()
+        b.receive_datagram(gappy.tick()[0], NAT)
+    assert b.send_address == SDP_ADDR and b.events() == []
+    assert b.stats().dropped_stranger == 30 and b.stats().packets_received == 0
+
+
+def test_a_sprayer_cannot_take_a_call_whose_caller_sends_from_its_sdp_address() -> None:
+    # Issue 9 item 1: an attacker sprays valid PCMU at the port; the caller sends from its SDP address.
+    b = latching()
+    caller, attacker = sender(ssrc=1), sender(ssrc=666)
+    for _ in range(50):
+        b.receive_datagram(caller.tick()[0], SDP_ADDR)
+        for _ in range(6):  # a burst longer than the latch run between two of the caller's packets
+            b.receive_datagram(attacker.tick()[0], STRANGER)
+        b.tick()
+    assert b.events() == [] and b.send_address == SDP_ADDR
+    stats = b.stats()
+    assert (stats.packets_received, stats.dropped_stranger, stats.latches) == (50, 300, 0)
+
+
+def test_the_sdp_address_wins_the_latch_back_from_an_early_sprayer() -> None:
+    b = latching()
+    caller, attacker = sender(ssrc=1), sender(ssrc=666)
+    for _ in range(5):  # before the caller's first packet the attacker completes a run
+        b.receive_datagram(attacker.tick()[0], STRANGER)
+    assert b.events() == [RemoteLatched(STRANGER)]
+    b.receive_datagram(caller.tick()[0], SDP_ADDR)
+    assert b.events() == [RemoteLatched(SDP_ADDR)]
+    assert b.send_address == SDP_ADDR
+    for _ in range(20):
+        b.receive_datagram(attacker.tick()[0], STRANGER)
+        b.receive_datagram(caller.tick()[0], SDP_ADDR)
+        b.tick()
+    assert b.send_address == SDP_ADDR and b.events() == []
+
+
+def test_relatch_after_the_peer_went_quiet_nat_rebinding() -> None:
+    b = latching(relatch_quiet_ms=200)
+    old, new = sender(ssrc=1), sender(ssrc=1, seq=500)
+    for _ in range(5):
+        b.receive_datagram(old.tick()[0], NAT)
+        b.tick()
+    assert b.events() == [RemoteLatched(NAT)]
+    rebound = ("127.0.0.1", 40002)
+    for _ in range(5):  # the old mapping is still sending: refused
+        b.receive_datagram(new.tick()[0], rebound)
+        b.receive_datagram(old.tick()[0], NAT)
+        b.tick()
+    assert b.send_address == NAT
+    for _ in range(10):  # 200 ms without a packet from the old mapping
+        b.tick()
+    for _ in range(5):
+        b.receive_datagram(new.tick()[0], rebound)
+    assert b.events() == [RemoteLatched(rebound)]
+    assert b.send_address == rebound
+
+
+def test_without_latching_only_the_sdp_address_is_accepted() -> None:
+    b = RtpSession(ssrc=2, sequence_number=0, timestamp=0)
+    b.set_remote(RemoteMedia(SDP_ADDR))
+    a = sender()
+    for _ in range(20):
+        b.receive_datagram(a.tick()[0], NAT)
+    assert b.send_address == SDP_ADDR
+    assert (b.stats().dropped_stranger, b.stats().packets_received) == (20, 0)
+
+
+def test_sending_stops_to_an_address_that_never_sent_a_valid_packet() -> None:
+    # Issue 9 item 4: an SDP pointing at a third party must not get a whole call's audio.
+    b = RtpSession(SessionConfig(unverified_send_limit_ms=1000), ssrc=2, sequence_number=0, timestamp=0)
+    b.set_remote(RemoteMedia(SDP_ADDR))
+    b.play(tone(200))
+    sent = sum(len(b.tick()) for _ in range(200))
+    assert sent == 50  # 1000 ms of 20 ms packets, then nothing
+    assert b.stats().send_suppressed == 150
+    b.receive_datagram(sender().tick()[0], SDP_ADDR)  # the peer speaks: it is real, send again
+    assert len(b.tick()) == 1
+    # A re-INVITE to a new address must prove itself again; RTCP, or comfort noise (payload type 13,
+    # not negotiated) from a phone with silence suppression, is proof enough; a stranger's is not.
+    b.set_remote(RemoteMedia(("10.0.0.6", 5000)))
+    assert sum(len(b.tick()) for _ in range(100)) == 50
+    b.receive_datagram(RtpPacket(13, 1, 160, 9, b"\x40").serialize(), STRANGER)
+    assert b.tick() == []
+    b.receive_datagram(RtpPacket(13, 1, 160, 9, b"\x40").serialize(), ("10.0.0.6", 5000))
+    assert len(b.tick()) == 1
+    b.set_remote(RemoteMedia(("10.0.0.7", 5000)))
+    for _ in range(60):
+        b.tick()
+    b.receive_datagram(bytes([0x80, 200]) + bytes(26), ("10.0.0.7", 5000))  # an RTCP sender report
+    assert len(b.tick()) == 1
+
+
+def test_a_peer_that_sends_is_never_capped() -> None:
+    a, b = pair(SessionConfig(unverified_send_limit_ms=100))
+    b_sent = 0
+    for _ in range(100):
+        for datagram in a.tick():
+            b.receive_datagram(datagram, A_ADDR)
+        b_sent += len(b.tick())
+    assert b_sent == 100 and b.stats().send_suppressed == 0
 
 
 def test_garbage_and_rtcp_do_not_break_the_stream() -> None:

@@ -19,12 +19,12 @@ from voicebot.rtp.errors import RtpPortsExhausted, RtpUsageError
 from voicebot.rtp.jitter import Frame, FrameKind
 from voicebot.rtp.packet import RtpPacket
 from voicebot.rtp.session import PlayoutFinished, SessionConfig
-from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
+from voicebot.rtp.udp import MediaClock, PortAllocator, RtpPortRange, RtpStream
 from voicebot.testing.pcap import rtp_from_pcm
 
 pytestmark = pytest.mark.adapter
 
-LOCAL = PortRange("127.0.0.1", 0, 0)
+LOCAL = RtpPortRange("127.0.0.1", 0, 0)
 
 
 def tone(frames: int) -> bytes:
@@ -212,7 +212,7 @@ async def test_flush_and_hold_over_the_wire(clock: MediaClock) -> None:
 
 async def test_port_range_even_ports_exhaustion_and_reuse(clock: MediaClock) -> None:
     base = random.Random().randrange(40000, 59000, 2)
-    ports = PortAllocator(PortRange("127.0.0.1", base, base + 7))  # even ports base..base+6: four
+    ports = PortAllocator(RtpPortRange("127.0.0.1", base, base + 7))  # even ports base..base+6: four
     streams = []
     try:
         with pytest.raises(RtpPortsExhausted) as info:
@@ -285,10 +285,10 @@ async def test_loop_stall_skips_forward_without_breaking_sequence(clock: MediaCl
 
 def test_port_range_validation_messages() -> None:
     with pytest.raises(RtpUsageError) as info:
-        PortRange("0.0.0.0", 80, 100)
+        RtpPortRange("0.0.0.0", 80, 100)
     assert str(info.value) == "RTP port range 80-100 must satisfy 1024 <= min <= max <= 65535"
     with pytest.raises(RtpUsageError, match="RTP port range 10001-10001 holds no even port"):
-        PortRange("0.0.0.0", 10001, 10001)
+        RtpPortRange("0.0.0.0", 10001, 10001)
 
 
 async def test_loop_stall_loses_no_audio_in_either_direction(clock: MediaClock) -> None:
@@ -307,3 +307,58 @@ async def test_loop_stall_loses_no_audio_in_either_direction(clock: MediaClock) 
         assert audio[: len(pcm)] == ULAW.decode(ULAW.encode(pcm))
         jitter = b.stats().session.jitter
         assert (jitter.lost, jitter.late, jitter.overflow_dropped) == (0, 0, 0)
+
+
+async def test_ports_are_drawn_at_random_not_in_sequence(clock: MediaClock) -> None:
+    # Issue 9 item 1: sequential ports let one call predict the next caller's port.
+    base = random.Random().randrange(40000, 58000, 2)
+    ports = PortAllocator(RtpPortRange("127.0.0.1", base, base + 998))  # 500 even ports
+    bound = []
+    for _ in range(6):
+        stream = RtpStream(clock, ports)
+        await stream.open()
+        assert stream.local_port is not None
+        bound.append(stream.local_port)
+        await stream.close()  # freed again: round-robin would still have moved on by exactly 2
+    steps = {b - a for a, b in itertools.pairwise(bound)}
+    assert steps != {2} and len(set(bound)) >= 4  # 6 draws of 500: repeats are rare, a sequence impossible
+    assert all(p % 2 == 0 and base <= p <= base + 998 for p in bound)
+
+
+async def test_nat_phone_latches_and_a_sprayer_is_refused_over_real_sockets(clock: MediaClock) -> None:
+    # The phone's SDP says 10.0.0.5 but it sends from 127.0.0.1; a stranger sprays valid PCMU too.
+    ports = PortAllocator(LOCAL)
+    async with RtpStream(clock, ports, SessionConfig(symmetric_latching=True)) as robot:
+        assert robot.local_address is not None
+        robot.set_remote(("10.0.0.5", 4000))
+        phone, phone_sink, phone_addr = await raw_socket()
+        sprayer, sprayer_sink, _ = await raw_socket()
+        try:
+            speech = tone(30)
+            # Four packets from the sprayer, each with a new SSRC: never a run, always refused.
+            for i, datagram in enumerate(rtp_from_pcm(tone(4), payload_type=0, ssrc=0x5000)):
+                spoofed = bytearray(datagram)
+                spoofed[8:12] = (0x5000 + i).to_bytes(4, "big")
+                sprayer.sendto(bytes(spoofed), robot.local_address)
+            async def talk() -> None:
+                for datagram in rtp_from_pcm(speech, payload_type=0, ssrc=0x1234):
+                    phone.sendto(datagram, robot.local_address)
+                    await asyncio.sleep(0.02)  # paced like a phone: a burst would overflow the jitter buffer
+
+            talking = asyncio.create_task(talk())
+            audio = await collect_audio(robot, 26 * 160, 5.0)
+            await talking
+            # Four packets are refused while the phone proves itself; from the fifth on, bit exact.
+            assert audio[: 26 * 320] == ULAW.decode(ULAW.encode(speech))[4 * 320 :]
+            stats = robot.stats().session
+            assert stats.latched_address == phone_addr
+            assert stats.dropped_stranger == 4 + 4  # the sprayer's four and the phone's run minus one
+            robot.play(tone(5))
+            for _ in range(100):
+                if phone_sink.received:
+                    break
+                await asyncio.sleep(0.02)
+            assert phone_sink.received and not sprayer_sink.received  # replies go to the phone only
+        finally:
+            phone.close()
+            sprayer.close()

@@ -31,8 +31,10 @@ def test_parse_streamed_wav_ignores_placeholder_sizes() -> None:
 @pytest.mark.parametrize(("data", "message"), [
     (b"", "did not write a WAV file"),
     (b"RIFX\x00\x00\x00\x00WAVE", "did not write a WAV file"),
-    (b"RIFF\x00\x00\x00\x00WAVE" + b"data" + b"\x00\x00\x00\x00", "data chunk before the fmt chunk"),
-    (b"RIFF\x00\x00\x00\x00WAVE", "has no data chunk"),
+    (b"RIFF\x00\x00\x00\x00WAVEdata\x00\x00\x00\x00", "'data' chunk comes before the 'fmt ' chunk"),
+    (b"RIFF\x00\x00\x00\x00WAVE", "espeak-ng WAV has no 'fmt ' chunk"),
+    (streamed_wav(b"")[:36], "espeak-ng WAV has no 'data' chunk"),
+    (streamed_wav(b"").replace(b"\x01\x00\x01\x00", b"\x03\x00\x01\x00", 1), "wrote format 3, 1 channel"),
 ])
 def test_parse_streamed_wav_errors(data: bytes, message: str) -> None:
     with pytest.raises(SynthesisError, match=message):

@@ -9,8 +9,9 @@ reads three kinds of evidence, strongest first:
    "after the tone", "not available", "you've reached") decides *machine* at once, whatever the
    cadence says.
 2. **A beep** (:mod:`voicebot.amd.tone`): a steady single tone is a machine asking for the message.
-3. **Cadence** (frame energy, as Asterisk's app_amd does, with a 4 s greeting limit where app_amd
-   has 1.5 s, because app_amd is known to call people with a sentence-long hello machines): speech that keeps going past
+3. **Cadence** (frame energy, as Asterisk's app_amd does, with a 4 s greeting limit where
+   app_amd has 1.5 s, because app_amd is known to call people with a sentence-long hello
+   machines): speech that keeps going past
    ``greeting_max_ms`` or more than ``max_words`` words is a *machine*; a greeting that stops and
    is followed by ``after_greeting_silence_ms`` of silence is a *human*; nothing said for
    ``initial_silence_ms`` is *unknown* (people sometimes answer silently; machines rarely do, but

@@ -2,27 +2,38 @@
 
 The answer is a JSON object; ``"variables"`` (an object of names to strings/numbers/booleans)
 are set on the call and ``"next"`` (a state name) chooses where the dialplan goes. Anything else
-(non-2xx status, a body that is not such an object, a timeout, a refused connection) is a
-:class:`WebhookError`, and the dialplan goes to the webhook's declared ``on_error`` state. The
-HTTP exchange uses the standard library's ``http.client`` in a worker thread so it never blocks
-the event loop; ``timeout_s`` bounds the whole exchange. URLs ``builtin:<name>`` are answered
-in-process, so the demo works offline.
+(non-2xx status, a body that is not such an object, a timeout, a refused connection, an answer
+over :data:`MAX_ANSWER_BYTES` or nested deeper than :data:`MAX_JSON_DEPTH`) is a
+:class:`WebhookError`, and the dialplan goes to the webhook's declared ``on_error`` state.
+
+The exchange runs on ``httpx.AsyncClient`` on the event loop, not in a thread: a thread pool is
+shared (prompt cache reads, resampling) and a slow server would hold a thread each, so six
+drip-feeding webhooks used to starve every other call's webhook (issue 9). ``timeout_s`` is a total
+deadline for connect, request and the whole answer (``asyncio.timeout`` around all of it; httpx's
+own timeouts only bound each read, which a server sending one byte a second never trips). The body
+is read in chunks and abandoned past the size limit, with ``Accept-Encoding: identity`` so a small
+compressed answer cannot inflate in memory. URLs ``builtin:<name>`` are answered in-process, so the
+demo works offline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
-import http.client
 import json
 import re
+import ssl
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import httpx
+
 from voicebot.dialog.errors import WebhookError
 
 MAX_ANSWER_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32  # the answer format needs 2 (object -> variables); json.loads recurses per level
 USER_AGENT = "voicebot-dialog/1"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -37,6 +48,11 @@ def parse_answer(body: bytes, source: str) -> WebhookAnswer:
     """Validate a webhook's JSON answer; ``source`` names the URL in error messages."""
     if not body.strip():
         return WebhookAnswer()
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise WebhookError(
+            f"webhook {source} answered with JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH}"
+        )
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -65,6 +81,32 @@ def parse_answer(body: bytes, source: str) -> WebhookAnswer:
     if next_state is not None and not isinstance(next_state, str):
         raise WebhookError(f"webhook {source} answer: 'next' must be a state name")
     return WebhookAnswer(variables, next_state)
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in a JSON text, without parsing it (strings skipped).
+
+    Checked before ``json.loads``, which recurses once per level and raises RecursionError (not a
+    ValueError) on a few thousand levels.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 # -- built-in responders ----------------------------------------------------------------------
@@ -112,10 +154,13 @@ class WebhookClient:
                 raise WebhookError(f"no built-in webhook '{name}' (have: {have})")
             answer = responder(payload)
             return parse_answer(json.dumps(answer).encode(), url)
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise WebhookError(f"webhook URL {url!r} is not http:// or https://")
         body = json.dumps(payload).encode("utf-8")
         try:
             async with asyncio.timeout(timeout_s):
-                status, reason, data = await asyncio.to_thread(_post, url, body, timeout_s)
+                status, reason, data = await _post(url, body, timeout_s)
         except TimeoutError:
             message = f"webhook {url} did not answer within {timeout_s:g} s"
             raise WebhookError(message, retryable=True) from None
@@ -124,30 +169,47 @@ class WebhookClient:
         return parse_answer(data, url)
 
 
-def _post(url: str, body: bytes, timeout_s: float) -> tuple[int, str, bytes]:
-    """Blocking POST (run in a thread); the socket timeout ends the thread if asyncio gave up."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookError(f"webhook URL {url!r} is not http:// or https://")
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = conn_cls(parts.hostname, parts.port, timeout=timeout_s)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every webhook (loading the CA store per request costs ms)."""
+    return ssl.create_default_context()
+
+
+async def _post(url: str, body: bytes, timeout_s: float) -> tuple[int, str, bytes]:
+    """POST and read at most MAX_ANSWER_BYTES of the answer; the caller bounds the total time.
+
+    A client per request: webhooks are a few per call, and nothing outlives the call to be closed.
+    """
+    headers = {
+        "Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT,
+        "Accept-Encoding": "identity",
+    }
     try:
-        conn.request("POST", path, body=body, headers={
-            "Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT,
-        })
-        response = conn.getresponse()
-        data = response.read(MAX_ANSWER_BYTES + 1)
-        if len(data) > MAX_ANSWER_BYTES:
-            raise WebhookError(f"webhook {url} answer is larger than {MAX_ANSWER_BYTES} bytes")
-        return response.status, response.reason, data
-    except TimeoutError:
+        async with httpx.AsyncClient(
+            verify=_tls_context(), timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False,
+        ) as client, client.stream("POST", url, content=body, headers=headers) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                raise WebhookError(f"webhook {url} answer is larger than {MAX_ANSWER_BYTES} bytes")
+            data = bytearray()
+            async for chunk in response.aiter_raw():
+                data += chunk
+                if len(data) > MAX_ANSWER_BYTES:
+                    raise WebhookError(f"webhook {url} answer is larger than {MAX_ANSWER_BYTES} bytes")
+            return response.status_code, response.reason_phrase, bytes(data)
+    except httpx.TimeoutException:
         raise WebhookError(f"webhook {url} did not answer within {timeout_s:g} s", retryable=True) from None
-    except OSError as exc:
-        raise WebhookError(f"webhook {url} failed: {exc.strerror or exc}", retryable=True) from None
-    except http.client.HTTPException as exc:
+    except httpx.TransportError as exc:
+        raise WebhookError(f"webhook {url} failed: {_reason(exc)}", retryable=True) from None
+    except httpx.HTTPError as exc:
         raise WebhookError(f"webhook {url} sent a broken HTTP answer: {exc!r}") from None
-    finally:
-        conn.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost OS error text (``Connection refused``), else the exception's own text."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__

@@ -30,8 +30,6 @@ from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.machine import DialogMachine
 from voicebot.errors import VoicebotError
 
-# voicebot.logging.get_logger passes logger=name, which collides with structlog's own `logger`
-# parameter on first use; bind logger_name instead (reported to the lead).
 log = structlog.get_logger(logger_name=__name__)
 
 EVENT_QUEUE_SIZE = 256

@@ -2,10 +2,16 @@
 
 Theory of operation
 -------------------
-Receiving: :meth:`RtpSession.receive_datagram` takes a UDP datagram and its source address. It is
-accepted only from the negotiated peer: the SDP address, or, when ``symmetric_latching`` is on (for
-callers behind NAT, RFC 4961 symmetric RTP), the first source that sends a valid RTP packet of a
-negotiated payload type; after latching, every other source is a stranger and is dropped. RTCP
+Receiving: :meth:`RtpSession.receive_datagram` takes a UDP datagram and its source address. Media
+is accepted first only from the SDP-advertised address. With ``symmetric_latching`` (for callers
+behind NAT, RFC 4961 symmetric RTP) another source can take over, but only after
+``latch_packets`` consecutive valid packets (negotiated payload type, one SSRC, sequence numbers
+one apart) from that one source, and, if the current source has already delivered media, only
+once it has been quiet for ``relatch_quiet_ms``: a stranger spraying valid RTP at a guessed port
+can neither pre-empt a caller who sends from its SDP address nor steal a flowing call (the "RTP
+Bleed" class of attacks; Asterisk's strictrtp learning is the model). A packet from the SDP
+address itself always wins the latch back. Everything refused is counted (``dropped_stranger``).
+RTCP
 (RFC 5761 §4 demultiplexing) is recognized and ignored, malformed datagrams are counted and
 dropped. G.711 payloads (PCMU 0, PCMA 8) are decoded to 16-bit PCM into the
 :class:`~voicebot.rtp.jitter.JitterBuffer`; telephone-events go to the
@@ -18,10 +24,13 @@ anything is sent (RFC 3550 §5.1: it follows the sampling clock), the sequence n
 packet sent, so both run on continuously across prompts, DTMF and idle time. Prompt audio queued by
 :meth:`play` is sent in ``ptime_ms`` packets; the first packet of each talkspurt (a prompt after
 idle, or audio after a DTMF event) carries the marker bit (RFC 3551 §4.1). When idle the session
-sends encoded silence (``comfort_silence``) or nothing. :meth:`flush` drops every queued prompt at
-once, so barge-in stops the prompt within the packet already sent. :meth:`send_dtmf` sends an RFC
-4733 event (audio pauses meanwhile). With no remote address, or ``send`` off (the peer put the
-call on hold), nothing is sent but time, prompts and DTMF plans still advance.
+sends encoded silence (``comfort_silence``) or nothing. Until the peer has sent one well-formed RTP
+or RTCP packet, sending stops after ``unverified_send_limit_ms``: an INVITE whose SDP points at a
+third party cannot turn the robot into a reflector of a whole call's audio. :meth:`flush` drops
+every queued prompt at once, so barge-in stops the prompt within the packet already sent.
+:meth:`send_dtmf` sends an RFC 4733 event (audio pauses meanwhile). With no remote address, or
+``send`` off (the peer put the call on hold), nothing is sent but time, prompts and DTMF plans
+still advance.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from voicebot.media.frames import BYTES_PER_FRAME, SAMPLES_PER_FRAME
+from voicebot.media.frames import BYTES_PER_FRAME, FRAME_MS, SAMPLES_PER_FRAME
 from voicebot.media.g711 import CODECS, G711Codec
 from voicebot.rtp.dtmf import DtmfEnded, DtmfEventReceived, DtmfReceiver, dtmf_payloads
 from voicebot.rtp.errors import RtpPacketError, RtpUsageError
@@ -37,6 +46,7 @@ from voicebot.rtp.jitter import Frame, JitterBuffer, JitterConfig, JitterStats
 from voicebot.rtp.packet import RtpPacket, is_rtcp, serialize_rtp
 
 Address = tuple[str, int]
+_MAX_CANDIDATES = 8  # would-be peers tracked at once while latching
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +81,33 @@ class RemoteMedia:
 class SessionConfig:
     """Per-call media behaviour.
 
-    ``symmetric_latching`` (default False): accept the first valid source instead of only the SDP
-    address, then only that one, and send to it (for NAT). ``comfort_silence`` (default True): send
+    ``symmetric_latching`` (default False): besides the SDP address, accept and send to another
+    source once it has sent ``latch_packets`` (default 5) consecutive valid packets with one SSRC
+    (for NAT), and, if the current source has delivered media, only after it has been quiet for
+    ``relatch_quiet_ms`` (default 500). ``unverified_send_limit_ms`` (default 5000; 0 = no limit):
+    stop sending to an address from which no well-formed RTP or RTCP came for this long since it
+    was set (it resumes with the first one).
+    ``comfort_silence`` (default True): send
     encoded silence while idle; False sends nothing. ``max_queued_ms`` (default 600000, 10 min):
     prompt audio beyond this is dropped and counted. ``dtmf_duration_ms`` (default 100) and
     ``dtmf_volume`` (default 10, i.e. -10 dBm0) for sent digits.
     """
 
     symmetric_latching: bool = False
+    latch_packets: int = 5
+    relatch_quiet_ms: int = 500
+    unverified_send_limit_ms: int = 5000
     comfort_silence: bool = True
     max_queued_ms: int = 600_000
     dtmf_duration_ms: int = 100
     dtmf_volume: int = 10
     jitter: JitterConfig = field(default_factory=JitterConfig)
+
+    def __post_init__(self) -> None:
+        if self.latch_packets < 1:
+            raise RtpUsageError(f"latch_packets must be at least 1, got {self.latch_packets}")
+        if self.relatch_quiet_ms < 0 or self.unverified_send_limit_ms < 0:
+            raise RtpUsageError("relatch_quiet_ms and unverified_send_limit_ms must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +120,7 @@ class PlayoutFinished:
 
 @dataclass(frozen=True, slots=True)
 class RemoteLatched:
-    """Symmetric RTP latched to this source address; only it is accepted from now on."""
+    """Symmetric RTP latched to this source address (or back to the SDP address); it is the peer now."""
 
     address: Address
 
@@ -109,7 +133,7 @@ class SessionStats:
     packets_received: int
     packets_sent: int
     dropped_no_remote: int  # arrived before the remote was set
-    dropped_stranger: int  # from an address other than the negotiated/latched peer
+    dropped_stranger: int  # valid or not, from an address other than the negotiated/latched peer
     dropped_malformed: int  # not valid RTP (the error is logged by the adapter)
     dropped_payload_type: int  # a payload type that was not negotiated
     rtcp_ignored: int
@@ -118,6 +142,8 @@ class SessionStats:
     prompt_ms_dropped: int  # play() beyond max_queued_ms
     latched_address: Address | None
     jitter: JitterStats
+    latches: int = 0  # times the peer address moved to another source (RemoteLatched events)
+    send_suppressed: int = 0  # packets not sent: the peer never sent one valid packet (reflection cap)
 
 
 class _Prompt:
@@ -142,6 +168,11 @@ class RtpSession:
         self._codec: G711Codec = CODECS[0]
         self._frames_per_packet = 1
         self._latched: Address | None = None
+        self._candidates: dict[Address, tuple[int, int, int]] = {}  # source -> (ssrc, last seq, run)
+        self._ticks = 0  # the core's only clock: one per 20 ms tick()
+        self._last_rx_tick: int | None = None  # last valid packet from the peer (None: never)
+        self._verified = False  # the current send address has sent a valid packet
+        self._unverified_ticks = 0
         self._jitter = JitterBuffer(self.config.jitter)
         self._dtmf_rx = DtmfReceiver()
         self._events: deque[SessionEvent] = deque()
@@ -161,7 +192,7 @@ class RtpSession:
         self._silence_frame = b""
         self._counts = dict.fromkeys(
             ("packets_received", "packets_sent", "dropped_no_remote", "dropped_stranger", "dropped_malformed",
-             "dropped_payload_type", "rtcp_ignored", "prompt_ms_dropped"), 0)
+             "dropped_payload_type", "rtcp_ignored", "prompt_ms_dropped", "latches", "send_suppressed"), 0)
         self.last_error: str | None = None  # message of the last malformed datagram, for logging
 
     # ------------------------------------------------------------ negotiation
@@ -170,6 +201,10 @@ class RtpSession:
         """Apply the negotiated peer (initial answer or re-INVITE); a new address resets the latch."""
         if self._remote is None or remote.address != self._remote.address:
             self._latched = None
+            self._candidates.clear()
+            self._last_rx_tick = None
+            self._verified = False
+            self._unverified_ticks = 0
         if self._remote is not None and remote.payload_type != self._remote.payload_type:
             self._talking = False  # the first packet in the new codec starts a talkspurt
         self._remote = remote
@@ -197,12 +232,15 @@ class RtpSession:
         if remote is None:
             counts["dropped_no_remote"] += 1
             return
-        latching = self.config.symmetric_latching and self._latched is None
-        if source != (self._latched or remote.address) and not latching:
+        peer = self._latched or remote.address
+        from_peer = source == peer
+        # Without latching a stranger is refused unread; with it, it must prove itself (below).
+        if not from_peer and not self.config.symmetric_latching:
             counts["dropped_stranger"] += 1
             return
         if is_rtcp(data):
             counts["rtcp_ignored"] += 1
+            self._verified = self._verified or from_peer
             return
         try:
             packet = RtpPacket.parse(data)
@@ -210,12 +248,23 @@ class RtpSession:
             counts["dropped_malformed"] += 1
             self.last_error = exc.message
             return
+        # Well-formed RTP or RTCP from the send address is consent to receive media (any payload
+        # type: comfort noise from a phone with silence suppression counts), cf. RFC 7675.
+        self._verified = self._verified or from_peer
         payload_type = packet.payload_type
         codec = CODECS.get(payload_type)
         is_dtmf = payload_type == remote.telephone_event_pt
         if codec is None and not is_dtmf:
             counts["dropped_payload_type"] += 1
             return
+        if not from_peer:
+            if source == remote.address:
+                self._latch(source)  # the SDP address is the signalled truth: it always wins back
+            elif self._run_complete(source, packet.ssrc, packet.sequence_number):
+                self._latch(source)
+            else:
+                counts["dropped_stranger"] += 1
+                return
         if codec is not None:
             pcm = codec.decode(packet.payload)
             self._jitter.push(packet.sequence_number, packet.timestamp, packet.ssrc, pcm)
@@ -227,9 +276,34 @@ class RtpSession:
                 self.last_error = exc.message
                 return
         counts["packets_received"] += 1
-        if latching:
-            self._latched = source
-            self._events.append(RemoteLatched(source))
+        self._last_rx_tick = self._ticks
+        self._verified = True
+
+    def _run_complete(self, source: Address, ssrc: int, sequence_number: int) -> bool:
+        """Count a valid packet from a would-be peer; True once it may take the latch."""
+        previous = self._candidates.get(source)
+        if previous is not None and previous[0] == ssrc and sequence_number == (previous[1] + 1) & 0xFFFF:
+            run = previous[2] + 1
+        else:
+            run = 1
+            if previous is None and len(self._candidates) >= _MAX_CANDIDATES:
+                # A spray from many addresses must not grow state: forget the oldest candidate.
+                del self._candidates[next(iter(self._candidates))]
+        self._candidates[source] = (ssrc, sequence_number, run)
+        if run < self.config.latch_packets:
+            return False
+        if self._last_rx_tick is not None:
+            quiet_ticks = self._ticks - self._last_rx_tick
+            if quiet_ticks * FRAME_MS < self.config.relatch_quiet_ms:
+                return False  # the current peer is still sending: refuse the takeover
+        return True
+
+    def _latch(self, source: Address) -> None:
+        assert self._remote is not None
+        self._latched = None if source == self._remote.address else source
+        self._candidates.clear()
+        self._counts["latches"] += 1
+        self._events.append(RemoteLatched(source))
 
     def pull_frame(self) -> Frame:
         """The next 20 ms of received audio (call once per tick)."""
@@ -309,10 +383,17 @@ class RtpSession:
         """Advance the send clock by 20 ms; returns the datagrams to send to :attr:`send_address`."""
         frame_ts = self._ts
         self._ts = (self._ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
+        self._ticks += 1
         remote = self._remote
         if remote is None:
             return []
         send = self.send_address is not None
+        capped = False
+        if send and not self._verified:
+            self._unverified_ticks += 1
+            limit_ms = self.config.unverified_send_limit_ms
+            capped = bool(limit_ms) and self._unverified_ticks * FRAME_MS > limit_ms
+            send = not capped
         if not self._dtmf_plan and self._dtmf_queue and remote.telephone_event_pt is not None:
             digit = self._dtmf_queue.popleft()
             self._dtmf_plan.extend(dtmf_payloads(
@@ -326,6 +407,7 @@ class RtpSession:
             marker = self._dtmf_first
             self._dtmf_first = False
             if not send:
+                self._counts["send_suppressed"] += len(payloads) if capped else 0
                 return []
             out = []
             for payload in payloads:
@@ -357,6 +439,7 @@ class RtpSession:
         payload = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
         if not send:
+            self._counts["send_suppressed"] += 1 if capped else 0
             return []
         datagram = serialize_rtp(remote.payload_type, self._seq, self._pending_ts, self.ssrc, payload,
                                  self._pending_marker)
@@ -392,5 +475,5 @@ class RtpSession:
             rtcp_ignored=c["rtcp_ignored"], dtmf_flash=self._dtmf_rx.flash,
             dtmf_unknown=self._dtmf_rx.unknown,
             prompt_ms_dropped=c["prompt_ms_dropped"], latched_address=self._latched,
-            jitter=self._jitter.stats(),
+            jitter=self._jitter.stats(), latches=c["latches"], send_suppressed=c["send_suppressed"],
         )

@@ -9,7 +9,7 @@ missed received frames back gradually (up to one second, two extra per tick, onl
 buffered), so the caller's audio reaches recognition whole and the delay returns to the target.
 One timer for all calls costs far less than one task per call.
 
-:class:`RtpStream` owns one UDP socket bound to an even port from a :class:`PortAllocator` range and
+:class:`RtpStream` owns one UDP socket bound to a random even port of a :class:`PortAllocator` range and
 one :class:`~voicebot.rtp.session.RtpSession`. The app can open it (to learn the local port for its
 SDP) before the peer is known, :meth:`RtpStream.set_remote` once SDP is negotiated and again on every
 re-INVITE (``send=False`` for hold), then read decoded 20 ms frames from :meth:`RtpStream.frames`
@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import structlog
 
+from voicebot.media.frames import FRAME_MS
 from voicebot.rtp.errors import RtpPortsExhausted, RtpUsageError
 from voicebot.rtp.jitter import Frame
 from voicebot.rtp.session import (
@@ -40,15 +41,13 @@ from voicebot.rtp.session import (
     SessionStats,
 )
 
-TICK_S = 0.020
+TICK_S = FRAME_MS / 1000
 _MAX_RECEIVE_CATCH_UP = 50  # received frames pulled after a stall: at most one second
-# voicebot.logging.get_logger passes logger=name, which collides with structlog's own ``logger``
-# argument at call time (reported to the lead); bind the module name under logger_name instead.
 log = structlog.get_logger(logger_name=__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class PortRange:
+class RtpPortRange:
     """Where RTP sockets bind: ``host`` (default ``0.0.0.0``) and even ports ``port_min``-``port_max``
     (defaults 10000-20000; RTP takes the even port, RTCP's odd port above it is left free, RFC 3550
     §11). ``port_min = port_max = 0`` lets the OS pick any free port (tests)."""
@@ -69,24 +68,27 @@ class PortRange:
 
 
 class PortAllocator:
-    """Hands out even ports of a range round-robin, skipping ports in use by us or by others."""
+    """Hands out even ports of a range in random order, skipping ports in use by us or by others.
 
-    def __init__(self, ports: PortRange | None = None) -> None:
-        self.range = ports or PortRange()
+    Random, not round-robin: with sequential ports an attacker who made one call knows the port the
+    next caller gets and can spray RTP at it before that caller's first packet (issue 9). The port
+    is drawn from a CSPRNG over the whole range, so guessing costs a spray over every port.
+    """
+
+    def __init__(self, ports: RtpPortRange | None = None, *, rng: random.Random | None = None) -> None:
+        self.range = ports or RtpPortRange()
         first = self.range.port_min + (self.range.port_min % 2)
         self._candidates = list(range(first, self.range.port_max + 1, 2)) if self.range.port_max else [0]
-        self._cursor = 0
+        self._rng = rng or random.SystemRandom()
         self._in_use: set[int] = set()
 
     async def bind(self, protocol_factory: Callable[[], asyncio.DatagramProtocol]
                    ) -> tuple[asyncio.DatagramTransport, int]:
-        """Bind a UDP socket on the next free even port; raises :class:`RtpPortsExhausted`."""
+        """Bind a UDP socket on a random free even port; raises :class:`RtpPortsExhausted`."""
         loop = asyncio.get_running_loop()
-        for _ in range(len(self._candidates)):
-            port = self._candidates[self._cursor]
-            self._cursor = (self._cursor + 1) % len(self._candidates)
-            if port and port in self._in_use:
-                continue
+        free = [p for p in self._candidates if not p or p not in self._in_use]
+        self._rng.shuffle(free)
+        for port in free:
             try:
                 transport, _ = await loop.create_datagram_endpoint(
                     protocol_factory, local_addr=(self.range.host, port))
@@ -280,7 +282,8 @@ class RtpStream:
         stats = self.stats().session
         log.debug("rtp.stream.closed", local_port=self.local_port, packets_received=stats.packets_received,
                   packets_sent=stats.packets_sent, lost=stats.jitter.lost, late=stats.jitter.late,
-                  dropped_stranger=stats.dropped_stranger, dropped_malformed=stats.dropped_malformed)
+                  dropped_stranger=stats.dropped_stranger, dropped_malformed=stats.dropped_malformed,
+                  latches=stats.latches, send_suppressed=stats.send_suppressed)
 
     async def __aenter__(self) -> RtpStream:
         await self.open()
@@ -301,7 +304,7 @@ class RtpStream:
     # ----------------------------------------------------------------- control
 
     def set_remote(self, address: Address | None, payload_type: int = 0, telephone_event_pt: int | None = 101,
-                   ptime_ms: int = 20, *, send: bool = True) -> None:
+                   ptime_ms: int = FRAME_MS, *, send: bool = True) -> None:
         """Apply negotiated SDP (again on each re-INVITE). ``send=False`` or ``address=None``: hold."""
         self.session.set_remote(RemoteMedia(address, payload_type, telephone_event_pt, ptime_ms, send))
 

@@ -44,8 +44,6 @@ from voicebot.sip.useragent import (
     UserAgent,
 )
 
-# voicebot.logging.get_logger passes logger=name, which collides with structlog's own ``logger``
-# parameter (TypeError at import); bind logger_name instead, as the other parts do.
 log = structlog.get_logger(logger_name=__name__)
 
 

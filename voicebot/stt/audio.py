@@ -5,7 +5,9 @@ declares) or a ``WAV`` container. Everything becomes float32 in [-1, 1) at the e
 (16 kHz for Whisper) through soxr, a band-limited resampler: repeating or dropping samples would
 fold aliases into the speech band and cost accuracy. :class:`Linear16Stream` does this per session
 in chunks of any length, keeping both a half-sample byte remainder and the resampler's filter state
-across chunks, so streaming output equals decoding the whole stream at once.
+across chunks, so streaming output equals decoding the whole stream at once. The WAV reader and the
+resampler are the shared ones in :mod:`voicebot.media`; this module adds the recognizer's rate
+limits and its error type.
 
 A malformed or unsupported WAV raises :class:`InvalidAudio` with a message that names what is
 wrong, so the server can answer ``INVALID_ARGUMENT`` and the client can fix its request.
@@ -13,25 +15,20 @@ wrong, so the server can answer ``INVALID_ARGUMENT`` and the client can fix its 
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
-
 import numpy as np
-import numpy.typing as npt
-import soxr
 
 from voicebot.errors import VoicebotError
+from voicebot.media import wav
+from voicebot.media.resample import Float32Array, Float32StreamResampler, resample_float32
+from voicebot.media.wav import WavAudio
 
-Float32Array = npt.NDArray[np.float32]
+__all__ = [
+    "MAX_RATE_HZ", "MIN_RATE_HZ", "Float32Array", "InvalidAudio", "Linear16Stream", "StreamResampler",
+    "WavAudio", "check_rate", "float32_to_pcm16", "parse_wav", "pcm16_to_float32", "resample",
+]
 
 MIN_RATE_HZ = 4000
 MAX_RATE_HZ = 192_000
-
-# WAVE format tags (Microsoft RIFF spec): plain PCM and WAVE_FORMAT_EXTENSIBLE.
-_WAVE_FORMAT_PCM = 0x0001
-_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
-# The first two bytes of the KSDATAFORMAT_SUBTYPE_PCM GUID carry the PCM format tag.
-_PCM_SUBFORMAT_TAG = _WAVE_FORMAT_PCM
 
 
 class InvalidAudio(VoicebotError):
@@ -63,110 +60,30 @@ def resample(audio: Float32Array, from_rate_hz: int, to_rate_hz: int) -> Float32
     """Resample a whole signal with soxr (high quality, linear phase)."""
     check_rate(from_rate_hz)
     check_rate(to_rate_hz)
-    if from_rate_hz == to_rate_hz:
-        return audio.astype(np.float32, copy=False)
-    out = soxr.resample(audio.astype(np.float32, copy=False), from_rate_hz, to_rate_hz, quality="HQ")
-    return np.asarray(out, dtype=np.float32)
-
-
-@dataclass(frozen=True, slots=True)
-class WavAudio:
-    sample_rate_hz: int
-    pcm16: bytes  # 16-bit signed little-endian mono
-
-    @property
-    def duration_ms(self) -> int:
-        return len(self.pcm16) // 2 * 1000 // self.sample_rate_hz
+    return resample_float32(audio, from_rate_hz, to_rate_hz)
 
 
 def parse_wav(data: bytes) -> WavAudio:
-    """Parse a RIFF/WAVE file holding 16-bit PCM mono at any rate.
+    """Parse a RIFF/WAVE file holding 16-bit PCM mono at any rate (:func:`voicebot.media.wav.parse_wav`).
 
     A ``data`` chunk whose declared size runs past the end (a WAV header written before the length
     was known, as streaming recorders do) is taken to extend to the end of the bytes.
     """
-    if len(data) < 12:
-        raise InvalidAudio(f"WAV too short for a RIFF header ({len(data)} bytes)")
-    if data[:4] != b"RIFF":
-        magic = data[:4]
-        hint = " (RIFX big-endian WAV is not supported)" if magic == b"RIFX" else ""
-        raise InvalidAudio(f"not a WAV file: starts with {magic!r}, expected b'RIFF'{hint}")
-    if data[8:12] != b"WAVE":
-        raise InvalidAudio(f"RIFF form type is {data[8:12]!r}, expected b'WAVE'")
-    fmt: tuple[int, int, int, int] | None = None  # format tag, channels, rate, bits
-    offset = 12
-    while offset + 8 <= len(data):
-        chunk_id = data[offset : offset + 4]
-        (size,) = struct.unpack_from("<I", data, offset + 4)
-        body_start = offset + 8
-        if chunk_id == b"fmt ":
-            if size < 16 or body_start + size > len(data):
-                raise InvalidAudio(f"WAV 'fmt ' chunk is truncated ({size} bytes declared)")
-            tag, channels, rate, _byte_rate, _block_align, bits = struct.unpack_from(
-                "<HHIIHH", data, body_start
-            )
-            if tag == _WAVE_FORMAT_EXTENSIBLE:
-                if size < 40:
-                    raise InvalidAudio("WAV WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk is shorter than 40 bytes")
-                (tag,) = struct.unpack_from("<H", data, body_start + 24)
-                if tag != _PCM_SUBFORMAT_TAG:
-                    raise InvalidAudio(f"WAV extensible sub-format {tag:#06x} is not PCM")
-            fmt = (tag, channels, rate, bits)
-        elif chunk_id == b"data":
-            if fmt is None:
-                raise InvalidAudio("WAV 'data' chunk comes before the 'fmt ' chunk")
-            tag, channels, rate, bits = fmt
-            if tag != _WAVE_FORMAT_PCM:
-                name = {3: "IEEE float", 6: "A-law", 7: "mu-law"}.get(tag, f"format {tag:#06x}")
-                raise InvalidAudio(f"WAV encoding is {name}; only 16-bit PCM is supported")
-            if bits != 16:
-                raise InvalidAudio(f"WAV has {bits}-bit samples; only 16-bit PCM is supported")
-            if channels != 1:
-                raise InvalidAudio(f"WAV has {channels} channels; only mono is supported")
-            check_rate(rate)
-            body = data[body_start : body_start + size]
-            if len(body) % 2:
-                body = body[:-1]  # a truncated last sample is dropped, not an error
-            return WavAudio(rate, body)
-        # RIFF chunks are padded to an even length.
-        offset = body_start + size + (size & 1)
-    if fmt is None:
-        raise InvalidAudio("WAV has no 'fmt ' chunk")
-    raise InvalidAudio("WAV has no 'data' chunk")
+    try:
+        audio = wav.parse_wav(data)
+    except wav.WavError as exc:
+        raise InvalidAudio(str(exc)) from None
+    check_rate(audio.sample_rate_hz)
+    return audio
 
 
-class StreamResampler:
-    """Stateful soxr resampler for one stream of float32 mono audio."""
+class StreamResampler(Float32StreamResampler):
+    """Stateful soxr resampler for one stream of float32 mono audio, rates checked as a client's."""
 
     def __init__(self, from_rate_hz: int, to_rate_hz: int) -> None:
         check_rate(from_rate_hz)
         check_rate(to_rate_hz)
-        self.from_rate_hz = from_rate_hz
-        self.to_rate_hz = to_rate_hz
-        self._stream = (
-            None
-            if from_rate_hz == to_rate_hz
-            else soxr.ResampleStream(from_rate_hz, to_rate_hz, 1, dtype="float32", quality="HQ")
-        )
-        self._ended = False
-
-    def process(self, audio: Float32Array) -> Float32Array:
-        if self._ended:
-            raise RuntimeError("StreamResampler.process() after flush()")
-        if self._stream is None:
-            return audio.astype(np.float32, copy=False)
-        out = self._stream.resample_chunk(np.ascontiguousarray(audio, dtype=np.float32))
-        return np.asarray(out, dtype=np.float32)
-
-    def flush(self) -> Float32Array:
-        """End of stream: the samples still inside the resampler's filter."""
-        if self._ended:
-            return np.zeros(0, dtype=np.float32)
-        self._ended = True
-        if self._stream is None:
-            return np.zeros(0, dtype=np.float32)
-        out = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-        return np.asarray(out, dtype=np.float32)
+        super().__init__(from_rate_hz, to_rate_hz)
 
 
 class Linear16Stream:

@@ -18,7 +18,6 @@ Programmatic use (``voicebot run`` embeds the server this way)::
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 import uuid
 from collections import deque
@@ -28,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from voicebot.errors import ConfigError
 from voicebot.logging import get_logger
+from voicebot.net import is_loopback
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt._proto import stt_service_pb2, stt_service_pb2_grpc
 from voicebot.stt.auth import Authenticator
@@ -85,15 +86,6 @@ def _listen_host(listen: str) -> str:
     if not sep or not port.isdigit():
         raise ConfigError(f"listen address {listen!r} must be host:port, e.g. 127.0.0.1:50051")
     return host.strip("[]")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def default_normalizer(text: str, language: str) -> str:
@@ -162,8 +154,10 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
         close_message = "client cancelled the stream"
 
         async def read_requests() -> None:
+            count = 0
             try:
                 async for request in request_iterator:
+                    count += 1
                     inbox.put_nowait(("request", request))
                     while inbox.qsize() > _MAX_QUEUED_REQUESTS:
                         room.clear()
@@ -171,6 +165,10 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                 inbox.put_nowait(("eof", None))
             except asyncio.CancelledError:
                 raise
+            except DecodeError:
+                # grpc.aio deserializes each message as the iterator advances: bytes that are not a
+                # StreamingRequest surface here, and are the client's fault (INVALID_ARGUMENT), not OK.
+                inbox.put_nowait(("invalid", count + 1))
             except Exception as exc:  # the transport failed under us: end the session
                 inbox.put_nowait(("error", exc))
 
@@ -213,6 +211,15 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                             commands = session.decode_failed(job_id, f"{type(outcome).__name__}: {outcome}")
                         else:
                             commands = session.decoded(job_id, outcome)
+                    elif kind == "invalid":
+                        grpc_code = "INVALID_ARGUMENT"
+                        close_message = (
+                            f"request {payload} is not a valid speechkit.stt.v3.StreamingRequest "
+                            "(protobuf decoding failed)"
+                        )
+                        context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+                        context.set_details(close_message)
+                        return
                     else:
                         close_message = f"client stream failed: {payload}"
                         return

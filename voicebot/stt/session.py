@@ -32,11 +32,11 @@ overload (``pool.py``), so a client can tell "my session is too long" from "the 
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from voicebot.media.wav import WAVE_FORMAT_PCM, WavError, WavFormat, WavHeaderReader
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt.engine import (
     Endpointer,
@@ -173,65 +173,50 @@ class _Speculation:
 
 
 class _WavHeader:
-    """Incremental RIFF/WAVE header reader: buffers until the ``data`` chunk starts."""
+    """The container_audio WAV header of one stream (:class:`voicebot.media.wav.WavHeaderReader`)
+    with this server's limits and the request-field wording of its errors."""
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._reader = WavHeaderReader(max_header_bytes=_MAX_WAV_HEADER_BYTES)
 
     def feed(self, data: bytes) -> tuple[int, bytes] | None:
         """Returns (sample_rate_hz, first PCM bytes) once the header is complete, else None."""
-        self._buf += data
-        buf = self._buf
-        if len(buf) >= 12 and (buf[:4] != b"RIFF" or buf[8:12] != b"WAVE"):
-            raise InvalidRequest(
-                "chunk.data: invalid WAV container: the audio does not start with a RIFF/WAVE header "
-                "(container_audio WAV needs the whole file, header first)"
-            )
-        offset = 12
-        rate: int | None = None
-        while offset + 8 <= len(buf):
-            chunk_id = buf[offset : offset + 4]
-            (size,) = struct.unpack_from("<I", buf, offset + 4)
-            body = offset + 8
-            if chunk_id == b"data":
-                if rate is None:
-                    raise InvalidRequest("chunk.data: invalid WAV container: 'data' comes before 'fmt '")
-                return rate, buf[body:]
-            if body + size > len(buf):
-                break
-            if chunk_id == b"fmt ":
-                rate = self._check_fmt(buf[body : body + size])
-            offset = body + size + (size & 1)  # RIFF chunks are word-aligned
-        if len(buf) > _MAX_WAV_HEADER_BYTES:
-            raise InvalidRequest(
-                "chunk.data: invalid WAV container: no 'data' chunk in the first "
-                f"{_MAX_WAV_HEADER_BYTES} bytes"
-            )
-        return None
+        try:
+            found = self._reader.feed(data)
+        except WavError as exc:
+            if exc.kind in ("not_riff", "not_wave"):
+                raise InvalidRequest(
+                    "chunk.data: invalid WAV container: the audio does not start with a RIFF/WAVE header "
+                    "(container_audio WAV needs the whole file, header first)"
+                ) from None
+            raise InvalidRequest(f"chunk.data: invalid WAV container: {exc}") from None
+        if found is None:
+            return None
+        fmt, pcm = found
+        return self._check_fmt(fmt), pcm
 
     @staticmethod
-    def _check_fmt(fmt: bytes) -> int:
-        if len(fmt) < 16:
-            raise InvalidRequest(f"chunk.data: invalid WAV container: 'fmt ' chunk of {len(fmt)} bytes")
-        tag, channels, rate, _byte_rate, _align, bits = struct.unpack_from("<HHIIHH", fmt)
-        if tag not in (1, 0xFFFE):  # WAVE_FORMAT_PCM, WAVE_FORMAT_EXTENSIBLE
+    def _check_fmt(fmt: WavFormat) -> int:
+        if fmt.format_tag != WAVE_FORMAT_PCM:
             raise InvalidRequest(
-                f"chunk.data: WAV format tag {tag:#06x} is not supported; container_audio WAV must be "
-                "16-bit signed PCM"
+                f"chunk.data: WAV format tag {fmt.format_tag:#06x} is not supported; "
+                "container_audio WAV must be 16-bit signed PCM"
             )
-        if bits != 16:
+        if fmt.bits_per_sample != 16:
             raise InvalidRequest(
-                f"chunk.data: WAV has {bits}-bit samples; container_audio WAV must be 16-bit PCM"
+                f"chunk.data: WAV has {fmt.bits_per_sample}-bit samples; "
+                "container_audio WAV must be 16-bit PCM"
             )
-        if channels != 1:
+        if fmt.channels != 1:
             raise InvalidRequest(
-                f"chunk.data: WAV has {channels} channels; only mono (1 channel) is supported"
+                f"chunk.data: WAV has {fmt.channels} channels; only mono (1 channel) is supported"
             )
-        if rate not in SUPPORTED_RATES_HZ:
+        if fmt.sample_rate_hz not in SUPPORTED_RATES_HZ:
             raise InvalidRequest(
-                f"chunk.data: WAV sample rate {rate} Hz is not supported; use 8000, 16000 or 48000 Hz"
+                f"chunk.data: WAV sample rate {fmt.sample_rate_hz} Hz is not supported; "
+                "use 8000, 16000 or 48000 Hz"
             )
-        return int(rate)
+        return fmt.sample_rate_hz
 
 
 def _enum_name(enum_type: object, value: int) -> str:

@@ -11,7 +11,7 @@ from voicebot.clock import Clock, monotonic
 from voicebot.logging import get_logger
 from voicebot.rtp.jitter import JitterConfig
 from voicebot.rtp.session import SessionConfig
-from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
+from voicebot.rtp.udp import MediaClock, PortAllocator, RtpPortRange, RtpStream
 from voicebot.sip.auth import Credentials
 from voicebot.sip.errors import SipError
 from voicebot.sip.udp import Call, CallFailed, IncomingCall, SipEndpoint
@@ -32,7 +32,7 @@ class Telephony:
         self.config = config
         self._now = clock
         self._clock = MediaClock()
-        self._ports = PortAllocator(PortRange(config.rtp_host, config.rtp_port_min, config.rtp_port_max))
+        self._ports = PortAllocator(RtpPortRange(config.rtp_host, config.rtp_port_min, config.rtp_port_max))
         self._endpoint: SipEndpoint | None = None
         self._incoming: asyncio.Queue[CallLeg | None] = asyncio.Queue(config.max_pending_calls)
         self._legs: dict[str, CallLeg] = {}

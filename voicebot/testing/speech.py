@@ -17,7 +17,8 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-SAMPLE_RATE_HZ = 8000
+from voicebot.media.frames import SAMPLE_RATE_HZ
+
 POCKETSPHINX_DATA = Path("/usr/share/pocketsphinx/test/data")
 
 

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import soxr
 
-PROMPT_SAMPLE_RATE_HZ = 8000
-PROMPT_SAMPLE_WIDTH_BYTES = 2
+from voicebot.media import resample as media_resample
+from voicebot.media.frames import SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+
+PROMPT_SAMPLE_RATE_HZ = SAMPLE_RATE_HZ
+PROMPT_SAMPLE_WIDTH_BYTES = SAMPLE_WIDTH_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +57,5 @@ class PromptSynthesizer(Protocol):
 
 
 def resample_pcm16(pcm: bytes, from_rate_hz: int, to_rate_hz: int = PROMPT_SAMPLE_RATE_HZ) -> bytes:
-    """Resample 16-bit mono PCM with libsoxr (a band-limited resampler, so no aliasing)."""
-    if from_rate_hz == to_rate_hz or not pcm:
-        return pcm
-    samples = np.frombuffer(pcm, dtype="<i2")
-    out = soxr.resample(samples, from_rate_hz, to_rate_hz, quality="HQ")
-    clipped = np.clip(np.asarray(out, dtype=np.float64), -32768, 32767)
-    return clipped.astype("<i2").tobytes()
+    """Resample 16-bit mono PCM to the prompt rate (:func:`voicebot.media.resample.resample_pcm16`)."""
+    return media_resample.resample_pcm16(pcm, from_rate_hz, to_rate_hz)

@@ -3,17 +3,18 @@
 espeak-ng writes a 22050 Hz 16-bit mono WAV to stdout. When it streams to a pipe it cannot seek
 back to fill in the RIFF and ``data`` chunk sizes, so it writes placeholders (0x7ffff000-ish); the
 parser below therefore trusts the ``fmt `` chunk and takes everything after the ``data`` header
-as samples. The process runs through ``asyncio.create_subprocess_exec`` so synthesis never blocks
-the event loop, and the audio is resampled with libsoxr.
+as samples (:class:`voicebot.media.wav.WavHeaderReader`, the package's one RIFF reader). The process
+runs through ``asyncio.create_subprocess_exec`` so synthesis never blocks the event loop, and the
+audio is resampled with libsoxr.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import struct
 import subprocess
 
+from voicebot.media.wav import WAVE_FORMAT_PCM, WavError, WavHeaderReader
 from voicebot.tts.base import PcmAudio, resample_pcm16
 from voicebot.tts.errors import SynthesisError
 
@@ -24,31 +25,25 @@ DEFAULT_TIMEOUT_S = 30.0
 
 def parse_streamed_wav(data: bytes) -> tuple[int, bytes]:
     """Return (sample_rate_hz, 16-bit mono PCM) from a WAV whose chunk sizes may be placeholders."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise SynthesisError(f"espeak-ng did not write a WAV file (first bytes {data[:12]!r})")
-    pos = 12
-    sample_rate_hz: int | None = None
-    while pos + 8 <= len(data):
-        chunk_id = data[pos:pos + 4]
-        (size,) = struct.unpack_from("<I", data, pos + 4)
-        body = pos + 8
-        if chunk_id == b"fmt ":
-            fmt_tag, channels, rate, _byte_rate, _align, bits = struct.unpack_from("<HHIIHH", data, body)
-            if fmt_tag != 1 or channels != 1 or bits != 16:
-                raise SynthesisError(
-                    f"espeak-ng wrote format {fmt_tag}, {channels} channel(s), {bits} bit; "
-                    "expected PCM mono 16-bit"
-                )
-            sample_rate_hz = rate
-        elif chunk_id == b"data":
-            if sample_rate_hz is None:
-                raise SynthesisError("espeak-ng WAV has its data chunk before the fmt chunk")
-            pcm = data[body:]
-            if len(pcm) % 2:
-                pcm = pcm[:-1]
-            return sample_rate_hz, pcm
-        pos = body + size + (size & 1)
-    raise SynthesisError("espeak-ng WAV has no data chunk")
+    reader = WavHeaderReader()
+    try:
+        found = reader.feed(data)
+        if found is None:
+            reader.close()
+            raise WavError("WAV has no 'data' chunk", "no_data")
+    except WavError as exc:
+        if exc.kind in ("too_short", "not_riff", "not_wave"):
+            raise SynthesisError(f"espeak-ng did not write a WAV file (first bytes {data[:12]!r})") from None
+        raise SynthesisError(f"espeak-ng {exc}") from None
+    fmt, pcm = found
+    if fmt.format_tag != WAVE_FORMAT_PCM or fmt.channels != 1 or fmt.bits_per_sample != 16:
+        raise SynthesisError(
+            f"espeak-ng wrote format {fmt.format_tag}, {fmt.channels} channel(s), {fmt.bits_per_sample} bit; "
+            "expected PCM mono 16-bit"
+        )
+    if len(pcm) % 2:
+        pcm = pcm[:-1]
+    return fmt.sample_rate_hz, pcm
 
 
 def espeak_version(executable: str = "espeak-ng") -> str:
