@@ -624,7 +624,7 @@ class StreamCore:
             self._open_session("reconnect", out)
         # Keep the call timeline moving with the clock when no audio comes (hold, mute, loss).
         if (not self._ending and not self._held
-                and now_s - self._last_audio_s >= self.settings.silence_fill_after_ms / 1000):
+                and now_s >= self._last_audio_s + self.settings.silence_fill_after_ms / 1000):
             behind_ms = self._elapsed_ms(now_s) - self._ring.end_ms
             if behind_ms > 0:
                 self._ring.append_silence(behind_ms)
@@ -633,8 +633,10 @@ class StreamCore:
                     self._send_silence(self._active, behind_ms, out)
             self._last_audio_s = now_s
         self._check_rotation(out)
+        # Deadlines are compared in the very form get_timer() returns them, so that a timer handled
+        # at its deadline always fires (a float difference could land just short and spin).
         if (self._unavailable_since is not None and self._active is None
-                and now_s - self._unavailable_since > self.settings.reconnect_give_up_s):
+                and now_s >= self._unavailable_since + self.settings.reconnect_give_up_s):
             self._fail(f"recognizer at {self.settings.target} unreachable for "
                        f"{self.settings.reconnect_give_up_s:.0f} s; check that it is running", True, out)
 
