@@ -1,6 +1,9 @@
-"""The recognition client's pure parts: chunking, ring buffer, rotation planning, backoff, dedup rule.
+"""The recognition client's pure parts and the adapter's own synchronous edges.
 
-No sockets and no sleeps: responses are fed straight into the stream's handlers.
+Pure parts: chunking, ring buffer, rotation planning, backoff, the dedup window, the session
+options. Adapter edges that need no server: the bounded ``push_audio``, the drop after
+``end_input``, the consumer's event buffer. The state machine itself is in test_stream_core.py.
+No sockets, no sleeps, no private members.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from voicebot.stt.client import (
     AudioRing,
     Backoff,
     ClientSettings,
+    EventBuffer,
     FinalReceived,
     PartialReceived,
+    RecognitionError,
     RecognitionStream,
     RotationLimits,
-    SessionClosed,
     SessionWindow,
+    StreamEvent,
     UtteranceEnded,
-    _Session,
     is_quiet,
     rotation_due,
+    session_options,
     split_chunks,
 )
 
@@ -124,139 +129,65 @@ def test_session_window_maps_to_call_time() -> None:
     assert not w.delivers()
 
 
-# ---- the stream's response handling, fed directly (no server, no sockets) ----
+# ---- the adapter's synchronous edges ----
 
 
-def response(**event: object) -> pb.StreamingResponse:
-    return pb.StreamingResponse(session_uuid=pb.SessionUuid(uuid="srv"), channel_tag="0", **event)
-
-
-def alt(text: str, start: int, end: int) -> pb.AlternativeUpdate:
-    return pb.AlternativeUpdate(
-        alternatives=[pb.Alternative(text=text, start_time_ms=start, end_time_ms=end)])
-
-
-def drain(stream: RecognitionStream) -> list[object]:
-    events = list(stream._events)
-    stream._events.clear()
-    return events
-
-
-def make_stream() -> RecognitionStream:
-    return RecognitionStream(ClientSettings(target="127.0.0.1:1"), clock=lambda: 0.0)
-
-
-def add_session(stream: RecognitionStream, base_ms: int, session_id: str = "s1") -> _Session:
-    session = _Session(session_id, SessionWindow(base_ms), asyncio.Queue(), confirmed=True)
-    stream._sessions.add(session)
-    stream._active = session
-    return session
-
-
-async def test_final_refinement_and_eou_make_one_final_on_the_call_timeline() -> None:
-    stream = make_stream()
-    stream._ring.append(b"\x00\x00" * 8 * 20_000)  # 20 s of call audio so far
-    s = add_session(stream, base_ms=10_000)
-    stream._on_response(s, response(partial=pb.AlternativeUpdate()))  # empty partial: no event
-    stream._on_response(s, response(partial=alt("four five", 1000, 1800)))
-    assert s.in_utterance
-    stream._on_response(s, response(final=alt("four five six", 1000, 2500),
-                                    audio_cursors=pb.AudioCursors(final_index=1)))
-    stream._on_response(s, response(final_refinement=pb.FinalRefinement(
-        final_index=1, normalized_text=alt("456", 1000, 2500))))
-    stream._on_response(s, response(eou_update=pb.EouUpdate(time_ms=3100)))
-    assert drain(stream) == [
-        PartialReceived("four five", 11_000, 11_800, "s1"),
-        FinalReceived("four five six", "456", 11_000, 12_500, "s1"),
-        UtteranceEnded(13_100, "s1"),
-    ]
-    assert not s.in_utterance
-    # The replay ring now starts where the recognizer closed the utterance.
-    assert stream._eou_ms == 13_100 and stream._ring.start_ms == 13_100
-
-
-async def test_partial_after_its_eou_is_stale_and_ignored() -> None:
-    stream = make_stream()
-    s = add_session(stream, base_ms=0)
-    stream._on_response(s, response(final=alt("hello", 100, 900)))
-    stream._on_response(s, response(eou_update=pb.EouUpdate(time_ms=900)))
-    drain(stream)
-    stream._on_response(s, response(partial=alt("hello", 100, 900)))  # a late partial decode
-    assert drain(stream) == [] and not s.in_utterance
-    stream._on_response(s, response(partial=alt("next", 1500, 2000)))
-    assert drain(stream) == [PartialReceived("next", 1500, 2000, "s1")] and s.in_utterance
-
-
-async def test_retired_session_delivers_nothing_more() -> None:
-    """The dedup rule: after the switch only the new session reports; each utterance comes once."""
-    stream = make_stream()
-    stream._ring.append(b"\x00\x00" * 8 * 30_000)
-    old = add_session(stream, base_ms=0, session_id="old")
-    stream._on_response(old, response(final=alt("first", 1000, 2000)))
-    stream._on_response(old, response(eou_update=pb.EouUpdate(time_ms=2600)))
-    stream._retire(old, "rotated")
-    new = add_session(stream, base_ms=stream._eou_ms, session_id="new")
-    assert old.window.cut_ms == 2600 and new.window.base_ms == 2600
-    # The old session flushes the utterance that was in flight when it was half-closed ...
-    stream._on_response(old, response(final=alt("second", 3000, 4000)))
-    stream._on_response(old, response(eou_update=pb.EouUpdate(time_ms=4600)))
-    # ... and the new session, which got it replayed from 2600, recognizes it too.
-    stream._on_response(new, response(final=alt("second", 400, 1400)))
-    stream._on_response(new, response(eou_update=pb.EouUpdate(time_ms=2000)))
-    finals = [e for e in drain(stream) if isinstance(e, FinalReceived)]
-    assert finals == [FinalReceived("first", None, 1000, 2000, "old"),
-                      FinalReceived("second", None, 3000, 4000, "new")]
-    assert old.half_closed and old.requests.get_nowait() is None
-
-
-async def test_failed_session_drops_finals_without_eou_and_schedules_reconnect() -> None:
-    stream = RecognitionStream(ClientSettings(target="127.0.0.1:1", reconnect_initial_s=0.5),
-                               clock=lambda: 100.0, rng=lambda: 0.5)
-    s = add_session(stream, base_ms=0)
-    stream._on_response(s, response(final=alt("cut off", 100, 900)))
-    stream._on_session_done(s, ("UNAVAILABLE", "connection reset"))
-    events = drain(stream)
-    assert events == [SessionClosed("s1", "server: UNAVAILABLE connection reset")]
-    assert stream._active is None
-    assert stream._reconnect_at == pytest.approx(100.5)
-    assert stream._unavailable_since == 100.0
-
-
-async def test_fatal_status_is_a_non_retryable_error() -> None:
-    from voicebot.stt.client import RecognitionError
-
-    stream = make_stream()
-    s = add_session(stream, base_ms=0)
-    with pytest.raises(RecognitionError, match="UNAUTHENTICATED: unknown API key") as exc:
-        stream._on_session_done(s, ("UNAUTHENTICATED", "unknown API key"))
-    assert exc.value.retryable is False
-
-
-async def test_push_audio_is_bounded_and_counts_drops() -> None:
+def test_push_audio_is_bounded_and_counts_drops() -> None:
     stream = RecognitionStream(ClientSettings(target="127.0.0.1:1", max_pending_audio_ms=100))
     for _ in range(10):
-        stream.push_audio(b"\x00\x00" * 160)  # 20 ms each
+        stream.push_audio(b"\x00\x00" * 160)  # 20 ms each, nobody takes them yet
     assert stream.dropped_audio_ms == 100
-    assert stream._inbox.qsize() == 5
+    assert stream.pending_audio_ms == 100
+
+
+def test_audio_after_end_input_is_dropped_and_counted() -> None:
+    stream = RecognitionStream(ClientSettings(target="127.0.0.1:1"))
+    stream.push_audio(b"\x00\x00" * 160)
+    stream.end_input()
+    stream.push_audio(b"\x00\x00" * 160)  # a frame racing the hang-up
+    assert stream.dropped_audio_ms == 20
+    assert stream.pending_audio_ms == 20
+
+
+async def drain(buffer: EventBuffer) -> list[StreamEvent]:
+    buffer.put(None)
+    return [event async for event in buffer]
 
 
 async def test_partials_are_dropped_not_finals_when_the_consumer_lags() -> None:
-    stream = RecognitionStream(ClientSettings(target="127.0.0.1:1", max_pending_partials=2))
-    s = add_session(stream, base_ms=0)
+    buffer = EventBuffer(max_partials=2)
     for i in range(5):
-        stream._on_response(s, response(partial=alt(f"p{i}", 0, 100 * i)))
-    stream._on_response(s, response(final=alt("done", 0, 500)))
-    stream._on_response(s, response(eou_update=pb.EouUpdate(time_ms=900)))
-    events = drain(stream)
-    assert stream.dropped_partials == 3
-    assert sum(isinstance(e, PartialReceived) for e in events) == 2
-    assert any(isinstance(e, FinalReceived) for e in events)
+        buffer.put(PartialReceived(f"p{i}", 0, 100 * i, "s1"))
+    buffer.put(FinalReceived("done", None, 0, 500, "s1"))
+    buffer.put(UtteranceEnded(900, "s1"))
+    events = await drain(buffer)
+    assert buffer.dropped_partials == 3
+    assert events == [PartialReceived("p0", 0, 0, "s1"), PartialReceived("p1", 0, 100, "s1"),
+                      FinalReceived("done", None, 0, 500, "s1"), UtteranceEnded(900, "s1")]
+
+
+async def test_an_error_ends_the_iteration_after_the_events_before_it() -> None:
+    buffer = EventBuffer(max_partials=2)
+    buffer.put(UtteranceEnded(900, "s1"))
+    buffer.put(RecognitionError("recognizer at x:1 refused the stream: UNAUTHENTICATED: no", retryable=False))
+    seen: list[StreamEvent] = []
+    with pytest.raises(RecognitionError, match="UNAUTHENTICATED") as exc:
+        async for event in buffer:
+            seen.append(event)
+    assert seen == [UtteranceEnded(900, "s1")] and exc.value.retryable is False
+
+
+async def test_a_consumer_waiting_for_events_wakes_when_one_comes() -> None:
+    buffer = EventBuffer(max_partials=2)
+    consumer = asyncio.create_task(anext(aiter(buffer)))
+    await asyncio.sleep(0)
+    assert not consumer.done()
+    buffer.put(UtteranceEnded(1, "s1"))
+    assert await asyncio.wait_for(consumer, 1) == UtteranceEnded(1, "s1")
 
 
 def test_options_are_the_standard_cloud_options() -> None:
-    stream = RecognitionStream(ClientSettings(target="x:1", language="ru-RU"))
-    request = stream._options()
-    assert isinstance(request, pb.StreamingRequest)
+    request = session_options(ClientSettings(target="x:1", language="ru-RU"))
     model = request.session_options.recognition_model
     assert model.audio_format.raw_audio.audio_encoding == pb.RawAudio.LINEAR16_PCM
     assert model.audio_format.raw_audio.sample_rate_hertz == 8000
@@ -279,48 +210,3 @@ def test_settings_from_config() -> None:
     assert s.limits == RotationLimits(max_audio_ms=20_000, max_bytes=10_000_000, pause_margin_ms=8_000,
                                       force_margin_ms=3_000)
     assert (s.target, s.api_key, s.replay_buffer_ms) == ("127.0.0.1:5000", "k", 10_000)
-
-
-async def test_audio_after_end_input_is_dropped_and_counted() -> None:
-    stream = make_stream()
-    stream.push_audio(b"\x00\x00" * 160)
-    stream.end_input()
-    stream.push_audio(b"\x00\x00" * 160)  # a frame racing the hang-up
-    assert stream.dropped_audio_ms == 20
-    assert [kind for kind, _a, _b in (stream._inbox.get_nowait() for _ in range(2))] == ["audio", "end"]
-
-
-async def test_burst_is_released_at_real_time_pace_with_a_small_lead() -> None:
-    now = [0.0]
-    stream = RecognitionStream(ClientSettings(target="127.0.0.1:1", pacing_lead_ms=200), clock=lambda: now[0])
-    s = add_session(stream, base_ms=0)
-    for _ in range(50):  # 1 s pushed at once
-        stream._held.append(b"\x00\x00" * 160)
-    stream._release_held(0.0)
-    assert stream.call_ms == 200  # only the lead goes out before any time has passed
-    now[0] = 0.5
-    stream._release_held(now[0])
-    assert stream.call_ms == 700
-    assert 0.0 < stream._next_timeout() <= 0.03  # the owner wakes for the next 20 ms frame
-    now[0] = 2.0
-    stream._release_held(now[0])
-    assert stream.call_ms == 1000 and not stream._held
-    sent = [s.requests.get_nowait() for _ in range(s.requests.qsize())]
-    assert sum(len(r.chunk.data) for r in sent) == 1000 * 16  # type: ignore[attr-defined]
-
-
-async def test_silence_fill_keeps_the_timeline_with_the_wall_clock() -> None:
-    now = [0.0]
-    stream = RecognitionStream(ClientSettings(target="127.0.0.1:1", silence_fill_after_ms=300),
-                               clock=lambda: now[0])
-    s = add_session(stream, base_ms=0)
-    stream._accept_audio(b"\x00\x00" * 8 * 100)  # 100 ms of audio at t = 0
-    now[0] = 0.2
-    stream._on_tick()
-    assert s.requests.qsize() == 1  # not yet: under silence_fill_after_ms
-    now[0] = 1.0
-    stream._on_tick()  # a gap (hold): silence up to the wall clock
-    assert stream.call_ms == 1000
-    requests = [s.requests.get_nowait() for _ in range(s.requests.qsize())]
-    assert requests[-1].silence_chunk.duration_ms == 900  # type: ignore[attr-defined]
-    assert s.audio_ms == 1000
