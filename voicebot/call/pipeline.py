@@ -43,7 +43,7 @@ from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.machine import DialogMachine
 from voicebot.dialog.runner import DialogRunner, LoopClock, PromptRenderer
 from voicebot.errors import VoicebotError
-from voicebot.media.frames import FRAME_MS, Frame
+from voicebot.media.frames import FRAME_MS, Frame, FrameKind
 from voicebot.media.onset import SpeechOnsetDetector
 from voicebot.records import CallRecordStore
 from voicebot.stt.client import (
@@ -90,10 +90,11 @@ class CallParts:
 
 
 def push_frame(stream: RecognitionStream, frame: Frame) -> None:
-    """Seam: one received frame to the recognizer. The frame's kind is known here
-    (``frame.kind is FrameKind.SILENCE`` for jitter-buffer silence) and goes on as
-    ``push_audio(..., is_silence=...)`` once RecognitionStream.push_audio takes that keyword."""
-    stream.push_audio(frame.pcm)
+    """One received frame to the recognizer, with its kind: jitter-buffer silence (nothing was
+    received) is said to be silence, so the stream sends it as ``silence_chunk`` without measuring
+    it; received and concealed audio is left to the stream's own energy check (``None``), since a
+    concealed frame may still carry the end of a word."""
+    stream.push_audio(frame.pcm, is_silence=True if frame.kind is FrameKind.SILENCE else None)
 
 
 class CallPipeline:
