@@ -43,6 +43,7 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
     driver = Driver(PLANS[plan_index])
     driver.act("start")
     listening = driver.machine.listening
+    expectation = driver.machine.expectation
     live_timers = set(driver.timers)
     for action, arg in actions:
         if action in ("hook_ok", "hook_fail") and driver.webhook is None:
@@ -54,11 +55,14 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
             assert commands == []
         for command in commands:
             if isinstance(command, ev.StartListening):
-                assert not listening
+                # Again while listening only to say that the expectation changed.
+                assert not listening or command.expectation != expectation
                 listening = True
+                expectation = command.expectation
             elif isinstance(command, ev.StopListening):
                 assert listening
                 listening = False
+                expectation = None
             elif isinstance(command, ev.SetTimer):
                 assert command.timer_id not in live_timers
                 live_timers.add(command.timer_id)
@@ -75,6 +79,7 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
         # Fired timers are gone too.
         live_timers &= set(driver.timers) | {c.timer_id for c in commands if isinstance(c, ev.SetTimer)}
         assert listening == driver.machine.listening
+        assert expectation == driver.machine.expectation
         if not driver.machine.finished:
             assert driver.machine.prompt_playing == bool(driver.playing)
         if driver.machine.finished:
