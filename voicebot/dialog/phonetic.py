@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-# A sound-alike is a guess: even identical keys score below the "act" threshold, so a dialplan
-# asks (``confirm``) before acting on one.
-FUZZY_WEIGHT = 0.8
+# A sound-alike is a guess: even identical keys score below the default "act" threshold (0.8), so
+# a dialplan asks (``confirm``) before acting on one.
+FUZZY_WEIGHT = 0.75
 # Letter or key similarity below this is not a sound-alike at all.
 MIN_RATIO = 0.7
 # Expected words shorter than this match exactly or by inflection only.
@@ -69,9 +69,10 @@ def phonetic_key(word: str) -> str:
     for prefix, replacement in (("kn", "n"), ("gn", "n"), ("wr", "r"), ("ps", "s"), ("wh", "w")):
         if w.startswith(prefix):
             w = replacement + w[len(prefix):]
+    # "X" (sh, ch) and "0" (th) are key letters of their own.
     for old, new in (
-        ("tion", "xn"), ("sch", "sk"), ("ph", "f"), ("ck", "k"), ("sh", "x"), ("ch", "x"),
-        ("th", "0"), ("gh", "h"), ("qu", "kw"), ("x", "ks"), ("dg", "j"),
+        ("x", "ks"), ("tion", "Xn"), ("sch", "sk"), ("ph", "f"), ("ck", "k"), ("sh", "X"), ("ch", "X"),
+        ("th", "0"), ("gh", "h"), ("qu", "kw"), ("dg", "j"),
     ):
         w = w.replace(old, new)
     out: list[str] = []
