@@ -263,8 +263,7 @@ class DialogMachine:
         self.last_understanding = said
         if yes_no is None and said.kind in ("digits", "text"):
             self._end_confirm()  # the caller went on with what the state asks for
-            self._start_listening()
-            self._apply(said)
+            self._apply(said)  # every outcome moves on or re-prompts, which re-sends expectations
             return
         other = said.intent if said.kind == "intent" else None
         if other is not None and other.builtin is not None:
