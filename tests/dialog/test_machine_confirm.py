@@ -50,8 +50,8 @@ CASES: list[tuple[str, list[tuple[str, Any, list[str] | None]], str]] = [
     ("no, and what the caller wants instead", [
         *MENU,
         ("say", "Barrens", ["cancel:no_input", DID_BALANCE, "listen"]),
-        ("say", "no, an operator", ["stop", "timer:no_input+6", "cancel:no_input", "record:outcome=transferred",
-                                    "mute", XFER]),
+        ("say", "no, an operator", ["stop", "timer:no_input+6", "cancel:no_input",
+                                    "record:outcome=transferred", "mute", XFER]),
     ], "transfer_to_operator"),
     ("barge-in: yes while the question plays", [
         *MENU,
@@ -98,7 +98,8 @@ CASES: list[tuple[str, list[tuple[str, Any, list[str] | None]], str]] = [
             "cancel:no_input", "play:Sorry, did you say goodbye, to end the call? Please say yes or no.",
             "listen",
         ]),
-        ("say", "yes", ["stop", "timer:no_input+6", "cancel:no_input", "record:outcome=goodbye", "mute", BYE]),
+        ("say", "yes", ["stop", "timer:no_input+6", "cancel:no_input", "record:outcome=goodbye", "mute",
+                        BYE]),
     ], "goodbye"),
 ]
 
@@ -185,7 +186,8 @@ def test_settings_per_dialplan_state_and_intent() -> None:
     driver.run([("start", None, None), ("done", None, None)])
     # State prompt, intent's say; retries 0: one unclear answer ends the question.
     driver.run([("say", "Barrens", ["cancel:no_input", "play:You want your balance, right?", "listen"])])
-    driver.run([("say", "pizza", ["stop", "timer:no_input+5", "cancel:no_input", "play:Say balance.", "listen"])])
+    driver.run([("say", "pizza", ["stop", "timer:no_input+5", "cancel:no_input", "play:Say balance.",
+                                  "listen"])])
     # Intent confirm: false -> a guess of the operator is a no-match, never acted on nor asked.
     driver.run([("say", "opperator", ["stop", "timer:no_input+5", "cancel:no_input", "play:Say balance."])])
     assert driver.machine.state_name == "menu"
