@@ -164,6 +164,7 @@ def test_a_repeated_short_utterance_matches_as_said_once() -> None:
     ("forty seven ninety two", "4792", 1.0),
     ("twelve thirty four", "1234", 1.0),
     ("twenty twenty four", "2024", 1.0),
+    ("twenty zero one", "2001", 1.0),            # a tens word does not swallow a zero
     ("four five, no, four six", "46", 1.0),
     ("1 2 3 sorry 1 2 4", "124", 1.0),
     ("4 7 9 2, no, 9 3", "4793", 1.0),           # a shorter correction replaces the last digits

@@ -80,7 +80,8 @@ def _number_groups(tokens: Sequence[str]) -> Iterable[str]:
         while i < len(tokens):
             w = tokens[i]
             if w in _UNITS:
-                if last in ("units", "teens"):
+                # "twenty zero" is 2 0 0 said in pairs, never 20 + 0.
+                if last in ("units", "teens") or (last == "tens" and _UNITS[w] == 0):
                     break
                 current += _UNITS[w]
                 last = "units"
