@@ -116,7 +116,8 @@ def test_a_phrase_said_verbatim_anywhere_scores_one(phrase: str, before: list[st
 def test_filler_inside_a_phrase_costs_a_fixed_penalty_per_word(phrase: str, data: st.DataObject) -> None:
     words = phrase.split()
     at = data.draw(st.integers(min_value=1, max_value=len(words) - 1))
-    gap = data.draw(st.lists(st.sampled_from(["um", "really", "uh", "just"]), min_size=1, max_size=MAX_GAP + 2))
+    fillers = st.sampled_from(["um", "really", "uh", "just"])
+    gap = data.draw(st.lists(fillers, min_size=1, max_size=MAX_GAP + 2))
     said = normalize(" ".join([*words[:at], *gap, *words[at:]]))
     score = phrase_score(said, normalize(phrase))
     if len(gap) <= MAX_GAP:
