@@ -20,6 +20,12 @@ PLANS = [load_dialplan(ROOT / "dialplans" / "demo.yaml"), load_dialplan(ROOT / "
 UTTERANCES = [
     "", "balance", "operator", "goodbye", "yes", "no", "reschedule", "one two three four", "9 8 7 6",
     "12", "what?", "I want to talk to an agent", "uh", "another time", "1234",
+    # guesses that start a "did you say" question, and answers to it
+    "operate her please", "Barrens", "Good boy.", "yeah", "nope", "no, balance",
+    # spoken digits with corrections and recognizer forms
+    "four five six seven, no, four five six eight", "3-1-0-0", "4,7,9,2 I made.",
+    # n-best
+    ("4th Heaven I'm 2", "4 7 9 2"), ("mumble", "operator"), ("Ballon.", "balance", "ballet"),
 ]
 ACTIONS = st.one_of(
     st.tuples(st.just("say"), st.sampled_from(UTTERANCES)),
@@ -87,3 +93,10 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
             assert not driver.timers, "a finished dialog left timers running"
         if driver.machine.state_name is not None:
             assert driver.machine.state_name in driver.plan.states
+        if "guess" in driver.machine.variables and not driver.machine.finished:
+            # Asking "did you say ...?" happens only in a listening state, and expects yes or no.
+            state = driver.plan.states[driver.machine.state_name or ""]
+            assert state.listen is not None
+            if driver.machine.listening:
+                assert driver.machine.expectation is not None
+                assert driver.machine.expectation.mode == "yesno"
