@@ -12,12 +12,20 @@ prompt allows barge-in (otherwise once the prompt has played) and arms the no-in
 prompt is playing; a *webhook* state calls out immediately and moves on the answer; *transfer*,
 *hangup* and plain *goto* states act once every queued prompt has played. While listening, a
 non-empty partial transcript, ``SpeechStarted`` or a DTMF key stops a barge-in prompt at once and
-pushes the no-input deadline back. A final transcript is matched against the state's intents,
-then its digit/number capture, then the global handlers, then its free-text capture; a DTMF key
-goes to the digit collector in digit states (terminator, max length and inter-digit timeout end
-it), otherwise to the intents' and then the globals' keys. Anything unmatched counts a no-match,
+pushes the no-input deadline back. A final transcript (its text and the recognizer's
+alternatives) is read by :func:`voicebot.dialog.understand.understand`: the state's intents, then
+its digit/number capture, then the global handlers, then its free-text capture, each with a
+confidence. A sure match is acted on; a guess asks "Did you say {guess}?" (the state's
+``confirm``): yes acts on it, saying it again does too, no counts as a no-match of the state,
+silence and unclear answers re-ask up to the question's ``retries`` and then count as the state's
+no-input/no-match, and a key answers the state instead. A DTMF key goes to the digit collector in
+digit states (terminator, max length and inter-digit timeout end it), otherwise to the intents'
+and then the globals' keys; keys pressed while a listening state's prompt plays without barge-in
+are kept (type-ahead) and fed in order once it listens. Anything unmatched counts a no-match,
 silence counts a no-input; each re-prompts until its ``retries`` are used up and then escalates to
-its ``goto``. Stale timers and answers (ids that no longer match) are ignored.
+its ``goto``. ``StartListening`` carries what the state expects (:mod:`voicebot.dialog.expect`)
+and is sent again whenever that changes while listening. Stale timers and answers (ids that no
+longer match) are ignored.
 """
 
 from __future__ import annotations

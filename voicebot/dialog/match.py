@@ -3,8 +3,14 @@
 Recognizers disagree on surface form ("Operator.", "operator please", "one two three four",
 "1234", "1, 2, 3, 4"), so both the caller's words and the dialplan's phrases go through the same
 :func:`normalize`: lower case, punctuation dropped, number words turned into digits token by token.
-An intent phrase matches when its tokens occur contiguously in the utterance; the longest matching
-phrase wins and ties go to the intent declared first. Everything here is pure.
+A phrase matches with a score in [0, 1] (:func:`phrase_score`): its words in order, each exact (1),
+inflected (0.95) or a sound-alike (at most 0.75, :mod:`voicebot.dialog.phonetic`), with up to
+three filler words inside ("a real person" for "a person", 0.92 per word) but never a negation.
+Repeated n-grams, which Whisper produces on short utterances, are collapsed before matching. The
+most confident intent wins, then the longest phrase, then the intent declared first; what to do
+with a confidence is :mod:`voicebot.dialog.understand`'s business. Digit strings
+(:func:`parse_digits`) allow "oh", "double"/"triple", pairs ("forty seven"), recognizer forms
+("3-1-0-0", "4,7,9,2") and spoken corrections. Everything here is pure.
 """
 
 from __future__ import annotations
