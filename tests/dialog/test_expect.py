@@ -118,3 +118,41 @@ def test_a_final_with_only_empty_hypotheses_is_noise() -> None:
     commands = driver.feed(ev.FinalTranscript(driver.now_s, "", alternatives=(" ",)))
     assert [type(c) for c in commands] == [ev.CancelTimer, ev.SetTimer]
     assert driver.machine.state_name == "menu"
+
+
+def test_commands_and_events_are_frozen_values() -> None:
+    assert ev.StartListening() == ev.StartListening(Expectation())
+    assert ev.StartListening().expectation.mode == "free"
+    final = ev.FinalTranscript(1.0, "a", alternatives=("b",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        final.text = "c"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Expectation().mode = "menu"  # type: ignore[misc]
+
+
+def test_a_yes_no_state_expects_yes_or_no() -> None:
+    from voicebot.dialog.loader import load_dialplan_text
+
+    plan = load_dialplan_text("""
+dialplan: yn
+start: q
+globals:
+  operator: {phrases: ["operator"], goto: e}
+states:
+  q:
+    prompt: "Shall we call you back, {caller}?"
+    listen:
+      intents:
+        agree: {builtin: "yes", goto: e}
+        refuse: {builtin: "no", goto: e}
+    no_input: {goto: e}
+    no_match: {goto: e}
+  e: {hangup: true}
+""")
+    driver = Driver(plan)
+    driver.act("start")
+    expectation = _listening(driver)[-1].expectation
+    assert expectation.mode == "yesno"
+    assert expectation.prompt == "Shall we call you back, +15551230000?"
+    assert expectation.phrases[0] == "yes" and expectation.phrases[-1] == "operator"
+    assert "no" in expectation.phrases

@@ -10,6 +10,8 @@ listen drops them, and keys typed in such a state (a webhook wait, a transfer) a
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.dialog.script import Driver
 from voicebot.dialog.loader import load_dialplan_text
@@ -115,3 +117,26 @@ def test_a_hangup_ends_type_ahead() -> None:
     driver = _driver()
     driver.run([("dtmf", "1", []), ("hangup", None, None), ("done", None, [])])
     assert driver.machine.finished
+
+
+def _settle(driver: Driver) -> None:
+    """Let every queued prompt play out (a webhook wait stays a wait)."""
+    for _ in range(10):
+        if not driver.playing:
+            return
+        driver.act("done")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet="0123456789*#", max_size=12))
+def test_typing_ahead_is_the_same_as_typing_after_the_prompt(keys: str) -> None:
+    ahead = _driver()
+    ahead.act("dtmf", keys)  # during "Press 1 for balance, 2 to pay." (no barge-in)
+    _settle(ahead)
+    after = _driver()
+    after.act("done")
+    after.act("dtmf", keys)  # the same keys once the menu listens
+    _settle(after)
+    assert ahead.machine.transitions == after.machine.transitions
+    assert ahead.machine.record == after.machine.record
+    assert ahead.machine.variables.get("account") == after.machine.variables.get("account")

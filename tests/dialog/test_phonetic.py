@@ -83,3 +83,24 @@ def test_sound_alikes_score_as_guesses(said: str, expected: str, low: float, hig
 ])
 def test_different_words_are_not_sound_alikes(said: str, expected: str) -> None:
     assert word_similarity(said, expected) == 0.0
+
+
+WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12)
+
+
+@given(WORD, WORD)
+def test_similarity_is_a_confidence_and_a_sound_alike_is_never_sure(said: str, expected: str) -> None:
+    score = word_similarity(said, expected)
+    assert 0.0 <= score <= 1.0
+    assert word_similarity(expected, expected) == 1.0
+    if said != expected and score not in (0.0, INFLECTION_SCORE):
+        assert score <= FUZZY_WEIGHT < 0.8  # below the default act threshold: always a guess
+
+
+@given(WORD)
+def test_keys_are_short_consonant_skeletons(word: str) -> None:
+    key = phonetic_key(word)
+    assert len(key) <= len(word) + word.count("x")  # "x" is two sounds, ks
+    assert set(key) <= set("abcdfghjklmnprstwXyz0")
+    assert not set(key[1:]) & set("aeiouy")  # no vowels after the first letter
+    assert all(a != b for a, b in zip(key, key[1:], strict=False))  # no doubled letters
