@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -103,4 +105,4 @@ def test_keys_are_short_consonant_skeletons(word: str) -> None:
     assert len(key) <= len(word) + word.count("x")  # "x" is two sounds, ks
     assert set(key) <= set("abcdfghjklmnprstwXyz0")
     assert not set(key[1:]) & set("aeiouy")  # no vowels after the first letter
-    assert all(a != b for a, b in zip(key, key[1:], strict=False))  # no doubled letters
+    assert all(a != b for a, b in pairwise(key))  # no doubled letters
