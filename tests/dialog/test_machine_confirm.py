@@ -77,6 +77,18 @@ CASES: list[tuple[str, list[tuple[str, Any, list[str] | None]], str]] = [
         ("done", None, ["timer:no_input+6"]),
         ("say", "hmm", ["cancel:no_input", NO_MATCH, "listen"]),
     ], "menu"),
+    ("yes and no at once is no answer: asked again", [
+        *MENU,
+        ("say", "operate her please", None),
+        ("done", None, None),
+        ("say", "yes, no, wait", ["cancel:no_input", DID_OPERATOR]),
+    ], "menu"),
+    ("not sure is not yes", [
+        *MENU,
+        ("say", "operate her please", None),
+        ("done", None, None),
+        ("say", "I'm not sure", ["cancel:no_input", NO_MATCH, "listen"]),
+    ], "menu"),
     ("a key during the question answers the menu", [
         *MENU,
         ("say", "operate her please", None),

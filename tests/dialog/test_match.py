@@ -111,11 +111,23 @@ def test_phrase_scores(said: str, phrase: str, low: float, high: float) -> None:
     ("my account is not in balance", "my balance"),   # more than three words apart
     ("that's not all", "that's all"),                 # a negation is never skipped
     ("person a", "a person"),                         # order matters
+    ("I'm not sure", "sure"),                         # negated right before: not said
+    ("please don't transfer me", "transfer me"),
+    ("it isn't my balance", "my balance"),
     ("balance", "my balance"),                        # every word is needed
     ("", "operator"),
 ])
 def test_phrases_that_do_not_occur(said: str, phrase: str) -> None:
     assert phrase_score(normalize(said), normalize(phrase)) == 0.0
+
+
+@pytest.mark.parametrize(("said", "phrase"), [
+    ("no, my balance", "my balance"),   # "no" answers a question; it does not negate what follows
+    ("it's not", "not"),                # a phrase that is itself a negation
+    ("not now, my balance", "my balance"),
+])
+def test_negation_only_reaches_the_next_word(said: str, phrase: str) -> None:
+    assert phrase_score(normalize(said), normalize(phrase)) == 1.0
 
 
 def test_the_surer_match_wins_then_the_longer_phrase() -> None:

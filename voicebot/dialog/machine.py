@@ -263,10 +263,12 @@ class DialogMachine:
         assert state is not None and state.listen is not None and guess is not None
         yes_no: str | None = None
         for hypothesis in hypotheses:
-            answer = match_intent(normalize(hypothesis.text), (_YES, _NO))
-            if answer is not None and answer.confidence >= guess.policy.act_above:
-                yes_no = answer.intent.builtin
-                break
+            tokens = normalize(hypothesis.text)
+            matches = ((i, match_intent(tokens, (i,))) for i in (_YES, _NO))
+            sure = [i.builtin for i, m in matches if m is not None and m.confidence >= guess.policy.act_above]
+            if len(sure) == 1:
+                yes_no = sure[0]
+                break  # both ("yes... no, wait") is no answer: the question is asked again
         said = understand(hypotheses, state.listen, self.plan.global_intents)
         self.last_understanding = said
         if yes_no is None and said.kind in ("digits", "text"):

@@ -268,6 +268,9 @@ _NEGATIONS = frozenset(
 # Two said words joined stand for one phrase word only when both are at least this long ("operate
 # her"); joining "I" or "a" onto a neighbour makes too many sound-alikes ("I don't" ~ "agent").
 MIN_JOIN_LETTERS = 3
+# A phrase right after one of these is negated, not said: "not sure" is not "sure", "don't
+# transfer me" is not "transfer me". ("no" is left out: "no, balance" answers with balance.)
+_NEGATORS = frozenset({"not", "don't", "dont", "never", "isn't", "didn't", "doesn't", "wasn't", "aren't"})
 # Long utterances are free text; matching looks at their start only.
 MAX_MATCH_TOKENS = 60
 
@@ -298,8 +301,11 @@ def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
         if key in at_memo:
             return at_memo[key]
         best = 0.0
-        steps = [(1, 1, word_similarity(said[j], words[i]))]
-        if j + 1 < n and min(len(said[j]), len(said[j + 1])) >= MIN_JOIN_LETTERS:
+        # A negation is never part of a sound-alike ("don't transfer" ~ "transfer").
+        plain = said[j] not in _NEGATIONS
+        steps = [(1, 1, word_similarity(said[j], words[i]) if plain or said[j] == words[i] else 0.0)]
+        if (j + 1 < n and plain and said[j + 1] not in _NEGATIONS
+                and min(len(said[j]), len(said[j + 1])) >= MIN_JOIN_LETTERS):
             steps.append((1, 2, word_similarity(said[j] + said[j + 1], words[i])))
         if i + 1 < m and said[j] == words[i] + words[i + 1]:
             steps.append((2, 1, 1.0))
@@ -326,7 +332,8 @@ def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
         after_memo[key] = best
         return best
 
-    return max(at(0, j) for j in range(n))
+    negated = words[0] in _NEGATORS
+    return max(at(0, j) for j in range(n) if negated or j == 0 or said[j - 1] not in _NEGATORS)
 
 
 @dataclass(frozen=True, slots=True)
