@@ -73,7 +73,7 @@ def test_the_dialplan_default_then_the_state_then_the_intent() -> None:
     assert confirm.prompt is not None and confirm.prompt.text is not None
     assert confirm.prompt.text.source == "Top {guess}?"
     assert confirm.prompt.voice == "en-gb"  # written at the top: the dialplan's voice
-    assert override == ConfirmOverride(enabled=True, prompt=None, act_above=0.95, reject_below=None)
+    assert override == ConfirmOverride(enabled=None, prompt=None, act_above=0.95, reject_below=None)
     merged = confirm.merged(override)
     assert (merged.act_above, merged.reject_below, merged.retries) == (0.95, 0.4, 2)
 
@@ -92,6 +92,11 @@ def test_on_and_off(top: str, state: str, enabled: bool) -> None:
 def test_intent_on_off() -> None:
     _, override = _load(op_confirm="confirm: false, ")
     assert Confirm().merged(override).enabled is False
+    # Settings on an intent keep the state's on/off: a state that never asks, never asks.
+    listen, override = _load(state="confirm: false", op_confirm='confirm: {say: "someone"}, ')
+    assert listen.confirm.merged(override).enabled is False
+    listen, override = _load(state="confirm: false", op_confirm="confirm: true, ")
+    assert listen.confirm.merged(override).enabled is True
     assert Confirm(enabled=False).merged(ConfirmOverride(enabled=True)).enabled is True
     assert Confirm().merged(None) == Confirm()
 

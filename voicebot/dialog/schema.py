@@ -610,7 +610,8 @@ def _intent_confirm(
     say = None
     if (sub := c.get(cmap, "say")) is not None:
         say = c.string(sub, where, "say")
-    override = _confirm_settings(c, cmap, where, voice)
+    # Settings on an intent tune the question; whether to ask at all stays the state's choice.
+    override = replace(_confirm_settings(c, cmap, where, voice), enabled=None)
     if override.act_above is not None and override.reject_below is not None:
         _check_thresholds(c, cmap, where, override.act_above, override.reject_below)
     return override, say
