@@ -104,7 +104,11 @@ class Driver:
                     self.playing.remove(seq)
                     out += self._feed_at(ev.PromptFinished(self.now_s, seq))
         elif action == "say":
-            out += self._feed_at(ev.FinalTranscript(self.now_s, arg))
+            # A tuple is the recognizer's n-best: the best text first, then the alternatives.
+            if isinstance(arg, tuple):
+                out += self._feed_at(ev.FinalTranscript(self.now_s, arg[0], alternatives=tuple(arg[1:])))
+            else:
+                out += self._feed_at(ev.FinalTranscript(self.now_s, arg))
         elif action == "partial":
             out += self._feed_at(ev.PartialTranscript(self.now_s, arg))
         elif action == "vad":

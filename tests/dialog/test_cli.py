@@ -45,6 +45,37 @@ def test_graph_dot_names_every_state_and_edge(capsys: pytest.CaptureFixture[str]
     assert '"menu" -> "ask_account" [label="balance / 1"];' in dot
     assert '"__any_listening_state__" -> "goodbye" [label="goodbye / #", style=dashed];' in dot
     assert '"lookup" -> "lookup_failed" [label="webhook error"];' in dot
+    # The low-confidence path: unsure -> "did you say ...?" -> yes: intent / no.
+    assert '"menu?" [label="did you say ...?", shape=diamond];' in dot
+    assert '"menu" -> "menu?" [label="unsure"];' in dot
+    assert '"menu?" -> "ask_account" [label="yes: balance"];' in dot
+    assert '"menu?" -> "transfer_to_operator" [label="yes: operator"];' in dot
+    assert '"menu?" -> "menu" [label="no"];' in dot
+    assert '"lookup?"' not in dot  # a webhook state asks nothing
+
+
+def test_graph_without_confirm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "quiet.yaml"
+    plan.write_text("""
+dialplan: quiet
+start: menu
+confirm: false
+states:
+  menu:
+    prompt: "Press 1."
+    listen:
+      intents:
+        one: {phrases: ["one please"], dtmf: "1", goto: bye}
+        two: {phrases: ["two please"], confirm: true, goto: bye}
+    no_input: {goto: bye}
+    no_match: {goto: bye}
+  bye: {hangup: true}
+""")
+    assert main(["dialplan", "graph", str(plan), "--format", "mermaid"]) == 0
+    text = capsys.readouterr().out
+    assert '  c_menu{"did you say ...?"}' in text
+    assert '  c_menu -->|"yes: two"| s_bye' in text
+    assert '"yes: one"' not in text  # the dialplan turned confirming off; only "two" turns it on
 
 
 def test_graph_mermaid_to_file(tmp_path: Path) -> None:
@@ -54,6 +85,7 @@ def test_graph_mermaid_to_file(tmp_path: Path) -> None:
     assert text.startswith("flowchart LR\n")
     assert '  s_ask -->|"confirm / 1"| s_confirmed' in text
     assert '  any_listening_state -.->|"goodbye"| s_no_answer' in text
+    assert '  s_ask -->|"unsure"| c_ask' in text
 
 
 def test_graph_of_a_broken_plan_fails(capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,7 +36,8 @@ def test_demo_with_lines_deleted(deleted: list[int]) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.integers(min_value=0, max_value=len(DEMO_LINES) - 1),
-    st.sampled_from(["1", "#", "yes", "- x", "{", "[]", "{a: b}", "~", "1e999", "!!binary aGk=", "*x", "&a"]),
+    st.sampled_from(["1", "#", "yes", "- x", "{", "[]", "{a: b}", "~", "1e999", "!!binary aGk=", "*x", "&a",
+                     "0.5", "-1", "true", "false", "{act_above: 2}"]),
 )
 def test_demo_with_a_value_replaced(index: int, value: str) -> None:
     lines = list(DEMO_LINES)

@@ -30,7 +30,7 @@ MENU: list[Step] = [("start", None, [WELCOME, "listen"]), ("done", None, ["timer
 CASES: list[tuple[str, list[Step], str, dict[str, str]]] = [
     ("balance by speech, account spoken, goodbye spoken", [
         *MENU,
-        ("say", "I'd like my balance, please.", ["cancel:no_input", ASK]),
+        ("say", "I'd like my balance, please.", ["cancel:no_input", ASK, "listen"]),
         ("done", None, ["timer:no_input+8"]),
         ("say", "One two three four.", ["cancel:no_input", "mute", WAIT, LOOKUP]),
         ("hook_ok", ANSWER, [
@@ -44,7 +44,7 @@ CASES: list[tuple[str, list[Step], str, dict[str, str]]] = [
     ], "goodbye", {"balance_account": "1234", "outcome": "goodbye"}),
     ("balance by DTMF, account keyed with terminator, # ends", [
         *MENU,
-        ("dtmf", "1", ["cancel:no_input", ASK]),
+        ("dtmf", "1", ["cancel:no_input", ASK, "listen"]),
         ("dtmf", "1234#", [
             "stop", "timer:no_input+8",  # the first key barges in, the prompt is over
             "cancel:no_input", "timer:inter_digit+3",
@@ -71,36 +71,36 @@ CASES: list[tuple[str, list[Step], str, dict[str, str]]] = [
     ], "transfer_to_operator", {"outcome": "transferred"}),
     ("two no-inputs in a row say goodbye and hang up", [
         *MENU,
-        ("wait", 6, ["play:Sorry, I did not hear anything."]),
+        ("wait", 6, ["play:Sorry, I did not hear anything.", "listen"]),
         ("done", None, ["timer:no_input+6"]),
         ("wait", 6, ["record:outcome=goodbye", "mute", BYE]),
         ("done", None, ["hangup:dialplan hangup"]),
     ], "goodbye", {"outcome": "goodbye"}),
     ("three no-matches escalate to the operator", [
         *MENU,
-        ("say", "what is the weather", ["cancel:no_input", "play:Sorry, I did not get that."]),
+        ("say", "what is the weather", ["cancel:no_input", "play:Sorry, I did not get that.", "listen"]),
         ("done", None, ["timer:no_input+6"]),
-        ("say", "pizza", ["cancel:no_input", "play:Sorry, I did not get that."]),
+        ("say", "pizza", ["cancel:no_input", "play:Sorry, I did not get that."]),  # same expectation
         ("done", None, ["timer:no_input+6"]),
         ("say", "seven", ["cancel:no_input", "record:outcome=transferred", "mute", XFER]),
         ("done", None, ["transfer:sip:operator@127.0.0.1"]),
     ], "transfer_to_operator", {"outcome": "transferred"}),
     ("a no-match resets the no-input count: silence, mumble, silence is not two silences in a row", [
         *MENU,
-        ("wait", 6, ["play:Sorry, I did not hear anything."]),
+        ("wait", 6, ["play:Sorry, I did not hear anything.", "listen"]),
         ("done", None, ["timer:no_input+6"]),
-        ("say", "hmm", ["cancel:no_input", "play:Sorry, I did not get that."]),
+        ("say", "hmm", ["cancel:no_input", "play:Sorry, I did not get that.", "listen"]),
         ("done", None, ["timer:no_input+6"]),
-        ("wait", 6, ["play:Sorry, I did not hear anything."]),
+        ("wait", 6, ["play:Sorry, I did not hear anything.", "listen"]),
         ("done", None, ["timer:no_input+6"]),
-        ("say", "balance", ["cancel:no_input", ASK]),
+        ("say", "balance", ["cancel:no_input", ASK, "listen"]),
     ], "ask_account", {}),
     ("barge-in: the first partial with words stops the welcome prompt", [
         ("start", None, [WELCOME, "listen"]),
         ("partial", "", []),  # an empty partial is not speech
         ("partial", "bal", ["stop", "timer:no_input+6"]),
         ("partial", "balance", ["cancel:no_input", "timer:no_input+6"]),  # speech pushes silence back
-        ("say", "balance", ["cancel:no_input", ASK]),
+        ("say", "balance", ["cancel:no_input", ASK, "listen"]),
     ], "ask_account", {}),
     ("barge-in by voice activity before any text", [
         ("start", None, [WELCOME, "listen"]),
@@ -112,7 +112,7 @@ CASES: list[tuple[str, list[Step], str, dict[str, str]]] = [
     ], "transfer_to_operator", {"outcome": "transferred"}),
     ("a prompt without barge-in keeps playing and input waits for it", [
         *MENU,
-        ("say", "balance", ["cancel:no_input", ASK]),
+        ("say", "balance", ["cancel:no_input", ASK, "listen"]),
         ("done", None, ["timer:no_input+8"]),
         ("dtmf", "5555#", None),
         ("partial", "hello", []),  # "One moment please." has barge_in: false; input is muted
@@ -137,7 +137,7 @@ CASES: list[tuple[str, list[Step], str, dict[str, str]]] = [
         ("done", None, None),
         ("dtmf", "12#", [
             "cancel:no_input", "timer:inter_digit+3", "cancel:inter_digit", "timer:inter_digit+3",
-            "cancel:inter_digit", "play:An account number has four to eight digits.",
+            "cancel:inter_digit", "play:An account number has four to eight digits.", "listen",
         ]),
         ("done", None, ["timer:no_input+8"]),
         ("dtmf", "4321#", None),
@@ -146,7 +146,8 @@ CASES: list[tuple[str, list[Step], str, dict[str, str]]] = [
         *MENU,
         ("say", "balance", None),
         ("done", None, None),
-        ("say", "I don't know it", ["cancel:no_input", "play:An account number has four to eight digits."]),
+        ("say", "I don't know it",
+         ["cancel:no_input", "play:An account number has four to eight digits.", "listen"]),
     ], "ask_account", {}),
     ("operator spoken while keying the account still transfers", [
         *MENU,

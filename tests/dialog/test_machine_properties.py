@@ -20,6 +20,12 @@ PLANS = [load_dialplan(ROOT / "dialplans" / "demo.yaml"), load_dialplan(ROOT / "
 UTTERANCES = [
     "", "balance", "operator", "goodbye", "yes", "no", "reschedule", "one two three four", "9 8 7 6",
     "12", "what?", "I want to talk to an agent", "uh", "another time", "1234",
+    # guesses that start a "did you say" question, and answers to it
+    "operate her please", "Barrens", "Good boy.", "yeah", "nope", "no, balance",
+    # spoken digits with corrections and recognizer forms
+    "four five six seven, no, four five six eight", "3-1-0-0", "4,7,9,2 I made.",
+    # n-best
+    ("4th Heaven I'm 2", "4 7 9 2"), ("mumble", "operator"), ("Ballon.", "balance", "ballet"),
 ]
 ACTIONS = st.one_of(
     st.tuples(st.just("say"), st.sampled_from(UTTERANCES)),
@@ -43,6 +49,7 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
     driver = Driver(PLANS[plan_index])
     driver.act("start")
     listening = driver.machine.listening
+    expectation = driver.machine.expectation
     live_timers = set(driver.timers)
     for action, arg in actions:
         if action in ("hook_ok", "hook_fail") and driver.webhook is None:
@@ -54,11 +61,14 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
             assert commands == []
         for command in commands:
             if isinstance(command, ev.StartListening):
-                assert not listening
+                # Again while listening only to say that the expectation changed.
+                assert not listening or command.expectation != expectation
                 listening = True
+                expectation = command.expectation
             elif isinstance(command, ev.StopListening):
                 assert listening
                 listening = False
+                expectation = None
             elif isinstance(command, ev.SetTimer):
                 assert command.timer_id not in live_timers
                 live_timers.add(command.timer_id)
@@ -75,6 +85,7 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
         # Fired timers are gone too.
         live_timers &= set(driver.timers) | {c.timer_id for c in commands if isinstance(c, ev.SetTimer)}
         assert listening == driver.machine.listening
+        assert expectation == driver.machine.expectation
         if not driver.machine.finished:
             assert driver.machine.prompt_playing == bool(driver.playing)
         if driver.machine.finished:
@@ -82,3 +93,10 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
             assert not driver.timers, "a finished dialog left timers running"
         if driver.machine.state_name is not None:
             assert driver.machine.state_name in driver.plan.states
+        if "guess" in driver.machine.variables and not driver.machine.finished:
+            # Asking "did you say ...?" happens only in a listening state, and expects yes or no.
+            state = driver.plan.states[driver.machine.state_name or ""]
+            assert state.listen is not None
+            if driver.machine.listening:
+                assert driver.machine.expectation is not None
+                assert driver.machine.expectation.mode == "yesno"

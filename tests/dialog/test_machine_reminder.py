@@ -54,7 +54,8 @@ CASES: list[tuple[str, list[Step], str, dict[str, str]]] = [
     ("two silences: no answer recorded", [
         *OPEN,
         ("wait", 6, [
-            "play:Sorry, I did not hear you. Will you come to your appointment on Monday at 9 a.m.?"
+            "play:Sorry, I did not hear you. Will you come to your appointment on Monday at 9 a.m.?",
+            "listen",
         ]),
         ("done", None, ["timer:no_input+6"]),
         ("wait", 6, ["record:confirmation=no answer", "mute", "play!:We will try again later. Goodbye."]),
@@ -62,8 +63,9 @@ CASES: list[tuple[str, list[Step], str, dict[str, str]]] = [
     ], "no_answer", {"confirmation": "no answer"}),
     ("three unclear answers: no answer recorded", [
         *OPEN,
-        ("say", "maybe", ["cancel:no_input", "play:Please say yes, no, or reschedule."]),
+        ("say", "maybe", ["cancel:no_input", "play:Please say yes, no, or reschedule.", "listen"]),
         ("done", None, ["timer:no_input+6"]),
+        # The same re-prompt again: the expectation is unchanged, so no new StartListening.
         ("say", "hmm, what?", ["cancel:no_input", "play:Please say yes, no, or reschedule."]),
         ("partial", "I", ["stop", "timer:no_input+6"]),
         ("say", "I don't understand", ["cancel:no_input", "record:confirmation=no answer", "mute",

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from voicebot.dialog.ir import Intent
-from voicebot.dialog.match import digits_in, match_dtmf, match_intent, normalize, tokenize
+from voicebot.dialog.match import (
+    collapse_repeated_text,
+    collapse_repeats,
+    digits_in,
+    match_dtmf,
+    match_intent,
+    normalize,
+    parse_digits,
+    phrase_score,
+    tokenize,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -74,4 +84,118 @@ def test_keywords_and_dtmf() -> None:
 ])
 def test_inflections_and_split_words(said: str, phrase: str, hit: bool) -> None:
     intent = _intent("x", phrase)
-    assert (match_intent(normalize(said), [intent]) is not None) is hit
+    found = match_intent(normalize(said), [intent])
+    assert (found is not None) is hit
+    if found is not None:
+        assert found.confidence >= 0.9  # sure enough to act on
+
+
+@pytest.mark.parametrize(("said", "phrase", "low", "high"), [
+    # Filler words inside a phrase: bounded gap, a small penalty per word.
+    ("I want to talk to a real person", "a person", 0.9, 0.93),
+    ("check my account balance", "my balance", 0.9, 0.93),
+    ("check my current account balance", "my balance", 0.84, 0.85),
+    ("talk to, um, someone", "talk to someone", 0.9, 0.93),
+    ("my balance", "my balance", 1.0, 1.0),
+    # Sound-alikes, alone or joined from two words: guesses.
+    ("operate her please", "operator", 0.7, 0.75),
+    ("Good boy.", "goodbye", 0.7, 0.75),
+    ("Barrens", "balance", 0.5, 0.7),
+    ("check my Barrens", "check my balance", 0.5, 0.7),  # one guessed word makes the phrase a guess
+])
+def test_phrase_scores(said: str, phrase: str, low: float, high: float) -> None:
+    assert low <= phrase_score(normalize(said), normalize(phrase)) <= high
+
+
+@pytest.mark.parametrize(("said", "phrase"), [
+    ("my account is not in balance", "my balance"),   # more than three words apart
+    ("that's not all", "that's all"),                 # a negation is never skipped
+    ("person a", "a person"),                         # order matters
+    ("I'm not sure", "sure"),                         # negated right before: not said
+    ("please don't transfer me", "transfer me"),
+    ("it isn't my balance", "my balance"),
+    ("balance", "my balance"),                        # every word is needed
+    ("", "operator"),
+])
+def test_phrases_that_do_not_occur(said: str, phrase: str) -> None:
+    assert phrase_score(normalize(said), normalize(phrase)) == 0.0
+
+
+@pytest.mark.parametrize(("said", "phrase"), [
+    ("no, my balance", "my balance"),   # "no" answers a question; it does not negate what follows
+    ("it's not", "not"),                # a phrase that is itself a negation
+    ("not now, my balance", "my balance"),
+])
+def test_negation_only_reaches_the_next_word(said: str, phrase: str) -> None:
+    assert phrase_score(normalize(said), normalize(phrase)) == 1.0
+
+
+def test_the_surer_match_wins_then_the_longer_phrase() -> None:
+    operator = _intent("operator", "operator", "a person")
+    balance = _intent("balance", "balance", "my balance")
+    found = match_intent(normalize("operate her, my balance"), [operator, balance])
+    assert found is not None and found.intent is balance and found.confidence == 1.0
+    found = match_intent(normalize("a real person"), [operator, balance])
+    assert found is not None and found.intent is operator and found.length == 2
+
+
+@pytest.mark.parametrize(("text", "tokens"), [
+    ("No matter. No matter.", ("no", "matter")),
+    ("bye bye", ("bye",)),
+    ("yes yes yes", ("yes",)),
+    ("my balance my balance please", ("my", "balance", "please")),
+    ("operator", ("operator",)),
+    ("a b a", ("a", "b", "a")),
+])
+def test_repeated_ngrams_collapse(text: str, tokens: tuple[str, ...]) -> None:
+    assert collapse_repeats(normalize(text)) == tokens
+
+
+@pytest.mark.parametrize(("text", "once"), [
+    ("No matter. No matter.", "No matter"),
+    ("Ada Lovelace. Ada Lovelace. Ada Lovelace.", "Ada Lovelace"),
+    ("Ada Lovelace", "Ada Lovelace"),
+    ("New York, New Jersey", "New York, New Jersey"),
+])
+def test_repeated_text_collapses(text: str, once: str) -> None:
+    assert collapse_repeated_text(text) == once
+
+
+def test_a_repeated_short_utterance_matches_as_said_once() -> None:
+    no_matter = _intent("never_mind", "no matter")
+    found = match_intent(normalize("No matter. No matter."), [no_matter])
+    assert found is not None and found.confidence == 1.0
+
+
+@pytest.mark.parametrize(("text", "digits", "confidence"), [
+    ("oh four five six", "0456", 1.0),
+    ("five oh oh one", "5001", 1.0),
+    ("double four", "44", 1.0),
+    ("double oh seven", "007", 1.0),
+    ("triple nine one", "9991", 1.0),
+    ("forty seven ninety two", "4792", 1.0),
+    ("twelve thirty four", "1234", 1.0),
+    ("twenty twenty four", "2024", 1.0),
+    ("twenty zero one", "2001", 1.0),            # a tens word does not swallow a zero
+    ("four five, no, four six", "46", 1.0),
+    ("1 2 3 sorry 1 2 4", "124", 1.0),
+    ("4 7 9 2, no, 9 3", "4793", 1.0),           # a shorter correction replaces the last digits
+    ("1 2 3 4, I mean, 5 6 7 8 9", "56789", 1.0),  # a longer one replaces them all
+    ("no, it's 1 2 3 4", "1234", 1.0),
+    ("1 2 3 4, no", "", 0.0),                      # taken back, nothing instead: ask again
+    ("3-1-0-0", "3100", 1.0),
+    ("4,7,9,2", "4792", 1.0),
+    ("4, 7, 9, 2.", "4792", 1.0),
+    ("one two for three", "1243", 1.0),            # "for" next to digits
+    ("3-1-0-0 I made.", "3100", 0.7),              # two trailing words after 3+ digits: a guess
+    ("1 2 3 4 and that is it", "1234", 1.0),       # filler only
+    ("1 2 3 4 is my old one from home", "", 0.0),  # more than two other words
+    ("one for the money", "", 0.0),
+    ("for you", "", 0.0),
+    ("1 2 cats 3 4", "", 0.0),
+    ("operator", "", 0.0),
+])
+def test_spoken_digits(text: str, digits: str, confidence: float) -> None:
+    spoken = parse_digits(text)
+    assert (spoken.digits, spoken.confidence) == (digits, confidence)
+    assert digits_in(text) == digits

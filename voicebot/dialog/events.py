@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voicebot.dialog.expect import Expectation
+from voicebot.dialog.understand import Hypothesis
+
 # -- events -----------------------------------------------------------------------------------
 
 
@@ -40,10 +43,35 @@ class PartialTranscript:
 
 @dataclass(frozen=True, slots=True)
 class FinalTranscript:
-    """The recognizer's final text for one utterance (may be empty: noise, nothing recognized)."""
+    """The recognizer's final text for one utterance (may be empty: noise, nothing recognized).
+
+    ``alternatives`` are the recognizer's further hypotheses, best first, not repeating ``text``
+    (SpeechKit v3 ``alternatives[1:]``). ``confidence`` is the recognizer's for ``text`` and
+    ``alternative_confidences`` those of the alternatives (empty, or one per alternative), each in
+    [0, 1]; leave them out when the recognizer has none.
+    """
 
     now_s: float
     text: str
+    alternatives: tuple[str, ...] = ()
+    confidence: float | None = None
+    alternative_confidences: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.alternative_confidences and len(self.alternative_confidences) != len(self.alternatives):
+            raise ValueError(
+                f"FinalTranscript: {len(self.alternative_confidences)} alternative_confidences for "
+                f"{len(self.alternatives)} alternatives"
+            )
+        for value in (self.confidence, *self.alternative_confidences):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"FinalTranscript: confidence {value} is outside [0, 1]")
+
+    def hypotheses(self) -> tuple[Hypothesis, ...]:
+        """``text`` and the alternatives with their confidences, best first."""
+        confidences = self.alternative_confidences or (None,) * len(self.alternatives)
+        return (Hypothesis(self.text, self.confidence),
+                *(Hypothesis(t, c) for t, c in zip(self.alternatives, confidences, strict=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +160,14 @@ class StopPrompt:
 
 @dataclass(frozen=True, slots=True)
 class StartListening:
-    """Start feeding caller audio to recognition and DTMF to the machine."""
+    """Start feeding caller audio to recognition and DTMF to the machine, expecting ``expectation``.
+
+    Also sent while already listening when what the state expects changes (a re-prompt, the
+    "Did you say ...?" question and back): the application then gives the recognizer the new
+    expectation (``voicebot.stt.hints``), e.g. by opening a new recognition session.
+    """
+
+    expectation: Expectation = field(default_factory=Expectation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 Edges are labelled with what takes them: an intent (and its DTMF key), a capture, ``no input``
 and ``no match`` escalations, a webhook's success/answer/error, or ``then`` after a prompt. Global
-handlers hang off one dashed pseudo-node, "any listening state".
+handlers hang off one dashed pseudo-node, "any listening state". A state that may ask "Did you
+say ...?" gets a diamond ``<state>?`` node: ``unsure`` leads there from the state, ``yes: <intent>``
+from there to each intent it may confirm, ``no`` back to the state.
 """
 
 from __future__ import annotations
@@ -10,6 +12,19 @@ from __future__ import annotations
 from voicebot.dialog.ir import Dialplan, Intent, State
 
 ANY = "__any_listening_state__"
+CONFIRM_SUFFIX = "?"
+
+
+def confirm_node(state: str) -> str:
+    return f"{state}{CONFIRM_SUFFIX}"
+
+
+def _confirmable(state: State, plan: Dialplan) -> list[Intent]:
+    """The intents (state's, then globals) a guess of which this state would ask about."""
+    if state.listen is None:
+        return []
+    base = state.listen.confirm
+    return [i for i in (*state.listen.intents, *plan.global_intents) if base.merged(i.confirm).enabled]
 
 
 def _intent_label(intent: Intent) -> str:
@@ -21,6 +36,12 @@ def edges(plan: Dialplan) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     for state in plan.states.values():
         out += _state_edges(state)
+        intents = _confirmable(state, plan)
+        if intents:
+            node = confirm_node(state.name)
+            out.append((state.name, node, "unsure"))
+            out += [(node, i.goto, f"yes: {i.name}") for i in intents]
+            out.append((node, state.name, "no"))
     for intent in plan.global_intents:
         out.append((ANY, intent.goto, _intent_label(intent)))
     return out
@@ -66,6 +87,9 @@ def to_dot(plan: Dialplan) -> str:
         lines.append(f"  {_quote(state.name)} [{', '.join(attrs)}];")
     if plan.global_intents:
         lines.append(f'  {_quote(ANY)} [label="any listening state", style=dashed];')
+    for state in plan.states.values():
+        if _confirmable(state, plan):
+            lines.append(f'  {_quote(confirm_node(state.name))} [label="did you say ...?", shape=diamond];')
     for src, dst, label in edges(plan):
         style = ", style=dashed" if src == ANY else ""
         lines.append(f"  {_quote(src)} -> {_quote(dst)} [label={_quote(label)}{style}];")
@@ -84,7 +108,11 @@ def _node_label(state: State) -> str:
 
 
 def _mermaid_id(name: str) -> str:
-    return "any_listening_state" if name == ANY else f"s_{name}"
+    if name == ANY:
+        return "any_listening_state"
+    if name.endswith(CONFIRM_SUFFIX):
+        return f"c_{name[:-len(CONFIRM_SUFFIX)]}"
+    return f"s_{name}"
 
 
 def to_mermaid(plan: Dialplan) -> str:
@@ -95,6 +123,9 @@ def to_mermaid(plan: Dialplan) -> str:
         lines.append(f"  {_mermaid_id(state.name)}{shape}")
     if plan.global_intents:
         lines.append(f'  {_mermaid_id(ANY)}{{{{"any listening state"}}}}')
+    for state in plan.states.values():
+        if _confirmable(state, plan):
+            lines.append(f'  {_mermaid_id(confirm_node(state.name))}{{"did you say ...?"}}')
     for src, dst, label in edges(plan):
         arrow = "-.->" if src == ANY else "-->"
         safe = label.replace('"', "'").replace("|", "/")

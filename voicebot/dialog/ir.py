@@ -40,9 +40,66 @@ class Prompt:
     voice: str
 
 
+# Confidence thresholds (see voicebot.dialog.understand): at or above ACT the match is acted on,
+# from REJECT up to ACT it is a guess the caller is asked to confirm, below REJECT it is no match.
+DEFAULT_ACT_ABOVE = 0.8
+DEFAULT_REJECT_BELOW = 0.5
+DEFAULT_CONFIRM_RETRIES = 1
+DEFAULT_CONFIRM_TEXT = "Did you say {guess}? Please say yes or no."
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmOverride:
+    """An intent's own ``confirm`` settings; None fields fall back to the state's."""
+
+    enabled: bool | None = None
+    prompt: Prompt | None = None
+    act_above: float | None = None
+    reject_below: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Confirm:
+    """The low-confidence path: ask "Did you say {guess}?" before acting on a guess.
+
+    ``prompt`` None means the built-in question (:data:`DEFAULT_CONFIRM_TEXT`) in the state's voice.
+    With ``enabled`` False a guess is a no-match: never acted on silently.
+    """
+
+    enabled: bool = True
+    prompt: Prompt | None = None
+    retries: int = DEFAULT_CONFIRM_RETRIES
+    act_above: float = DEFAULT_ACT_ABOVE
+    reject_below: float = DEFAULT_REJECT_BELOW
+
+    def merged(self, override: ConfirmOverride | None) -> Confirm:
+        if override is None:
+            return self
+        return Confirm(
+            enabled=self.enabled if override.enabled is None else override.enabled,
+            prompt=self.prompt if override.prompt is None else override.prompt,
+            retries=self.retries,
+            act_above=self.act_above if override.act_above is None else override.act_above,
+            reject_below=self.reject_below if override.reject_below is None else override.reject_below,
+        )
+
+
+DEFAULT_CONFIRM = Confirm()
+
+
+def default_confirm_prompt(voice: str) -> Prompt:
+    """The built-in question, "Did you say {guess}? Please say yes or no.", with barge-in."""
+    head, tail = DEFAULT_CONFIRM_TEXT.split("{guess}")
+    return Prompt(Template(DEFAULT_CONFIRM_TEXT, (head, tail), ("guess",)), None, True, voice)
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """A way out of a listening state: phrases, keywords, a built-in set, and/or a DTMF key."""
+    """A way out of a listening state: phrases, keywords, a built-in set, and/or a DTMF key.
+
+    ``texts`` are the phrases and keywords as written (recognition hints); ``say`` names the intent
+    in a confirmation question ({guess}); ``builtin`` is "yes"/"no" for the built-in sets.
+    """
 
     name: str
     phrases: tuple[tuple[str, ...], ...]  # normalized token sequences
@@ -50,6 +107,10 @@ class Intent:
     dtmf: str | None
     goto: str
     line: int = 0
+    texts: tuple[str, ...] = ()
+    say: str = ""
+    builtin: str | None = None
+    confirm: ConfirmOverride | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +140,7 @@ class Listen:
     intents: tuple[Intent, ...]
     capture: Capture | None
     timeout_s: float
+    confirm: Confirm = DEFAULT_CONFIRM  # the dialplan's default merged with the state's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +213,15 @@ class Dialplan:
                 state.prompt,
                 state.no_input.prompt if state.no_input else None,
                 state.no_match.prompt if state.no_match else None,
+                state.listen.confirm.prompt if state.listen else None,
             ):
                 if prompt is not None and prompt.audio_file is not None:
                     files.append(prompt.audio_file)
+        intents = [*self.global_intents]
+        for state in self.states.values():
+            intents += state.listen.intents if state.listen else ()
+        for intent in intents:
+            override = intent.confirm.prompt if intent.confirm else None
+            if override is not None and override.audio_file is not None:
+                files.append(override.audio_file)
         return files

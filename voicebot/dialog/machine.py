@@ -12,12 +12,20 @@ prompt allows barge-in (otherwise once the prompt has played) and arms the no-in
 prompt is playing; a *webhook* state calls out immediately and moves on the answer; *transfer*,
 *hangup* and plain *goto* states act once every queued prompt has played. While listening, a
 non-empty partial transcript, ``SpeechStarted`` or a DTMF key stops a barge-in prompt at once and
-pushes the no-input deadline back. A final transcript is matched against the state's intents,
-then its digit/number capture, then the global handlers, then its free-text capture; a DTMF key
-goes to the digit collector in digit states (terminator, max length and inter-digit timeout end
-it), otherwise to the intents' and then the globals' keys. Anything unmatched counts a no-match,
+pushes the no-input deadline back. A final transcript (its text and the recognizer's
+alternatives) is read by :func:`voicebot.dialog.understand.understand`: the state's intents, then
+its digit/number capture, then the global handlers, then its free-text capture, each with a
+confidence. A sure match is acted on; a guess asks "Did you say {guess}?" (the state's
+``confirm``): yes acts on it, saying it again does too, no counts as a no-match of the state,
+silence and unclear answers re-ask up to the question's ``retries`` and then count as the state's
+no-input/no-match, and a key answers the state instead. A DTMF key goes to the digit collector in
+digit states (terminator, max length and inter-digit timeout end it), otherwise to the intents'
+and then the globals' keys; keys pressed while a listening state's prompt plays without barge-in
+are kept (type-ahead) and fed in order once it listens. Anything unmatched counts a no-match,
 silence counts a no-input; each re-prompts until its ``retries`` are used up and then escalates to
-its ``goto``. Stale timers and answers (ids that no longer match) are ignored.
+its ``goto``. ``StartListening`` carries what the state expects (:mod:`voicebot.dialog.expect`)
+and is sent again whenever that changes while listening. Stale timers and answers (ids that no
+longer match) are ignored.
 """
 
 from __future__ import annotations
@@ -50,7 +58,9 @@ from voicebot.dialog.events import (
     WebhookFailed,
     WebhookSucceeded,
 )
-from voicebot.dialog.match import digits_in, match_dtmf, match_intent, normalize
+from voicebot.dialog.expect import Expectation, expectation_for
+from voicebot.dialog.match import NO_PHRASES, YES_PHRASES, match_dtmf, match_intent, normalize
+from voicebot.dialog.understand import Hypothesis, Understanding, understand
 
 # Immediate state changes (goto without a prompt) allowed while handling one event. The loader
 # rejects silent goto loops; this bounds what is left (absurdly long chains) at run time.
@@ -58,6 +68,22 @@ MAX_CHAIN = 100
 
 NO_INPUT = "no_input"
 INTER_DIGIT = "inter_digit"
+# Keys typed ahead while a listening state's prompt (without barge-in) plays; more are dropped.
+MAX_TYPEAHEAD_KEYS = 32
+
+# The answers to "Did you say ...?".
+_YES = ir.Intent("yes", tuple(normalize(p) for p in YES_PHRASES), frozenset(), None, "", builtin="yes")
+_NO = ir.Intent("no", tuple(normalize(p) for p in NO_PHRASES), frozenset(), None, "", builtin="no")
+
+
+@dataclass(slots=True)
+class _Guess:
+    """A match the caller is being asked to confirm."""
+
+    intent: ir.Intent
+    policy: ir.Confirm
+    no_input: int = 0
+    no_match: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +118,13 @@ class DialogMachine:
         self._no_match_count = 0
         self._digits = ""
         self._chain = 0
+        self._guess: _Guess | None = None
+        self._prompt_text = ""  # the text of the prompt queued last in this state (expectations)
+        self._expectation: Expectation | None = None
+        self._typeahead: list[str] = []
+        self._draining = False
+        self.typeahead_dropped = 0
+        self.last_understanding: Understanding | None = None  # the latest final's reading (logs, tests)
 
     # -- public --------------------------------------------------------------------------------
 
@@ -128,7 +161,7 @@ class DialogMachine:
             if event.text.strip():
                 self._on_speech_activity()
         elif isinstance(event, FinalTranscript):
-            self._on_final(event.text)
+            self._on_final(event.hypotheses())
         elif isinstance(event, DtmfReceived):
             self._on_dtmf(event.key)
         elif isinstance(event, TimerFired):
@@ -186,45 +219,118 @@ class DialogMachine:
             return True
         return False
 
-    def _on_final(self, text: str) -> None:
+    def _on_final(self, hypotheses: tuple[Hypothesis, ...]) -> None:
         state = self.state
         if not self._listening or state is None or state.listen is None:
             return
-        if not text.strip():
+        if not any(h.text.strip() for h in hypotheses):
             # Noise or nothing recognized: not an answer, not silence either; keep waiting.
             if NO_INPUT in self._timers:
                 self._arm_no_input()
             return
         self._barge_in()
+        if self._guess is not None:
+            self._on_confirm_answer(hypotheses)
+            return
+        found = understand(hypotheses, state.listen, self.plan.global_intents, keyed_digits=self._digits)
+        self.last_understanding = found
+        self._apply(found)
+
+    def _apply(self, found: Understanding) -> None:
+        state = self.state
+        assert state is not None and state.listen is not None
         listen = state.listen
-        tokens = normalize(text)
-        found = match_intent(tokens, listen.intents)
-        if found is not None:
-            self._enter(found.intent.goto)
+        if found.kind == "intent" and found.intent is not None:
+            if found.decision == "act":
+                self._enter(found.intent.goto)
+            elif found.decision == "confirm":
+                self._ask_confirm(found.intent, listen.confirm.merged(found.intent.confirm))
+            else:
+                self._no_match()
+        elif found.kind == "digits":
+            self._digits += found.digits
+            self._finish_digits()
+        elif found.kind == "text" and listen.capture is not None:
+            self.variables[listen.capture.into] = found.text
+            self._enter(listen.capture.goto)
+        else:
+            self._no_match()
+
+    def _on_confirm_answer(self, hypotheses: tuple[Hypothesis, ...]) -> None:
+        """The caller answered "Did you say X?": yes acts on X, no is a no-match of the state; the
+        caller may also just say what they want again (X again counts as yes)."""
+        state, guess = self.state, self._guess
+        assert state is not None and state.listen is not None and guess is not None
+        yes_no: str | None = None
+        for hypothesis in hypotheses:
+            tokens = normalize(hypothesis.text)
+            matches = ((i, match_intent(tokens, (i,))) for i in (_YES, _NO))
+            sure = [i.builtin for i, m in matches if m is not None and m.confidence >= guess.policy.act_above]
+            if len(sure) == 1:
+                yes_no = sure[0]
+                break  # both ("yes... no, wait") is no answer: the question is asked again
+        said = understand(hypotheses, state.listen, self.plan.global_intents)
+        self.last_understanding = said
+        if yes_no is None and said.kind in ("digits", "text"):
+            self._end_confirm()  # the caller went on with what the state asks for
+            self._apply(said)  # every outcome moves on or re-prompts, which re-sends expectations
             return
-        capture = listen.capture
-        if capture is not None and capture.kind in ("digits", "number"):
-            spoken = digits_in(text)
-            if spoken:
-                self._digits += spoken
-                self._finish_digits()
-                return
-        found = match_intent(tokens, self.plan.global_intents)
-        if found is not None:
-            self._enter(found.intent.goto)
-            return
-        if capture is not None and capture.kind == "text":
-            # Recognizers end utterances with sentence punctuation; the caller did not say it.
-            self.variables[capture.into] = text.strip().rstrip(".!?").strip()
-            self._enter(capture.goto)
-            return
-        self._no_match()
+        other = said.intent if said.kind == "intent" else None
+        if other is not None and other.builtin is not None:
+            other = None  # "yes" also matches a state's own yes intent; it answers the question here
+        if yes_no == "yes" or (yes_no is None and other is guess.intent and said.decision != "reject"):
+            self._guess = None
+            self._enter(guess.intent.goto)
+        elif other is not None and other is not guess.intent and said.decision == "act":
+            self._guess = None  # "no, balance": the caller said what they want instead
+            self._enter(other.goto)
+        elif yes_no == "no":
+            self._end_confirm()
+            self._no_match()
+        else:
+            guess.no_match += 1
+            guess.no_input = 0
+            if guess.no_match > guess.policy.retries:
+                self._end_confirm()
+                self._no_match()
+            else:
+                self._ask_confirm(guess.intent, guess.policy, again=True)
+
+    def _ask_confirm(self, intent: ir.Intent, policy: ir.Confirm, *, again: bool = False) -> None:
+        state = self.state
+        assert state is not None and state.listen is not None
+        if not again:
+            self._guess = _Guess(intent, policy)
+        self.variables["guess"] = intent.say
+        self._digits = ""
+        self._cancel(INTER_DIGIT)
+        self._cancel(NO_INPUT)
+        prompt = policy.prompt or ir.default_confirm_prompt(self.plan.voice)
+        self._play(prompt)
+        if prompt.barge_in:
+            self._start_listening()
+        else:
+            self._stop_listening()
+
+    def _end_confirm(self) -> None:
+        self._guess = None
+        self.variables.pop("guess", None)
 
     def _on_dtmf(self, key: str) -> None:
         state = self.state
-        if not self._listening or state is None or state.listen is None:
+        if state is None or state.listen is None:
+            return  # keys in a state that does not listen belong to no question: dropped
+        if not self._listening:
+            # Type-ahead: a caller who knows the menu keys it during a prompt without barge-in.
+            if len(self._typeahead) < MAX_TYPEAHEAD_KEYS:
+                self._typeahead.append(key)
+            else:
+                self.typeahead_dropped += 1
             return
         self._barge_in()
+        if self._guess is not None:
+            self._end_confirm()  # a key is an answer to the menu, not to "did you say"
+            self._start_listening()
         listen = state.listen
         capture = listen.capture
         if capture is not None and capture.kind in ("digits", "number"):
@@ -247,12 +353,32 @@ class DialogMachine:
         else:
             self._no_match()
 
+    def _drain_typeahead(self) -> None:
+        """Feed the keys typed ahead, in order, once the state listens. A key that moves the
+        caller on leaves the rest for the next state, if that one listens (:meth:`_enter`)."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._typeahead and self._listening and not self.finished:
+                self._on_dtmf(self._typeahead.pop(0))
+        finally:
+            self._draining = False
+
     def _on_timer(self, timer_id: str) -> None:
         kind = next((k for k, v in self._timers.items() if v == timer_id), None)
         if kind is None:
             return  # stale: cancelled or replaced after the runner had already fired it
         del self._timers[kind]
-        if kind == NO_INPUT:
+        if kind == NO_INPUT and self._guess is not None:
+            guess = self._guess
+            guess.no_input += 1
+            if guess.no_input > guess.policy.retries:
+                self._end_confirm()
+                self._no_input()
+            else:
+                self._ask_confirm(guess.intent, guess.policy, again=True)
+        elif kind == NO_INPUT:
             self._no_input()
         elif kind == INTER_DIGIT:
             self._finish_digits()
@@ -311,6 +437,13 @@ class DialogMachine:
         self._no_match_count = 0
         self._digits = ""
         self._webhook_pending = None
+        self._guess = None
+        self.variables.pop("guess", None)
+        self._prompt_text = ""
+        if not (self._draining and state.listen is not None):
+            # Keys typed ahead stay with the state they were typed in; only the rest of a burst
+            # that moved the caller on carries into the next state, and only if that one listens.
+            self._typeahead = []
         for var, template in state.set_vars:
             self.variables[var] = template.render(self.variables)
         for key, template in state.record:
@@ -347,6 +480,7 @@ class DialogMachine:
         if state.listen is not None:
             self._start_listening()
             self._arm_no_input()
+            self._drain_typeahead()
         elif state.transfer is not None:
             if not self._transferring:
                 self._transferring = True
@@ -359,6 +493,7 @@ class DialogMachine:
     def _play(self, prompt: ir.Prompt) -> None:
         self._prompt_seq += 1
         text = prompt.text.render(self.variables) if prompt.text is not None else None
+        self._prompt_text = text or ""
         self._emit(PlayPrompt(self._prompt_seq, text, prompt.audio_file, prompt.voice, prompt.barge_in))
         self._playing.append(_Playing(self._prompt_seq, prompt.barge_in))
 
@@ -370,10 +505,13 @@ class DialogMachine:
         self._cancel(INTER_DIGIT)
         self._cancel(NO_INPUT)
         if prompt is None:
+            self._start_listening()
             self._arm_no_input()
             return
         self._play(prompt)
-        if not prompt.barge_in:
+        if prompt.barge_in:
+            self._start_listening()  # same input, a new prompt: the expectation changes
+        else:
             self._stop_listening()
 
     def _no_input(self) -> None:
@@ -393,6 +531,7 @@ class DialogMachine:
         retry = state.no_match
         if retry is None:
             # Free-text states need no no_match; an empty capture cannot get here.
+            self._start_listening()
             self._arm_no_input()
             return
         if self._no_match_count > retry.retries:
@@ -426,13 +565,28 @@ class DialogMachine:
         self._out.append(command)
 
     def _start_listening(self) -> None:
-        if not self._listening:
+        """Listen with the current expectation; tell the pipeline again when that changed."""
+        state = self.state
+        if state is None or state.listen is None:
+            return
+        expectation = expectation_for(
+            state.listen, self.plan.global_intents, self._prompt_text,
+            confirming=self._guess is not None, yes_no=(*YES_PHRASES, *NO_PHRASES),
+        )
+        if not self._listening or expectation != self._expectation:
             self._listening = True
-            self._emit(StartListening())
+            self._expectation = expectation
+            self._emit(StartListening(expectation))
+
+    @property
+    def expectation(self) -> Expectation | None:
+        """What the state listens for now (None when not listening)."""
+        return self._expectation if self._listening else None
 
     def _stop_listening(self) -> None:
         if self._listening:
             self._listening = False
+            self._expectation = None
             self._emit(StopListening())
 
     def _arm_no_input(self) -> None:

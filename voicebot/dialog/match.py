@@ -3,8 +3,14 @@
 Recognizers disagree on surface form ("Operator.", "operator please", "one two three four",
 "1234", "1, 2, 3, 4"), so both the caller's words and the dialplan's phrases go through the same
 :func:`normalize`: lower case, punctuation dropped, number words turned into digits token by token.
-An intent phrase matches when its tokens occur contiguously in the utterance; the longest matching
-phrase wins and ties go to the intent declared first. Everything here is pure.
+A phrase matches with a score in [0, 1] (:func:`phrase_score`): its words in order, each exact (1),
+inflected (0.95) or a sound-alike (at most 0.75, :mod:`voicebot.dialog.phonetic`), with up to
+three filler words inside ("a real person" for "a person", 0.92 per word) but never a negation.
+Repeated n-grams, which Whisper produces on short utterances, are collapsed before matching. The
+most confident intent wins, then the longest phrase, then the intent declared first; what to do
+with a confidence is :mod:`voicebot.dialog.understand`'s business. Digit strings
+(:func:`parse_digits`) allow "oh", "double"/"triple", pairs ("forty seven"), recognizer forms
+("3-1-0-0", "4,7,9,2") and spoken corrections. Everything here is pure.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from voicebot.dialog.ir import Intent
+from voicebot.dialog.phonetic import is_inflection, word_similarity
 
 _UNITS = {
     "zero": 0, "oh": 0, "o": 0, "nought": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
@@ -79,7 +86,8 @@ def _number_groups(tokens: Sequence[str]) -> Iterable[str]:
         while i < len(tokens):
             w = tokens[i]
             if w in _UNITS:
-                if last in ("units", "teens"):
+                # "twenty zero" is 2 0 0 said in pairs, never 20 + 0.
+                if last in ("units", "teens") or (last == "tens" and _UNITS[w] == 0):
                     break
                 current += _UNITS[w]
                 last = "units"
@@ -120,87 +128,251 @@ def _starts_number(tokens: Sequence[str], i: int) -> bool:
     return word in _UNITS or word in _TEENS or word in _TENS
 
 
-def digits_in(text: str) -> str:
-    """All digits the caller said or typed, in order ("1, 2, 3 4" / "one two three four" -> "1234").
+# -- repetition ---------------------------------------------------------------------------------
 
-    Only works when the utterance is digits and filler: any other word that is not a filler
-    makes the result empty, so "operator" never reads as digits.
-    """
-    tokens = tokenize(text)
+
+def collapse_repeats(tokens: Sequence[str]) -> tuple[str, ...]:
+    """Drop immediately repeated n-grams: Whisper repeats itself on short utterances ("No matter.
+    No matter."); "no matter no matter" -> "no matter", "bye bye" -> "bye"."""
+    out = list(tokens)
+    changed = True
+    while changed:
+        changed = False
+        for n in range(len(out) // 2, 0, -1):
+            for i in range(len(out) - 2 * n + 1):
+                if out[i:i + n] == out[i + n:i + 2 * n]:
+                    del out[i + n:i + 2 * n]
+                    changed = True
+                    break
+            if changed:
+                break
+    return tuple(out)
+
+
+_REPEATED_TEXT = re.compile(r"^\s*(.+?)(?:[\s,.;!?]+\1)+[\s.!?]*$", re.IGNORECASE | re.DOTALL)
+
+
+def collapse_repeated_text(text: str) -> str:
+    """The text once when the whole utterance is one phrase said several times, else unchanged."""
+    found = _REPEATED_TEXT.match(text)
+    return found.group(1).strip() if found else text
+
+
+# -- digits -------------------------------------------------------------------------------------
+
+# Words that stand for a digit only next to other digits, where a digit string is expected.
+_HOMOPHONES = {"to": "two", "too": "two", "for": "four", "fore": "four", "won": "one", "ate": "eight",
+               "niner": "nine", "o": "zero", "oh": "zero", "nought": "zero", "naught": "zero"}
+# Said between digits to take back what came before ("four five, no, four six").
+_CORRECTIONS = frozenset({"no", "sorry", "correction", "wait", "actually", "oops", "mean", "scratch"})
+_ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
+# A digit string followed by at most this many words that are neither digits nor filler still
+# counts (recognizers append words to short utterances: "3-1-0-0 I made."), as a guess.
+MAX_TRAILING_WORDS = 2
+MIN_DIGITS_BEFORE_TRAILING = 3
+TRAILING_CONFIDENCE = 0.7
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenDigits:
+    """The digits a caller said; ``confidence`` is 1.0 unless words had to be ignored."""
+
+    digits: str
+    confidence: float
+
+
+def _is_digit_word(token: str) -> bool:
+    return token.isdigit() or token in _UNITS or token in _TEENS or token in _TENS
+
+
+def _digit_tokens(tokens: Sequence[str]) -> list[str]:
+    """Map "oh", ordinals and (next to digits) homophones onto number words."""
     out: list[str] = []
+    for i, token in enumerate(tokens):
+        ordinal = _ORDINAL.match(token)
+        if ordinal:
+            out.append(ordinal.group(1))
+        elif token in ("oh", "o", "nought", "naught"):
+            out.append("zero")
+        elif token in _HOMOPHONES:
+            neighbours = [*tokens[max(i - 1, 0):i], *tokens[i + 1:i + 2]]
+            out.append(_HOMOPHONES[token] if any(_is_digit_word(n) for n in neighbours) else token)
+        else:
+            out.append(token)
+    return out
+
+
+def parse_digits(text: str) -> SpokenDigits:
+    """The digit string in an utterance of digits and filler, with spoken corrections applied.
+
+    "1, 2, 3 4" / "one two three four" / "3-1-0-0" -> "1234"-style strings; "double four" -> "44";
+    "forty seven ninety two" -> "4792"; "four five, no, four six" -> "46" (a correction of k digits
+    replaces the last k digits said, or all of them when it is as long). Any other word makes the
+    result empty, so "operator" never reads as digits -- except up to two words after three or
+    more digits, which give the digits with a lower confidence.
+    """
+    segments: list[list[str]] = [[]]
     repeat = 1
-    for token in _number_groups(tokens):
+    trailing = 0
+    for token in _number_groups(_digit_tokens(tokenize(text))):
         if token.isdigit():
-            out.append(token * repeat)
+            if trailing:
+                return SpokenDigits("", 0.0)  # words between digits: not a digit string
+            segments[-1].append(token * repeat)
             repeat = 1
         elif token in _REPEAT:
             repeat = _REPEAT[token]
+        elif token in _CORRECTIONS:
+            if segments[-1]:
+                segments.append([])
         elif token in _FILLER:
             continue
+        elif sum(len(d) for s in segments for d in s) >= MIN_DIGITS_BEFORE_TRAILING:
+            trailing += 1
+            if trailing > MAX_TRAILING_WORDS:
+                return SpokenDigits("", 0.0)
         else:
-            return ""
-    return "".join(out)
+            return SpokenDigits("", 0.0)
+    said = "".join(segments[0])
+    for segment in segments[1:]:
+        repair = "".join(segment)
+        if not repair:
+            return SpokenDigits("", 0.0)  # "1 2 3 4, no": taken back, nothing said instead
+        said = repair if len(repair) >= len(said) else said[:len(said) - len(repair)] + repair
+    if not said:
+        return SpokenDigits("", 0.0)
+    return SpokenDigits(said, TRAILING_CONFIDENCE if trailing else 1.0)
+
+
+def digits_in(text: str) -> str:
+    """All digits the caller said or typed, in order ("1, 2, 3 4" -> "1234"); "" if not digits."""
+    return parse_digits(text).digits
 
 
 _FILLER = frozenset({
     "it's", "its", "it", "is", "my", "number", "account", "the", "um", "uh", "er", "ah", "and",
     "please", "that's", "thats", "i", "think", "so", "okay", "ok", "yes", "pound", "hash", "dash",
+    "hmm", "mm", "well", "code", "pin", "that", "was",
 })
+
+# -- phrases ------------------------------------------------------------------------------------
+
+# Words the caller may put inside a phrase ("a real person" for "a person"): at most MAX_GAP in
+# one place, each costing GAP_PENALTY of the score. A negation is never skipped: "that's not all"
+# must not match "that's all".
+MAX_GAP = 3
+GAP_PENALTY = 0.92
+_NEGATIONS = frozenset(
+    {"not", "no", "don't", "dont", "never", "can't", "cannot", "won't", "isn't", "nothing"}
+)
+# Two said words joined stand for one phrase word only when both are at least this long ("operate
+# her"); joining "I" or "a" onto a neighbour makes too many sound-alikes ("I don't" ~ "agent").
+MIN_JOIN_LETTERS = 3
+# A phrase right after one of these is negated, not said: "not sure" is not "sure", "don't
+# transfer me" is not "transfer me". ("no" is left out: "no, balance" answers with balance.)
+_NEGATORS = frozenset({"not", "don't", "dont", "never", "isn't", "didn't", "doesn't", "wasn't", "aren't"})
+# Long utterances are free text; matching looks at their start only.
+MAX_MATCH_TOKENS = 60
+
+
+def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
+    """How well ``phrase`` occurs in ``tokens``, in [0, 1].
+
+    Words must come in order; each scores by :func:`word_similarity`, a phrase word may match two
+    said words joined ("operate her" ~ "operator") and two phrase words one said word ("good bye"
+    = "goodbye"); skipped words inside the phrase cost :data:`GAP_PENALTY` each. The score is the
+    product, so one sound-alike word makes the whole phrase a guess.
+    """
+    said = tuple(tokens[:MAX_MATCH_TOKENS])
+    words = tuple(phrase)
+    n, m = len(said), len(words)
+    if not m or not n:
+        return 0.0
+    at_memo: dict[tuple[int, int], float] = {}
+    after_memo: dict[tuple[int, int], float] = {}
+
+    def at(i: int, j: int) -> float:
+        """Best score for words[i:] with words[i] matched starting exactly at said[j]."""
+        if i == m:
+            return 1.0
+        if j >= n:
+            return 0.0
+        key = (i, j)
+        if key in at_memo:
+            return at_memo[key]
+        best = 0.0
+        # A negation is never part of a sound-alike ("don't transfer" ~ "transfer").
+        plain = said[j] not in _NEGATIONS
+        steps = [(1, 1, word_similarity(said[j], words[i]) if plain or said[j] == words[i] else 0.0)]
+        if (j + 1 < n and plain and said[j + 1] not in _NEGATIONS
+                and min(len(said[j]), len(said[j + 1])) >= MIN_JOIN_LETTERS):
+            steps.append((1, 2, word_similarity(said[j] + said[j + 1], words[i])))
+        if i + 1 < m and said[j] == words[i] + words[i + 1]:
+            steps.append((2, 1, 1.0))
+        for di, dj, score in steps:
+            if score > best:
+                best = max(best, score * after(i + di, j + dj))
+        at_memo[key] = best
+        return best
+
+    def after(i: int, j: int) -> float:
+        """Best score for words[i:] after a match that ended before said[j], allowing a gap."""
+        if i == m:
+            return 1.0
+        key = (i, j)
+        if key in after_memo:
+            return after_memo[key]
+        best = 0.0
+        for gap in range(MAX_GAP + 1):
+            if j + gap >= n:
+                break
+            if gap and said[j + gap - 1] in _NEGATIONS:
+                break
+            best = max(best, GAP_PENALTY ** gap * at(i, j + gap))
+        after_memo[key] = best
+        return best
+
+    negated = words[0] in _NEGATORS
+    return max(at(0, j) for j in range(n) if negated or j == 0 or said[j - 1] not in _NEGATORS)
 
 
 @dataclass(frozen=True, slots=True)
 class IntentMatch:
     intent: Intent
-    length: int  # tokens matched; longer is more specific
-
-
-# Recognizers inflect and split words ("balances", "agents", "good bye" for "goodbye"); a phrase
-# word of at least this many letters also matches the word with up to MAX_SUFFIX more letters.
-MIN_STEM_LETTERS = 5
-MAX_SUFFIX = 2
-
-
-def _word_matches(said: str, expected: str) -> bool:
-    if said == expected:
-        return True
-    return (
-        len(expected) >= MIN_STEM_LETTERS
-        and said.startswith(expected)
-        and len(said) - len(expected) <= MAX_SUFFIX
-        and said[len(expected):].isalpha()
-    )
-
-
-def _contains(haystack: Sequence[str], needle: Sequence[str]) -> bool:
-    """``needle``'s words in a row in ``haystack``, allowing inflection and split/joined words."""
-    n = len(needle)
-    if n == 0:
-        return False
-    for i in range(len(haystack) - n + 1):
-        if all(_word_matches(haystack[i + k], needle[k]) for k in range(n)):
-            return True
-    # Split or joined compounds: "good bye" vs "goodbye", "bye bye" vs "byebye".
-    joined = "".join(needle)
-    for width in range(1, n + 2):
-        for i in range(len(haystack) - width + 1):
-            if width != n and "".join(haystack[i:i + width]) == joined:
-                return True
-    return False
+    length: int  # words in the phrase that matched; longer is more specific
+    confidence: float = 1.0  # how sure the match is, in (0, 1]
 
 
 def match_intent(tokens: Sequence[str], intents: Sequence[Intent]) -> IntentMatch | None:
-    """The most specific intent whose phrase or keyword occurs in ``tokens``."""
+    """The best-scoring intent for ``tokens`` (any confidence above 0), or None.
+
+    Highest confidence wins; among equal confidences the longest phrase, then the intent declared
+    first. The tokens are also tried with repeated n-grams collapsed. Callers compare
+    ``confidence`` against their thresholds (see :mod:`voicebot.dialog.understand`).
+    """
+    variants = [tuple(tokens)]
+    collapsed = collapse_repeats(tokens)
+    if collapsed != variants[0]:
+        variants.append(collapsed)
     best: IntentMatch | None = None
-    token_set = set(tokens)
     for intent in intents:
-        length = 0
-        for phrase in intent.phrases:
-            if len(phrase) > length and _contains(tokens, phrase):
-                length = len(phrase)
-        if length == 0 and intent.keywords & token_set:
-            length = 1
-        if length and (best is None or length > best.length):
-            best = IntentMatch(intent, length)
+        found: IntentMatch | None = None
+        for said in variants:
+            for phrase in intent.phrases:
+                score = phrase_score(said, phrase)
+                if score > 0 and (found is None or (score, len(phrase)) > (found.confidence, found.length)):
+                    found = IntentMatch(intent, len(phrase), score)
+            for word in said:
+                for keyword in intent.keywords:
+                    score = word_similarity(word, keyword) if word == keyword or is_inflection(
+                        word, keyword) else 0.0  # keywords: exact or inflected, never sound-alikes
+                    if score > 0 and (found is None or (score, 1) > (found.confidence, found.length)):
+                        found = IntentMatch(intent, 1, score)
+        if found is not None and (
+            best is None
+            or (round(found.confidence, 6), found.length) > (round(best.confidence, 6), best.length)
+        ):
+            best = found
     return best
 
 

@@ -14,13 +14,17 @@ import difflib
 import re
 import wave
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 from voicebot.dialog.errors import DialplanProblem
 from voicebot.dialog.ir import (
+    DEFAULT_CONFIRM,
     Capture,
     CaptureKind,
+    Confirm,
+    ConfirmOverride,
     Dialplan,
     Intent,
     Listen,
@@ -30,6 +34,7 @@ from voicebot.dialog.ir import (
     Template,
     Transfer,
     Webhook,
+    default_confirm_prompt,
 )
 from voicebot.dialog.match import NO_PHRASES, YES_PHRASES, normalize
 from voicebot.dialog.yamlnodes import YMap, YNode, YScalar, YSeq
@@ -41,16 +46,18 @@ DEFAULT_INTER_DIGIT_TIMEOUT_S = 3.0
 DEFAULT_VOICE = "en-us"
 # Set by the machine: the call's identity, the current state, and why a webhook/transfer failed.
 BUILTIN_VARIABLES = frozenset(
-    {"call_id", "caller", "callee", "dialplan", "state", "webhook_error", "transfer_error"}
+    {"call_id", "caller", "callee", "dialplan", "state", "webhook_error", "transfer_error", "guess"}
 )
 
-TOP_KEYS = ("dialplan", "description", "start", "voice", "variables", "globals", "states")
+TOP_KEYS = ("dialplan", "description", "start", "voice", "variables", "globals", "confirm", "states")
 STATE_KEYS = (
     "description", "prompt", "audio", "barge_in", "voice", "set", "record", "listen", "no_input",
-    "no_match", "webhook", "transfer", "hangup", "goto",
+    "no_match", "confirm", "webhook", "transfer", "hangup", "goto",
 )
 LISTEN_KEYS = ("intents", "digits", "number", "text", "timeout_s")
-INTENT_KEYS = ("phrases", "keywords", "builtin", "dtmf", "goto")
+INTENT_KEYS = ("phrases", "keywords", "builtin", "dtmf", "confirm", "goto")
+CONFIRM_KEYS = ("prompt", "audio", "barge_in", "retries", "act_above", "reject_below")
+INTENT_CONFIRM_KEYS = ("say", "prompt", "audio", "barge_in", "act_above", "reject_below")
 DIGITS_KEYS = ("into", "min_digits", "max_digits", "terminator", "inter_digit_timeout_s", "goto")
 TEXT_KEYS = ("into", "goto")
 RETRY_KEYS = ("retries", "prompt", "audio", "barge_in", "goto")
@@ -150,6 +157,14 @@ class _Checker:
         self.error(
             line, f"{where}: '{key}' must be a whole number from {low} to {high}, not {_describe(node)}"
         )
+        return None
+
+    def fraction(self, item: tuple[int, YNode], where: str, key: str) -> float | None:
+        line, node = item
+        value = node.value if isinstance(node, YScalar) else None
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+            return float(value)
+        self.error(line, f"{where}: '{key}' must be a confidence from 0 to 1, not {_describe(node)}")
         return None
 
     def dtmf(self, item: tuple[int, YNode], where: str, key: str) -> str | None:
@@ -290,9 +305,13 @@ def build_dialplan(root: YNode, file: str, base_dir: Path) -> tuple[Dialplan | N
                 if value is not None:
                     variables[var] = value
 
+    default_confirm = DEFAULT_CONFIRM
+    if (item := c.get(top, "confirm")) is not None:
+        default_confirm = _confirm(c, item, "top level confirm", voice, DEFAULT_CONFIRM)
+
     global_intents: list[Intent] = []
     if (item := c.get(top, "globals")) is not None and (gmap := c.mapping(item[1], where, "'globals'")):
-        global_intents = _intents(c, gmap, "globals")
+        global_intents = _intents(c, gmap, "globals", voice)
 
     states: dict[str, State] = {}
     states_line = top.line
@@ -305,7 +324,7 @@ def build_dialplan(root: YNode, file: str, base_dir: Path) -> tuple[Dialplan | N
             for state_name, (line, node) in smap.items.items():
                 if not _NAME.match(state_name):
                     c.error(line, f"state '{state_name}': state names are letters, digits and _")
-                state = _state(c, state_name, line, node, voice)
+                state = _state(c, state_name, line, node, voice, default_confirm)
                 if state is not None:
                     states[state_name] = state
 
@@ -441,7 +460,9 @@ def _or(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
-def _state(c: _Checker, name: str, line: int, node: YNode, default_voice: str) -> State | None:
+def _state(
+    c: _Checker, name: str, line: int, node: YNode, default_voice: str, default_confirm: Confirm
+) -> State | None:
     where = f"state '{name}'"
     smap = c.mapping(node, where, "a state")
     if smap is None:
@@ -471,7 +492,16 @@ def _state(c: _Checker, name: str, line: int, node: YNode, default_voice: str) -
 
     listen = None
     if (item := c.get(smap, "listen")) is not None:
-        listen = _listen(c, item, where)
+        listen = _listen(c, item, where, voice)
+    confirm = default_confirm
+    if (item := c.get(smap, "confirm")) is not None:
+        if "listen" not in smap.items:
+            c.error(item[0], f"{where}: 'confirm' only makes sense in a state that listens")
+        confirm = _confirm(c, item, f"{where} confirm", voice, default_confirm)
+    if listen is not None:
+        if confirm.prompt is None:
+            confirm = replace(confirm, prompt=default_confirm_prompt(voice))
+        listen = replace(listen, confirm=confirm)
     no_input = _retry(c, smap, "no_input", where, voice)
     no_match = _retry(c, smap, "no_match", where, voice)
     if listen is not None or "listen" in smap.items:
@@ -530,7 +560,64 @@ def _assignments(
     return tuple(out)
 
 
-def _intents(c: _Checker, imap: YMap, where: str) -> list[Intent]:
+def _confirm(c: _Checker, item: tuple[int, YNode], where: str, voice: str, base: Confirm) -> Confirm:
+    """A top-level or state ``confirm``: ``true``/``false`` or settings over ``base``."""
+    node = item[1]
+    if isinstance(node, YScalar) and isinstance(node.value, bool):
+        return replace(base, enabled=node.value)
+    cmap = c.mapping(node, where, "'confirm' (true, false or settings)")
+    if cmap is None:
+        return base
+    c.keys(cmap, CONFIRM_KEYS, where)
+    override = _confirm_settings(c, cmap, where, voice)
+    retries = base.retries
+    if (sub := c.get(cmap, "retries")) is not None:
+        retries = _or(c.count(sub, where, "retries", 0, 10), retries)
+    merged = replace(base.merged(override), enabled=True, retries=retries)
+    _check_thresholds(c, cmap, where, merged.act_above, merged.reject_below)
+    return merged
+
+
+def _confirm_settings(c: _Checker, cmap: YMap, where: str, voice: str) -> ConfirmOverride:
+    prompt = _prompt(c, cmap, where, voice, default_barge_in=True)
+    if c.get(cmap, "barge_in") is not None and prompt is None:
+        c.error(cmap.items["barge_in"][0], f"{where}: 'barge_in' without a 'prompt' or 'audio' to interrupt")
+    act_above = reject_below = None
+    if (sub := c.get(cmap, "act_above")) is not None:
+        act_above = c.fraction(sub, where, "act_above")
+    if (sub := c.get(cmap, "reject_below")) is not None:
+        reject_below = c.fraction(sub, where, "reject_below")
+    return ConfirmOverride(enabled=True, prompt=prompt, act_above=act_above, reject_below=reject_below)
+
+
+def _check_thresholds(c: _Checker, cmap: YMap, where: str, act_above: float, reject_below: float) -> None:
+    if reject_below > act_above:
+        line = cmap.items.get("reject_below", cmap.items.get("act_above", (cmap.line, cmap)))[0]
+        c.error(line, f"{where}: reject_below {reject_below:g} is more than act_above {act_above:g}")
+
+
+def _intent_confirm(
+    c: _Checker, item: tuple[int, YNode], where: str, voice: str
+) -> tuple[ConfirmOverride | None, str | None]:
+    """An intent's ``confirm``: ``true``/``false`` or settings, and how to ``say`` it."""
+    node = item[1]
+    if isinstance(node, YScalar) and isinstance(node.value, bool):
+        return ConfirmOverride(enabled=node.value), None
+    cmap = c.mapping(node, where, "'confirm' (true, false or settings)")
+    if cmap is None:
+        return None, None
+    c.keys(cmap, INTENT_CONFIRM_KEYS, where)
+    say = None
+    if (sub := c.get(cmap, "say")) is not None:
+        say = c.string(sub, where, "say")
+    # Settings on an intent tune the question; whether to ask at all stays the state's choice.
+    override = replace(_confirm_settings(c, cmap, where, voice), enabled=None)
+    if override.act_above is not None and override.reject_below is not None:
+        _check_thresholds(c, cmap, where, override.act_above, override.reject_below)
+    return override, say
+
+
+def _intents(c: _Checker, imap: YMap, where: str, voice: str) -> list[Intent]:
     out: list[Intent] = []
     seen_dtmf: dict[str, str] = {}
     for name, (line, node) in imap.items.items():
@@ -541,11 +628,13 @@ def _intents(c: _Checker, imap: YMap, where: str) -> list[Intent]:
         c.keys(spec, INTENT_KEYS, iwhere)
         phrases: list[tuple[str, ...]] = []
         keywords: set[str] = set()
+        texts: list[str] = []
         if (item := c.get(spec, "phrases")) is not None:
             for phrase in c.string_list(item, iwhere, "phrases"):
                 tokens = normalize(phrase)
                 if tokens:
                     phrases.append(tokens)
+                    texts.append(phrase.strip())
                 else:
                     c.error(item[0], f"{iwhere}: phrase '{phrase}' has no words")
         if (item := c.get(spec, "keywords")) is not None:
@@ -555,6 +644,8 @@ def _intents(c: _Checker, imap: YMap, where: str) -> list[Intent]:
                     c.error(item[0], f"{iwhere}: keyword '{word}' must be one word (use 'phrases' for more)")
                 else:
                     keywords.add(tokens[0])
+                    texts.append(word.strip())
+        builtin = None
         if (item := c.get(spec, "builtin")) is not None:
             node = item[1]
             if isinstance(node, YScalar) and isinstance(node.value, bool):
@@ -566,10 +657,16 @@ def _intents(c: _Checker, imap: YMap, where: str) -> list[Intent]:
                 builtin = c.string(item, iwhere, "builtin")
             if builtin == "yes":
                 phrases += [normalize(p) for p in YES_PHRASES]
+                texts += YES_PHRASES
             elif builtin == "no":
                 phrases += [normalize(p) for p in NO_PHRASES]
+                texts += NO_PHRASES
             elif builtin is not None:
                 c.error(item[0], f"{iwhere}: 'builtin' must be 'yes' or 'no', not '{builtin}'")
+                builtin = None
+        confirm, say = None, None
+        if (item := c.get(spec, "confirm")) is not None:
+            confirm, say = _intent_confirm(c, item, f"{iwhere} confirm", voice)
         dtmf = None
         if (item := c.get(spec, "dtmf")) is not None:
             dtmf = c.dtmf(item, iwhere, "dtmf")
@@ -584,11 +681,13 @@ def _intents(c: _Checker, imap: YMap, where: str) -> list[Intent]:
         goto_item = c.require(spec, "goto", iwhere)
         goto = c.state_ref(goto_item, iwhere, "goto") if goto_item is not None else None
         if goto is not None:
-            out.append(Intent(name, tuple(phrases), frozenset(keywords), dtmf, goto, line))
+            say = say or (texts[0] if texts else name.replace("_", " "))
+            out.append(Intent(name, tuple(phrases), frozenset(keywords), dtmf, goto, line,
+                              texts=tuple(texts), say=say, builtin=builtin, confirm=confirm))
     return out
 
 
-def _listen(c: _Checker, item: tuple[int, YNode], where: str) -> Listen | None:
+def _listen(c: _Checker, item: tuple[int, YNode], where: str, voice: str) -> Listen | None:
     lwhere = f"{where} listen"
     lmap = c.mapping(item[1], lwhere, "'listen'")
     if lmap is None:
@@ -596,7 +695,7 @@ def _listen(c: _Checker, item: tuple[int, YNode], where: str) -> Listen | None:
     c.keys(lmap, LISTEN_KEYS, lwhere)
     intents: list[Intent] = []
     if (sub := c.get(lmap, "intents")) is not None and (imap := c.mapping(sub[1], lwhere, "'intents'")):
-        intents = _intents(c, imap, lwhere)
+        intents = _intents(c, imap, lwhere, voice)
     captures = [k for k in ("digits", "number", "text") if k in lmap.items]
     if len(captures) > 1:
         c.error(lmap.items[captures[1]][0], f"{lwhere}: capture one of digits, number or text, not both "

@@ -1,0 +1,87 @@
+"""The state diagram's edges (pure): intents, captures, escalations, webhooks, and the confirm
+diamonds, for the example dialplans and small plans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voicebot.dialog.graph import ANY, confirm_node, edges, to_dot, to_mermaid
+from voicebot.dialog.loader import load_dialplan, load_dialplan_text
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).parents[2]
+DEMO = load_dialplan(ROOT / "dialplans" / "demo.yaml")
+
+SMALL = """
+dialplan: g
+start: ask
+{top}
+globals:
+  help: {{phrases: ["help"], dtmf: "9", {help_confirm}goto: end}}
+states:
+  ask:
+    prompt: "Yes or no?"
+    {state}
+    listen:
+      intents:
+        agree: {{builtin: "yes", dtmf: "1", goto: end}}
+        disagree: {{builtin: "no", confirm: false, goto: end}}
+    no_input: {{retries: 2, goto: end}}
+    no_match: {{goto: end}}
+  end: {{hangup: true}}
+"""
+
+
+def _edges(top: str = "", state: str = "", help_confirm: str = "") -> list[tuple[str, str, str]]:
+    return edges(load_dialplan_text(SMALL.format(top=top, state=state, help_confirm=help_confirm)))
+
+
+def test_every_edge_of_a_small_plan_in_order() -> None:
+    assert _edges() == [
+        ("ask", "end", "agree / 1"),
+        ("ask", "end", "disagree"),
+        ("ask", "end", "no input x3"),
+        ("ask", "end", "no match x1"),
+        ("ask", "ask?", "unsure"),
+        ("ask?", "end", "yes: agree"),
+        ("ask?", "end", "yes: help"),   # globals too; "disagree" turned confirming off
+        ("ask?", "ask", "no"),
+        (ANY, "end", "help / 9"),
+    ]
+
+
+@pytest.mark.parametrize(("top", "state", "help_confirm", "confirmable"), [
+    ("confirm: false", "", "", []),
+    ("confirm: false", "confirm: true", "", ["agree", "help"]),
+    ("", "confirm: false", "confirm: true, ", ["help"]),
+    ("", "", "confirm: false, ", ["agree"]),
+])
+def test_which_intents_a_state_may_ask_about(top: str, state: str, help_confirm: str,
+                                             confirmable: list[str]) -> None:
+    got = [label.removeprefix("yes: ") for src, _dst, label in _edges(top, state, help_confirm)
+           if src == confirm_node("ask") and label.startswith("yes: ")]
+    assert got == confirmable
+    has_diamond = any(dst == confirm_node("ask") for _src, dst, _label in _edges(top, state, help_confirm))
+    assert has_diamond is bool(confirmable)
+
+
+def test_the_demo_asks_in_its_three_listening_states_only() -> None:
+    diamonds = sorted({dst for _src, dst, label in edges(DEMO) if label == "unsure"})
+    assert diamonds == ["ask_account?", "menu?", "read_balance?"]
+    # The account state has no intents of its own: only the globals can be guessed there.
+    yes = sorted(label for src, _dst, label in edges(DEMO) if src == "ask_account?" and label != "no")
+    assert yes == ["yes: goodbye", "yes: operator"]
+
+
+def test_dot_and_mermaid_draw_the_diamonds() -> None:
+    dot = to_dot(DEMO)
+    mermaid = to_mermaid(DEMO)
+    for state in ("menu", "ask_account", "read_balance"):
+        assert f'"{state}?" [label="did you say ...?", shape=diamond];' in dot
+        assert f'  c_{state}{{"did you say ...?"}}' in mermaid
+        assert f'  s_{state} -->|"unsure"| c_{state}' in mermaid
+        assert f'  c_{state} -->|"no"| s_{state}' in mermaid
+    assert dot.count("shape=diamond") == 3

@@ -1,0 +1,78 @@
+"""Off-topic callers take the no-match path through the whole machine, and the question's own
+silences and unclear answers escalate like the state's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.dialog.script import Driver
+from tests.dialog.test_understand import OFF_TOPIC
+from voicebot.dialog import events as ev
+from voicebot.dialog.loader import load_dialplan, load_dialplan_text
+
+pytestmark = pytest.mark.unit
+
+DEMO = load_dialplan(Path(__file__).parents[2] / "dialplans" / "demo.yaml")
+
+
+@pytest.mark.parametrize("said", OFF_TOPIC)
+def test_an_off_topic_caller_is_re_prompted_in_the_menu(said: str) -> None:
+    driver = Driver(DEMO)
+    driver.run([("start", None, None), ("done", None, None)])
+    prompts = [c.text for c, _ in driver.act("say", said) if isinstance(c, ev.PlayPrompt)]
+    assert prompts == ["Sorry, I did not get that. Say balance, operator, or goodbye."]
+    assert driver.machine.transitions == ["menu"]
+    assert "guess" not in driver.machine.variables
+
+
+def test_three_off_topic_answers_escalate_as_the_dialplan_says() -> None:
+    driver = Driver(DEMO)
+    driver.run([("start", None, None), ("done", None, None)])
+    for said in OFF_TOPIC[:3]:
+        driver.act("say", said)
+        driver.act("done")
+    assert driver.machine.state_name == "transfer_to_operator"
+
+
+PLAN = """
+dialplan: q
+start: menu
+confirm: {retries: 0}
+states:
+  menu:
+    listen:
+      intents:
+        balance: {phrases: ["balance"], goto: done}
+    no_input: {retries: 1, goto: gone}
+    no_match: {retries: 0, goto: gone}
+  done: {hangup: true}
+  gone: {hangup: true}
+"""
+
+
+def test_a_state_without_prompt_asks_and_re_arms_after_no() -> None:
+    driver = Driver(load_dialplan_text(PLAN))
+    driver.run([
+        ("start", None, ["listen", "timer:no_input+5"]),
+        ("say", "Barrens", ["cancel:no_input", "play:Did you say balance? Please say yes or no.", "listen"]),
+        ("done", None, ["timer:no_input+5"]),
+        ("say", "no", ["cancel:no_input", "mute", "hangup:dialplan hangup"]),  # no_match retries 0
+    ])
+    assert driver.machine.state_name == "gone"
+
+
+def test_silence_after_the_question_with_no_retries_is_the_states_no_input() -> None:
+    driver = Driver(load_dialplan_text(PLAN))
+    driver.run([
+        ("start", None, None),
+        ("say", "Barrens", None),
+        ("done", None, ["timer:no_input+5"]),
+        # The question's retries are 0: the silence is the state's first no-input, which
+        # re-arms (the state has no prompt to repeat) with the state's own expectation.
+        ("wait", 5, ["listen", "timer:no_input+5"]),
+        ("wait", 5, ["mute", "hangup:dialplan hangup"]),
+    ])
+    assert driver.machine.state_name == "gone"
+    assert "guess" not in driver.machine.variables

@@ -1,0 +1,133 @@
+"""What a final result means in a demo.yaml state: n-best, confidences, thresholds, off-topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voicebot.dialog.ir import Confirm, Listen
+from voicebot.dialog.loader import load_dialplan
+from voicebot.dialog.understand import (
+    ALTERNATIVE_WEIGHT,
+    Hypothesis,
+    decide,
+    hypothesis_weight,
+    understand,
+)
+
+pytestmark = pytest.mark.unit
+
+DEMO = load_dialplan(Path(__file__).parents[2] / "dialplans" / "demo.yaml")
+
+
+def _listen(state: str) -> Listen:
+    listen = DEMO.states[state].listen
+    assert listen is not None
+    return listen
+
+
+def _read(state: str, *texts: str | tuple[str, float]) -> tuple[str, str, str]:
+    hypotheses = [Hypothesis(t) if isinstance(t, str) else Hypothesis(*t) for t in texts]
+    found = understand(hypotheses, _listen(state), DEMO.global_intents)
+    what = found.intent.name if found.intent is not None else found.digits or found.text
+    return found.kind, found.decision, what
+
+
+@pytest.mark.parametrize(("said", "reading"), [
+    ("balance", ("intent", "act", "balance")),
+    ("I want to talk to a real person", ("intent", "act", "operator")),
+    ("check my account balance", ("intent", "act", "balance")),
+    ("No matter. Operator. Operator.", ("intent", "act", "operator")),
+    ("operate her please", ("intent", "confirm", "operator")),
+    ("Good boy.", ("intent", "confirm", "goodbye")),
+    ("Barrens", ("intent", "confirm", "balance")),
+    ("Barrens please", ("intent", "confirm", "balance")),
+    ("1 2 3 4", ("none", "reject", "")),  # digits mean nothing in the menu
+])
+def test_menu_readings(said: str, reading: tuple[str, str, str]) -> None:
+    assert _read("menu", said) == reading
+
+
+# Callers saying something unrelated must get the no-match path, not a wrong intent and not a
+# "did you say" question. (read_balance is left out: its own phrase "again" is meant to match
+# "again" in any sentence.)
+OFF_TOPIC = [
+    "what's the weather like", "my dog is called Rex", "I don't know it", "hmm", "what?", "pizza",
+    "can you hear me", "hello is anybody there", "I'm driving right now", "the kids are screaming",
+    "sorry wrong number", "what time is it", "how are you today", "I lost my keys", "tell me a joke",
+    "is this the pharmacy", "I want to order flowers", "my name is Peter", "it's raining again",
+    "could you repeat that", "wait a second", "I'm not sure", "hold on", "what did you say",
+    "the cat is sleeping", "I had a really long day", "do you sell tickets", "where is the station",
+    "thank you", "never mind", "yes", "no", "maybe", "I think so", "who is this", "one moment",
+    "my phone is broken", "let me think", "the train was late", "I have a question about my bill",
+    "I need to reset my password", "weather forecast for tomorrow", "open the door", "play some music",
+    "Barbara is my sister", "good morning", "call me back later", "I would like to cancel my subscription",
+    "what are your opening hours", "speak louder", "No matter. No matter.",
+]
+
+
+@pytest.mark.parametrize("state", ["menu", "ask_account"])
+def test_off_topic_utterances_are_no_match(state: str) -> None:
+    wrong = {said: _read(state, said) for said in OFF_TOPIC}
+    wrong = {said: r for said, r in wrong.items() if r[0] == "intent" or (r[0] == "digits" and r[1] == "act"
+                                                                         and len(r[2]) >= 4)}
+    assert wrong == {}
+
+
+def test_a_near_homophone_is_asked_about_not_acted_on() -> None:
+    # "Operetta" is one consonant from "operator": asking is right, acting would not be.
+    assert _read("menu", "Operetta tickets") == ("intent", "confirm", "operator")
+
+
+def test_n_best_an_alternative_finds_what_the_top_missed() -> None:
+    assert _read("menu", "4th Heaven I'm 2", "operator") == ("intent", "act", "operator")
+    assert _read("ask_account", "4th Heaven I'm 2", "4 7 9 2") == ("digits", "act", "4792")
+    assert _read("ask_account", "for seven nine", "4 7 9 2 1") == ("digits", "act", "47921")
+
+
+def test_n_best_the_top_wins_a_tie_and_a_weak_alternative_is_a_guess() -> None:
+    assert _read("menu", "balance", "operator") == ("intent", "act", "balance")
+    # The recognizer was unsure of the alternative: 0.9 * 0.6 / 0.8 = 0.675 -> confirm.
+    assert _read("menu", ("ballon", 0.7), ("operator", 0.6)) == ("intent", "confirm", "operator")
+
+
+def test_n_best_digits_prefer_the_right_length() -> None:
+    assert _read("ask_account", "1 2 3", "1 2 3 4") == ("digits", "act", "1234")
+    assert _read("ask_account", "1 2 3") == ("digits", "act", "123")  # the machine's no-match
+
+
+def test_low_recognizer_confidence_makes_a_guess() -> None:
+    assert _read("menu", ("operator", 0.95)) == ("intent", "act", "operator")
+    assert _read("menu", ("operator", 0.5)) == ("intent", "confirm", "operator")
+    assert _read("menu", ("operator", 0.3)) == ("none", "reject", "")
+
+
+def test_per_intent_thresholds_from_the_dialplan() -> None:
+    # goodbye has act_above 0.9 in demo.yaml: one filler word (0.92) is fine, two (0.85) not...
+    assert _read("menu", "bye um bye") == ("intent", "act", "goodbye")  # collapsed repeat: exact
+    assert _read("menu", "that's really all") == ("intent", "act", "goodbye")
+    assert _read("menu", "that's really just all") == ("intent", "confirm", "goodbye")
+    # ...while the operator (default act_above 0.8) acts on the same gap, and asks on a longer one.
+    assert _read("menu", "talk to really just someone") == ("intent", "act", "operator")
+    assert _read("menu", "talk to, um, really just someone") == ("intent", "confirm", "operator")
+
+
+@pytest.mark.parametrize(("index", "confidence", "weight"), [
+    (0, None, 1.0), (1, None, ALTERNATIVE_WEIGHT), (0, 0.9, 1.0), (0, 0.4, 0.5), (2, 0.4, 0.45),
+    (0, 0.0, 0.0),
+])
+def test_hypothesis_weight(index: int, confidence: float | None, weight: float) -> None:
+    assert hypothesis_weight(index, confidence) == pytest.approx(weight)
+
+
+@pytest.mark.parametrize(("confidence", "enabled", "decision"), [
+    (0.8, True, "act"), (0.79, True, "confirm"), (0.5, True, "confirm"), (0.49, True, "reject"),
+    (0.79, False, "reject"), (1.0, False, "act"),
+])
+def test_decide(confidence: float, enabled: bool, decision: str) -> None:
+    assert decide(confidence, Confirm(enabled=enabled)) == decision
+
+
+def test_empty_hypotheses_mean_nothing() -> None:
+    assert _read("menu", "", "  ") == ("none", "reject", "")

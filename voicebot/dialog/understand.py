@@ -1,0 +1,140 @@
+"""What one final result means in a listening state: an intent, digits, free text, or nothing.
+
+The recognizer gives its best text and possibly more hypotheses (the v3 ``alternatives``, with
+confidences when it has them). Every hypothesis is tried: against the state's intents, its digit
+capture and the global handlers. Each candidate gets a confidence in [0, 1]: the match score
+(:func:`voicebot.dialog.match.match_intent`, :func:`~voicebot.dialog.match.parse_digits`) times a
+weight for the hypothesis (1 for the best text, :data:`ALTERNATIVE_WEIGHT` for the others, scaled
+down when the recognizer itself was less than :data:`CONFIDENT_RECOGNITION` sure). The decision
+then follows the intent's ``confirm`` policy: at or above ``act_above`` act, from
+``reject_below`` ask "Did you say ...?" (if confirming is enabled), else no match.
+
+Precedence, as before: a state intent to act on; valid digits (the most confident hypothesis);
+a global to act on; digits of the wrong length (the machine counts the no-match); free text; the
+most confident guess to confirm (state intent on a tie); nothing. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from voicebot.dialog.ir import Confirm, Intent, Listen
+from voicebot.dialog.match import (
+    IntentMatch,
+    collapse_repeated_text,
+    match_intent,
+    normalize,
+    parse_digits,
+)
+
+# A hypothesis after the first is less likely what was said, even when it matches better.
+ALTERNATIVE_WEIGHT = 0.9
+# A recognizer confidence at or above this does not lower the match's confidence.
+CONFIDENT_RECOGNITION = 0.8
+
+Decision = Literal["act", "confirm", "reject"]
+Kind = Literal["intent", "digits", "text", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hypothesis:
+    text: str
+    confidence: float | None = None  # the recognizer's, in [0, 1]; None when it gives none
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    kind: Kind
+    decision: Decision
+    confidence: float = 0.0
+    intent: Intent | None = None
+    is_global: bool = False
+    digits: str = ""
+    text: str = ""
+    hypothesis: int = 0  # index of the hypothesis it came from (0: the best text)
+
+
+NOTHING = Understanding("none", "reject")
+
+
+def hypothesis_weight(index: int, confidence: float | None) -> float:
+    base = 1.0 if index == 0 else ALTERNATIVE_WEIGHT
+    if confidence is None:
+        return base
+    return base * min(1.0, max(confidence, 0.0) / CONFIDENT_RECOGNITION)
+
+
+def decide(confidence: float, policy: Confirm) -> Decision:
+    if confidence >= policy.act_above:
+        return "act"
+    if confidence >= policy.reject_below and policy.enabled:
+        return "confirm"
+    return "reject"
+
+
+def best_intent(
+    hypotheses: Sequence[Hypothesis], intents: Sequence[Intent], policy: Confirm, *, is_global: bool
+) -> Understanding:
+    """The most confident intent over all hypotheses, with the decision its policy gives."""
+    best: tuple[float, int, IntentMatch] | None = None
+    for index, hypothesis in enumerate(hypotheses):
+        found = match_intent(normalize(hypothesis.text), intents)
+        if found is None:
+            continue
+        confidence = round(found.confidence * hypothesis_weight(index, hypothesis.confidence), 6)
+        if best is None or (confidence, found.length) > (best[0], best[2].length):
+            best = (confidence, index, found)
+    if best is None:
+        return NOTHING
+    confidence, index, found = best
+    decision = decide(confidence, policy.merged(found.intent.confirm))
+    return Understanding("intent", decision, confidence, found.intent, is_global, hypothesis=index)
+
+
+def understand(
+    hypotheses: Sequence[Hypothesis],
+    listen: Listen,
+    global_intents: Sequence[Intent],
+    *,
+    keyed_digits: str = "",
+) -> Understanding:
+    """Interpret one final result in a state that listens (see the module docstring)."""
+    hypotheses = [h for h in hypotheses if h.text.strip()]
+    if not hypotheses:
+        return NOTHING
+    local = best_intent(hypotheses, listen.intents, listen.confirm, is_global=False)
+    if local.decision == "act":
+        return local
+    capture = listen.capture
+    wrong_length: Understanding | None = None
+    if capture is not None and capture.kind in ("digits", "number"):
+        valid: Understanding | None = None
+        for index, hypothesis in enumerate(hypotheses):
+            spoken = parse_digits(hypothesis.text)
+            if not spoken.digits:
+                continue
+            confidence = round(spoken.confidence * hypothesis_weight(index, hypothesis.confidence), 6)
+            found = Understanding("digits", "act", confidence, digits=spoken.digits, hypothesis=index)
+            if capture.min_digits <= len(keyed_digits + spoken.digits) <= capture.max_digits:
+                if valid is None or found.confidence > valid.confidence:
+                    valid = found
+            elif wrong_length is None:
+                wrong_length = found
+        if valid is not None:
+            return valid
+    glob = best_intent(hypotheses, global_intents, listen.confirm, is_global=True)
+    if glob.decision == "act":
+        return glob
+    if wrong_length is not None:
+        return wrong_length
+    if capture is not None and capture.kind == "text":
+        # Free text is what the caller said, guesses included ("Operetta" is a name, not a
+        # misheard "operator"). Recognizers end utterances with punctuation the caller did not say.
+        text = collapse_repeated_text(hypotheses[0].text.strip()).rstrip(".!?").strip()
+        return Understanding("text", "act", 1.0, text=text)
+    guesses = [u for u in (local, glob) if u.decision == "confirm"]
+    if guesses:
+        return max(guesses, key=lambda u: u.confidence)  # max keeps the first (local) on a tie
+    return NOTHING
