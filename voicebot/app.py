@@ -137,7 +137,8 @@ class App:
     def call_parts(self) -> CallParts:
         """What every call's pipeline is given (valid after start)."""
         return CallParts(records=self.records, stt_settings=self.stt_settings, stt_channel=self._stt_channel,
-                         renderer=self.prompts, clock=self.clock)
+                         renderer=self.prompts, clock=self.clock,
+                         stt_hints=self.config.recognizer.hints)
 
     @property
     def contact_uri(self) -> str:

@@ -147,6 +147,9 @@ class RecognizerConfig:
     replay_buffer_s: float = field(default=30.0, metadata=_doc(
         "call audio kept since the last final, resent after a reconnect or forced rotation", "s"))
     chunk_max_ms: int = field(default=100, metadata=_doc("largest audio chunk sent in one message", "ms"))
+    hints: bool = field(default=True, metadata=_doc(
+        "tell the recognizer what each dialog state expects (x-voicebot-hints-bin metadata, a new "
+        "session per listening state; servers other than voicebot's ignore it)"))
     silence_fill_after_ms: int = field(default=300, metadata=_doc(
         "with no audio for this long, send silence_chunk so the recognizer's 5 s idle rule never fires",
         "ms"))

@@ -10,6 +10,7 @@ import pytest
 from voicebot.call.pipeline import CallParts, CallPipeline
 from voicebot.config import load_config
 from voicebot.dialog.events import PlayPrompt
+from voicebot.dialog.expect import Expectation
 from voicebot.dialog.loader import load_dialplan
 from voicebot.records import CallRecordStore
 from voicebot.stt.client import ClientSettings
@@ -73,7 +74,7 @@ def make(tmp_path: Path) -> tuple[CallPipeline, FakeLeg, CallRecordStore]:
 async def test_prompts_go_to_the_leg_under_the_dialogs_prompt_seq(tmp_path: Path) -> None:
     pipeline, leg, store = make(tmp_path)
     try:
-        await pipeline.start_listening()
+        await pipeline.start_listening(Expectation())
         await pipeline.play_prompt(b"\x01\x00" * 160, prompt_seq=3, barge_in=True)
         await pipeline.play_prompt(b"\x02\x00" * 160, prompt_seq=4, barge_in=False)
         assert [prompt_id for prompt_id, _ in leg.played] == [3, 4]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from voicebot.dialog.events import PlayPrompt
+from voicebot.dialog.expect import Expectation
 from voicebot.dialog.runner import DialogRunner
 from voicebot.errors import VoicebotError
 
@@ -59,6 +60,7 @@ class FakeCall:
     queue: list[tuple[int, str]] = field(default_factory=list)
     transfer_error: str | None = None
     on_stop: Callable[[], None] | None = None
+    expectations: list[Expectation] = field(default_factory=list)
 
     async def play_prompt(self, pcm16: bytes, *, prompt_seq: int, barge_in: bool) -> None:
         text = pcm16.decode("utf-16-le")
@@ -70,8 +72,9 @@ class FakeCall:
         stopped, self.queue = self.queue, []
         return [seq for seq, _text in stopped]  # the runner reports them finished
 
-    async def start_listening(self) -> None:
+    async def start_listening(self, expectation: Expectation) -> None:
         self.log.append("listen")
+        self.expectations.append(expectation)
 
     async def stop_listening(self) -> None:
         self.log.append("mute")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.dialog.fakes import FakeClock, until
+from voicebot.dialog.expect import Expectation
 from voicebot.dialog.loader import load_dialplan
 from voicebot.dialog.runner import DialogRunner
 from voicebot.prompts import Prompts
@@ -35,7 +36,7 @@ class AudioCall:
     async def stop_prompt(self) -> list[int]:
         return []
 
-    async def start_listening(self) -> None: ...
+    async def start_listening(self, expectation: Expectation) -> None: ...
 
     async def stop_listening(self) -> None: ...
 

@@ -39,6 +39,7 @@ import structlog
 from voicebot.call.outcome import CallOutcome, final_cause, first_leaf
 from voicebot.call.records import RecordLane
 from voicebot.clock import Clock, monotonic
+from voicebot.dialog.expect import Expectation
 from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.machine import DialogMachine
 from voicebot.dialog.runner import DialogRunner, LoopClock, PromptRenderer
@@ -55,6 +56,7 @@ from voicebot.stt.client import (
     SessionClosed,
     SessionOpened,
 )
+from voicebot.stt.hints import RecognitionHints
 from voicebot.telephony import CallLeg, DigitReceived, LegEnded, MediaChanged, PlaybackFinished
 
 if TYPE_CHECKING:
@@ -87,6 +89,14 @@ class CallParts:
     stt_channel: grpc.aio.Channel | None
     renderer: PromptRenderer
     clock: Clock = monotonic
+    stt_hints: bool = True  # send the dialog's expectations as recognition hints (voicebot.stt.hints)
+
+
+def hints_for(expectation: Expectation) -> RecognitionHints:
+    """The dialog's expectation in the recognizer's wire form (same field names; the dialog
+    already bounds prompt and phrases to what the hints accept)."""
+    return RecognitionHints(mode=expectation.mode, prompt=expectation.prompt, phrases=expectation.phrases,
+                            min_digits=expectation.min_digits, max_digits=expectation.max_digits)
 
 
 def push_frame(stream: RecognitionStream, frame: Frame) -> None:
@@ -342,11 +352,13 @@ class CallPipeline:
             self._speech_onset_s = None
         return stopped
 
-    async def start_listening(self) -> None:
+    async def start_listening(self, expectation: Expectation) -> None:
         # Recognition runs for the whole call (the recognizer needs continuous audio, and the record
-        # keeps every utterance); listening arms barge-in. Recognition hints go here once the
-        # dialog's listen states carry them (issue 12).
+        # keeps every utterance); listening arms barge-in and tells the recognizer what the state
+        # expects (voicebot.stt.hints): the stream opens a session carrying it between utterances.
         self._listening = True
+        if self.stream is not None and self.parts.stt_hints:
+            self.stream.set_session_metadata(hints_for(expectation).to_metadata())
 
     async def stop_listening(self) -> None:
         self._listening = False

@@ -26,6 +26,7 @@ import structlog
 from voicebot.dialog import events as ev
 from voicebot.dialog.actions import WebhookClient
 from voicebot.dialog.errors import WebhookError
+from voicebot.dialog.expect import Expectation
 from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.machine import DialogMachine
 from voicebot.errors import VoicebotError
@@ -48,8 +49,9 @@ class CallControl(Protocol):
         prompt stopped (the runner reports them finished; the pipeline must not)."""
         ...
 
-    async def start_listening(self) -> None:
-        """The dialog waits for input from now on (what the caller says or keys counts)."""
+    async def start_listening(self, expectation: Expectation) -> None:
+        """The dialog waits for input from now on (what the caller says or keys counts), expecting
+        ``expectation``; also called while listening when the expectation changes."""
         ...
 
     async def stop_listening(self) -> None:
@@ -155,8 +157,12 @@ class DialogRunner:
     def partial(self, text: str, at_s: float | None = None) -> None:
         self.post(ev.PartialTranscript(self._at(at_s), text))
 
-    def final(self, text: str, at_s: float | None = None) -> None:
-        self.post(ev.FinalTranscript(self._at(at_s), text))
+    def final(self, text: str, at_s: float | None = None, *, alternatives: tuple[str, ...] = (),
+              confidence: float | None = None, alternative_confidences: tuple[float, ...] = ()) -> None:
+        """A final result: its text, the recognizer's further hypotheses (best first) and, when
+        the recognizer gave them, confidences in [0, 1]."""
+        self.post(ev.FinalTranscript(self._at(at_s), text, alternatives=alternatives, confidence=confidence,
+                                     alternative_confidences=alternative_confidences))
 
     def dtmf(self, key: str) -> None:
         self.post(ev.DtmfReceived(self._clock.now_s(), key))
@@ -229,7 +235,7 @@ class DialogRunner:
             self.barge_in_latencies_ms.append(latency_ms)
             log.info("dialog.barge_in", latency_ms=round(latency_ms, 1), cause=type(cause).__name__)
         elif isinstance(command, ev.StartListening):
-            await control.start_listening()
+            await control.start_listening(command.expectation)
         elif isinstance(command, ev.StopListening):
             await control.stop_listening()
         elif isinstance(command, ev.SetTimer):
