@@ -70,8 +70,8 @@ async def test_saying_operator_barges_in_then_refer_and_bye_after_notify_200(
     # second before the caller speaks, so the utterance is heard in the hinted session.
     assert len(sessions) == 2 and all(s.ended_at is not None for s in sessions), sessions
     reasons = {s.close_reason: s.session_id for s in sessions}
-    assert set(reasons) == {"rotated", "call ended"}, sessions
-    assert {u.session_id for u in record.utterances} == {reasons["call ended"]}
+    assert set(reasons) == {"rotated", "input ended"}, sessions
+    assert {u.session_id for u in record.utterances} == {reasons["input ended"]}
     variables = {v.name: v.value for v in record.variables}
     assert variables["outcome"] == "transferred"
     assert variables["transfer_target"] == TRANSFER_TARGET

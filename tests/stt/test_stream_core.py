@@ -570,3 +570,19 @@ def test_no_context_rotation_after_end_of_input() -> None:
     pump.apply(pump.core.set_session_metadata(HINTS, pump.now))
     assert len(pump.opened) == 1
 
+
+
+def test_a_session_replaced_before_the_server_answered_is_reported_opened_then_closed() -> None:
+    """The dialog's first expectation arrives right after the call's first session opened: that
+    session is replaced before any response, and must still close in the record (not linger)."""
+    pump = started()
+    assert [o.session_id for o in pump.sessions()] == ["s1"]
+    pump.apply(pump.core.set_session_metadata([(HINTS_METADATA_KEY, menu_hints("Menu.", ["operator"])
+                                                .to_json())], pump.now))
+    assert [o.session_id for o in pump.sessions()] == ["s1", "s2"]
+    pump.events()
+    pump.respond("s1", response())
+    closed = [e for e in pump.events() if isinstance(e, SessionOpened | SessionClosed)]
+    assert [(type(e).__name__, e.session_id) for e in closed] == [("SessionOpened", "s1"),
+                                                                  ("SessionClosed", "s1")]
+    assert [e.reason for e in closed if isinstance(e, SessionClosed)] == ["rotated"]

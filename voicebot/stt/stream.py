@@ -451,6 +451,7 @@ class _Session:
     pending: list[_PendingFinal] = field(default_factory=list)
     half_closed: bool = False
     confirmed: bool = False  # the server answered; only then is it reported as a session used
+    retired: str | None = None  # why it was replaced, once it was
 
 
 class StreamCore:
@@ -767,6 +768,7 @@ class StreamCore:
 
     def _retire(self, session: _Session, reason: str, out: list[Output]) -> None:
         session.window.cut_ms = self._eou_ms
+        session.retired = reason
         self._half_close(session, out)
         if self._active is session:
             self._active = None
@@ -788,6 +790,10 @@ class StreamCore:
             # Reported only once the server answered, so failed reconnect attempts are not "sessions".
             session.confirmed = True
             out.append(SessionOpened(session.session_id, session.window.base_ms, session.reason))
+            if session.retired is not None:
+                # Replaced before the server's first answer (e.g. the dialog's first expectation
+                # arrived right after the call's first session opened): opened and closed at once.
+                out.append(SessionClosed(session.session_id, session.retired))
         if session is self._active and self._unavailable_since is not None:
             self._unavailable_since = None
             self._backoff.reset()
