@@ -35,12 +35,17 @@ from voicebot.rtp.session import PromptFinished as RtpPromptFinished
 from voicebot.rtp.session import SessionConfig
 from voicebot.rtp.udp import MediaClock, PortAllocator, PortRange, RtpStream
 from voicebot.sip.auth import Credentials
+from voicebot.sip.config import UaConfig
 from voicebot.sip.errors import SipError
+from voicebot.sip.events import (
+    CallEstablished,
+    CallProgressed,
+    CallTerminated,
+    InfoDtmfReceived,
+    RemoteMediaChanged,
+)
 from voicebot.sip.sdp import MediaNegotiation
 from voicebot.sip.udp import Call, CallFailed, IncomingCall, SipEndpoint
-from voicebot.sip.useragent import CallEnded, CallEstablished, CallProgressed, UaConfig
-from voicebot.sip.useragent import DtmfReceived as SipDtmfReceived
-from voicebot.sip.useragent import MediaChanged as SipMediaChanged
 
 __all__ = [
     "CallFailed",
@@ -205,7 +210,7 @@ _SIP_CAUSES: dict[str, tuple[str, Literal["local", "remote"]]] = {
     "local_bye": ("bye", "local"),
     "cancelled": ("cancelled", "remote"),
     "local_cancel": ("cancelled", "local"),
-    "ack_timeout": ("ack-timeout", "remote"),
+    "ack-timeout": ("ack-timeout", "remote"),
 }
 
 
@@ -485,9 +490,9 @@ class CallLeg:
 
     async def _follow_sip(self) -> None:
         async for event in self._call.events():
-            if isinstance(event, SipMediaChanged):
+            if isinstance(event, RemoteMediaChanged):
                 self._apply(event.negotiation, report=True)
-            elif isinstance(event, SipDtmfReceived):
+            elif isinstance(event, InfoDtmfReceived):
                 self._digit(event.digit, "info")
             elif isinstance(event, CallEstablished):
                 if event.negotiation is not None and event.negotiation != self._negotiation:
@@ -496,7 +501,7 @@ class CallLeg:
                     self._established.set_result(None)
             elif isinstance(event, CallProgressed):
                 pass  # early media is not played to the app: frames() start at answer
-            elif isinstance(event, CallEnded):
+            elif isinstance(event, CallTerminated):
                 await self._finish(event)
 
     async def _follow_rtp(self, stream: RtpStream) -> None:
@@ -506,7 +511,7 @@ class CallLeg:
             elif isinstance(event, RtpPromptFinished):
                 self._emit(PromptFinished(event.prompt_id, event.interrupted))
 
-    async def _finish(self, event: CallEnded) -> None:
+    async def _finish(self, event: CallTerminated) -> None:
         if self._ended.done():
             return
         cause, side = _SIP_CAUSES.get(event.cause, (event.cause, "remote"))
@@ -668,7 +673,7 @@ class Telephony:
             if not leg.is_ended:
                 # The peer never confirmed the hang-up within the grace time: end the leg here so
                 # every frames()/events() consumer finishes.
-                await leg._finish(CallEnded(leg.call_id, "local_bye", None, "peer did not confirm"))
+                await leg._finish(CallTerminated(leg.call_id, "local_bye", None, "peer did not confirm"))
         self._clock.stop()
         if self._incoming.full():
             self._incoming.get_nowait()
