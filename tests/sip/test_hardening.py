@@ -101,7 +101,7 @@ def ack(host: str, n: object, to_tag: str) -> bytes:
 
 
 def test_one_source_cannot_take_every_call_slot() -> None:
-    ua = make_ua(max_calls=16, max_calls_per_source=4, max_unconfirmed_calls=16)
+    ua = make_ua(max_calls=16, max_calls_per_source=4, max_unconfirmed_per_source=0)
     for n in range(4):
         answer_call(ua, "198.51.100.9", n, 0.0)  # answered, never ACKed: the squat of issue 9
     ua.receive_datagram(invite("198.51.100.9", 4), ("198.51.100.9", 5060), 0.0)
@@ -114,6 +114,21 @@ def test_one_source_cannot_take_every_call_slot() -> None:
     # a caller from another address is still answered
     answer_call(ua, "203.0.113.5", "real", 0.1)
     assert ua.active_calls == 5
+
+
+def test_one_source_holds_at_most_two_unacked_calls_by_default() -> None:
+    ua = make_ua(max_calls=16)  # unconfirmed cap 8: one squatter must not fill it
+    tags = [answer_call(ua, "198.51.100.9", n, 0.0) for n in range(2)]
+    ua.receive_datagram(invite("198.51.100.9", 2), ("198.51.100.9", 5060), 0.0)
+    sent, _ = drain(ua)
+    assert final_codes(sent) == [503]
+    assert sent[-1].reason == "Busy: too many unconfirmed calls from this address"  # type: ignore[union-attr]
+    ua.receive_datagram(ack("198.51.100.9", 0, tags[0]), ("198.51.100.9", 5060), 0.1)
+    drain(ua)
+    answer_call(ua, "198.51.100.9", 3, 0.2)  # an ACKed call frees the unconfirmed slot
+    for n in range(6):
+        answer_call(ua, f"203.0.113.{n}", n, 0.3)  # and the others were never affected
+    assert ua.admission.unconfirmed_calls == 8
 
 
 def test_per_source_slots_come_back_when_calls_end() -> None:

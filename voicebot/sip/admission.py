@@ -10,8 +10,8 @@ protocol state. The user agent asks it, in this order, for each request and each
 2. :meth:`check_access` -- trunk CIDRs (403) or a digest challenge (401).
 3. :meth:`check_content` -- body type (415 with Accept) and Accept (406).
 4. :meth:`check_capacity` -- ``max_calls`` (503), the cap on unconfirmed calls from untrusted
-   sources (503) and the concurrent calls of one source (503), each with Retry-After (issue 9
-   item 2: one address could hold every slot with INVITEs it never ACKs).
+   sources (503), the concurrent calls of one source and its unconfirmed calls (503), each with
+   Retry-After (issue 9 item 2: one address could hold every slot with INVITEs it never ACKs).
 5. :meth:`check_offer` -- the SDP offer parses (400) and shares a codec with us (488).
 
 A refusal is a :class:`Refusal` (status, reason, extra headers, and the statistic it counts under);
@@ -66,7 +66,8 @@ class Admission:
         self._limiter = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
         self._source_of: dict[str, str] = {}  # call_id -> source IP, every admitted inbound call
         self._per_source: dict[str, int] = {}  # source IP -> admitted calls not yet released
-        self._unconfirmed: set[str] = set()  # call_ids from untrusted sources awaiting their ACK
+        self._unconfirmed: dict[str, str] = {}  # call_id -> source IP, untrusted calls awaiting their ACK
+        self._unconfirmed_per_source: dict[str, int] = {}
 
     # ------------------------------------------------------------ questions
 
@@ -108,9 +109,14 @@ class Admission:
             return None
         if len(self._unconfirmed) >= self._config.unconfirmed_cap:
             return Refusal(503, "unconfirmed", "Busy: too many unconfirmed calls", retry)
+        if address_in(source[0], self._exempt):
+            return None
         limit = self._config.max_calls_per_source
-        if limit and not address_in(source[0], self._exempt) and self._per_source.get(source[0], 0) >= limit:
+        if limit and self._per_source.get(source[0], 0) >= limit:
             return Refusal(503, "per_source", "Busy: too many calls from this address", retry)
+        limit = self._config.max_unconfirmed_per_source
+        if limit and self._unconfirmed_per_source.get(source[0], 0) >= limit:
+            return Refusal(503, "per_source", "Busy: too many unconfirmed calls from this address", retry)
         return None
 
     def check_offer(self, request: Request) -> Offer | Refusal:
@@ -143,19 +149,25 @@ class Admission:
         self._source_of[call_id] = ip
         self._per_source[ip] = self._per_source.get(ip, 0) + 1
         if not self.trusted(source):
-            self._unconfirmed.add(call_id)
+            self._unconfirmed[call_id] = ip
+            self._unconfirmed_per_source[ip] = self._unconfirmed_per_source.get(ip, 0) + 1
 
     def confirmed(self, call_id: str) -> None:
         """The ACK for our 2xx arrived: the call no longer counts as unconfirmed."""
-        self._unconfirmed.discard(call_id)
+        ip = self._unconfirmed.pop(call_id, None)
+        if ip is not None:
+            _decrement(self._unconfirmed_per_source, ip)
 
     def released(self, call_id: str) -> None:
-        self._unconfirmed.discard(call_id)
+        self.confirmed(call_id)
         ip = self._source_of.pop(call_id, None)
-        if ip is None:
-            return
-        left = self._per_source.get(ip, 0) - 1
-        if left > 0:
-            self._per_source[ip] = left
-        else:
-            self._per_source.pop(ip, None)
+        if ip is not None:
+            _decrement(self._per_source, ip)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)

@@ -45,6 +45,9 @@ class UaConfig:
     # 0 disables the cap.
     max_calls_per_source: int = 8
     per_source_exempt: tuple[str, ...] = LOCAL_PROXY_NETWORKS
+    # Of those, calls not yet confirmed (unanswered, or answered and not ACKed): a phone has one or
+    # two ringing at a time; a squatter that never ACKs would otherwise fill the shared cap below.
+    max_unconfirmed_per_source: int = 2
     # Inbound calls not yet confirmed (unanswered, or answered and waiting for the ACK), all sources
     # together; None: half of max_calls (at least 1). Keeps an ACK-less flood from holding every slot.
     max_unconfirmed_calls: int | None = None
@@ -66,6 +69,11 @@ class UaConfig:
         if self.max_calls_per_source < 0:
             raise ConfigError(
                 f"sip.max_calls_per_source: must be 0 (off) or more, got {self.max_calls_per_source}"
+            )
+        if self.max_unconfirmed_per_source < 0:
+            raise ConfigError(
+                "sip.max_unconfirmed_per_source: must be 0 (off) or more, "
+                f"got {self.max_unconfirmed_per_source}"
             )
         if self.max_unconfirmed_calls is not None and self.max_unconfirmed_calls < 1:
             raise ConfigError(
