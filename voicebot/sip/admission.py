@@ -79,6 +79,10 @@ class Admission:
         """Spend one of the source's tokens (trunks have no bucket); False: drop the request."""
         return self.trusted(source) or self._limiter.allow(source[0], now)
 
+    def over_limit(self, source: Address, now: float) -> bool:
+        """The source has no token left: drop its datagram before parsing (spends nothing)."""
+        return not self.trusted(source) and self._limiter.exhausted(source[0], now)
+
     def check_access(self, request: Request, source: Address, now: float, nonce: str) -> Refusal | None:
         if self.trusted(source) or (not self._networks and self._digest is None):
             return None

@@ -218,6 +218,12 @@ class UserAgent:
         self.stats.datagrams_in += 1
         if not data.strip(b"\r\n\t "):
             return  # RFC 5626 §4.4.1 CRLF keep-alive
+        if not data.startswith(b"SIP/") and self.admission.over_limit(source, now):
+            # a request from a source whose bucket is empty: dropped unparsed, so a flood costs a
+            # lookup, not a parse (retransmissions and ACKs of such a source are lost too; its
+            # peers retransmit, §17)
+            self.stats.rate_limited += 1
+            return
         try:
             message = parse_message(data)
         except SipParseError as exc:
