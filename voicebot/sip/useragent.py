@@ -31,6 +31,7 @@ from typing import Literal
 
 from voicebot.sip.admission import Admission, Refusal
 from voicebot.sip.auth import Credentials, authorized_request
+from voicebot.sip.bodies import DTMF_DIGITS, DTMF_INFO_TYPES, parse_dtmf_info, parse_sipfrag_status
 from voicebot.sip.config import UaConfig
 from voicebot.sip.dialog import Dialog
 from voicebot.sip.errors import SdpNegotiationError, SipError, SipParseError, SipStateError
@@ -76,9 +77,7 @@ ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "NOTIFY"
 KNOWN_METHODS = ("REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH", "UPDATE", "PRACK", "REFER")
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf, message/sipfrag"
 SUPPORTED: tuple[str, ...] = ()
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 MAX_ENDED_INVITES = 10_000  # bound on remembered ended INVITEs (RFC 6026 absorption)
-_DTMF_EVENT_DIGITS = {"10": "*", "11": "#", "12": "A", "13": "B", "14": "C", "15": "D"}
 
 
 @dataclass(slots=True)
@@ -582,31 +581,16 @@ class UserAgent:
         if not request.body:
             self._respond(txn, 200, now, to_tag=tag)
             return
-        if ctype not in ("application/dtmf-relay", "application/dtmf"):
-            accept = "application/dtmf-relay, application/dtmf"
-            self._respond(txn, 415, now, to_tag=tag, extra=(("Accept", accept),))
+        if ctype not in DTMF_INFO_TYPES:
+            self._respond(txn, 415, now, to_tag=tag, extra=(("Accept", ", ".join(DTMF_INFO_TYPES)),))
             return
-        text = request.body.decode("utf-8", errors="replace")
-        digit: str | None = None
-        duration: int | None = None
-        if ctype == "application/dtmf":
-            digit = text.strip()
-        else:
-            for line in text.splitlines():
-                name, _, value = line.partition("=")
-                name, value = name.strip().lower(), value.strip()
-                if name == "signal":
-                    digit = value
-                elif name == "duration" and value.isdigit():
-                    duration = int(value)
-        digit = _DTMF_EVENT_DIGITS.get(digit or "", digit)
-        if digit is None or len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
-            self._respond(
-                txn, 400, now, to_tag=tag, reason=f"Bad Request: invalid DTMF signal {digit!r}"[:160]
-            )
+        try:
+            info = parse_dtmf_info(ctype, request.body)
+        except SipParseError as exc:
+            self._respond(txn, 400, now, to_tag=tag, reason=exc.message)
             return
         self._respond(txn, 200, now, to_tag=tag)
-        self._events.append(InfoDtmfReceived(call.call_id, digit.upper(), duration))
+        self._events.append(InfoDtmfReceived(call.call_id, info.digit, info.duration_ms))
 
     def _handle_notify(self, call: _Call, request: Request, txn: ServerTransaction, now: float) -> None:
         assert call.dialog is not None
@@ -615,18 +599,15 @@ class UserAgent:
         if event != "refer":
             self._respond(txn, 489, now, reason="Bad Event", to_tag=tag, extra=(("Allow-Events", "refer"),))
             return
-        first_line = request.body.decode("utf-8", errors="replace").strip().splitlines()[:1]
-        parts = first_line[0].split(" ", 2) if first_line else []
-        if len(parts) < 2 or not parts[0].upper().startswith("SIP/") or not parts[1].isdigit():
-            self._respond(
-                txn, 400, now, to_tag=tag, reason="Bad Request: NOTIFY body is not a message/sipfrag"
-            )
+        try:
+            status = parse_sipfrag_status(request.body)
+        except SipParseError as exc:
+            self._respond(txn, 400, now, to_tag=tag, reason=exc.message)
             return
         self._respond(txn, 200, now, to_tag=tag)
         state = (request.headers.get("Subscription-State") or "").split(";")[0].strip().lower()
-        code = int(parts[1])
-        final = state == "terminated" or code >= 200
-        self._events.append(TransferProgressed(call.call_id, code, parts[2] if len(parts) > 2 else "", final))
+        final = state == "terminated" or status.status_code >= 200
+        self._events.append(TransferProgressed(call.call_id, status.status_code, status.reason, final))
 
     def _server_timed_out(self, txn: ServerTransaction, now: float) -> None:
         call = self._calls.get(txn.request.call_id)
