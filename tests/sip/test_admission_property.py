@@ -108,7 +108,7 @@ def test_admission_counts_follow_the_calls(steps: list[tuple[str, int, int]]) ->
             )
             model.ua.receive_datagram(cancel, (host, 5060), model.now)
         elif action == "wait":
-            model.now += [0.5, 5.0, 11.0, 33.0][n % 4]
+            model.now += [0.5, 5.0, 11.0, 33.0][(n * 3 + source_index) % 4]
             while (timer := model.ua.get_timer()) is not None and timer <= model.now:
                 model.ua.handle_timer(model.now)
         model.pump()
