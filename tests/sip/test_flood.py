@@ -113,3 +113,21 @@ async def test_bye_flood_leaves_no_state_and_options_stay_fast() -> None:
         assert stats.rate_limited > 800 and stats.stateless_481 < 200
         assert bot.ua.live_transactions == len(latencies_ms)  # the OPTIONS' own, none for the BYEs
         assert sorted(latencies_ms)[len(latencies_ms) // 2] < 50, latencies_ms
+
+
+async def test_draining_endpoint_answers_options_with_503() -> None:
+    async with SipEndpoint(UaConfig(local_host="127.0.0.1", local_port=0, max_calls=16)) as bot:
+        prober = udp_socket("127.0.0.3")
+        loop = asyncio.get_running_loop()
+        port = prober.getsockname()[1]
+        try:
+            await loop.sock_sendto(prober, options(port, 1), bot.local_address)
+            ready = await asyncio.wait_for(loop.sock_recv(prober, 65535), 2.0)
+            bot.set_draining(True)
+            await loop.sock_sendto(prober, options(port, 2), bot.local_address)
+            draining = await asyncio.wait_for(loop.sock_recv(prober, 65535), 2.0)
+        finally:
+            prober.close()
+        assert ready.startswith(b"SIP/2.0 200 ") and b"X-Voicebot-Load: 0/16\r\n" in ready
+        assert draining.startswith(b"SIP/2.0 503 Service Unavailable: draining\r\n")
+        assert b"Retry-After: 30\r\n" in draining and b"X-Voicebot-Load: 0/16\r\n" in draining
