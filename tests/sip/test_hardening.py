@@ -258,12 +258,24 @@ def test_invite_copy_after_a_long_call_is_absorbed_too() -> None:
     ua.handle_timer(40.0)  # Timer L is long gone
     ua.receive_datagram(in_dialog("BYE", "198.51.100.9", 1, to_tag=tag), ("198.51.100.9", 5060), 60.0)
     drain(ua)
-    ua.receive_datagram(invite("198.51.100.9", 1, branch="late"), ("198.51.100.9", 5060), 62.0)
+    ua.receive_datagram(invite("198.51.100.9", 1), ("198.51.100.9", 5060), 62.0)  # a late retransmission
     assert drain(ua) == ([], [])
-    # after 64*T1 the memory is gone: the same Call-ID may be a new call again
-    ua.receive_datagram(invite("198.51.100.9", 1, branch="new"), ("198.51.100.9", 5060), 93.0)
+    # after 64*T1 the memory is gone: the retransmission would be a call again
+    ua.receive_datagram(invite("198.51.100.9", 1), ("198.51.100.9", 5060), 93.0)
     _, events = drain(ua)
     assert any(isinstance(e, CallReceived) for e in events)
+
+
+def test_a_new_invite_reusing_an_ended_call_id_is_a_new_call() -> None:
+    """Only a retransmission (same branch) is absorbed; a new INVITE with the Call-ID is a call."""
+    ua = make_ua()
+    tag = answer_call(ua, "198.51.100.9", 1, 0.0)
+    ua.receive_datagram(ack("198.51.100.9", 1, tag), ("198.51.100.9", 5060), 0.1)
+    ua.receive_datagram(in_dialog("BYE", "198.51.100.9", 1, to_tag=tag), ("198.51.100.9", 5060), 1.0)
+    drain(ua)
+    ua.receive_datagram(invite("198.51.100.9", 1, branch="again"), ("198.51.100.9", 5060), 2.0)
+    _, events = drain(ua)
+    assert [type(e) for e in events] == [CallReceived]
 
 
 # ---------------------------------------------------------------- issue 13: OPTIONS and draining

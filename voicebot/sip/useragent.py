@@ -146,10 +146,11 @@ class UserAgent:
         self._calls: dict[str, _Call] = {}
         self._registrations: dict[str, RegistrationClient] = {}
         self._timers: TimerHeap[_Timed] = TimerHeap()
-        # (Call-ID, From tag, CSeq) of inbound INVITEs whose call ended -> until when a copy of that
-        # INVITE is absorbed (RFC 6026 §7.1 keeps the transaction 64*T1; a call may end sooner than
-        # its transaction, or outlive it while a copy is still in flight). Insertion = expiry order.
-        self._ended_invites: OrderedDict[tuple[str, str, int], float] = OrderedDict()
+        # (Call-ID, From tag, CSeq, branch) of inbound INVITEs whose call ended -> until when a
+        # retransmission of that INVITE is absorbed (RFC 6026 §7.1 keeps the transaction 64*T1; a
+        # call may outlive it while a copy is still in flight). A new INVITE reusing the Call-ID
+        # has a new branch and is a new call. Insertion order = expiry order.
+        self._ended_invites: OrderedDict[tuple[str, str, int, str], float] = OrderedDict()
 
     # ------------------------------------------------------------ adapter interface
 
@@ -348,7 +349,8 @@ class UserAgent:
             if until > now:
                 break
             del ended[first_key]
-        return (request.call_id, request.from_addr.tag or "", request.cseq.seq) in ended
+        key = (request.call_id, request.from_addr.tag or "", request.cseq.seq, request.top_via.branch or "")
+        return key in ended
 
     def _handle_options(self, txn: ServerTransaction, now: float) -> None:
         extra = (
@@ -1109,7 +1111,7 @@ class UserAgent:
         if call.role == "uas":
             self.admission.released(call.call_id)
             invite = call.invite
-            key = (invite.call_id, invite.from_addr.tag or "", invite.cseq.seq)
+            key = (invite.call_id, invite.from_addr.tag or "", invite.cseq.seq, invite.top_via.branch or "")
             self._ended_invites[key] = now + 64 * self.config.timers.t1_s
             if len(self._ended_invites) > MAX_ENDED_INVITES:
                 self._ended_invites.popitem(last=False)
