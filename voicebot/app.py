@@ -260,9 +260,12 @@ class App:
                         refused=stats.dropped_stranger + stats.dropped_malformed)
 
     def request_stop(self) -> None:
-        """Begin a graceful shutdown (SIGTERM/SIGINT): new calls get 503, running ones may finish."""
+        """Begin a graceful shutdown (SIGTERM/SIGINT): new calls and OPTIONS probes get 503 (a
+        proxy takes the instance out of rotation), running ones may finish."""
         if not self._stopping.is_set():
             log.info("app.stopping", active_calls=len(self._calls), grace_s=self.grace_s)
+            if self._telephony is not None:
+                self._telephony.endpoint.set_draining(True)
         self._stopping.set()
 
     async def serve(self) -> None:
@@ -306,10 +309,11 @@ class App:
         task.add_done_callback(lambda t: self._calls.pop(t, None))
         return task
 
-    def hangup_all(self) -> None:
-        """Hang up every running call now (each call's record says so)."""
+    def hangup_all(self, *, cause: str = "shutdown") -> None:
+        """Hang up every running call now; each call's record gets ``cause`` (by the robot), not a
+        plain "bye", so a call cut by a shutdown is told from one the dialplan ended."""
         for leg in list(self._calls.values()):
-            leg.hangup()
+            leg.hangup(cause=cause)
 
     async def drain(self, grace_s: float) -> None:
         """Let running calls finish for up to ``grace_s``, then hang up the rest and wait for them."""

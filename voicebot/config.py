@@ -111,6 +111,11 @@ class SipConfig:
     register_expires_s: int = field(default=3600, metadata=_doc("requested registration lifetime", "s"))
     max_calls: int = field(default=16, metadata=_doc(
         "concurrent calls; one more gets 503 with Retry-After", "calls"))
+    max_calls_per_source: int = field(default=8, metadata=_doc(
+        "concurrent calls from one source address (trunk_allow and loopback exempt; 0 = no limit)",
+        "calls"))
+    max_unconfirmed_per_source: int = field(default=2, metadata=_doc(
+        "answered but not yet ACKed calls from one source address (0 = no limit)", "calls"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +370,8 @@ def _validate(c: Config, *, source: str) -> None:
         fail("[records] url", f"must be a postgresql:// URL (got scheme {c.records.url.split(':', 1)[0]!r})")
     if c.records.url and ":" in c.records.url.split("://", 1)[1].split("@", 1)[0] and "@" in c.records.url:
         fail("[records] url", "must not carry a password; set PGPASSWORD or use ~/.pgpass")
+    if c.sip.max_calls_per_source < 0 or c.sip.max_unconfirmed_per_source < 0:
+        fail("[sip] max_calls_per_source", "and max_unconfirmed_per_source must be 0 (off) or more")
     if c.sip.max_calls < 1:
         fail("[sip] max_calls", f"must be at least 1, got {c.sip.max_calls}")
     if c.sip.register_expires_s < 60:

@@ -148,7 +148,10 @@ async def test_shutdown_refuses_new_calls_with_503_and_ends_running_ones(
         assert ended.cause == "bye" and ended.side == "remote"  # the robot hung up after the grace
         await asyncio.wait_for(serving, 15)
         [outcome] = app.outcomes
-        assert outcome.side == "robot" and outcome.cause.startswith("bye"), outcome
+        # Cut by the shutdown, and recorded as such (issue 9 item 9: it used to say "bye").
+        assert (outcome.side, outcome.cause) == ("robot", "shutdown"), outcome
+        record = record_of(app, outcome.call_id)
+        assert (record.summary.hangup_cause, record.summary.hangup_side) == ("shutdown", "robot")
     finally:
         await caller.stop()
         await app.aclose()

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from voicebot.sip.config import UaConfig
 from voicebot.sip.errors import SipParseError
+from voicebot.sip.events import CallReceived, MessageRejected
 from voicebot.sip.message import Response, parse_message
-from voicebot.sip.useragent import CallReceived, MessageRejected, UaConfig, UserAgent
+from voicebot.sip.useragent import UserAgent
 
 pytestmark = pytest.mark.unit
 

@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 
 from voicebot.sip.auth import Credentials
+from voicebot.sip.config import UaConfig
+from voicebot.sip.events import (
+    CallProgressed,
+    CallTerminated,
+    Event,
+    InfoDtmfReceived,
+    RemoteMediaChanged,
+    TransferProgressed,
+)
 from voicebot.sip.headers import parse_auth_params
 from voicebot.sip.udp import Call, CallFailed, IncomingCall, SipEndpoint
-from voicebot.sip.useragent import (
-    CallEnded,
-    CallProgressed,
-    DtmfReceived,
-    Event,
-    MediaChanged,
-    TransferProgressed,
-    UaConfig,
-)
 
 from .peers import free_udp_port, run_sipp
 
@@ -88,9 +88,9 @@ async def test_reinvite_hold_and_unhold(endpoint: SipEndpoint, tmp_path: Path) -
     call = await answer_next(endpoint)
     changes = []
     async for event in call.events():
-        if isinstance(event, MediaChanged):
+        if isinstance(event, RemoteMediaChanged):
             changes.append(event.negotiation)
-        if isinstance(event, CallEnded):
+        if isinstance(event, CallTerminated):
             break
     assert [(n.direction, n.on_hold) for n in changes] == [("recvonly", True), ("sendrecv", False)]
     result = await sipp
@@ -100,7 +100,7 @@ async def test_reinvite_hold_and_unhold(endpoint: SipEndpoint, tmp_path: Path) -
 async def test_info_dtmf(endpoint: SipEndpoint, tmp_path: Path) -> None:
     sipp = asyncio.create_task(run_sipp("uac_info", tmp_path, remote=endpoint.local_address))
     call = await answer_next(endpoint)
-    digits = [e.digit async for e in call.events() if isinstance(e, DtmfReceived)]
+    digits = [e.digit async for e in call.events() if isinstance(e, InfoDtmfReceived)]
     assert digits == ["5", "#"]
     result = await sipp
     assert result.returncode == 0, result.explain()

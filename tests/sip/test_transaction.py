@@ -141,6 +141,36 @@ def test_invite_server_reports_missing_ack_with_timer_h() -> None:
     assert txn.terminated and txn.ack_timed_out
 
 
+def test_invite_server_accepted_absorbs_copies_after_the_ack_until_timer_l() -> None:
+    """RFC 6026 §7.1: after the 2xx's ACK the transaction stays in Accepted until Timer L and
+    INVITE copies are absorbed; Timer L then ends it without reporting an ACK timeout."""
+    out: Datagrams = []
+    invite = request("INVITE")
+    txn = ServerTransaction(invite, PEER, 0.0, T, out)
+    changes: list[float | None] = []
+    txn.on_deadline_changed = lambda t: changes.append(t.deadline())
+    txn.send(make_response(invite, 200, to_tag="x"), 0.0)
+    txn.receive_request(invite, 0.1)  # before the ACK a copy gets the 200 again
+    assert len(out) == 2
+    txn.ack_received(0.2)
+    assert (txn.state, txn.acked, txn.deadline()) == ("accepted", True, 64 * T.t1_s)
+    txn.receive_request(invite, 2.0)  # a late copy: absorbed, not a new call
+    assert len(out) == 2 and not txn.terminated
+    assert txn.handle_timer(64 * T.t1_s) is False
+    assert txn.terminated and not txn.ack_timed_out
+    assert changes == [T.t1_s, 64 * T.t1_s, None]  # the timer heap heard every change
+
+
+def test_invite_server_2xx_without_ack_reports_timer_l() -> None:
+    out: Datagrams = []
+    invite = request("INVITE")
+    txn = ServerTransaction(invite, PEER, 0.0, T, out)
+    txn.send(make_response(invite, 200, to_tag="x"), 0.0)
+    sends = fire(txn, 31.9)
+    assert sends[:4] == [0.5, 1.5, 3.5, 7.5]  # §13.3.1.4: T1 doubling, capped at T2
+    assert txn.handle_timer(64 * T.t1_s) is True and txn.ack_timed_out
+
+
 def test_non_invite_server_answers_retransmissions_until_timer_j() -> None:
     out: Datagrams = []
     bye = request("BYE")

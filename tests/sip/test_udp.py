@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from voicebot.sip.config import UaConfig
+from voicebot.sip.events import InfoDtmfReceived, RemoteMediaChanged
 from voicebot.sip.message import Response, parse_message
 from voicebot.sip.transaction import TimerConfig
 from voicebot.sip.udp import Call, CallFailed, IncomingCall, SipEndpoint
-from voicebot.sip.useragent import DtmfReceived, MediaChanged, UaConfig
 
 from .peers import free_udp_port, run_sipp
 from .test_rfc4475 import CORPUS, EXPECTED
@@ -124,15 +125,15 @@ async def test_two_endpoints_call_each_other() -> None:
         assert inbound.negotiation is not None and inbound.negotiation.remote_rtp_port == 42000
         await inbound.established(timeout_s=10)
         inbound.send_dtmf_info("7")
-        assert await _next_of(call, DtmfReceived) == DtmfReceived(call.call_id, "7", 160)
+        assert await _next_of(call, InfoDtmfReceived) == InfoDtmfReceived(call.call_id, "7", 160)
         call.update_media(local_rtp_port=42002)  # re-INVITE: the caller moved its RTP port
-        moved = await _next_of(inbound, MediaChanged)
-        assert isinstance(moved, MediaChanged) and moved.negotiation.remote_rtp_port == 42002
-        own = await _next_of(call, MediaChanged)  # the answer to our own re-INVITE
-        assert isinstance(own, MediaChanged) and own.negotiation.direction == "sendrecv"
+        moved = await _next_of(inbound, RemoteMediaChanged)
+        assert isinstance(moved, RemoteMediaChanged) and moved.negotiation.remote_rtp_port == 42002
+        own = await _next_of(call, RemoteMediaChanged)  # the answer to our own re-INVITE
+        assert isinstance(own, RemoteMediaChanged) and own.negotiation.direction == "sendrecv"
         inbound.hold()
-        held = await _next_of(call, MediaChanged)
-        assert isinstance(held, MediaChanged) and held.negotiation.direction == "recvonly"
+        held = await _next_of(call, RemoteMediaChanged)
+        assert isinstance(held, RemoteMediaChanged) and held.negotiation.direction == "recvonly"
         call.hangup()
         ended = await inbound.ended(timeout_s=10)
         assert ended.cause == "remote_bye"

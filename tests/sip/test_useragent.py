@@ -10,23 +10,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voicebot.sip.auth import Credentials, DigestServer, parse_challenge
+from voicebot.sip.config import UaConfig
 from voicebot.sip.errors import SipStateError
-from voicebot.sip.headers import parse_auth_params
-from voicebot.sip.message import Request, Response, make_response, parse_message
-from voicebot.sip.useragent import (
-    CallEnded,
+from voicebot.sip.events import (
+    AckReceived,
     CallEstablished,
     CallProgressed,
     CallReceived,
-    DtmfReceived,
+    CallTerminated,
     Event,
-    MediaChanged,
+    InfoDtmfReceived,
     MessageRejected,
     RegistrationChanged,
+    RemoteMediaChanged,
     TransferProgressed,
-    UaConfig,
-    UserAgent,
 )
+from voicebot.sip.headers import parse_auth_params
+from voicebot.sip.message import Request, Response, make_response, parse_message
+from voicebot.sip.useragent import UserAgent
 
 pytestmark = pytest.mark.unit
 
@@ -124,12 +125,12 @@ def test_call_answered_and_hung_up_by_caller() -> None:
     a_up = [e for e in net.a_events if isinstance(e, CallEstablished)]
     assert a_up and a_up[0].negotiation is not None
     assert (a_up[0].negotiation.remote_rtp_host, a_up[0].negotiation.remote_rtp_port) == ("10.0.0.2", 40000)
-    assert [type(e) for e in net.b_events] == [CallReceived, CallEstablished]
+    assert [type(e) for e in net.b_events] == [CallReceived, AckReceived, CallEstablished]
     assert codes(net.sent_by("10.0.0.2")) == [100, 180, 200]
     net.a.hangup(call_id, net.now)
     net.pump()
-    assert net.a_events[-1] == CallEnded(call_id, "local_bye")
-    assert net.b_events[-1] == CallEnded(call_id, "remote_bye")
+    assert net.a_events[-1] == CallTerminated(call_id, "local_bye")
+    assert net.b_events[-1] == CallTerminated(call_id, "remote_bye")
     assert codes(net.sent_by("10.0.0.2"))[-1] == 200
     assert net.a.active_calls == 0 and net.b.active_calls == 0
 
@@ -139,8 +140,8 @@ def test_bot_hangs_up() -> None:
     call_id = established(net)
     net.b.hangup(call_id, net.now)
     net.pump()
-    assert net.b_events[-1] == CallEnded(call_id, "local_bye")
-    assert net.a_events[-1] == CallEnded(call_id, "remote_bye")
+    assert net.b_events[-1] == CallTerminated(call_id, "local_bye")
+    assert net.a_events[-1] == CallTerminated(call_id, "remote_bye")
     bye = [m for m in net.sent_by("10.0.0.2") if isinstance(m, Request) and m.method == "BYE"]
     assert len(bye) == 1 and bye[0].uri.serialize() == "sip:caller@10.0.0.1:5060"
 
@@ -152,8 +153,8 @@ def test_cancel_before_answer_gets_487_and_no_200() -> None:
     net.pump()
     net.a.hangup(call_id, net.now)
     net.pump()
-    assert net.b_events[-1] == CallEnded(call_id, "cancelled", 487, "Request Terminated")
-    assert net.a_events[-1] == CallEnded(call_id, "local_cancel", 487, "Request Terminated")
+    assert net.b_events[-1] == CallTerminated(call_id, "cancelled", 487, "Request Terminated")
+    assert net.a_events[-1] == CallTerminated(call_id, "local_cancel", 487, "Request Terminated")
     sent = net.sent_by("10.0.0.2")
     assert 200 not in [m.status_code for m in sent if isinstance(m, Response) and m.cseq.method == "INVITE"]
     assert [m.status_code for m in sent if isinstance(m, Response) and m.cseq.method == "CANCEL"] == [200]
@@ -172,8 +173,8 @@ def test_reject_reports_failure_to_caller() -> None:
         net.b.reject(call_id, net.now, 200)
     net.b.reject(call_id, net.now, 486)
     net.pump()
-    assert net.a_events[-1] == CallEnded(call_id, "failed", 486, "Busy Here")
-    assert net.b_events[-1] == CallEnded(call_id, "rejected", 486, "Busy Here")
+    assert net.a_events[-1] == CallTerminated(call_id, "failed", 486, "Busy Here")
+    assert net.b_events[-1] == CallTerminated(call_id, "rejected", 486, "Busy Here")
     with pytest.raises(SipStateError, match="does not exist or has ended"):
         net.b.reject(call_id, net.now, 486)
 
@@ -185,7 +186,7 @@ def test_no_common_codec_gets_488() -> None:
     net.pump()
     assert net.a_events[-1].status_code == 488  # type: ignore[union-attr]
     assert not [e for e in net.b_events if isinstance(e, CallReceived)]
-    assert isinstance(net.a_events[-1], CallEnded) and net.a_events[-1].call_id == call_id
+    assert isinstance(net.a_events[-1], CallTerminated) and net.a_events[-1].call_id == call_id
 
 
 def test_pcma_only_offer_is_answered_with_pcma() -> None:
@@ -203,7 +204,7 @@ def test_max_calls_gets_503_with_retry_after() -> None:
     established(net)
     second = net.a.invite("sip:bot@10.0.0.2", net.now, local_rtp_port=30002)
     net.pump()
-    assert net.a_events[-1] == CallEnded(second, "failed", 503, "Busy: max calls reached")
+    assert net.a_events[-1] == CallTerminated(second, "failed", 503, "Busy: max calls reached")
     busy = [m for m in net.sent_by("10.0.0.2") if isinstance(m, Response) and m.status_code == 503]
     assert busy[0].headers.get("Retry-After") == "7"
     assert net.b.stats.busy_rejected == 1
@@ -221,13 +222,13 @@ def test_inbound_digest_auth_and_source_networks() -> None:
     net2 = make_net(b_config=UaConfig(local_host=B_ADDR[0], inbound_users=users))
     bad = net2.a.invite("sip:bot@10.0.0.2", 0.0, local_rtp_port=1, credentials=Credentials("trunk", "no"))
     net2.pump()
-    assert net2.a_events[-1] == CallEnded(bad, "failed", 401, "Unauthorized")
+    assert net2.a_events[-1] == CallTerminated(bad, "failed", 401, "Unauthorized")
     assert not [e for e in net2.b_events if isinstance(e, CallReceived)]
     # a source outside the trunk networks, with no digest users: 403
     net3 = make_net(b_config=UaConfig(local_host=B_ADDR[0], allowed_networks=("192.0.2.0/24",)))
     denied = net3.a.invite("sip:bot@10.0.0.2", 0.0, local_rtp_port=1)
     net3.pump()
-    assert net3.a_events[-1] == CallEnded(denied, "failed", 403, "Forbidden: source address not allowed")
+    assert net3.a_events[-1] == CallTerminated(denied, "failed", 403, "Forbidden: source address not allowed")
     # inside the networks: no challenge
     net4 = make_net(
         b_config=UaConfig(local_host=B_ADDR[0], allowed_networks=("10.0.0.0/8",), inbound_users=users)
@@ -282,7 +283,7 @@ def test_lost_invite_is_retransmitted_and_timer_b_ends_an_unanswered_call() -> N
     invites = [m for m in net2.sent_by("10.0.0.1") if isinstance(m, Request) and m.method == "INVITE"]
     assert len(invites) == 7  # 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s (Timer A doubling)
     net2.advance(1.0)
-    assert net2.a_events == [CallEnded(gone, "timeout", 408, "no response to INVITE")]
+    assert net2.a_events == [CallTerminated(gone, "timeout", 408, "no response to INVITE")]
     assert call_id
 
 
@@ -295,7 +296,7 @@ def test_200_retransmitted_until_ack_then_bye_when_it_never_comes() -> None:
     net.advance(33)
     oks = [m for m in net.sent_by("10.0.0.2") if isinstance(m, Response) and m.status_code == 200]
     assert len(oks) >= 6  # the first 200 and Timer G style retransmissions
-    assert net.b_events[-1] == CallEnded(call_id, "ack_timeout", 408, "no ACK for 200 OK")
+    assert net.b_events[-1] == CallTerminated(call_id, "ack-timeout", 408, "no ACK for 200 OK")
     assert any(isinstance(m, Request) and m.method == "BYE" for m in net.sent_by("10.0.0.2"))
 
 
@@ -304,13 +305,13 @@ def test_hold_and_unhold_by_reinvite() -> None:
     call_id = established(net)
     net.a.update_media(call_id, net.now, direction="sendonly")
     net.pump()
-    b_change = [e for e in net.b_events if isinstance(e, MediaChanged)]
-    a_change = [e for e in net.a_events if isinstance(e, MediaChanged)]
+    b_change = [e for e in net.b_events if isinstance(e, RemoteMediaChanged)]
+    a_change = [e for e in net.a_events if isinstance(e, RemoteMediaChanged)]
     assert b_change[-1].negotiation.direction == "recvonly" and b_change[-1].negotiation.on_hold
     assert a_change[-1].negotiation.direction == "sendonly"
     net.a.update_media(call_id, net.now, direction="sendrecv", local_rtp_port=30010)
     net.pump()
-    b_change = [e for e in net.b_events if isinstance(e, MediaChanged)]
+    b_change = [e for e in net.b_events if isinstance(e, RemoteMediaChanged)]
     assert (
         b_change[-1].negotiation.direction == "sendrecv" and b_change[-1].negotiation.remote_rtp_port == 30010
     )
@@ -339,8 +340,8 @@ def test_info_dtmf_digits() -> None:
     for digit in "5#":
         net.a.send_dtmf_info(call_id, digit, net.now, duration_ms=100)
         net.pump()
-    digits = [e for e in net.b_events if isinstance(e, DtmfReceived)]
-    assert digits == [DtmfReceived(call_id, "5", 100), DtmfReceived(call_id, "#", 100)]
+    digits = [e for e in net.b_events if isinstance(e, InfoDtmfReceived)]
+    assert digits == [InfoDtmfReceived(call_id, "5", 100), InfoDtmfReceived(call_id, "#", 100)]
     with pytest.raises(SipStateError, match="is not a DTMF digit"):
         net.a.send_dtmf_info(call_id, "x", net.now)
 
@@ -492,16 +493,16 @@ def test_unanswered_calls_time_out_both_ways() -> None:
     net.pump()
     net.advance(10.5, step=0.5)
     reason = "Temporarily Unavailable: not answered in time"
-    assert net.b_events[-1] == CallEnded(call_id, "timeout", 480, reason)
-    assert net.a_events[-1] == CallEnded(call_id, "failed", 480, reason)
+    assert net.b_events[-1] == CallTerminated(call_id, "timeout", 480, reason)
+    assert net.a_events[-1] == CallTerminated(call_id, "failed", 480, reason)
     # our own INVITE that rings too long is CANCELled
     net2 = make_net(a_config=UaConfig(local_host=A_ADDR[0], outbound_timeout_s=5.0))
     second, _ = call_in(net2)
     net2.b.ringing(second, net2.now)
     net2.pump()
     net2.advance(5.5, step=0.5)
-    assert net2.a_events[-1] == CallEnded(second, "local_cancel", 487, "Request Terminated")
-    assert net2.b_events[-1] == CallEnded(second, "cancelled", 487, "Request Terminated")
+    assert net2.a_events[-1] == CallTerminated(second, "local_cancel", 487, "Request Terminated")
+    assert net2.b_events[-1] == CallTerminated(second, "cancelled", 487, "Request Terminated")
 
 
 def test_bye_in_early_dialog_ends_the_invite_with_487() -> None:
@@ -522,7 +523,7 @@ def test_bye_in_early_dialog_ends_the_invite_with_487() -> None:
         (200, "BYE"),
         (487, "INVITE"),
     ]
-    assert net.b.next_event() == CallEnded(call_id, "remote_bye")
+    assert net.b.next_event() == CallTerminated(call_id, "remote_bye")
 
 
 def test_early_media_183_reports_negotiation() -> None:
@@ -576,6 +577,8 @@ def test_offerless_invite_gets_our_offer_and_the_answer_in_ack() -> None:
         f"Content-Type: application/sdp\r\nContent-Length: {len(answer)}\r\n\r\n"
     ).encode() + answer
     ua.receive_datagram(ack, A_ADDR, 0.1)
+    acked = ua.next_event()
+    assert isinstance(acked, AckReceived) and acked.negotiation is not None and not acked.reinvite
     up = ua.next_event()
     assert isinstance(up, CallEstablished) and up.negotiation is not None
     assert (up.negotiation.remote_rtp_port, up.negotiation.codec) == (6000, "PCMA")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
     ("remote_bye", None, "inbound", ("bye", "remote")),
     ("remote_bye", "shutdown", "inbound", ("bye", "remote")),  # its BYE crossed ours: it was first
     ("cancelled", None, "inbound", ("cancelled", "remote")),
-    ("ack_timeout", None, "inbound", ("ack-timeout", "remote")),
+    ("ack-timeout", None, "inbound", ("ack-timeout", "remote")),
     ("failed", None, "outbound", ("failed", "remote")),
     ("failed", "timeout", "outbound", ("failed", "remote")),
     # We ended it: a plain hang-up, or with the reason we gave.

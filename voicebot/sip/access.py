@@ -1,7 +1,7 @@
 """Inbound access control: trusted source networks (trunk CIDRs) and a per-source token bucket.
 
-The rate limiter keeps one bucket per source IP for *new* requests (not retransmissions, not
-in-dialog requests), so a scanner flooding INVITE/OPTIONS from one address runs out of tokens
+The rate limiter keeps one bucket per source IP for requests (not retransmissions of a live
+transaction, not ACKs), so a scanner flooding INVITE/OPTIONS from one address runs out of tokens
 while a trunk's calls keep their own. Buckets are capped in number (least recently used
 dropped) so a spoofed-source flood cannot grow memory without bound.
 """
@@ -45,6 +45,15 @@ class RateLimiter:
         self.max_sources = max_sources
         self.dropped = 0
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def exhausted(self, ip: str, now: float) -> bool:
+        """True when ``ip`` has no whole token now (nothing is spent): the user agent drops such a
+        source's requests before parsing them, so a flood costs a dict lookup per datagram."""
+        bucket = self._buckets.get(ip)
+        if bucket is None:
+            return False
+        tokens, last = bucket
+        return tokens + (now - last) * self.rate_per_s < 1.0
 
     def allow(self, ip: str, now: float) -> bool:
         tokens, last = self._buckets.pop(ip, (self.burst, now))

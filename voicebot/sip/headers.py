@@ -454,7 +454,11 @@ def parse_via(value: str) -> list[Via]:
     return [_parse_via_element(e) for e in elements]
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse_via_element(value: str) -> Via:
+    # Cached: one message's top Via is read for matching, stamping and addressing (five parses of
+    # the same text per request, the largest cost of a flood datagram); Via is frozen, so sharing
+    # the parsed value is safe.
     sc = Scanner(value)
     name = sc.token("the protocol name in Via")
     if not sc.accept("/"):

@@ -13,7 +13,9 @@ advances when the user agent calls ``handle_timer(now)``. Four machines:
 * INVITE server (§17.2.1, Figure 7, RFC 6026): request retransmissions re-send the last
   response; a 3xx-6xx is retransmitted by Timer G until the ACK (Timer H 64*T1 gives up),
   then Timer I (T4) absorbs ACK copies; a 2xx is retransmitted the same way (§13.3.1.4) until
-  the dialog layer reports its ACK, Timer L (64*T1) ends the wait.
+  the dialog layer reports its ACK (or the call ends), and the transaction stays in Accepted
+  until Timer L (64*T1) so that late INVITE retransmissions are absorbed, never taken for a new
+  call (RFC 6026 §7.1); without an ACK, Timer L reports the ACK timeout.
 * non-INVITE server (§17.2.2, Figure 8): retransmissions re-send the last response; Timer J
   (64*T1) keeps the completed transaction.
 
@@ -24,6 +26,7 @@ branch lacks the ``z9hG4bK`` cookie, by Request-URI, From tag, Call-ID, CSeq and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from voicebot.sip.headers import Headers, get_param
@@ -127,6 +130,8 @@ class ClientTransaction:
         self._retransmit_at: float | None = now + timers.t1_s  # Timer A / E
         self._end_at: float = now + 64 * timers.t1_s  # Timer B / F
         self._ack: bytes | None = None
+        # called after every change of deadline() (the user agent's timer heap)
+        self.on_deadline_changed: Callable[[ClientTransaction], None] | None = None
         out.append((self._wire, destination))
 
     @property
@@ -142,6 +147,13 @@ class ClientTransaction:
 
     def receive_response(self, response: Response, now: float) -> bool:
         """Advance on a response; True when the transaction user should see it."""
+        before = self.deadline()
+        result = self._receive_response(response, now)
+        if self.on_deadline_changed is not None and self.deadline() != before:
+            self.on_deadline_changed(self)
+        return result
+
+    def _receive_response(self, response: Response, now: float) -> bool:
         code = response.status_code
         if self.state == "terminated":
             return False
@@ -193,6 +205,13 @@ class ClientTransaction:
 
     def handle_timer(self, now: float) -> bool:
         """Fire due timers; True when the transaction just timed out (Timer B or F)."""
+        before = self.deadline()
+        result = self._handle_timer(now)
+        if self.on_deadline_changed is not None and self.deadline() != before:
+            self.on_deadline_changed(self)
+        return result
+
+    def _handle_timer(self, now: float) -> bool:
         if self.state == "terminated":
             return False
         if self.state in ("completed", "accepted"):
@@ -240,7 +259,10 @@ class ServerTransaction:
         self.state = "proceeding" if self.is_invite else "trying"
         self.last_response: Response | None = None
         self.ack_timed_out = False
+        self.acked = False  # the 2xx's ACK came (or the call ended): stop retransmitting, keep absorbing
         self.created_at = now
+        # called after every change of deadline() (the user agent's timer heap)
+        self.on_deadline_changed: Callable[[ServerTransaction], None] | None = None
         self._timers = timers
         self._out = out
         self._wire: bytes | None = None
@@ -274,11 +296,12 @@ class ServerTransaction:
         if not self.is_invite:
             self.state = "completed"
             self._end_at = now + 64 * self._timers.t1_s  # Timer J
-            return
-        # Timer G retransmits (3xx-6xx, and 2xx per §13.3.1.4 / RFC 6026), Timer H / L give up.
-        self.state = "accepted" if code < 300 else "completed"
-        self._retransmit_at = now + self._timers.t1_s
-        self._end_at = now + 64 * self._timers.t1_s
+        else:
+            # Timer G retransmits (3xx-6xx, and 2xx per §13.3.1.4 / RFC 6026), Timer H / L give up.
+            self.state = "accepted" if code < 300 else "completed"
+            self._retransmit_at = now + self._timers.t1_s
+            self._end_at = now + 64 * self._timers.t1_s
+        self._changed()
 
     def receive_request(self, request: Request, now: float) -> None:
         """A retransmission (or, for INVITE, the ACK of a non-2xx final response) arrived."""
@@ -287,28 +310,38 @@ class ServerTransaction:
                 self.state = "confirmed"
                 self._retransmit_at = None
                 self._end_at = now + self._timers.t4_s  # Timer I
+                self._changed()
             return
+        if self.state == "accepted" and self.acked:
+            return  # RFC 6026 §8.5: absorbed; the call it started is confirmed or over
         if self._wire is not None and self.state in ("proceeding", "trying", "completed", "accepted"):
             self._out.append((self._wire, self.destination))
 
     def ack_received(self, now: float) -> None:
-        """The dialog layer got the ACK for our 2xx: stop retransmitting it."""
-        if self.state == "accepted":
-            self.state = "terminated"
+        """The dialog layer got the ACK for our 2xx (or ended the call): stop retransmitting it,
+        stay in Accepted until Timer L to absorb INVITE retransmissions (RFC 6026 §7.1)."""
+        if self.state == "accepted" and not self.acked:
+            self.acked = True
             self._retransmit_at = None
-            self._end_at = None
+            self._changed()
 
     def handle_timer(self, now: float) -> bool:
         """Fire due timers; True when a final INVITE response was never ACKed (Timer H / L)."""
         if self.state == "terminated" or self._end_at is None:
             return False
         if now >= self._end_at:
-            timed_out = self.state in ("completed", "accepted")
+            timed_out = self.state == "completed" or (self.state == "accepted" and not self.acked)
             self.state = "terminated"
             self.ack_timed_out = timed_out
+            self._changed()
             return timed_out
         if self._retransmit_at is not None and now >= self._retransmit_at and self._wire is not None:
             self._out.append((self._wire, self.destination))
             self._interval_s = min(self._interval_s * 2, self._timers.t2_s)
             self._retransmit_at = now + self._interval_s
+            self._changed()
         return False
+
+    def _changed(self) -> None:
+        if self.on_deadline_changed is not None:
+            self.on_deadline_changed(self)

@@ -7,7 +7,7 @@ sends what the core produces, and turns core events into per-call objects:
 * :class:`IncomingCall` from ``SipEndpoint.incoming()`` (or ``on_call``): inspect the caller and
   the negotiated media, allocate an RTP port, then ``ringing()``, ``answer(...)`` or
   ``reject(...)``; afterwards ``hangup()``, ``refer(...)``, ``hold()``/``unhold()`` and the
-  event stream (``MediaChanged``, ``DtmfReceived``, ``CallEnded``...).
+  event stream (``RemoteMediaChanged``, ``InfoDtmfReceived``, ``CallTerminated``...).
 * :class:`OutgoingCall` from ``SipEndpoint.invite(...)``: ``await call.answered()`` gives the
   negotiated media or raises :class:`CallFailed` with the final status.
 
@@ -26,23 +26,24 @@ from typing import Any
 import structlog
 
 from voicebot.sip.auth import Credentials
+from voicebot.sip.config import UaConfig
 from voicebot.sip.errors import SipError, SipStateError
-from voicebot.sip.sdp import MediaNegotiation
-from voicebot.sip.transaction import Address
-from voicebot.sip.useragent import (
-    CallEnded,
+from voicebot.sip.events import (
+    AckReceived,
     CallEstablished,
     CallProgressed,
     CallReceived,
-    DtmfReceived,
+    CallTerminated,
     Event,
-    MediaChanged,
+    InfoDtmfReceived,
     MessageRejected,
     RegistrationChanged,
+    RemoteMediaChanged,
     TransferProgressed,
-    UaConfig,
-    UserAgent,
 )
+from voicebot.sip.sdp import MediaNegotiation
+from voicebot.sip.transaction import Address
+from voicebot.sip.useragent import UserAgent
 
 log = structlog.get_logger(logger_name=__name__)
 
@@ -65,7 +66,7 @@ class Call:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         self._established: asyncio.Future[MediaNegotiation | None] = loop.create_future()
-        self._ended: asyncio.Future[CallEnded] = loop.create_future()
+        self._ended: asyncio.Future[CallTerminated] = loop.create_future()
         self._transfers: list[asyncio.Future[TransferProgressed]] = []
 
     @property
@@ -73,19 +74,19 @@ class Call:
         return self._ended.done()
 
     async def next_event(self, timeout_s: float | None = None) -> Event:
-        """The next event of this call (CallProgressed, CallEstablished, MediaChanged, DtmfReceived,
-        TransferProgressed, CallEnded)."""
+        """The next event of this call (CallProgressed, AckReceived, CallEstablished,
+        RemoteMediaChanged, InfoDtmfReceived, TransferProgressed, CallTerminated)."""
         return await asyncio.wait_for(self._events.get(), timeout_s)
 
     async def events(self) -> AsyncIterator[Event]:
-        """All events until (and including) CallEnded."""
+        """All events until (and including) CallTerminated."""
         while True:
             event = await self._events.get()
             yield event
-            if isinstance(event, CallEnded):
+            if isinstance(event, CallTerminated):
                 return
 
-    async def ended(self, timeout_s: float | None = None) -> CallEnded:
+    async def ended(self, timeout_s: float | None = None) -> CallTerminated:
         return await asyncio.wait_for(asyncio.shield(self._ended), timeout_s)
 
     async def established(self, timeout_s: float | None = None) -> MediaNegotiation | None:
@@ -121,7 +122,7 @@ class Call:
         local_rtp_port: int | None = None,
     ) -> None:
         """Re-INVITE with a new offer (another RTP address, or a direction); the answer comes
-        back as a MediaChanged event."""
+        back as a RemoteMediaChanged event."""
         self._endpoint._command(
             lambda ua, now: ua.update_media(
                 self.call_id,
@@ -138,7 +139,7 @@ class Call:
         )
 
     def _deliver(self, event: Event) -> None:
-        if isinstance(event, CallEstablished | MediaChanged) and event.negotiation is not None:
+        if isinstance(event, CallEstablished | RemoteMediaChanged) and event.negotiation is not None:
             self.negotiation = event.negotiation
         if isinstance(event, CallEstablished) and not self._established.done():
             self._established.set_result(event.negotiation)
@@ -147,7 +148,7 @@ class Call:
                 if not future.done():
                     future.set_result(event)
             self._transfers.clear()
-        if isinstance(event, CallEnded):
+        if isinstance(event, CallTerminated):
             if not self._established.done():
                 self._established.set_exception(
                     CallFailed(
@@ -243,6 +244,7 @@ class SipEndpoint:
         self._ua: UserAgent | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.registrations: dict[str, RegistrationChanged] = {}
         self.local_address: Address = self._bind
@@ -352,6 +354,11 @@ class SipEndpoint:
         """REGISTER with Expires: 0 and stop refreshing."""
         self._command(lambda ua, now: ua.unregister(registration_id, now))
 
+    def set_draining(self, draining: bool = True) -> None:
+        """Out of rotation: OPTIONS get 503 + Retry-After and new INVITEs 503; calls go on."""
+        self.ua.set_draining(draining)
+        log.info("sip.endpoint.draining", draining=draining)
+
     # ------------------------------------------------------------ plumbing
 
     def _command(self, action: Callable[[UserAgent, float], None]) -> None:
@@ -385,9 +392,12 @@ class SipEndpoint:
 
     def _schedule(self) -> None:
         deadline = self.ua.get_timer()
+        if self._timer is not None and deadline == self._timer_deadline:
+            return  # most datagrams leave the earliest deadline where it was: keep the timer
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._timer_deadline = deadline
         if deadline is not None and self._transport is not None:
             delay = max(0.0, deadline - self._clock())
             self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
@@ -418,7 +428,7 @@ class SipEndpoint:
         if call is None:
             return
         call._deliver(event)
-        if isinstance(event, CallEnded):
+        if isinstance(event, CallTerminated):
             self._calls.pop(event.call_id, None)
 
     def _new_incoming(self, event: CallReceived) -> None:
@@ -452,13 +462,15 @@ class SipEndpoint:
 
     def _log_call_event(self, event: Event) -> None:
         call_id = getattr(event, "call_id", None)
-        if isinstance(event, CallEnded):
+        if isinstance(event, CallTerminated):
             log.info("sip.call.ended", call_id=call_id, cause=event.cause, status_code=event.status_code)
+        elif isinstance(event, AckReceived):
+            log.info("sip.ack.received", call_id=call_id, cseq=event.cseq, reinvite=event.reinvite)
         elif isinstance(event, CallEstablished):
             log.info("sip.call.established", call_id=call_id)
         elif isinstance(event, CallProgressed):
             log.info("sip.call.progress", call_id=call_id, status_code=event.status_code)
-        elif isinstance(event, MediaChanged):
+        elif isinstance(event, RemoteMediaChanged):
             log.info(
                 "sip.media.changed",
                 call_id=call_id,
@@ -466,7 +478,7 @@ class SipEndpoint:
                 codec=event.negotiation.codec,
                 remote_rtp_port=event.negotiation.remote_rtp_port,
             )
-        elif isinstance(event, DtmfReceived):
+        elif isinstance(event, InfoDtmfReceived):
             log.info("sip.dtmf.received", call_id=call_id, **{"pii.digit": event.digit})
         elif isinstance(event, TransferProgressed):
             log.info(

@@ -4,31 +4,53 @@ Theory of operation. :class:`UserAgent` owns every transaction (``transaction.py
 call (a :class:`~voicebot.sip.dialog.Dialog` plus its media negotiation). The adapter feeds it
 ``receive_datagram(data, source, now)`` and ``handle_timer(now)``, then drains
 ``datagrams_to_send()`` and ``next_event()``; the application answers with commands
-(``ringing``, ``answer``, ``reject``, ``hangup``, ``refer``, ``invite``, ``register``).
+(``ringing``, ``answer``, ``reject``, ``hangup``, ``refer``, ``invite``, ``register``,
+``set_draining``). Events are in ``events.py``, settings in ``config.py``, the inbound policy in
+``admission.py``, the REGISTER client in ``registration.py``; every deadline sits in one timer heap
+(``timers.py``), so ``get_timer()`` is O(1) amortised and each change O(log n).
 
 Inbound requests pass, in order: parsing (a malformed request gets 400/505 with the parser's
 message as reason phrase; a malformed response is dropped), transaction matching (a
-retransmission re-sends the last response and stops there), the per-source rate limit for new
-out-of-dialog requests (excess dropped and counted), the Request-URI scheme (416), the method
-(405 with Allow / 501), Require (420 with Unsupported), then the method's own handling. A new
-INVITE additionally passes access control (403, or a 401 digest challenge), gets 100 Trying, is
-checked for body type (415 with Accept), Accept (406), capacity (503 with Retry-After) and SDP
-(400 malformed / 488 no common codec) before the application sees an :class:`CallReceived`.
+retransmission re-sends the last response, or is absorbed in RFC 6026's Accepted state, and
+stops there), the per-source rate limit for every other request (excess dropped and counted),
+the Request-URI scheme (416), the method (405 with Allow / 501), Require (420 with Unsupported),
+then the method's own handling. Requests that create no state -- for an unknown dialog (481),
+an unmatched CANCEL (481), a refused non-INVITE -- are answered statelessly (§8.2.7), so a flood
+of them leaves no transaction behind. A new INVITE additionally passes admission (403 / 401, 415,
+406, 503 for max_calls, draining, unconfirmed calls or calls per source, 400 / 488 for its SDP)
+before the application sees a :class:`CallReceived`; the ACK of our 2xx is reported as
+:class:`AckReceived`, and its absence after Timer H (64*T1) ends the call as ``ack-timeout``.
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
-from dataclasses import dataclass, field
+from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Literal
 
-from voicebot.sip.access import RateLimiter, address_in, parse_networks
-from voicebot.sip.auth import Credentials, DigestServer, authorization, parse_challenge
+from voicebot.sip.admission import Admission, Refusal
+from voicebot.sip.auth import Credentials, authorized_request
+from voicebot.sip.bodies import DTMF_DIGITS, DTMF_INFO_TYPES, parse_dtmf_info, parse_sipfrag_status
+from voicebot.sip.config import UaConfig
 from voicebot.sip.dialog import Dialog
 from voicebot.sip.errors import SdpNegotiationError, SipError, SipParseError, SipStateError
+from voicebot.sip.events import (
+    AckReceived,
+    CallEndCause,
+    CallEstablished,
+    CallProgressed,
+    CallReceived,
+    CallTerminated,
+    Event,
+    InfoDtmfReceived,
+    MessageRejected,
+    RemoteMediaChanged,
+    TransferProgressed,
+)
 from voicebot.sip.headers import Headers, NameAddr, parse_via
 from voicebot.sip.message import Request, Response, make_raw_response, make_response, parse_message
+from voicebot.sip.registration import RegistrationClient
 from voicebot.sip.sdp import (
     MediaNegotiation,
     SessionDescription,
@@ -37,12 +59,12 @@ from voicebot.sip.sdp import (
     negotiate,
     parse_sdp,
 )
+from voicebot.sip.timers import TimerHeap
 from voicebot.sip.transaction import (
     Address,
     ClientTransaction,
     Datagrams,
     ServerTransaction,
-    TimerConfig,
     client_key,
     response_destination,
     server_key,
@@ -55,141 +77,7 @@ ALLOWED_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "NOTIFY"
 KNOWN_METHODS = ("REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH", "UPDATE", "PRACK", "REFER")
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf, message/sipfrag"
 SUPPORTED: tuple[str, ...] = ()
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
-_DTMF_EVENT_DIGITS = {"10": "*", "11": "#", "12": "A", "13": "B", "14": "C", "15": "D"}
-
-
-@dataclass(frozen=True, slots=True)
-class UaConfig:
-    """The user agent's settings (validated once, at construction of :class:`UserAgent`)."""
-
-    local_host: str = "127.0.0.1"  # advertised in Via, Contact and the default SDP address
-    local_port: int = 5060
-    user: str = "voicebot"  # user part of our Contact / From
-    display_name: str | None = None
-    max_calls: int = 100  # concurrent calls; a new INVITE beyond this gets 503
-    retry_after_s: int = 30  # Retry-After on that 503
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")  # our preference order when offering
-    telephone_event_pt: int = 101
-    ptime_ms: int = 20
-    timers: TimerConfig = field(default_factory=TimerConfig)
-    force_rport: bool = False  # answer to the packet's source port even without ;rport (NAT)
-    allowed_networks: tuple[str, ...] = ()  # trunk CIDRs; empty: any source
-    inbound_users: tuple[tuple[str, str], ...] = ()  # digest users for INVITEs from elsewhere
-    auth_realm: str = "voicebot"
-    rate_limit_per_s: float = 20.0  # new requests per second per source IP outside allowed_networks
-    rate_limit_burst: float = 40.0
-    user_agent: str = "voicebot"
-    answer_timeout_s: float = 120.0  # an inbound call neither answered nor rejected gets 480 after this
-    outbound_timeout_s: float = 120.0  # our INVITE still unanswered after this is CANCELled
-
-
-# ---------------------------------------------------------------- events (past tense)
-
-
-@dataclass(frozen=True, slots=True)
-class CallReceived:
-    """A new INVITE passed every check; answer, ring or reject it by ``call_id``."""
-
-    call_id: str
-    from_uri: str
-    from_display: str | None
-    to_uri: str
-    to_display: str | None
-    request_uri: str
-    source: Address
-    negotiation: MediaNegotiation | None  # None for an offerless INVITE
-    headers: Headers
-
-
-@dataclass(frozen=True, slots=True)
-class CallProgressed:
-    """A provisional response to our INVITE; ``negotiation`` set for early media (183 + SDP)."""
-
-    call_id: str
-    status_code: int
-    reason: str
-    negotiation: MediaNegotiation | None
-
-
-@dataclass(frozen=True, slots=True)
-class CallEstablished:
-    """The call is up: our 200 was ACKed, or the callee answered our INVITE."""
-
-    call_id: str
-    negotiation: MediaNegotiation | None
-
-
-CallEndCause = Literal[
-    "remote_bye", "local_bye", "cancelled", "local_cancel", "rejected", "failed", "timeout", "ack_timeout"
-]
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    """The call is over. ``status_code`` is the final response for calls that never connected."""
-
-    call_id: str
-    cause: CallEndCause
-    status_code: int | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class MediaChanged:
-    """A re-INVITE changed the media: hold/unhold, a new address or codec."""
-
-    call_id: str
-    negotiation: MediaNegotiation
-
-
-@dataclass(frozen=True, slots=True)
-class DtmfReceived:
-    """A digit from SIP INFO (application/dtmf-relay or application/dtmf)."""
-
-    call_id: str
-    digit: str
-    duration_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class TransferProgressed:
-    """Our REFER's response (202, or a failure, ``final``) or a NOTIFY sipfrag status line."""
-
-    call_id: str
-    status_code: int
-    reason: str
-    final: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationChanged:
-    registration_id: str
-    registered: bool
-    status_code: int | None
-    expires_s: int
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRejected:
-    """A datagram we could not accept: malformed (with the status we answered, None if dropped)."""
-
-    source: Address
-    status_code: int | None
-    reason: str
-
-
-Event = (
-    CallReceived
-    | CallProgressed
-    | CallEstablished
-    | CallEnded
-    | MediaChanged
-    | DtmfReceived
-    | TransferProgressed
-    | RegistrationChanged
-    | MessageRejected
-)
+MAX_ENDED_INVITES = 10_000  # bound on remembered ended INVITEs (RFC 6026 absorption)
 
 
 @dataclass(slots=True)
@@ -200,7 +88,11 @@ class UaStats:
     access_denied: int = 0
     calls_in: int = 0
     calls_out: int = 0
-    busy_rejected: int = 0
+    busy_rejected: int = 0  # 503: max_calls reached or draining
+    unconfirmed_rejected: int = 0  # 503: too many unanswered / un-ACKed calls from untrusted sources
+    per_source_rejected: int = 0  # 503: too many calls from one source address
+    stateless_481: int = 0  # requests for unknown dialogs, answered without a transaction
+    late_invites_absorbed: int = 0  # INVITE copies of a call that already ended (RFC 6026)
 
 
 @dataclass(slots=True)
@@ -229,41 +121,36 @@ class _Call:
     reinvite_branch: str = ""
     timeout_at: float | None = None  # answer / no-answer deadline while the call is unanswered
 
+    def deadline(self) -> float | None:
+        return None if self.state == "ended" else self.timeout_at
 
-@dataclass(slots=True)
-class _Registration:
-    registration_id: str
-    registrar: SipUri
-    aor: str
-    destination: Address
-    credentials: Credentials | None
-    expires_s: int
-    cseq: int = 0
-    local_tag: str = ""
-    auth_attempts: int = 0
-    refresh_at: float | None = None
-    active: bool = True
+
+_Timed = ServerTransaction | ClientTransaction | _Call | RegistrationClient
 
 
 class UserAgent:
     """See the module docstring. Not thread-safe; one adapter drives it."""
 
     def __init__(self, config: UaConfig, *, rng: random.Random | None = None) -> None:
+        config.validate()
         self.config = config
         self.stats = UaStats()
+        self.admission = Admission(config)
+        self.draining = False
         self._rng = rng or random.SystemRandom()
-        self._networks = parse_networks(config.allowed_networks)
-        self._digest = (
-            DigestServer(config.auth_realm, dict(config.inbound_users)) if config.inbound_users else None
-        )
-        self._limiter = RateLimiter(config.rate_limit_per_s, config.rate_limit_burst)
         self._out: Datagrams = []
         self._events: deque[Event] = deque()
         self._server_txns: dict[tuple[str, ...], ServerTransaction] = {}
         self._client_txns: dict[tuple[str, str], ClientTransaction] = {}
         self._client_owner: dict[tuple[str, str], tuple[str, str]] = {}
         self._calls: dict[str, _Call] = {}
-        self._registrations: dict[str, _Registration] = {}
+        self._registrations: dict[str, RegistrationClient] = {}
+        self._timers: TimerHeap[_Timed] = TimerHeap()
+        # (Call-ID, From tag, CSeq, branch) of inbound INVITEs whose call ended -> until when a
+        # retransmission of that INVITE is absorbed (RFC 6026 §7.1 keeps the transaction 64*T1; a
+        # call may outlive it while a copy is still in flight). A new INVITE reusing the Call-ID
+        # has a new branch and is a new call. Insertion order = expiry order.
+        self._ended_invites: OrderedDict[tuple[str, str, int, str], float] = OrderedDict()
 
     # ------------------------------------------------------------ adapter interface
 
@@ -277,44 +164,49 @@ class UserAgent:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        for key in [k for k, t in self._server_txns.items() if t.terminated]:
-            del self._server_txns[key]
-        for ckey in [k for k, t in self._client_txns.items() if t.terminated]:
-            del self._client_txns[ckey]
-            self._client_owner.pop(ckey, None)
-        deadlines = [t.deadline() for t in self._server_txns.values()]
-        deadlines += [c.timeout_at for c in self._calls.values()]
-        deadlines += [t.deadline() for t in self._client_txns.values()]
-        deadlines += [r.refresh_at for r in self._registrations.values()]
-        present = [d for d in deadlines if d is not None]
-        return min(present) if present else None
+        """The earliest deadline of any transaction, call or registration (O(1) amortised)."""
+        return self._timers.next_deadline()
 
     def handle_timer(self, now: float) -> None:
-        for skey, stxn in list(self._server_txns.items()):
-            deadline = stxn.deadline()
-            if deadline is not None and deadline <= now and stxn.handle_timer(now):
-                self._server_timed_out(stxn, now)
-            if stxn.terminated:
-                self._server_txns.pop(skey, None)
-        for ckey, ctxn in list(self._client_txns.items()):
-            deadline = ctxn.deadline()
-            if deadline is not None and deadline <= now and ctxn.handle_timer(now):
-                self._client_timed_out(ctxn, now)
-            if ctxn.terminated:
-                self._client_txns.pop(ckey, None)
-                self._client_owner.pop(ckey, None)
-        for call in list(self._calls.values()):
-            if call.timeout_at is not None and call.timeout_at <= now:
-                call.timeout_at = None
-                self._call_timed_out(call, now)
-        for reg in list(self._registrations.values()):
-            if reg.refresh_at is not None and reg.refresh_at <= now:
-                reg.refresh_at = None
-                self._send_register(reg, now)
+        for item in self._timers.pop_due(now):
+            if isinstance(item, ServerTransaction):
+                if self._server_txns.get(item.key) is not item:
+                    continue
+                if item.handle_timer(now):
+                    self._server_timed_out(item, now)
+                if item.terminated:
+                    self._server_txns.pop(item.key, None)
+            elif isinstance(item, ClientTransaction):
+                if self._client_txns.get(item.key) is not item:
+                    continue
+                if item.handle_timer(now):
+                    self._client_timed_out(item, now)
+                if item.terminated:
+                    self._client_txns.pop(item.key, None)
+                    self._client_owner.pop(item.key, None)
+            elif isinstance(item, _Call):
+                if self._calls.get(item.call_id) is item and item.timeout_at is not None:
+                    item.timeout_at = None
+                    self._call_timed_out(item, now)
+            elif self._registrations.get(item.registration_id) is item:
+                self._send_register(item, now)
 
     @property
     def active_calls(self) -> int:
-        return sum(1 for c in self._calls.values() if c.state != "ended")
+        return len(self._calls)  # an ended call leaves the table at once (_end)
+
+    @property
+    def live_transactions(self) -> int:
+        return len(self._server_txns) + len(self._client_txns)
+
+    def set_draining(self, draining: bool) -> None:
+        """While draining, OPTIONS get 503 with Retry-After (a dispatcher takes us out of rotation)
+        and new INVITEs 503; running calls go on (issue 13)."""
+        self.draining = draining
+
+    def load_header(self) -> tuple[str, str]:
+        """``X-Voicebot-Load: <active>/<max>`` (docs/sip.md), on every OPTIONS answer."""
+        return (self.config.load_header, f"{self.active_calls}/{self.config.max_calls}")
 
     def call_state(self, call_id: str) -> str | None:
         call = self._calls.get(call_id)
@@ -326,6 +218,12 @@ class UserAgent:
         self.stats.datagrams_in += 1
         if not data.strip(b"\r\n\t "):
             return  # RFC 5626 §4.4.1 CRLF keep-alive
+        if not data.startswith(b"SIP/") and self.admission.over_limit(source, now):
+            # a request from a source whose bucket is empty: dropped unparsed, so a flood costs a
+            # lookup, not a parse (retransmissions and ACKs of such a source are lost too; its
+            # peers retransmit, §17)
+            self.stats.rate_limited += 1
+            return
         try:
             message = parse_message(data)
         except SipParseError as exc:
@@ -364,55 +262,112 @@ class UserAgent:
             return
         existing = self._server_txns.get(key)
         if existing is not None:
+            if existing.state == "accepted" and existing.acked:
+                self.stats.late_invites_absorbed += 1
             existing.receive_request(request, now)
             return
-        in_dialog = request.to_addr.tag is not None
-        if (
-            not in_dialog
-            and request.method != "CANCEL"
-            and not self._trusted(source)
-            and not self._limiter.allow(source[0], now)
-        ):
+        if not self.admission.allow_request(source, now):
+            # every request, new or in-dialog, spends a token (issue 9 item 3); dropped before
+            # any state exists, so a flood costs a parse and a bucket lookup.
             self.stats.rate_limited += 1
             return
         destination = response_destination(request, source, force_rport=self.config.force_rport)
+        method = request.method
+        in_dialog = request.to_addr.tag is not None
+        if method != "INVITE":
+            refusal = self._refuse_non_invite(request, in_dialog)
+            if refusal is not None:
+                # §8.2.7: nothing here changes state, so no transaction: a retransmission is
+                # answered the same way again.
+                self._respond_stateless(request, destination, refusal)
+                return
+        elif not in_dialog and self._late_copy(request, now):
+            self.stats.late_invites_absorbed += 1
+            return
         txn = ServerTransaction(request, destination, now, self.config.timers, self._out)
+        txn.on_deadline_changed = self._timers.schedule
         self._server_txns[key] = txn
         if isinstance(request.uri, OtherUri):
             self._respond(txn, 416, now, reason=f"Unsupported URI Scheme {request.uri.scheme}")
             return
-        method = request.method
-        if method not in ALLOWED_METHODS:
-            if method in KNOWN_METHODS:
-                self._respond(txn, 405, now, extra=(("Allow", ", ".join(ALLOWED_METHODS)),))
-            else:
-                self._respond(txn, 501, now)
+        unsupported = [opt for opt in request.headers.values("Require") if opt not in SUPPORTED]
+        if method == "INVITE" and unsupported:
+            self._respond(txn, 420, now, extra=(("Unsupported", ", ".join(unsupported)),))
             return
-        if method != "CANCEL":
-            unsupported = [opt for opt in request.headers.values("Require") if opt not in SUPPORTED]
-            if unsupported:
-                self._respond(txn, 420, now, extra=(("Unsupported", ", ".join(unsupported)),))
-                return
         if method == "CANCEL":
             self._handle_cancel(request, txn, now)
         elif method == "OPTIONS":
-            self._respond(
-                txn,
-                200,
-                now,
-                extra=(
-                    ("Allow", ", ".join(ALLOWED_METHODS)),
-                    ("Accept", ACCEPT),
-                    ("Supported", ", ".join(SUPPORTED)),
-                    ("Contact", self._contact()),
-                ),
-            )
+            self._handle_options(txn, now)
         elif in_dialog:
             self._handle_in_dialog(request, txn, source, now)
-        elif method == "INVITE":
-            self._handle_new_invite(request, txn, source, now)
         else:
-            self._respond(txn, 481, now)
+            self._handle_new_invite(request, txn, source, now)
+
+    def _refuse_non_invite(self, request: Request, in_dialog: bool) -> Refusal | None:
+        """The stateless answer to a non-INVITE request that cannot change anything, or None."""
+        method = request.method
+        if isinstance(request.uri, OtherUri):
+            return Refusal(416, "content", f"Unsupported URI Scheme {request.uri.scheme}")
+        if method not in ALLOWED_METHODS:
+            if method in KNOWN_METHODS:
+                return Refusal(405, "content", extra=(("Allow", ", ".join(ALLOWED_METHODS)),))
+            return Refusal(501, "content")
+        if method != "CANCEL":
+            unsupported = [opt for opt in request.headers.values("Require") if opt not in SUPPORTED]
+            if unsupported:
+                return Refusal(420, "content", extra=(("Unsupported", ", ".join(unsupported)),))
+        if method == "CANCEL":
+            if server_key(request, method="INVITE") not in self._server_txns:
+                self.stats.stateless_481 += 1
+                return Refusal(481, "content")
+            return None
+        if method == "OPTIONS":
+            return None
+        if not in_dialog or self._dialog_call(request) is None:
+            self.stats.stateless_481 += 1
+            return Refusal(481, "content")
+        return None
+
+    def _dialog_call(self, request: Request) -> _Call | None:
+        call = self._calls.get(request.call_id)
+        if call is None or call.dialog is None or call.state == "ended":
+            return None
+        return call if request.to_addr.tag == call.dialog.local_tag else None
+
+    def _respond_stateless(self, request: Request, destination: Address, refusal: Refusal) -> None:
+        reason = None if refusal.reason is None else " ".join(refusal.reason.split())[:160] or None
+        extra = (("Server", self.config.user_agent), *refusal.extra)
+        # a fixed To tag keeps the regenerated answer to a retransmission identical (§8.2.7)
+        response = make_response(request, refusal.status_code, reason, to_tag="stateless", extra=extra)
+        self._out.append((response.serialize(), destination))
+
+    def _late_copy(self, request: Request, now: float) -> bool:
+        """An out-of-dialog INVITE that repeats one whose call already ended (RFC 6026 §7.1)."""
+        ended = self._ended_invites
+        while ended:
+            first_key, until = next(iter(ended.items()))
+            if until > now:
+                break
+            del ended[first_key]
+        key = (request.call_id, request.from_addr.tag or "", request.cseq.seq, request.top_via.branch or "")
+        return key in ended
+
+    def _handle_options(self, txn: ServerTransaction, now: float) -> None:
+        extra = (
+            ("Allow", ", ".join(ALLOWED_METHODS)),
+            ("Accept", ACCEPT),
+            ("Supported", ", ".join(SUPPORTED)),
+            ("Contact", self._contact()),
+            self.load_header(),
+        )
+        busy = "Service Unavailable: draining" if self.draining else None
+        if busy is None and self.active_calls >= self.config.max_calls:
+            busy = "Busy: max calls reached"
+        if busy is not None:
+            # a dispatcher probing with OPTIONS takes us out of rotation on 503 (issue 13)
+            self._respond(txn, 503, now, reason=busy, extra=(*self._retry_after(), *extra))
+        else:
+            self._respond(txn, 200, now, extra=extra)
 
     def _respond(
         self,
@@ -442,15 +397,18 @@ class UserAgent:
         if call is None or call.server_txn is None:
             return
         stxn = call.server_txn
-        if stxn.state != "accepted" or stxn.request.cseq.seq != request.cseq.seq:
+        if stxn.state != "accepted" or stxn.acked or stxn.request.cseq.seq != request.cseq.seq:
             return
         stxn.ack_received(now)
         call.server_txn = None
         if call.awaiting_offer_in_ack:
             call.awaiting_offer_in_ack = False
             self._negotiate_from_ack(call, request)
-        if call.state == "answered":
+        initial = call.state == "answered"
+        self._events.append(AckReceived(call.call_id, request.cseq.seq, not initial, call.negotiation))
+        if initial:
             call.state = "confirmed"
+            self.admission.confirmed(call.call_id)
             self._events.append(CallEstablished(call.call_id, call.negotiation))
 
     def _negotiate_from_ack(self, call: _Call, request: Request) -> None:
@@ -463,14 +421,10 @@ class UserAgent:
         first = call.negotiation is None
         call.negotiation = result
         if not first or call.state == "confirmed":
-            self._events.append(MediaChanged(call.call_id, result))
+            self._events.append(RemoteMediaChanged(call.call_id, result))
 
     def _handle_cancel(self, request: Request, txn: ServerTransaction, now: float) -> None:
-        invite_key = server_key(request, method="INVITE")
-        invite_txn = self._server_txns.get(invite_key)
-        if invite_txn is None:
-            self._respond(txn, 481, now)
-            return
+        invite_txn = self._server_txns[server_key(request, method="INVITE")]  # checked statelessly
         self._respond(txn, 200, now)
         if invite_txn.final_sent:
             return  # too late: the call was answered (or rejected) already (§9.2)
@@ -478,37 +432,29 @@ class UserAgent:
         tag = call.local_tag if call is not None else None
         self._respond(invite_txn, 487, now, to_tag=tag)
         if call is not None and call.state != "ended":
-            self._end(call, "cancelled", 487, "Request Terminated")
+            self._end(call, now, "cancelled", 487, "Request Terminated")
 
     def _handle_new_invite(
         self, request: Request, txn: ServerTransaction, source: Address, now: float
     ) -> None:
-        if not self._access_allowed(request, txn, source, now):
+        admission = self.admission
+        refusal = admission.check_access(request, source, now, self._token())
+        if refusal is not None:
+            self._refuse(txn, refusal, now)
             return
         self._respond(txn, 100, now)
-        if request.body and request.content_type != "application/sdp":
-            self._respond(txn, 415, now, extra=(("Accept", "application/sdp"),))
-            return
-        accept = [a.split(";")[0].strip().lower() for a in request.headers.values("Accept")]
-        if "Accept" in request.headers and not {"application/sdp", "application/*", "*/*"} & set(accept):
-            self._respond(txn, 406, now, extra=(("Accept", "application/sdp"),))
-            return
-        if self.active_calls >= self.config.max_calls:
+        if self.draining:
             self.stats.busy_rejected += 1
-            self._respond(txn, 503, now, reason="Busy: max calls reached", extra=self._retry_after())
+            self._respond(txn, 503, now, reason="Service Unavailable: draining", extra=self._retry_after())
             return
-        offer: SessionDescription | None = None
-        result: MediaNegotiation | None = None
-        if request.body:
-            try:
-                offer = parse_sdp(request.body)
-                result = negotiate(offer, codecs=self.config.codecs, default_ptime_ms=self.config.ptime_ms)
-            except SipParseError as exc:
-                self._respond(txn, 400, now, reason=f"Malformed SDP: {exc.message}"[:160])
-                return
-            except SdpNegotiationError as exc:
-                self._respond(txn, 488, now, extra=(("Warning", f'304 voicebot "{exc.message}"'),))
-                return
+        refusal = admission.check_content(request) or admission.check_capacity(source, self.active_calls)
+        if refusal is not None:
+            self._refuse(txn, refusal, now)
+            return
+        offer = admission.check_offer(request)
+        if isinstance(offer, Refusal):
+            self._refuse(txn, offer, now)
+            return
         if request.call_id in self._calls:
             self._respond(txn, 482, now, reason="Loop Detected: Call-ID already in use")
             return
@@ -521,12 +467,14 @@ class UserAgent:
             local_tag=self._token(),
             timeout_at=now + self.config.answer_timeout_s,
             server_txn=txn,
-            remote_offer=offer,
-            negotiation=result,
+            remote_offer=offer.sdp,
+            negotiation=offer.negotiation,
             session_id=self._rng.randrange(1, 2**31),
         )
         call.dialog = Dialog.as_uas(request, call.local_tag, local_cseq=self._rng.randrange(1, 2**16))
         self._calls[call.call_id] = call
+        self._timers.schedule(call)
+        admission.admitted(call.call_id, source)
         self.stats.calls_in += 1
         from_addr, to_addr = request.from_addr, request.to_addr
         self._events.append(
@@ -538,35 +486,24 @@ class UserAgent:
                 to_display=to_addr.display_name,
                 request_uri=request.uri.serialize(),
                 source=source,
-                negotiation=result,
+                negotiation=offer.negotiation,
                 headers=request.headers,
             )
         )
 
-    def _trusted(self, source: Address) -> bool:
-        """A source inside the configured trunk networks (exempt from the scanner rate limit)."""
-        return bool(self._networks) and address_in(source[0], self._networks)
-
-    def _access_allowed(self, request: Request, txn: ServerTransaction, source: Address, now: float) -> bool:
-        trusted = self._trusted(source)
-        if trusted or (not self._networks and self._digest is None):
-            return True
-        if self._digest is None:
+    def _refuse(self, txn: ServerTransaction, refusal: Refusal, now: float) -> None:
+        if refusal.kind == "access":
             self.stats.access_denied += 1
-            self._respond(txn, 403, now, reason="Forbidden: source address not allowed")
-            return False
-        stale = False
-        for value in request.headers.get_all("Authorization"):
-            ok, stale = self._digest.verify(value, method=request.method, now=now)
-            if ok:
-                return True
-        self.stats.access_denied += 1
-        challenge = self._digest.challenge(self._token(), now, stale=stale)
-        self._respond(txn, 401, now, extra=(("WWW-Authenticate", challenge),))
-        return False
+        elif refusal.kind == "busy":
+            self.stats.busy_rejected += 1
+        elif refusal.kind == "unconfirmed":
+            self.stats.unconfirmed_rejected += 1
+        elif refusal.kind == "per_source":
+            self.stats.per_source_rejected += 1
+        self._respond(txn, refusal.status_code, now, reason=refusal.reason, extra=refusal.extra)
 
     def _retry_after(self) -> tuple[tuple[str, str], ...]:
-        return (("Retry-After", str(self.config.retry_after_s)),)
+        return self.admission.retry_after()
 
     def _handle_in_dialog(
         self, request: Request, txn: ServerTransaction, source: Address, now: float
@@ -590,7 +527,7 @@ class UserAgent:
             if call.server_txn is not None and not call.server_txn.final_sent:
                 # §15.1.2: a BYE in an early dialog ends the INVITE with 487
                 self._respond(call.server_txn, 487, now, to_tag=tag)
-            self._end(call, "remote_bye")
+            self._end(call, now, "remote_bye")
         elif request.method == "INVITE":
             self._handle_reinvite(call, request, txn, now)
         elif request.method == "INFO":
@@ -631,7 +568,7 @@ class UserAgent:
             )
             call.negotiation = result
             call.local_sdp = answer
-            self._events.append(MediaChanged(call.call_id, result))
+            self._events.append(RemoteMediaChanged(call.call_id, result))
         else:
             answer = self._offer_for(call)
             call.awaiting_offer_in_ack = True
@@ -646,31 +583,16 @@ class UserAgent:
         if not request.body:
             self._respond(txn, 200, now, to_tag=tag)
             return
-        if ctype not in ("application/dtmf-relay", "application/dtmf"):
-            accept = "application/dtmf-relay, application/dtmf"
-            self._respond(txn, 415, now, to_tag=tag, extra=(("Accept", accept),))
+        if ctype not in DTMF_INFO_TYPES:
+            self._respond(txn, 415, now, to_tag=tag, extra=(("Accept", ", ".join(DTMF_INFO_TYPES)),))
             return
-        text = request.body.decode("utf-8", errors="replace")
-        digit: str | None = None
-        duration: int | None = None
-        if ctype == "application/dtmf":
-            digit = text.strip()
-        else:
-            for line in text.splitlines():
-                name, _, value = line.partition("=")
-                name, value = name.strip().lower(), value.strip()
-                if name == "signal":
-                    digit = value
-                elif name == "duration" and value.isdigit():
-                    duration = int(value)
-        digit = _DTMF_EVENT_DIGITS.get(digit or "", digit)
-        if digit is None or len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
-            self._respond(
-                txn, 400, now, to_tag=tag, reason=f"Bad Request: invalid DTMF signal {digit!r}"[:160]
-            )
+        try:
+            info = parse_dtmf_info(ctype, request.body)
+        except SipParseError as exc:
+            self._respond(txn, 400, now, to_tag=tag, reason=exc.message)
             return
         self._respond(txn, 200, now, to_tag=tag)
-        self._events.append(DtmfReceived(call.call_id, digit.upper(), duration))
+        self._events.append(InfoDtmfReceived(call.call_id, info.digit, info.duration_ms))
 
     def _handle_notify(self, call: _Call, request: Request, txn: ServerTransaction, now: float) -> None:
         assert call.dialog is not None
@@ -679,18 +601,15 @@ class UserAgent:
         if event != "refer":
             self._respond(txn, 489, now, reason="Bad Event", to_tag=tag, extra=(("Allow-Events", "refer"),))
             return
-        first_line = request.body.decode("utf-8", errors="replace").strip().splitlines()[:1]
-        parts = first_line[0].split(" ", 2) if first_line else []
-        if len(parts) < 2 or not parts[0].upper().startswith("SIP/") or not parts[1].isdigit():
-            self._respond(
-                txn, 400, now, to_tag=tag, reason="Bad Request: NOTIFY body is not a message/sipfrag"
-            )
+        try:
+            status = parse_sipfrag_status(request.body)
+        except SipParseError as exc:
+            self._respond(txn, 400, now, to_tag=tag, reason=exc.message)
             return
         self._respond(txn, 200, now, to_tag=tag)
         state = (request.headers.get("Subscription-State") or "").split(";")[0].strip().lower()
-        code = int(parts[1])
-        final = state == "terminated" or code >= 200
-        self._events.append(TransferProgressed(call.call_id, code, parts[2] if len(parts) > 2 else "", final))
+        final = state == "terminated" or status.status_code >= 200
+        self._events.append(TransferProgressed(call.call_id, status.status_code, status.reason, final))
 
     def _server_timed_out(self, txn: ServerTransaction, now: float) -> None:
         call = self._calls.get(txn.request.call_id)
@@ -700,13 +619,13 @@ class UserAgent:
         if txn.last_response is not None and txn.last_response.status_code < 300 and call.state == "answered":
             # §13.3.1.4: no ACK for our 2xx within 64*T1: the session is torn down with BYE.
             self._send_bye(call, now)
-            self._end(call, "ack_timeout", 408, "no ACK for 200 OK")
+            self._end(call, now, "ack-timeout", 408, "no ACK for 200 OK")
 
     def _call_timed_out(self, call: _Call, now: float) -> None:
         if call.role == "uas" and call.state == "early" and call.server_txn is not None:
             reason = "Temporarily Unavailable: not answered in time"
             self._respond(call.server_txn, 480, now, reason=reason, to_tag=call.local_tag)
-            self._end(call, "timeout", 480, reason)
+            self._end(call, now, "timeout", 480, reason)
         elif call.role == "uac" and call.state in ("calling", "early"):
             call.cancel_requested = True
             self._maybe_send_cancel(call, now)
@@ -795,6 +714,7 @@ class UserAgent:
         self._respond(call.server_txn, status_code, now, reason=reason, to_tag=call.local_tag, extra=extra)
         self._end(
             call,
+            now,
             "rejected",
             status_code,
             call.server_txn.last_response.reason if call.server_txn.last_response else "",
@@ -811,7 +731,7 @@ class UserAgent:
             self._maybe_send_cancel(call, now)
             return
         self._send_bye(call, now)
-        self._end(call, "local_bye")
+        self._end(call, now, "local_bye")
 
     def refer(self, call_id: str, target_uri: str, now: float) -> None:
         """Blind transfer (RFC 3515): REFER the peer to ``target_uri``; progress comes as
@@ -839,7 +759,7 @@ class UserAgent:
         local_rtp_port: int | None = None,
     ) -> None:
         """Send a re-INVITE with a new offer: hold (``sendonly``), unhold, or a new RTP address.
-        The answer arrives as :class:`MediaChanged`."""
+        The answer arrives as :class:`RemoteMediaChanged`."""
         call = self._call(call_id)
         if call.state != "confirmed" or call.dialog is None or call.local_rtp is None:
             raise SipStateError(f"call {call_id!r} is not established; cannot change its media")
@@ -934,6 +854,7 @@ class UserAgent:
         )
         call.invite = Request("INVITE", target, headers, body=offer.serialize())
         call.timeout_at = now + self.config.outbound_timeout_s
+        self._timers.schedule(call)
         self._calls[call_id] = call
         self.stats.calls_out += 1
         call.client_txn = self._start_client(call.invite, destination, ("invite", call_id), now)
@@ -963,6 +884,8 @@ class UserAgent:
         self, request: Request, destination: Address, owner: tuple[str, str], now: float
     ) -> ClientTransaction:
         txn = ClientTransaction(request, destination, now, self.config.timers, self._out)
+        txn.on_deadline_changed = self._timers.schedule
+        self._timers.schedule(txn)
         self._client_txns[txn.key] = txn
         self._client_owner[txn.key] = owner
         return txn
@@ -992,7 +915,7 @@ class UserAgent:
             if code >= 200 and ref in self._calls:
                 self._events.append(TransferProgressed(ref, code, response.reason, final=code >= 300))
         elif kind == "register":
-            self._register_response(ref, txn, response, now)
+            self._register_response(ref, response, now)
         elif kind == "reinvite":
             self._reinvite_response(ref, txn, response)
 
@@ -1013,7 +936,7 @@ class UserAgent:
         except SipError:
             return
         call.negotiation = result
-        self._events.append(MediaChanged(call.call_id, result))
+        self._events.append(RemoteMediaChanged(call.call_id, result))
 
     def _stray_response(self, response: Response) -> None:
         """A 2xx retransmission for an INVITE whose transaction is gone gets our ACK again."""
@@ -1053,7 +976,7 @@ class UserAgent:
         if call.state == "ended":
             return
         cause: CallEndCause = "local_cancel" if call.cancel_requested and code == 487 else "failed"
-        self._end(call, cause, code, response.reason)
+        self._end(call, now, cause, code, response.reason)
 
     def _invite_accepted(self, call: _Call, txn: ClientTransaction, response: Response, now: float) -> None:
         to_tag = response.to_addr.tag or ""
@@ -1071,7 +994,7 @@ class UserAgent:
             # our CANCEL lost the race with the 200 (§9.1): confirm, then end with BYE.
             self._send_bye(call, now)
             if call.state != "ended":
-                self._end(call, "local_cancel", 200, "answered before CANCEL")
+                self._end(call, now, "local_cancel", 200, "answered before CANCEL")
             return
         result: MediaNegotiation | None = None
         try:
@@ -1079,7 +1002,7 @@ class UserAgent:
         except SipError:
             # §13.2.1: an answer we cannot use still confirms the dialog; hang up at once.
             self._send_bye(call, now)
-            self._end(call, "failed", 488, "unusable SDP answer")
+            self._end(call, now, "failed", 488, "unusable SDP answer")
             return
         call.negotiation = result
         call.state = "confirmed"
@@ -1090,7 +1013,9 @@ class UserAgent:
         creds = call.credentials
         if creds is None or call.auth_attempts >= 2 or call.state == "ended" or call.cancel_requested:
             return False
-        request = self._authorized(txn.request, response, creds, txn.request.cseq.seq + 1)
+        request = authorized_request(
+            txn.request, response, creds, cseq=txn.request.cseq.seq + 1, via=self._via(), cnonce=self._token()
+        )
         if request is None:
             return False
         call.auth_attempts += 1
@@ -1098,51 +1023,20 @@ class UserAgent:
         call.client_txn = self._start_client(request, call.peer, ("invite", call.call_id), now)
         return True
 
-    def _authorized(
-        self, request: Request, response: Response, creds: Credentials, cseq: int
-    ) -> Request | None:
-        """The request again with credentials for the 401/407's challenges, new branch and CSeq."""
-        header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
-        answer_header = "Authorization" if response.status_code == 401 else "Proxy-Authorization"
-        values: list[str] = []
-        for raw in response.headers.get_all(header):
-            try:
-                challenge = parse_challenge(raw)
-                if creds.realm is not None and creds.realm != challenge.realm:
-                    continue
-                values.append(
-                    authorization(
-                        challenge,
-                        creds,
-                        method=request.method,
-                        uri=request.uri.serialize(),
-                        cnonce=self._token(),
-                    )
-                )
-            except SipParseError:
-                continue
-        if not values:
-            return None
-        headers = request.headers.replaced("Via", [self._via()]).replaced(
-            "CSeq", [f"{cseq} {request.method}"]
-        )
-        headers = headers.without(answer_header).plus(*((answer_header, v) for v in values))
-        return request.with_headers(headers)
-
     def _client_timed_out(self, txn: ClientTransaction, now: float) -> None:
         kind, ref = self._client_owner.get(txn.key, ("", ""))
         call = self._calls.get(ref)
         if kind == "invite" and call is not None and call.client_txn is txn and call.state != "ended":
-            self._end(call, "timeout", 408, "no response to INVITE")
+            self._end(call, now, "timeout", 408, "no response to INVITE")
         elif kind == "refer" and call is not None:
             self._events.append(TransferProgressed(ref, 408, "no response to REFER", final=True))
         elif kind == "register":
             reg = self._registrations.get(ref)
             if reg is not None:
-                self._events.append(RegistrationChanged(ref, False, 408, 0))
-                reg.refresh_at = now + self.config.retry_after_s
+                self._events.append(reg.on_timeout(now))
+                self._timers.schedule(reg)
 
-    # ------------------------------------------------------------ registration
+    # ------------------------------------------------------------ registration (registration.py)
 
     def register(
         self,
@@ -1159,7 +1053,7 @@ class UserAgent:
         if not isinstance(registrar, SipUri):
             raise SipStateError(f"registrar {registrar_uri!r} is not a sip: URI")
         parse_uri(aor)
-        reg = _Registration(
+        reg = RegistrationClient(
             registration_id=f"{self._token()}@{self.config.local_host}",
             registrar=registrar,
             aor=aor,
@@ -1167,6 +1061,9 @@ class UserAgent:
             credentials=credentials,
             expires_s=expires_s,
             local_tag=self._token(),
+            contact=self._contact(),
+            user_agent=self.config.user_agent,
+            retry_after_s=self.config.retry_after_s,
         )
         self._registrations[reg.registration_id] = reg
         self._send_register(reg, now)
@@ -1176,78 +1073,49 @@ class UserAgent:
         reg = self._registrations.get(registration_id)
         if reg is None:
             raise SipStateError(f"no registration {registration_id!r}")
-        reg.active = False
-        reg.expires_s = 0
-        reg.refresh_at = None
+        reg.unregister()
         self._send_register(reg, now)
 
-    def _send_register(self, reg: _Registration, now: float, auth: Response | None = None) -> None:
-        reg.cseq += 1
-        headers = Headers.of(
-            ("Via", self._via()),
-            ("Max-Forwards", "70"),
-            ("From", f"<{reg.aor}>;tag={reg.local_tag}"),
-            ("To", f"<{reg.aor}>"),
-            ("Call-ID", reg.registration_id),
-            ("CSeq", f"{reg.cseq} REGISTER"),
-            ("Contact", self._contact()),
-            ("Expires", str(reg.expires_s)),
-            ("User-Agent", self.config.user_agent),
-        )
-        request = Request("REGISTER", reg.registrar, headers)
-        if auth is not None and reg.credentials is not None:
-            authed = self._authorized(request, auth, reg.credentials, reg.cseq)
-            if authed is None:
-                self._events.append(RegistrationChanged(reg.registration_id, False, auth.status_code, 0))
-                return
-            request = authed
-        self._start_client(request, reg.destination, ("register", reg.registration_id), now)
+    def _send_register(self, reg: RegistrationClient, now: float) -> None:
+        request, failure = reg.next_request(via=self._via(), cnonce=self._token())
+        if failure is not None:
+            self._events.append(failure)
+        if request is not None:
+            self._start_client(request, reg.destination, ("register", reg.registration_id), now)
 
-    def _register_response(self, reg_id: str, txn: ClientTransaction, response: Response, now: float) -> None:
+    def _register_response(self, reg_id: str, response: Response, now: float) -> None:
         reg = self._registrations.get(reg_id)
         if reg is None:
             return
-        code = response.status_code
-        if code < 200:
-            return
-        if code in (401, 407) and reg.credentials is not None and reg.auth_attempts < 2:
-            reg.auth_attempts += 1
-            self._send_register(reg, now, auth=response)
-            return
-        reg.auth_attempts = 0
-        if 200 <= code < 300:
-            expires = reg.expires_s
-            for contact in response.contacts:
-                value = next((v for k, v in contact.params if k.lower() == "expires"), None)
-                if value is not None and value.isdigit():
-                    expires = int(value)
-                    break
-            else:
-                header = response.headers.get("Expires")
-                if header is not None and header.isdigit():
-                    expires = int(header)
-            if not reg.active:
-                self._registrations.pop(reg_id, None)
-                self._events.append(RegistrationChanged(reg_id, False, code, 0))
-                return
-            # refresh at half the granted time (at least 5 s ahead)
-            reg.refresh_at = now + max(5.0, expires / 2)
-            self._events.append(RegistrationChanged(reg_id, True, code, expires))
-            return
-        self._events.append(RegistrationChanged(reg_id, False, code, 0))
-        if reg.active:
-            reg.refresh_at = now + self.config.retry_after_s
+        result = reg.on_response(response, now)
+        if reg.finished:
+            self._registrations.pop(reg_id, None)
+        if result.event is not None:
+            self._events.append(result.event)
+        if result.send_again:
+            self._send_register(reg, now)
+        else:
+            self._timers.schedule(reg)
 
     # ------------------------------------------------------------ helpers
 
     def _end(
-        self, call: _Call, cause: CallEndCause, status_code: int | None = None, reason: str = ""
+        self, call: _Call, now: float, cause: CallEndCause, status_code: int | None = None, reason: str = ""
     ) -> None:
         call.state = "ended"
         if call.server_txn is not None and call.server_txn.state == "accepted":
-            call.server_txn.ack_received(0.0)  # a BYE or timeout ends the wait for our 2xx's ACK
+            # a BYE or timeout ends the wait for our 2xx's ACK; the transaction stays in Accepted
+            # until Timer L to absorb copies of the INVITE (RFC 6026 §7.1)
+            call.server_txn.ack_received(0.0)
         self._calls.pop(call.call_id, None)
-        self._events.append(CallEnded(call.call_id, cause, status_code, reason))
+        if call.role == "uas":
+            self.admission.released(call.call_id)
+            invite = call.invite
+            key = (invite.call_id, invite.from_addr.tag or "", invite.cseq.seq, invite.top_via.branch or "")
+            self._ended_invites[key] = now + 64 * self.config.timers.t1_s
+            if len(self._ended_invites) > MAX_ENDED_INVITES:
+                self._ended_invites.popitem(last=False)
+        self._events.append(CallTerminated(call.call_id, cause, status_code, reason))
 
     def _token(self) -> str:
         return f"{self._rng.getrandbits(64):016x}"

@@ -1,7 +1,7 @@
 """How a SIP call's ending becomes a leg's hang-up cause and side: one pure, table-tested mapping.
 
 The SIP layer reports why a call ended in its own words (``remote_bye``, ``local_cancel``,
-``ack_timeout``...). A leg ended by us may carry a more precise reason given to
+``ack-timeout``...). A leg ended by us may carry a more precise reason given to
 :meth:`~voicebot.telephony.CallLeg.hangup` (``rtp-timeout`` from the RTP watchdog, ``shutdown``,
 ``timeout`` of an unanswered outbound call). :func:`leg_end_cause` joins the two into the
 :class:`~voicebot.telephony.LegEnded` cause and side; nothing here does I/O.
@@ -20,7 +20,7 @@ SIP_CAUSES: dict[str, tuple[str, Side]] = {
     "local_bye": ("bye", "local"),
     "cancelled": ("cancelled", "remote"),
     "local_cancel": ("cancelled", "local"),
-    "ack_timeout": ("ack-timeout", "remote"),
+    "ack-timeout": ("ack-timeout", "remote"),
 }
 
 # Final statuses of an outbound call worth trying again later (RFC 3261 §21.4.9/§21.4.18/§21.4.25,

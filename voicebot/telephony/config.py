@@ -54,6 +54,11 @@ class TelephonyConfig:
     jitter_target_ms: int = 60
     jitter_max_ms: int = 200
     max_pending_calls: int = 1000
+    # Per-source call limits (sources in allowed_networks and on loopback are exempt; see
+    # docs/security.md) and RFC 3261 T1 (64*T1 is how long an answered call waits for its ACK).
+    max_calls_per_source: int = 8
+    max_unconfirmed_per_source: int = 2
+    sip_t1_s: float = 0.5
 
     @property
     def public_host(self) -> str:
@@ -97,6 +102,8 @@ def telephony_config(config: Config) -> TelephonyConfig:
         advertised_host=advertised,
         rtp_host=rtp_host, rtp_port_min=rtp.ports.low, rtp_port_max=rtp.ports.high,
         max_calls=sip.max_calls, allowed_networks=sip.trunk_allow, inbound_users=users,
+        max_calls_per_source=sip.max_calls_per_source,
+        max_unconfirmed_per_source=sip.max_unconfirmed_per_source,
     )
 
 

@@ -14,6 +14,7 @@ leg's RTP counters. Every time the leg keeps comes from its injected clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Literal
 
@@ -25,11 +26,15 @@ from voicebot.rtp.errors import RtpError
 from voicebot.rtp.session import PlayoutFinished
 from voicebot.rtp.udp import RtpStream
 from voicebot.sip.errors import SipError
+from voicebot.sip.events import (
+    CallEstablished,
+    CallProgressed,
+    CallTerminated,
+    InfoDtmfReceived,
+    RemoteMediaChanged,
+)
 from voicebot.sip.sdp import MediaNegotiation
 from voicebot.sip.udp import Call, CallFailed, IncomingCall
-from voicebot.sip.useragent import CallEnded, CallEstablished, CallProgressed
-from voicebot.sip.useragent import DtmfReceived as SipDtmfReceived
-from voicebot.sip.useragent import MediaChanged as SipMediaChanged
 from voicebot.telephony.causes import is_retryable, leg_end_cause
 from voicebot.telephony.config import TelephonyConfig
 from voicebot.telephony.errors import TelephonyError
@@ -78,6 +83,9 @@ class CallLeg:
         self._ended: asyncio.Future[LegEnded] = loop.create_future()
         self._established: asyncio.Future[None] = loop.create_future()
         self._media_ready = asyncio.Event()
+        # No RTP goes out before the dialog is confirmed (our 2xx ACKed, or the callee's 2xx to us):
+        # an unconfirmed answer to a spoofed offer must not send media anywhere.
+        self._confirmed = False
         self._local_cause: str | None = None
         self._answering = False
         self._answered_at: float | None = None
@@ -110,7 +118,8 @@ class CallLeg:
         return self._stream.local_port if self._stream is not None else None
 
     async def answer(self) -> None:
-        """Allocate an RTP port, send 180 (if configured) and 200 with our SDP; media starts.
+        """Allocate an RTP port, send 180 (if configured) and 200 with our SDP, and return once the
+        caller's ACK confirmed the call (media starts then), or the call ended without one.
 
         Raises :class:`TelephonyError` if the leg is not an unanswered inbound call, and
         :class:`~voicebot.rtp.errors.RtpPortsExhausted` (after answering the caller 503) when no RTP
@@ -149,7 +158,14 @@ class CallLeg:
         negotiation = self._call.negotiation
         if negotiation is not None:
             self._apply(negotiation, report=False)
-        self._media_ready.set()
+        # RFC 3261 §13.3.1.4: the ACK confirms the dialog. No media to the caller and no dialplan
+        # before it: an INVITE whose c= names a third party and is never ACKed must not make us send
+        # a call's worth of RTP there (a reflection amplifier). No ACK within 64*T1 ends the call as
+        # "ack-timeout", which is what answer()'s caller then finds.
+        with contextlib.suppress(CallFailed):
+            await asyncio.shield(self._established)
+        if not self.is_ended:
+            self._media_ready.set()
 
     async def connected(self) -> None:
         """Wait until an outbound leg is answered (media runs from then on); raises
@@ -349,7 +365,7 @@ class CallLeg:
             ptime_ms = min(200, max(20, negotiation.ptime_ms))
             try:
                 stream.set_remote(address, negotiation.payload_type, negotiation.telephone_event_pt, ptime_ms,
-                                  send=not held)
+                                  send=not held and self._confirmed)
             except RtpError as exc:
                 log.warning("call.leg.media_rejected", call_id=self.call_id, error=exc.message)
             if not held:
@@ -363,18 +379,20 @@ class CallLeg:
 
     async def _follow_sip(self) -> None:
         async for event in self._call.events():
-            if isinstance(event, SipMediaChanged):
+            if isinstance(event, RemoteMediaChanged):
                 self._apply(event.negotiation, report=True)
-            elif isinstance(event, SipDtmfReceived):
+            elif isinstance(event, InfoDtmfReceived):
                 self._digit(event.digit, "info")
             elif isinstance(event, CallEstablished):
-                if event.negotiation is not None and event.negotiation != self._negotiation:
-                    self._apply(event.negotiation, report=False)
+                self._confirmed = True
+                negotiation = event.negotiation if event.negotiation is not None else self._negotiation
+                if negotiation is not None:
+                    self._apply(negotiation, report=False)  # sending may start now
                 if not self._established.done():
                     self._established.set_result(None)
             elif isinstance(event, CallProgressed):
                 pass  # early media is not played to the app: frames() start at answer
-            elif isinstance(event, CallEnded):
+            elif isinstance(event, CallTerminated):
                 await self._finish(event.cause, event.status_code, event.reason)
 
     async def _follow_rtp(self, stream: RtpStream) -> None:

@@ -13,9 +13,10 @@ from voicebot.rtp.jitter import JitterConfig
 from voicebot.rtp.session import SessionConfig
 from voicebot.rtp.udp import MediaClock, PortAllocator, RtpPortRange, RtpStream
 from voicebot.sip.auth import Credentials
+from voicebot.sip.config import UaConfig
+from voicebot.sip.transaction import TimerConfig
 from voicebot.sip.errors import SipError
 from voicebot.sip.udp import Call, CallFailed, IncomingCall, SipEndpoint
-from voicebot.sip.useragent import UaConfig
 from voicebot.telephony.config import TelephonyConfig
 from voicebot.telephony.errors import TelephonyError
 from voicebot.telephony.leg import CallLeg
@@ -83,6 +84,9 @@ class Telephony:
             rate_limit_per_s=c.rate_limit_per_s,
             rate_limit_burst=c.rate_limit_burst,
             answer_timeout_s=c.answer_timeout_s,
+            max_calls_per_source=c.max_calls_per_source,
+            max_unconfirmed_per_source=c.max_unconfirmed_per_source,
+            timers=TimerConfig(t1_s=c.sip_t1_s),
         )
         self._endpoint = SipEndpoint(ua_config, bind_host=c.sip_host, bind_port=c.sip_port,
                                      on_call=self._on_call, max_pending_calls=c.max_pending_calls)
