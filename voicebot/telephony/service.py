@@ -14,8 +14,8 @@ from voicebot.rtp.session import SessionConfig
 from voicebot.rtp.udp import MediaClock, PortAllocator, RtpPortRange, RtpStream
 from voicebot.sip.auth import Credentials
 from voicebot.sip.config import UaConfig
-from voicebot.sip.transaction import TimerConfig
 from voicebot.sip.errors import SipError
+from voicebot.sip.transaction import TimerConfig
 from voicebot.sip.udp import Call, CallFailed, IncomingCall, SipEndpoint
 from voicebot.telephony.config import TelephonyConfig
 from voicebot.telephony.errors import TelephonyError
