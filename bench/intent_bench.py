@@ -1,0 +1,622 @@
+"""Task success of spoken answers: synthetic and recorded callers -> phone line -> recognizer -> dialog.
+
+Usage: .venv/bin/python bench/intent_bench.py [--quick] [--hints] [--nbest] [--noise-snr-db 20]
+           [--cases menu,yesno,digits,oog] [--voices espeak:en-gb@175,piper:joe@1.00,human]
+           [--workers 2] [--out results.csv|results.json] [--cache-dir DIR] [--verbose]
+
+What one case is: a caller in a listening state of a shipped dialplan says one thing. The cases:
+
+* ``menu``   demo.yaml's ``menu`` state: every menu intent and global (balance, operator, goodbye),
+             several phrasings each, many not verbatim in the phrase lists ("what's my balance");
+* ``yesno``  reminder.yaml's ``ask`` state (the shipped yes/no question; demo.yaml has none): yes
+             and no in several phrasings;
+* ``digits`` demo.yaml's ``ask_account`` state: 4-8 digit account numbers in several spoken styles
+             ("four seven nine two", "forty-seven ninety-two", "oh" for zero, "double four");
+* ``oog``    out-of-grammar speech in ``menu`` and ``ask_account`` ("what's the weather like"),
+             which must take the no-match path.
+
+The expected outcome is derived from the dialplan, never from the model: the case names the intent
+the caller means, and the bench looks up where the state (or the globals) send that intent; for a
+digit string, the digit capture's goto with the digits stored, or no-match when the length is
+outside min_digits..max_digits; for out-of-grammar speech, no-match.
+
+Each case is spoken by every selected voice (voicebot.testing.voices: espeak-ng accents and rates,
+the natural Piper voice en_US-joe-medium at three rates) and the recorded human speech of
+pocketsphinx-testdata whose transcript is a digit string or a command (scored by its transcript),
+put through the telephone path (300-3400 Hz, 8 kHz, optional line noise at --noise-snr-db, G.711
+mu-law round trip), and streamed into the real recognition server started in this process (gRPC
+on 127.0.0.1, port 0, the real Whisper base model) with the session options voicebot's call leg
+sends (REAL_TIME, 8 kHz LINEAR16, text normalization on), faster than real time: 0.3 s of silence,
+the speech, 1.5 s of silence, half-close. The first non-empty final (the text the dialog gets) is
+fed to the real DialogMachine, driven into the case's state by its own events (CallStarted, the
+DTMF key that leads there, PromptFinished); the state it moves to is the routed outcome.
+
+--hints  sends the recognition-hints extension (voicebot.stt.hints) on the call metadata, built
+         from the state being answered: the prompt text just played plus the intents' and globals'
+         phrases (menu mode), or digits mode with the capture's min/max.
+--nbest  scores with the final's alternatives: the first alternative the dialog does not reject
+         as no-match decides (a bench-side stand-in until the dialog takes n-best itself).
+
+Synthesized line audio is cached under --cache-dir, so reruns only pay for recognition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import grpc
+
+from voicebot.dialog.events import (
+    CallStarted,
+    DtmfReceived,
+    FinalTranscript,
+    PlayPrompt,
+    PromptFinished,
+)
+from voicebot.dialog.ir import Dialplan, Intent
+from voicebot.dialog.loader import load_dialplan
+from voicebot.dialog.machine import DialogMachine
+from voicebot.stt._proto import stt_pb2 as pb
+from voicebot.stt._proto import stt_service_pb2_grpc
+from voicebot.stt.hints import RecognitionHints, menu_hints
+from voicebot.testing.speech import POCKETSPHINX_DATA, silence, telephone_path, write_wav
+from voicebot.testing.voices import DEFAULT_VOICES, Voice, parse_voice
+
+ROOT = Path(__file__).resolve().parent.parent
+DIALPLANS = {"demo": ROOT / "dialplans" / "demo.yaml", "reminder": ROOT / "dialplans" / "reminder.yaml"}
+KINDS = ("menu", "yesno", "digits", "oog")
+HUMAN = "human"
+NO_MATCH = "no_match"
+NO_INPUT = "no_input"  # no non-empty final at all
+RATE_HZ = 8000
+CHUNK_MS = 100
+LEAD_MS = 300
+TAIL_MS = 1500
+CACHE_VERSION = "1"
+
+# What callers say, by the intent they mean (demo.yaml menu: local intents and globals).
+MENU_PHRASINGS: dict[str, tuple[str, ...]] = {
+    "balance": (
+        "balance",
+        "my balance please",
+        "check my balance",
+        "what's my balance",
+        "can you tell me how much money I have",
+        "I'd like to know my account balance",
+        "how much is in my account",
+        "I want to check how much money is on my account",
+    ),
+    "operator": (
+        "operator",
+        "agent please",
+        "I'd like to speak to a real person",
+        "let me talk to a human",
+        "representative",
+        "can I talk to someone please",
+        "get me an operator",
+        "I need to speak with a customer service agent",
+    ),
+    "goodbye": (
+        "goodbye",
+        "bye now",
+        "that's all thanks",
+        "hang up please",
+        "I'm done, goodbye",
+        "nothing else thank you",
+        "okay bye bye",
+    ),
+}
+# reminder.yaml ask: "confirm" is the built-in yes set, "cancel" the built-in no set.
+YESNO_PHRASINGS: dict[str, tuple[str, ...]] = {
+    "confirm": ("yes", "yes please", "yeah sure", "that's right", "of course", "yep I'll be there",
+                "absolutely"),
+    "cancel": ("no", "no thank you", "nope", "I can't make it", "no I won't", "no, cancel it"),
+}
+# Spoken account numbers and the digits they mean.
+DIGIT_PHRASINGS: tuple[tuple[str, str], ...] = (
+    ("four seven nine two", "4792"),
+    ("forty-seven ninety-two", "4792"),
+    ("one two three four five", "12345"),
+    ("five oh one two", "5012"),
+    ("double four one nine", "4419"),
+    ("two oh oh seven six", "20076"),
+    ("eight six seven five three oh nine", "8675309"),
+    ("three one double zero", "3100"),
+    ("nine eight seven six five four three two", "98765432"),
+    ("my account number is six two five one", "6251"),
+    ("twelve thirty-four", "1234"),
+    ("seven zero three three eight one", "703381"),
+)
+# Unrelated speech in a listening state: must be no-match.
+OOG_PHRASINGS: dict[str, tuple[str, ...]] = {
+    "menu": (
+        "what's the weather like",
+        "my dog is called Rex",
+        "I'm calling about the job advert",
+        "do you sell train tickets",
+        "is the shop open on Sunday",
+        "I would like to order a pizza",
+    ),
+    "ask_account": (
+        "I don't know it",
+        "what's the weather like",
+        "my dog is called Rex",
+    ),
+}
+# Recorded human speech (pocketsphinx-testdata) whose transcript is digits or a command:
+# (file under POCKETSPHINX_DATA, sample rate of a .raw file, transcript, kind, dialplan, state, meaning).
+HUMAN_CLIPS: tuple[tuple[str, int, str, str, str, str, str], ...] = (
+    ("tidigits/dhd.2934z.raw", 16000, "two nine three four zero", "digits", "demo", "ask_account", "29340"),
+    ("cards/004.wav", 0, "five five", "digits", "demo", "ask_account", "55"),
+    ("goforward.raw", 16000, "go forward ten meters", "oog", "demo", "menu", ""),
+    ("cards/001.wav", 0, "ten of clubs", "oog", "demo", "menu", ""),
+    ("cards/003.wav", 0, "seven of clubs", "oog", "demo", "menu", ""),
+    ("cards/005.wav", 0, "eight of spades four of clubs seven of hearts", "oog", "demo", "menu", ""),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    kind: str
+    plan: str
+    state: str
+    text: str
+    meaning: str  # intent name, digit string, or "" for out of grammar
+    expected: str
+    voice: str  # Voice.name or HUMAN
+    clip: str = ""  # HUMAN: file under POCKETSPHINX_DATA
+    clip_rate_hz: int = 0
+
+
+@dataclass(slots=True)
+class Result:
+    case: Case
+    heard: str = ""
+    alternatives: list[str] = field(default_factory=list)
+    routed: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.routed == self.case.expected
+
+
+# -- the dialog side -----------------------------------------------------------------------------
+
+
+def _intent(plan: Dialplan, state: str, name: str) -> Intent:
+    listen = plan.states[state].listen
+    assert listen is not None, f"{plan.name}: state {state} does not listen"
+    for intent in (*listen.intents, *plan.global_intents):
+        if intent.name == name:
+            return intent
+    raise SystemExit(f"{plan.name}: state {state} has no intent or global {name!r}")
+
+
+def expected_outcome(plan: Dialplan, state: str, kind: str, meaning: str) -> str:
+    """Where the real dialplan sends a caller who means ``meaning`` in ``state``."""
+    listen = plan.states[state].listen
+    assert listen is not None
+    if kind == "oog":
+        return NO_MATCH
+    if kind == "digits":
+        capture = listen.capture
+        assert capture is not None and capture.kind == "digits", f"{state} has no digit capture"
+        if capture.min_digits <= len(meaning) <= capture.max_digits:
+            return f"{capture.goto}:{meaning}"
+        return NO_MATCH
+    return _intent(plan, state, meaning).goto
+
+
+class Reached:
+    """A DialogMachine driven to a listening state, and the prompt the caller heard there."""
+
+    def __init__(self, plan: Dialplan, state: str) -> None:
+        self.plan = plan
+        self.machine = DialogMachine(plan)
+        self.now_s = 0.0
+        self.prompt = ""
+        self._finish(self.machine.handle(CallStarted(now_s=0.0, call_id="intent-bench")))
+        if self.machine.state_name != state:
+            # The start state's DTMF key that leads here (demo: "1" in menu -> ask_account).
+            start = self.machine.state_name
+            assert start is not None
+            keys = [i.dtmf for i in self._intents(start) if i.goto == state and i.dtmf is not None]
+            if not keys:
+                raise SystemExit(f"{plan.name}: no DTMF key leads from {start} to {state}")
+            self.now_s += 1.0
+            self._finish(self.machine.handle(DtmfReceived(now_s=self.now_s, key=keys[0])))
+        if self.machine.state_name != state or not self.machine.listening:
+            raise SystemExit(f"{plan.name}: could not reach listening state {state}")
+        self.entered = len(self.machine.transitions)
+
+    def _intents(self, state: str) -> Sequence[Intent]:
+        listen = self.plan.states[state].listen
+        return (*(listen.intents if listen else ()), *self.plan.global_intents)
+
+    def _finish(self, commands: Sequence[object]) -> None:
+        """Let every prompt play to its end, as a caller who answers after the prompt."""
+        for command in commands:
+            if isinstance(command, PlayPrompt):
+                self.prompt = command.text or ""
+                self.now_s += 1.0
+                finished = PromptFinished(now_s=self.now_s, prompt_seq=command.prompt_seq)
+                self._finish(self.machine.handle(finished))
+
+    def answer(self, text: str) -> str:
+        """Feed one final transcript; the outcome label (state entered, or no_match)."""
+        state = self.plan.states[self.machine.state_name or ""]
+        self.now_s += 1.0
+        self.machine.handle(FinalTranscript(now_s=self.now_s, text=text))
+        if len(self.machine.transitions) == self.entered:
+            return NO_MATCH
+        routed = self.machine.transitions[self.entered]
+        capture = state.listen.capture if state.listen else None
+        if capture is not None and routed == capture.goto:
+            return f"{routed}:{self.machine.variables.get(capture.into, '')}"
+        return routed
+
+    def hints(self) -> RecognitionHints:
+        state = self.plan.states[self.machine.state_name or ""]
+        assert state.listen is not None
+        capture = state.listen.capture
+        prompt = self.prompt[:1000]
+        if capture is not None and capture.kind in ("digits", "number"):
+            return RecognitionHints(mode="digits", prompt=prompt, min_digits=capture.min_digits,
+                                    max_digits=capture.max_digits)
+        phrases = [" ".join(p) for i in (*state.listen.intents, *self.plan.global_intents) for p in i.phrases]
+        phrases += [k for i in state.listen.intents for k in sorted(i.keywords)]
+        return menu_hints(prompt, phrases)
+
+
+def route(plan: Dialplan, case: Case, finals: Sequence[Sequence[str]], nbest: bool) -> tuple[str, str]:
+    """(heard, routed): the first non-empty final decides, as in a call."""
+    for alternatives in finals:
+        if not alternatives or not alternatives[0].strip():
+            continue
+        candidates = alternatives if nbest else alternatives[:1]
+        routed = NO_MATCH
+        for text in candidates:
+            if not text.strip():
+                continue
+            routed = Reached(plan, case.state).answer(text)
+            if routed != NO_MATCH:
+                return text, routed
+        return alternatives[0], routed
+    return "", NO_INPUT
+
+
+# -- the cases -----------------------------------------------------------------------------------
+
+
+def build_cases(plans: dict[str, Dialplan], voices: Sequence[Voice], kinds: Sequence[str],
+                with_human: bool) -> list[Case]:
+    texts: list[tuple[str, str, str, str, str]] = []  # kind, plan, state, text, meaning
+    for intent, phrasings in MENU_PHRASINGS.items():
+        texts += [("menu", "demo", "menu", t, intent) for t in phrasings]
+    for intent, phrasings in YESNO_PHRASINGS.items():
+        texts += [("yesno", "reminder", "ask", t, intent) for t in phrasings]
+    texts += [("digits", "demo", "ask_account", t, d) for t, d in DIGIT_PHRASINGS]
+    for state, phrasings in OOG_PHRASINGS.items():
+        texts += [("oog", "demo", state, t, "") for t in phrasings]
+    cases = [
+        Case(kind, p, state, text, meaning, expected_outcome(plans[p], state, kind, meaning), voice.name)
+        for voice in voices
+        for kind, p, state, text, meaning in texts
+        if kind in kinds
+    ]
+    if with_human:
+        for clip, rate, text, kind, p, state, meaning in HUMAN_CLIPS:
+            if kind in kinds and (POCKETSPHINX_DATA / clip).exists():
+                cases.append(Case(kind, p, state, text, meaning,
+                                  expected_outcome(plans[p], state, kind, meaning), HUMAN, clip, rate))
+    return cases
+
+
+def quick_subset(cases: Sequence[Case]) -> list[Case]:
+    """About 40 cases: four voices (two espeak accents, joe, human) x a spread of texts."""
+    voices = {"espeak:en-us@175", "espeak:en-gb-scotland@175", "piper:joe@1.00", HUMAN}
+    picked: list[Case] = []
+    per_kind: Counter[tuple[str, str]] = Counter()
+    limits = {"menu": 5, "yesno": 2, "digits": 2, "oog": 2}
+    for case in cases:
+        if case.voice not in voices:
+            continue
+        key = (case.voice, case.kind)
+        if case.voice == HUMAN or per_kind[key] < limits[case.kind]:
+            per_kind[key] += 1
+            picked.append(case)
+    return picked
+
+
+def _spread(cases: Sequence[Case]) -> list[Case]:
+    """Interleave kinds and intents so a subset (and an interrupted run) sees some of everything."""
+    by_voice: dict[str, list[Case]] = defaultdict(list)
+    for case in cases:
+        by_voice[case.voice].append(case)
+    out: list[Case] = []
+    for group in by_voice.values():
+        buckets: dict[tuple[str, str], list[Case]] = defaultdict(list)
+        for case in group:
+            buckets[(case.kind, case.meaning if case.kind != "digits" else "")].append(case)
+        queues = list(buckets.values())
+        while any(queues):
+            for q in queues:
+                if q:
+                    out.append(q.pop(0))
+    return out
+
+
+# -- audio ---------------------------------------------------------------------------------------
+
+
+def line_audio(case: Case, cache_dir: Path, noise_snr_db: float | None) -> bytes:
+    """The case's speech on the phone line (8 kHz PCM16 after G.711), cached on disk."""
+    key = f"{CACHE_VERSION}|{case.voice}|{case.clip}|{case.text}|{noise_snr_db}"
+    path = cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.pcm"
+    if path.exists():
+        return path.read_bytes()
+    if case.voice == HUMAN:
+        source = POCKETSPHINX_DATA / case.clip
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = source
+            if source.suffix == ".raw":
+                wav = Path(tmp) / "clip.wav"
+                write_wav(wav, source.read_bytes(), case.clip_rate_hz)
+            pcm = telephone_path(wav, noise_snr_db=noise_snr_db, noise_seed=f"{HUMAN}|{case.clip}")
+    else:
+        pcm = parse_voice(case.voice).telephone(case.text, noise_snr_db=noise_snr_db)
+    tmp_path = path.with_suffix(f".tmp{os.getpid()}")
+    tmp_path.write_bytes(pcm)
+    tmp_path.replace(path)
+    return pcm
+
+
+# -- the recognizer ------------------------------------------------------------------------------
+
+
+def session_options() -> pb.StreamingRequest:
+    """The options voicebot's call leg (voicebot.stt.client) opens its sessions with."""
+    return pb.StreamingRequest(session_options=pb.StreamingOptions(
+        recognition_model=pb.RecognitionModelOptions(
+            model="general",
+            audio_format=pb.AudioFormatOptions(raw_audio=pb.RawAudio(
+                audio_encoding=pb.RawAudio.LINEAR16_PCM, sample_rate_hertz=RATE_HZ, audio_channel_count=1)),
+            text_normalization=pb.TextNormalizationOptions(
+                text_normalization=pb.TextNormalizationOptions.TEXT_NORMALIZATION_ENABLED,
+                profanity_filter=False, literature_text=False),
+            language_restriction=pb.LanguageRestrictionOptions(
+                restriction_type=pb.LanguageRestrictionOptions.WHITELIST, language_code=["en-US"]),
+            audio_processing_type=pb.RecognitionModelOptions.REAL_TIME,
+        ),
+        eou_classifier=pb.EouClassifierOptions(
+            default_classifier=pb.DefaultEouClassifier(type=pb.DefaultEouClassifier.DEFAULT)),
+    ))
+
+
+async def recognize(stub: stt_service_pb2_grpc.RecognizerStub, pcm: bytes,
+                    hints: RecognitionHints | None) -> list[list[str]]:
+    """Stream one utterance faster than real time; every final's alternatives, in order."""
+    stream = silence(LEAD_MS) + pcm + silence(TAIL_MS)
+
+    async def requests() -> AsyncIterator[pb.StreamingRequest]:
+        yield session_options()
+        step = 2 * RATE_HZ * CHUNK_MS // 1000
+        for i in range(0, len(stream), step):
+            yield pb.StreamingRequest(chunk=pb.AudioChunk(data=stream[i:i + step]))
+            await asyncio.sleep(0)
+
+    metadata = [("x-client-request-id", "intent-bench")]
+    if hints is not None:
+        metadata += list(hints.to_metadata())
+    finals: dict[int, list[str]] = {}
+    call = stub.RecognizeStreaming(requests(), metadata=metadata, timeout=len(stream) / 16000 + 120)
+    async for response in call:
+        if response.WhichOneof("Event") == "final":
+            finals[response.audio_cursors.final_index] = [a.text for a in response.final.alternatives]
+    return [finals[k] for k in sorted(finals)]
+
+
+async def run_cases(cases: Sequence[Case], audio: dict[Case, bytes], plans: dict[str, Dialplan],
+                    args: argparse.Namespace) -> list[Result]:
+    from voicebot.logging import configure
+    from voicebot.stt.server import ServerConfig, start_server
+
+    configure(level="error")
+    config = ServerConfig(listen="127.0.0.1:0", allow_no_auth=True, workers=args.workers,
+                          max_sessions=64, max_queued=64)
+    t0 = time.perf_counter()
+    server = await start_server(config)
+    print(f"recognition server in process on 127.0.0.1:{server.port} ({server.engine.name}, "
+          f"{args.workers} workers), up in {time.perf_counter() - t0:.1f} s", flush=True)
+    results: list[Result] = []
+    gate = asyncio.Semaphore(args.workers)
+    done = 0
+    started = time.perf_counter()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = stt_service_pb2_grpc.RecognizerStub(channel)  # type: ignore[no-untyped-call]
+
+            async def one(case: Case) -> Result:
+                nonlocal done
+                result = Result(case)
+                reached = Reached(plans[case.plan], case.state)
+                hints = reached.hints() if args.hints else None
+                async with gate:
+                    try:
+                        finals = await recognize(stub, audio[case], hints)
+                    except grpc.aio.AioRpcError as exc:
+                        result.error = f"{exc.code().name}: {exc.details()}"
+                        finals = []
+                result.alternatives = [" | ".join(f) for f in finals]
+                result.heard, result.routed = route(plans[case.plan], case, finals, args.nbest)
+                done += 1
+                if args.verbose:
+                    mark = "ok " if result.ok else "BAD"
+                    print(f"  {mark} [{case.voice}] {case.kind}: {case.text!r} -> {result.heard!r} "
+                          f"=> {result.routed} (want {case.expected})", flush=True)
+                elif done % 50 == 0:
+                    rate = done / (time.perf_counter() - started)
+                    print(f"  {done}/{len(cases)} cases, {rate:.1f}/s, load {os.getloadavg()[0]:.1f}",
+                          flush=True)
+                return result
+
+            # The first decodes of a fresh model replica are slow: warm both workers up, uncounted.
+            warm = audio[cases[0]]
+            await asyncio.gather(*(recognize(stub, warm, None) for _ in range(args.workers)))
+            started = time.perf_counter()
+            results = list(await asyncio.gather(*(one(c) for c in cases)))
+    finally:
+        await server.stop(grace_s=1.0)
+    return results
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def _pct(ok: int, n: int) -> str:
+    return f"{100.0 * ok / n:5.1f}% ({ok}/{n})" if n else "    -"
+
+
+def report(results: Sequence[Result], voices: Sequence[str]) -> str:
+    lines: list[str] = []
+    kinds = [k for k in KINDS if any(r.case.kind == k for r in results)]
+    label = {"menu": "menu intents", "yesno": "yes/no", "digits": "digits exact", "oog": "OOG rejected"}
+    header = f"{'voice':<26}" + "".join(f"{label[k]:>19}" for k in kinds) + f"{'all':>19}"
+    lines += [header, "-" * len(header)]
+
+    def row(name: str, rs: Sequence[Result]) -> str:
+        cells = []
+        for k in kinds:
+            sub = [r for r in rs if r.case.kind == k]
+            cells.append(f"{_pct(sum(r.ok for r in sub), len(sub)):>19}")
+        return f"{name:<26}" + "".join(cells) + f"{_pct(sum(r.ok for r in rs), len(rs)):>19}"
+
+    for v in voices:
+        rs = [r for r in results if r.case.voice == v]
+        if rs:
+            lines.append(row(v, rs))
+    synthetic = [r for r in results if r.case.voice != HUMAN]
+    piper = [r for r in results if r.case.voice.startswith("piper:")]
+    lines.append("-" * len(header))
+    lines.append(row("all synthetic", synthetic))
+    if piper:
+        lines.append(row("natural (piper joe)", piper))
+    lines.append(row("all", results))
+    oog = [r for r in results if r.case.kind == "oog"]
+    if oog:
+        accepted = [r for r in oog if r.routed not in (NO_MATCH, NO_INPUT)]
+        lines.append(f"\nfalse accepts on out-of-grammar speech: {_pct(len(accepted), len(oog)).strip()}"
+                     " (routed to an intent or a capture instead of no-match)")
+    errors = [r for r in results if r.error]
+    no_input = [r for r in results if r.routed == NO_INPUT and not r.error]
+    lines.append(f"cases {len(results)}, no final at all {len(no_input)}, stream errors {len(errors)}")
+    for e in sorted({r.error for r in errors})[:5]:
+        lines.append(f"  error: {e}")
+    return "\n".join(lines)
+
+
+def failure_patterns(results: Sequence[Result], top: int) -> str:
+    groups: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
+    for r in results:
+        if not r.ok:
+            outcome = "wrong route" if r.routed not in (NO_MATCH, NO_INPUT) else r.routed
+            groups[(r.case.kind, r.case.expected, outcome)].append(r)
+    lines = ["most common failures (kind, expected -> outcome: count; examples said => heard => routed):"]
+    for (kind, expected, outcome), rs in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:top]:
+        lines.append(f"  {kind:<7}{expected:<22}-> {outcome:<12}{len(rs):>4}")
+        for r in rs[:3]:
+            lines.append(f"           {r.case.text!r} [{r.case.voice}] => {r.heard!r} => {r.routed}")
+    return "\n".join(lines)
+
+
+def write_out(path: Path, results: Sequence[Result]) -> None:
+    rows = [{**asdict(r.case), "heard": r.heard, "alternatives": " || ".join(r.alternatives),
+             "routed": r.routed, "ok": r.ok, "error": r.error} for r in results]
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows, indent=1))
+        return
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="about 40 cases, for smoke checks")
+    parser.add_argument("--cases", default=",".join(KINDS), help=f"kinds to run, from {','.join(KINDS)}")
+    parser.add_argument("--voices", default="", help="comma-separated voice names (see voicebot.testing."
+                        f"voices; '{HUMAN}' for the recordings); default: all")
+    parser.add_argument("--hints", action="store_true", help="send the recognition-hints extension")
+    parser.add_argument("--nbest", action="store_true", help="score with the final's alternatives")
+    parser.add_argument("--noise-snr-db", type=float, default=None, help="line noise, e.g. 20 (default none)")
+    parser.add_argument("--workers", type=int, default=2, help="server decode workers = concurrent streams")
+    parser.add_argument("--limit", type=int, default=0, help="run only the first N cases (after --quick)")
+    parser.add_argument("--out", type=Path, help="every case as .csv or .json")
+    parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get(
+        "XDG_CACHE_HOME", Path.home() / ".cache")) / "voicebot" / "intent-bench")
+    parser.add_argument("--failures", type=int, default=10, help="failure patterns to print")
+    parser.add_argument("--verbose", action="store_true", help="print every case")
+    args = parser.parse_args()
+
+    kinds = [k.strip() for k in args.cases.split(",") if k.strip()]
+    if bad := [k for k in kinds if k not in KINDS]:
+        raise SystemExit(f"--cases: unknown kind(s) {', '.join(bad)}; use {','.join(KINDS)}")
+    names = [n.strip() for n in args.voices.split(",") if n.strip()]
+    voices = [parse_voice(n) for n in names if n != HUMAN] if names else list(DEFAULT_VOICES)
+    with_human = not names or HUMAN in names
+    plans = {name: load_dialplan(path) for name, path in DIALPLANS.items()}
+    cases = _spread(build_cases(plans, voices, kinds, with_human))
+    if args.quick:
+        cases = quick_subset(cases)
+    if args.limit:
+        cases = cases[:args.limit]
+    if not cases:
+        raise SystemExit("no cases selected")
+    voice_names = [v.name for v in voices] + ([HUMAN] if with_human else [])
+
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        pcm = list(pool.map(lambda c: line_audio(c, args.cache_dir, args.noise_snr_db), cases))
+    audio = dict(zip(cases, pcm, strict=True))
+    audio_s = sum(len(p) for p in pcm) / 2 / RATE_HZ
+    noise = f"line noise {args.noise_snr_db:g} dB SNR" if args.noise_snr_db is not None else "clean line"
+    print(f"{len(cases)} cases, {audio_s:.0f} s of speech ({noise}, G.711 mu-law), audio ready in "
+          f"{time.perf_counter() - t0:.1f} s (cache {args.cache_dir})")
+    print(f"hints {'on' if args.hints else 'off'}, n-best {'on' if args.nbest else 'off'}; "
+          f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
+
+    t1 = time.perf_counter()
+    results = asyncio.run(run_cases(cases, audio, plans, args))
+    wall_s = time.perf_counter() - t1
+    print()
+    print(report(results, voice_names))
+    print()
+    print(failure_patterns(results, args.failures))
+    print(f"\nrecognition + scoring {wall_s:.0f} s; load average {os.getloadavg()[0]:.2f} at the end "
+          f"(shared 2-core machine)")
+    if args.out:
+        write_out(args.out, results)
+        print(f"every case written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

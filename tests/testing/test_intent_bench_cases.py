@@ -1,0 +1,91 @@
+"""The intent bench's dialog side, without the model: expectations come from the dialplans, and the
+bench's driver routes a transcript the way the real machine does.
+
+If these fail, the bench's scores mean nothing; they do not depend on any recognizer output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "intent_bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("intent_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["intent_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def plans(bench: ModuleType) -> dict[str, object]:
+    return {name: bench.load_dialplan(path) for name, path in bench.DIALPLANS.items()}
+
+
+def test_expectations_follow_the_dialplans(bench: ModuleType, plans: dict[str, object]) -> None:
+    expect = bench.expected_outcome
+    assert expect(plans["demo"], "menu", "menu", "balance") == "ask_account"
+    assert expect(plans["demo"], "menu", "menu", "operator") == "transfer_to_operator"  # a global
+    assert expect(plans["demo"], "menu", "menu", "goodbye") == "goodbye"
+    assert expect(plans["reminder"], "ask", "yesno", "confirm") == "confirmed"
+    assert expect(plans["reminder"], "ask", "yesno", "cancel") == "cancelled"
+    assert expect(plans["demo"], "ask_account", "digits", "4792") == "lookup:4792"
+    assert expect(plans["demo"], "ask_account", "digits", "55") == "no_match"  # min_digits is 4
+    assert expect(plans["demo"], "ask_account", "digits", "123456789") == "no_match"  # max is 8
+    assert expect(plans["demo"], "menu", "oog", "") == "no_match"
+
+
+@pytest.mark.parametrize(("plan", "state", "said", "routed"), [
+    ("demo", "menu", "Balance.", "ask_account"),
+    ("demo", "menu", "Operator, please.", "transfer_to_operator"),
+    ("demo", "menu", "What's the weather like?", "no_match"),
+    ("demo", "ask_account", "4 7 9 2", "lookup:4792"),
+    ("demo", "ask_account", "12", "no_match"),
+    ("demo", "ask_account", "goodbye", "goodbye"),
+    ("reminder", "ask", "Yes.", "confirmed"),
+    ("reminder", "ask", "No.", "cancelled"),
+])
+def test_driver_routes_like_the_machine(bench: ModuleType, plans: dict[str, object], plan: str, state: str,
+                                        said: str, routed: str) -> None:
+    reached = bench.Reached(plans[plan], state)
+    assert reached.prompt  # the caller heard the state's prompt
+    assert reached.answer(said) == routed
+
+
+def test_hints_describe_the_state_answered(bench: ModuleType, plans: dict[str, object]) -> None:
+    menu = bench.Reached(plans["demo"], "menu").hints()
+    assert menu.mode == "menu" and "Say balance" in menu.prompt
+    assert {"balance", "operator", "goodbye", "money"} <= set(menu.phrases)
+    digits = bench.Reached(plans["demo"], "ask_account").hints()
+    assert (digits.mode, digits.min_digits, digits.max_digits) == ("digits", 4, 8)
+    assert "account number" in digits.prompt
+
+
+def test_first_non_empty_final_decides_and_nbest_takes_the_first_accepted(
+        bench: ModuleType, plans: dict[str, object]) -> None:
+    case = bench.Case("menu", "demo", "menu", "balance", "balance", "ask_account", "x")
+    finals = [[""], ["Ballon", "balance"], ["operator"]]
+    assert bench.route(plans["demo"], case, finals, nbest=False) == ("Ballon", "no_match")
+    assert bench.route(plans["demo"], case, finals, nbest=True) == ("balance", "ask_account")
+    assert bench.route(plans["demo"], case, [[""]], nbest=False) == ("", "no_input")
+
+
+def test_every_case_kind_and_voice_is_built(bench: ModuleType, plans: dict[str, object]) -> None:
+    from voicebot.testing.voices import DEFAULT_VOICES
+
+    cases = bench.build_cases(plans, DEFAULT_VOICES, bench.KINDS, with_human=True)
+    assert {c.kind for c in cases} == set(bench.KINDS)
+    assert {c.voice for c in cases} == {v.name for v in DEFAULT_VOICES} | {bench.HUMAN}
+    quick = bench.quick_subset(bench._spread(cases))
+    assert 30 <= len(quick) <= 45 and {c.kind for c in quick} == set(bench.KINDS)

