@@ -116,7 +116,8 @@ def main() -> int:
             _generate(package, out)
             fresh = _snapshot(out)
         committed = _snapshot(package.out_dir)
-        stale = sorted(name for name in fresh.keys() | committed.keys() if fresh.get(name) != committed.get(name))
+        names = fresh.keys() | committed.keys()
+        stale = sorted(name for name in names if fresh.get(name) != committed.get(name))
         if stale:
             print(
                 f"gen_protos: generated code in {package.out_dir.relative_to(ROOT)} is stale or hand-edited "
