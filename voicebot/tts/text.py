@@ -175,15 +175,8 @@ def _percent(m: re.Match[str]) -> str:
 
 
 def _ordinal(m: re.Match[str]) -> str:
-    n = int(m.group(1))
-    # "21th" is a typo, not an ordinal we can trust; it is left alone.
-    return ordinal(n) if _suffix(n) == m.group(2).lower() else m.group(0)
-
-
-def _suffix(n: int) -> str:
-    if n % 100 in (11, 12, 13):
-        return "th"
-    return {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    # "21th" is a typo for "21st": the number says which ordinal is meant, not the letters.
+    return ordinal(int(m.group(1)))
 
 
 def _number(m: re.Match[str]) -> str:
