@@ -49,7 +49,8 @@ def test_a_bare_english_tag_follows_the_configured_default() -> None:
 
 @pytest.mark.unit
 @pytest.mark.parametrize(("spec", "message"), [
-    ("festival:kal", "voice spec 'festival:kal' names unknown engine 'festival'; use one of piper, espeak, speechkit"),
+    ("festival:kal",
+     "voice spec 'festival:kal' names unknown engine 'festival'; use one of piper, espeak, speechkit"),
     ("piper:", "voice spec 'piper:' has no voice after 'piper':"),
     ("piper: joe medium", "voice spec 'piper: joe medium': voice name 'joe medium' may only contain letters, "
                           "digits and _.+-"),
@@ -89,7 +90,7 @@ async def test_default_voice_is_piper_and_espeak_specs_use_espeak(tmp_path: Path
     assert piper_audio.pcm != espeak_audio.pcm
     assert router.fallbacks == 0
     # One cache per engine: each engine's rendering is stored under its own key.
-    assert len(list(tmp_path.glob("*.pcm"))) == 2
+    assert len(list(tmp_path.glob("*.pcm"))) == 2  # noqa: ASYNC240 (a test's tmp dir)
 
 
 @needs_espeak
@@ -115,7 +116,8 @@ async def test_speechkit_without_an_endpoint_falls_back() -> None:
     with structlog.testing.capture_logs() as logs:
         audio = await router.synthesize("Hello there.", voice="speechkit:alena")
     assert _is_speech(audio.pcm)
-    assert [e["reason"] for e in logs if e["event"] == "tts.fallback"] == ["no SpeechKit TTS endpoint configured"]
+    reasons = [e["reason"] for e in logs if e["event"] == "tts.fallback"]
+    assert reasons == ["no SpeechKit TTS endpoint configured"]
 
 
 @needs_espeak
