@@ -132,6 +132,16 @@ class VoiceRouter:
             self._specs[voice] = spec
         return spec
 
+    async def aclose(self) -> None:
+        """Release the engines: SpeechKit's channel, Piper's thread."""
+        for engine in self._streaming.values():
+            aclose = getattr(engine, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            close = getattr(engine, "close", None)
+            if close is not None:
+                close()
+
     def has_engine(self, engine: Engine) -> bool:
         return engine in self._engines
 
