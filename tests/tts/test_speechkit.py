@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ import structlog
 from tests.tts.fake_speechkit import FakeBehaviour, start_fake
 from voicebot.tts import EspeakSynthesizer, SynthesisError, VoiceRouter, make_synthesizer
 from voicebot.tts._proto import tts_pb2 as pb
+from voicebot.tts.base import PcmAudio, PromptSynthesizer
 from voicebot.tts.speechkit import API_KEY_ENV, METHOD_PATH, SpeechKitSynthesizer, SpeechKitTtsSettings
 
 pytestmark = [
@@ -142,3 +144,38 @@ async def _fallback_and_recover(router: VoiceRouter, behaviour: FakeBehaviour, f
         again = await router.synthesize("Thank you.", voice="speechkit:alena")
         served = await EspeakSynthesizer(speed_wpm=175).synthesize("Thank you.", voice="en-us")
         assert again.pcm == served.pcm
+
+
+class _Memo:
+    """An in-memory memo like the application's MemoSynthesizer (keyed on voice and text)."""
+
+    def __init__(self, inner: PromptSynthesizer) -> None:
+        self.inner = inner
+        self.memo: dict[tuple[str, str], PcmAudio] = {}
+
+    @property
+    def engine_id(self) -> str:
+        return self.inner.engine_id
+
+    async def synthesize(self, text: str, *, voice: str) -> PcmAudio:
+        key = (voice, text)
+        if key not in self.memo:
+            self.memo[key] = await self.inner.synthesize(text, voice=voice)
+        return self.memo[key]
+
+
+async def test_a_memo_per_engine_never_keeps_the_fallback_under_the_cloud_voice(
+    fake: tuple[FakeBehaviour, str], tmp_path: Path
+) -> None:
+    behaviour, target = fake
+    behaviour.fail_with = grpc.StatusCode.UNAVAILABLE
+    router = make_synthesizer("speechkit:alena", cache_dir=tmp_path, wrap=_Memo,
+                              speechkit=SpeechKitTtsSettings(target=target, timeout_s=2.0))
+    try:
+        during = await router.synthesize(TEXT, voice="speechkit:alena")
+        behaviour.fail_with = None
+        after = await router.synthesize(TEXT, voice="speechkit:alena")
+    finally:
+        await router.aclose()
+    assert during.pcm == (await EspeakSynthesizer().synthesize(TEXT, voice="en-us")).pcm
+    assert after.pcm == (await EspeakSynthesizer(speed_wpm=175).synthesize(TEXT, voice="en-us")).pcm

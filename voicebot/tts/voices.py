@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -223,6 +223,7 @@ def make_synthesizer(
     speechkit: object | None = None,
     espeak_speed_wpm: int | None = None,
     fallback_espeak_voice: str = DEFAULT_FALLBACK_ESPEAK_VOICE,
+    wrap: Callable[[PromptSynthesizer], PromptSynthesizer] | None = None,
 ) -> VoiceRouter:
     """The application's synthesizer: default voice ``voice`` plus the engines ``voices`` need.
 
@@ -230,9 +231,11 @@ def make_synthesizer(
     specs in use (every dialplan ``voice:``), so their engines are loaded now and not during a call.
     ``speechkit`` is a :class:`voicebot.tts.speechkit.SpeechKitTtsSettings` (None: no SpeechKit;
     ``speechkit:`` voices then fall back to espeak-ng). ``cache_dir`` (None: no disk cache) gets
-    one cache per engine. Blocking (loads the Piper model, ~1 s): call it with ``asyncio.to_thread``
-    from async code. A bad spec raises :class:`VoiceSpecError`; a missing engine does not: it is
-    logged and its voices fall back to espeak-ng.
+    one cache per engine. ``wrap`` (e.g. the application's in-memory ``MemoSynthesizer``) is put
+    around each engine's cache, so it too never keeps a fallback rendering under a voice that
+    was only unavailable for a moment. Blocking (loads the Piper model, ~1 s): call it with
+    ``asyncio.to_thread`` from async code. A bad spec raises :class:`VoiceSpecError`; a missing
+    engine does not: it is logged and its voices fall back to espeak-ng.
     """
     default = parse_voice_spec(voice)
     wanted = {default.engine, "espeak"} | {parse_voice_spec(v, default=default).engine for v in voices}
@@ -242,7 +245,8 @@ def make_synthesizer(
 
     def add(name: Engine, synth: PromptSynthesizer) -> None:
         streaming[name] = synth
-        engines[name] = CachingSynthesizer(synth, cache_dir) if cache_dir is not None else synth
+        outer: PromptSynthesizer = CachingSynthesizer(synth, cache_dir) if cache_dir is not None else synth
+        engines[name] = wrap(outer) if wrap is not None else outer
 
     if "espeak" in wanted:
         from voicebot.tts.espeak import EspeakSynthesizer
