@@ -105,6 +105,7 @@ class PiperSynthesizer:
         length_scale: float | None = None,
         volume: float = DEFAULT_VOLUME,
         intra_op_threads: int = 1,
+        workers: int = 1,
         normalize_text: bool = True,
     ) -> None:
         try:
@@ -127,8 +128,13 @@ class PiperSynthesizer:
         self.voice_name = files.name
         self.native_rate_hz: int = config.sample_rate
         self._normalize = normalize_text
-        # One thread: one sentence at a time, in order; the event loop never runs the model.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+        # The event loop never runs the model. One worker (the default) renders one sentence at a
+        # time for all calls; more workers (onnxruntime sessions may run concurrently) let
+        # simultaneous calls' prompts overlap on machines with cores to spare. One stream's
+        # sentences stay in order either way: a stream is one job on one worker.
+        if workers < 1:
+            raise SynthesisError(f"piper workers must be >= 1, not {workers}")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="piper")
         scale = "default" if length_scale is None else f"{length_scale:g}"
         self._engine_id = (
             f"piper/{_piper_version()}/{files.name}/{files.model_sha256[:16]}/ls{scale}/v{volume:g}"
