@@ -12,6 +12,7 @@ from voicebot.tts.errors import (
     VoiceUnavailableError,
 )
 from voicebot.tts.espeak import EspeakSynthesizer
+from voicebot.tts.speechkit import SpeechKitTtsSettings
 from voicebot.tts.voices import (
     DEFAULT_VOICE_SPEC,
     VoiceRouter,
@@ -29,6 +30,7 @@ __all__ = [
     "EspeakSynthesizer",
     "PcmAudio",
     "PromptSynthesizer",
+    "SpeechKitTtsSettings",
     "SynthesisError",
     "TtsError",
     "VoiceRouter",
