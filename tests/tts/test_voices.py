@@ -141,3 +141,14 @@ async def test_piper_streams_through_the_router() -> None:
 def test_bad_default_spec_fails_at_start_up() -> None:
     with pytest.raises(VoiceSpecError, match="unknown engine 'pipr'"):
         make_synthesizer("pipr:joe")
+
+
+@needs_espeak
+@pytest.mark.adapter
+async def test_a_stream_that_fails_before_any_audio_falls_back_whole() -> None:
+    router = make_synthesizer(voices=["piper:en_US-amy-low"])
+    expected = await EspeakSynthesizer().synthesize("Your code is 0420.", voice="en-us")
+    with structlog.testing.capture_logs() as logs:
+        chunks = [c async for c in router.stream("Your code is 0420.", voice="piper:en_US-amy-low")]
+    assert [c.pcm for c in chunks] == [expected.pcm]
+    assert [e["voice"] for e in logs if e["event"] == "tts.fallback"] == ["piper:en_US-amy-low"]
