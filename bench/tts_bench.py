@@ -9,9 +9,12 @@ client and wire path, not Yandex's voices).
 
 Per voice, over a fixed set of IVR prompts (money, dates, times and digit strings among them):
 
-- RTF: synthesis wall time / seconds of audio, whole prompts, no cache (lower is faster);
+- RTF: synthesis wall time / seconds of audio, whole prompts, no cache (lower is faster); CPU RTF:
+  the CPU seconds this process and its espeak-ng children spent instead, which the other users of
+  a shared machine inflate much less than wall time (SpeechKit's includes the in-process fake);
 - first audio: request -> first 8 kHz audio in hand. Piper streams (``VoiceRouter.stream``, sentence
-  by sentence with a short first clause); the others return the whole prompt. p50 and max;
+  by sentence with a short first clause); the others return the whole prompt. p50 and max, and
+  the CPU time spent until then (p50), about what it would take on an idle core;
 - WER: the embedded recognizer (Whisper base, as shipped) transcribes the voice's own output after
   the telephone path (300-3400 Hz band, G.711 mu-law round trip, back up to 16 kHz), scored like
   bench/stt_wer.py, prompt and transcript both read through voicebot.tts.text first (so "$12" and
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -63,10 +67,18 @@ PROMPTS = (
 class VoiceResult:
     name: str
     synth_s: list[float] = field(default_factory=list)
+    synth_cpu_s: list[float] = field(default_factory=list)
+    first_audio_cpu_s: list[float] = field(default_factory=list)
     audio_s: list[float] = field(default_factory=list)
     first_audio_s: list[float] = field(default_factory=list)
     errors: int = 0
     words: int = 0
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process (all threads) and its waited-for children (espeak-ng)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def spoken_words(text: str) -> list[str]:
@@ -87,13 +99,15 @@ async def measure(router: VoiceRouter, spec: str, result: VoiceResult, engine: W
     await router.synthesize("Warm up.", voice=spec)
     for _ in range(repeat):
         for text in PROMPTS:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu_s()
             audio = await router.synthesize(text, voice=spec)
             result.synth_s.append(time.perf_counter() - start)
+            result.synth_cpu_s.append(cpu_s() - start_cpu)
             result.audio_s.append(audio.duration_s)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu_s()
             async for _chunk in router.stream(text, voice=spec):
                 result.first_audio_s.append(time.perf_counter() - start)
+                result.first_audio_cpu_s.append(cpu_s() - start_cpu)
                 break
             reference = spoken_words(text)
             hyp = await asyncio.to_thread(
@@ -132,16 +146,18 @@ async def run(repeat: int, verbose: bool) -> None:
     print(f"{len(PROMPTS)} prompts x {repeat}; load average before {load_before[0]:.2f} "
           f"{load_before[1]:.2f} {load_before[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} "
           f"{load_after[2]:.2f} (shared 2-core VM)\n")
-    header = (f"{'voice':<18}{'audio s':>8}{'RTF':>7}{'RTF max':>8}{'1st audio p50 ms':>18}"
-              f"{'max ms':>8}{'words':>7}{'errors':>7}{'WER %':>7}")
+    header = (f"{'voice':<18}{'audio s':>8}{'RTF':>7}{'max':>6}{'CPU RTF':>8}{'1st audio ms p50':>17}"
+              f"{'max':>6}{'CPU p50':>8}{'words':>6}{'errors':>7}{'WER %':>7}")
     print(header)
     print("-" * len(header))
     for r in results:
         rtfs = [s / a for s, a in zip(r.synth_s, r.audio_s, strict=True)]
         print(
-            f"{r.name:<18}{sum(r.audio_s):>8.1f}{sum(r.synth_s) / sum(r.audio_s):>7.3f}{max(rtfs):>8.3f}"
-            f"{1000 * statistics.median(r.first_audio_s):>18.0f}{1000 * max(r.first_audio_s):>8.0f}"
-            f"{r.words:>7}{r.errors:>7}{100.0 * r.errors / max(1, r.words):>7.1f}"
+            f"{r.name:<18}{sum(r.audio_s):>8.1f}{sum(r.synth_s) / sum(r.audio_s):>7.3f}{max(rtfs):>6.2f}"
+            f"{sum(r.synth_cpu_s) / sum(r.audio_s):>8.3f}"
+            f"{1000 * statistics.median(r.first_audio_s):>17.0f}{1000 * max(r.first_audio_s):>6.0f}"
+            f"{1000 * statistics.median(r.first_audio_cpu_s):>8.0f}"
+            f"{r.words:>6}{r.errors:>7}{100.0 * r.errors / max(1, r.words):>7.1f}"
         )
 
 
