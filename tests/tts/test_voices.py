@@ -152,3 +152,16 @@ async def test_a_stream_that_fails_before_any_audio_falls_back_whole() -> None:
         chunks = [c async for c in router.stream("Your code is 0420.", voice="piper:en_US-amy-low")]
     assert [c.pcm for c in chunks] == [expected.pcm]
     assert [e["voice"] for e in logs if e["event"] == "tts.fallback"] == ["piper:en_US-amy-low"]
+
+
+@needs_espeak
+@pytest.mark.adapter
+async def test_espeak_reads_english_through_the_normalizer_and_other_languages_as_written() -> None:
+    espeak = EspeakSynthesizer()
+    money = await espeak.synthesize("That is $5.", voice="en-us")
+    spelled = await espeak.synthesize("That is five dollars.", voice="en-us")
+    assert money.pcm == spelled.pcm  # espeak-ng is deterministic: the same words were said
+    router = make_synthesizer("espeak:en-us")
+    german = await router.synthesize("Es ist 14:30.", voice="de")
+    as_written = await EspeakSynthesizer(normalize_text=False).synthesize("Es ist 14:30.", voice="de")
+    assert german.pcm == as_written.pcm
