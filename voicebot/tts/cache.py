@@ -1,7 +1,12 @@
 """On-disk prompt cache in front of any :class:`~voicebot.tts.base.PromptSynthesizer`.
 
-The key is a SHA-256 of (engine id incl. version, voice, text), so changing any of them misses.
-Files are raw 16-bit 8 kHz mono PCM named ``<key>.pcm``. Concurrency: within a process, calls that
+The key is a SHA-256 of (engine id, voice, text, output sample rate, key format). The engine id
+carries everything else that changes the audio: the engine's version, its model's SHA-256, its rate
+or speed setting and the text normalizer's version (``piper/1.8.0/en_US-joe-medium/58afce03.../
+ls1/v0.9/text1``, ``espeak-ng/1.51/s160/text1``). Changing any of them misses, and the old entry is
+simply never read again, so a new engine or rule re-renders instead of serving stale audio.
+Files are raw 16-bit 8 kHz mono PCM named ``<key>.pcm``; a file that is not whole 16-bit samples
+(cut short by a full disk, say) is treated as a miss and rewritten. Concurrency: within a process, calls that
 want the same prompt at the same time share one synthesis (one ``asyncio.Future`` per key); across
 processes, each writer writes a temporary file in the same directory and ``os.replace``s it into
 place, which is atomic on POSIX, so a reader sees either no file or a whole one.
@@ -16,7 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from voicebot.tts.base import PcmAudio, PromptSynthesizer
+from voicebot.tts.base import PROMPT_SAMPLE_RATE_HZ, PcmAudio, PromptSynthesizer
 
 
 def default_cache_dir() -> Path:
@@ -25,8 +30,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "voicebot" / "tts"
 
 
-def cache_key(engine_id: str, voice: str, text: str) -> str:
-    return hashlib.sha256(json.dumps([engine_id, voice, text]).encode("utf-8")).hexdigest()
+CACHE_KEY_FORMAT = 2
+
+
+def cache_key(engine_id: str, voice: str, text: str, *, sample_rate_hz: int = PROMPT_SAMPLE_RATE_HZ) -> str:
+    """The file name stem of one prompt's audio (see the module docstring for what it covers)."""
+    material = [CACHE_KEY_FORMAT, engine_id, voice, text, sample_rate_hz]
+    return hashlib.sha256(json.dumps(material).encode("utf-8")).hexdigest()
 
 
 class CachingSynthesizer:
@@ -81,9 +91,10 @@ class CachingSynthesizer:
 
 def _read_or_none(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
+    return data if len(data) % 2 == 0 else None
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

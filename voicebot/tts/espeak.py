@@ -17,6 +17,7 @@ import subprocess
 from voicebot.media.wav import WAVE_FORMAT_PCM, WavError, WavHeaderReader
 from voicebot.tts.base import PcmAudio, resample_pcm16
 from voicebot.tts.errors import SynthesisError
+from voicebot.tts.text import TEXT_NORMALIZER_VERSION, normalize_for_speech
 
 DEFAULT_VOICE = "en-us"
 DEFAULT_SPEED_WPM = 160
@@ -69,6 +70,7 @@ class EspeakSynthesizer:
         executable: str = "espeak-ng",
         speed_wpm: int = DEFAULT_SPEED_WPM,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        normalize_text: bool = True,
     ) -> None:
         path = shutil.which(executable)
         if path is None:
@@ -78,13 +80,18 @@ class EspeakSynthesizer:
         self._path = path
         self._speed_wpm = speed_wpm
         self._timeout_s = timeout_s
-        self._engine_id = f"espeak-ng/{espeak_version(path)}/s{speed_wpm}"
+        self._normalize = normalize_text
+        text_rules = f"text{TEXT_NORMALIZER_VERSION}" if normalize_text else "textraw"
+        self._engine_id = f"espeak-ng/{espeak_version(path)}/s{speed_wpm}/{text_rules}"
 
     @property
     def engine_id(self) -> str:
         return self._engine_id
 
     async def synthesize(self, text: str, *, voice: str = DEFAULT_VOICE) -> PcmAudio:
+        if self._normalize and voice.lower().startswith("en"):
+            # The rules are English; other languages' digits are left to espeak-ng's own reading.
+            text = normalize_for_speech(text)
         if not text.strip():
             return PcmAudio(b"")
         # Text goes on stdin, never the command line: a prompt starting with "-" is not an option.

@@ -1,0 +1,176 @@
+"""Prompt voices compared: speed, time to first audio, and intelligibility on the phone.
+
+Usage: .venv/bin/python bench/tts_bench.py [--repeat N] [--verbose]
+
+Voices: espeak-ng (``espeak:en-us``), Piper with the bundled joe voice (``piper:en_US-joe-medium``)
+and SpeechKit TTS v3 through voicebot's client against the local fake server of the tests
+(tests/tts/fake_speechkit.py, 127.0.0.1, which renders with espeak-ng at 175 wpm: it measures the
+client and wire path, not Yandex's voices).
+
+Per voice, over a fixed set of IVR prompts (money, dates, times and digit strings among them):
+
+- RTF: synthesis wall time / seconds of audio, whole prompts, no cache (lower is faster); CPU RTF:
+  the CPU seconds this process and its espeak-ng children spent instead, which the other users of
+  a shared machine inflate much less than wall time (SpeechKit's includes the in-process fake);
+- first audio: request -> first 8 kHz audio in hand. Piper streams (``VoiceRouter.stream``, sentence
+  by sentence with a short first clause); the others return the whole prompt. p50 and max, and
+  the CPU time spent until then (p50), about what it would take on an idle core;
+- WER: the embedded recognizer (Whisper base, as shipped) transcribes the voice's own output after
+  the telephone path (300-3400 Hz band, G.711 mu-law round trip, back up to 16 kHz), scored like
+  bench/stt_wer.py, prompt and transcript both read through voicebot.tts.text first (so "$12" and
+  "twelve dollars" agree). Readings the normalizer cannot map ("230 PM" for "two thirty PM") still
+  count as errors, for every voice alike.
+
+One synthesis thread per engine, one recognizer worker. The machine is a shared 2-core VM: the
+load average is printed before and after; compare voices within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from stt_wer import edit_distance, phone, score_text  # noqa: E402
+
+from tests.tts.fake_speechkit import FakeBehaviour, start_fake  # noqa: E402
+from voicebot.stt.model import WhisperEngine, base_model_files  # noqa: E402
+from voicebot.testing.speech import g711_roundtrip, silence, to_telephone_band, write_wav  # noqa: E402
+from voicebot.tts import EspeakSynthesizer, VoiceRouter, make_synthesizer  # noqa: E402
+from voicebot.tts.speechkit import SpeechKitTtsSettings  # noqa: E402
+from voicebot.tts.text import normalize_for_speech  # noqa: E402
+
+PROMPTS = (
+    "Thank you for calling. Your call is important to us.",
+    "Please say or enter your account number, followed by the pound key.",
+    "Your balance is $1,234.50 as of 2026-12-06.",
+    "Your appointment is confirmed for 14:30 on Friday.",
+    "I did not catch that. Please say yes or no.",
+    "To speak with an operator, say operator at any time.",
+    "Your order has shipped and should arrive within three business days.",
+    "Your reference number is 48213907. Goodbye and have a nice day.",
+)
+
+
+@dataclass
+class VoiceResult:
+    name: str
+    synth_s: list[float] = field(default_factory=list)
+    synth_cpu_s: list[float] = field(default_factory=list)
+    first_audio_cpu_s: list[float] = field(default_factory=list)
+    audio_s: list[float] = field(default_factory=list)
+    first_audio_s: list[float] = field(default_factory=list)
+    errors: int = 0
+    words: int = 0
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process (all threads) and its waited-for children (espeak-ng)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def spoken_words(text: str) -> list[str]:
+    """Both the prompt and the transcript are read through the same normalizer, then scored like
+    bench/stt_wer.py, so "$1,234.50" written by the recognizer and the spelled-out prompt agree."""
+    return score_text(normalize_for_speech(text))
+
+
+def telephone(pcm8k: bytes) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "prompt.wav"
+        write_wav(wav, silence(300) + pcm8k + silence(300))
+        return g711_roundtrip(to_telephone_band(wav))
+
+
+async def measure(router: VoiceRouter, spec: str, result: VoiceResult, engine: WhisperEngine,
+                  repeat: int, verbose: bool) -> None:
+    await router.synthesize("Warm up.", voice=spec)
+    for _ in range(repeat):
+        for text in PROMPTS:
+            start, start_cpu = time.perf_counter(), cpu_s()
+            audio = await router.synthesize(text, voice=spec)
+            result.synth_s.append(time.perf_counter() - start)
+            result.synth_cpu_s.append(cpu_s() - start_cpu)
+            result.audio_s.append(audio.duration_s)
+            start, start_cpu = time.perf_counter(), cpu_s()
+            async for _chunk in router.stream(text, voice=spec):
+                result.first_audio_s.append(time.perf_counter() - start)
+                result.first_audio_cpu_s.append(cpu_s() - start_cpu)
+                break
+            reference = spoken_words(text)
+            hyp = await asyncio.to_thread(
+                engine.transcribe, phone(telephone(audio.pcm)), language="en-US", partial=False
+            )
+            errors = edit_distance(reference, spoken_words(hyp.text))
+            result.errors += errors
+            result.words += len(reference)
+            if verbose:
+                print(f"  [{result.name}] {errors} err: {hyp.text!r}")
+
+
+async def run(repeat: int, verbose: bool) -> None:
+    load_before = os.getloadavg()
+    engine = WhisperEngine(base_model_files(), workers=1)
+    behaviour = FakeBehaviour()
+    server, target = await start_fake(EspeakSynthesizer(speed_wpm=175), behaviour)
+    # No disk cache: every prompt is synthesized, which is what RTF and first audio measure.
+    router = make_synthesizer(
+        "piper:en_US-joe-medium", voices=["espeak:en-us", "speechkit:fake"],
+        speechkit=SpeechKitTtsSettings(target=target, api_key="bench", timeout_s=10.0),
+    )
+    voices = (("espeak-ng", "espeak:en-us"), ("piper joe", "piper:en_US-joe-medium"),
+              ("speechkit (fake)", "speechkit:fake"))
+    results = []
+    try:
+        for name, spec in voices:
+            result = VoiceResult(name)
+            await measure(router, spec, result, engine, repeat, verbose)
+            results.append(result)
+    finally:
+        await router.aclose()
+        await server.stop(grace=None)
+    assert router.fallbacks == 0, "a voice fell back to espeak-ng: its numbers would not be its own"
+    load_after = os.getloadavg()
+    print(f"{len(PROMPTS)} prompts x {repeat}; load average before {load_before[0]:.2f} "
+          f"{load_before[1]:.2f} {load_before[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} "
+          f"{load_after[2]:.2f} (shared 2-core VM)\n")
+    header = (f"{'voice':<18}{'audio s':>8}{'RTF':>7}{'max':>6}{'CPU RTF':>8}{'1st audio ms p50':>17}"
+              f"{'max':>6}{'CPU p50':>8}{'words':>6}{'errors':>7}{'WER %':>7}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        rtfs = [s / a for s, a in zip(r.synth_s, r.audio_s, strict=True)]
+        print(
+            f"{r.name:<18}{sum(r.audio_s):>8.1f}{sum(r.synth_s) / sum(r.audio_s):>7.3f}{max(rtfs):>6.2f}"
+            f"{sum(r.synth_cpu_s) / sum(r.audio_s):>8.3f}"
+            f"{1000 * statistics.median(r.first_audio_s):>17.0f}{1000 * max(r.first_audio_s):>6.0f}"
+            f"{1000 * statistics.median(r.first_audio_cpu_s):>8.0f}"
+            f"{r.words:>6}{r.errors:>7}{100.0 * r.errors / max(1, r.words):>7.1f}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="passes over the prompt set (default 1)")
+    parser.add_argument("--verbose", action="store_true", help="print each transcript")
+    args = parser.parse_args()
+    asyncio.run(run(args.repeat, args.verbose))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

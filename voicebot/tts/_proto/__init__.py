@@ -1,0 +1,1 @@
+"""Generated from protos/speechkit/tts/v3 by scripts/gen_protos.py. Do not edit."""
