@@ -36,12 +36,13 @@ from voicebot.dialog.loader import load_dialplan
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.observe.http import OpsServer, build_app, start_ops_server
 from voicebot.observe.metrics import CallMetrics
-from voicebot.prompts import Prompts, open_prompts
+from voicebot.prompts import Prompts, open_prompts, plan_voices
 from voicebot.records import CallRecordStore
 from voicebot.records.backend import redact_url
 from voicebot.sip.uri import SipUri, parse_uri
 from voicebot.stt.client import ClientSettings, open_channel
 from voicebot.telephony import CallFailed, CallLeg, Credentials, Telephony, telephony_config
+from voicebot.tts.speechkit import SpeechKitTtsSettings
 
 log = structlog.get_logger(logger_name=__name__)
 
@@ -163,7 +164,11 @@ class App:
         started = self.clock()
         try:
             self.plan = load_dialplan(resolve_dialplan_path(c.dialog.dialplan))
-            self._prompts = open_prompts(c.tts.cache_dir)
+            speechkit = (SpeechKitTtsSettings.resolve(
+                c.tts.speechkit_endpoint, tls=c.tts.speechkit_tls, recognizer_api_key=c.recognizer.api_key,
+                timeout_s=c.tts.speechkit_timeout_s) if c.tts.speechkit_endpoint else None)
+            self._prompts = await asyncio.to_thread(open_prompts, c.tts.cache_dir, voice=c.tts.voice,
+                                                    voices=plan_voices(self.plan), speechkit=speechkit)
             prompts = await self._prompts.load_dialplan(self.plan, self.variables)
             self._records = CallRecordStore(c.records.target)
             await self._start_recognition()
@@ -371,6 +376,9 @@ class App:
         if self._ops is not None:
             await self._ops.aclose()
             self._ops = None
+        if self._prompts is not None:
+            await self._prompts.aclose()
+            self._prompts = None
         log.info("app.stopped")
 
 

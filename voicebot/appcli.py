@@ -160,6 +160,8 @@ def _common_flags(parser: argparse.ArgumentParser, *, sip_default: str) -> None:
                         help="concurrent calls before 503 (default: 16)")
     parser.add_argument("--stt-workers", type=int, default=2, metavar="N",
                         help="embedded recognizer: decodes at once, one core each (default: 2)")
+    parser.add_argument("--voice", metavar="ENGINE:VOICE",
+                        help="prompt voice (default: piper:en_US-joe-medium; e.g. espeak:en-us)")
     parser.add_argument("--http-listen", metavar="HOST:PORT",
                         help="serve /metrics, /healthz and /readyz here (default: off)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
@@ -213,7 +215,7 @@ def _parse_listen(text: str) -> HostPort:
 
 _FLAG_FIELDS = (("dialplan", "dialog.dialplan"), ("transfer_target", "dialog.transfer_target"),
                 ("rtp_ports", "rtp.ports"), ("records_db", "records.path"), ("max_calls", "sip.max_calls"),
-                ("http_listen", "http.listen"))
+                ("http_listen", "http.listen"), ("voice", "tts.voice"))
 
 
 def _build_config(args: argparse.Namespace, *,

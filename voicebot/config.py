@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from voicebot.errors import ConfigError
+from voicebot.errors import ConfigError, VoicebotError
 
 # --- value types ---------------------------------------------------------------------------------
 
@@ -187,9 +187,18 @@ class RecordsConfig:
 
 @dataclass(frozen=True, slots=True)
 class TtsConfig:
-    voice: str = field(default="en-us", metadata=_doc("espeak-ng voice for prompts"))
+    voice: str = field(default="piper:en_US-joe-medium", metadata=_doc(
+        "default prompt voice: piper:en_US-joe-medium (natural, offline), espeak:<voice> (any "
+        "espeak-ng language), or speechkit:<voice> (needs speechkit_endpoint)", "ENGINE:VOICE"))
     cache_dir: Path = field(default=Path("var/tts-cache"), metadata=_doc(
-        "synthesized prompt cache, keyed by (text, voice)", "path"))
+        "synthesized prompt cache, keyed by engine, voice, text and parameters", "path"))
+    speechkit_endpoint: str = field(default="", metadata=_doc(
+        "SpeechKit TTS v3 server for speechkit: voices, e.g. tts.api.cloud.yandex.net:443 (key from "
+        "VOICEBOT_TTS_API_KEY, else the recognizer's); unset = speechkit: voices fall back to espeak-ng",
+        "HOST:PORT"))
+    speechkit_tls: bool = field(default=True, metadata=_doc("use TLS to the SpeechKit TTS endpoint"))
+    speechkit_timeout_s: float = field(default=10.0, metadata=_doc(
+        "deadline of one SpeechKit synthesis; past it the prompt is said by the local voice", "s"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +379,12 @@ def _validate(c: Config, *, source: str) -> None:
         fail("[records] url", f"must be a postgresql:// URL (got scheme {c.records.url.split(':', 1)[0]!r})")
     if c.records.url and ":" in c.records.url.split("://", 1)[1].split("@", 1)[0] and "@" in c.records.url:
         fail("[records] url", "must not carry a password; set PGPASSWORD or use ~/.pgpass")
+    try:
+        from voicebot.tts.voices import parse_voice_spec
+
+        parse_voice_spec(c.tts.voice)
+    except VoicebotError as exc:
+        fail("[tts] voice", f"is not a voice: {exc}")
     if c.sip.max_calls_per_source < 0 or c.sip.max_unconfirmed_per_source < 0:
         fail("[sip] max_calls_per_source", "and max_unconfirmed_per_source must be 0 (off) or more")
     if c.sip.max_calls < 1:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from voicebot.dialog.events import PlayPrompt
 from voicebot.dialog.ir import Dialplan, Prompt
 from voicebot.media.onset import trim_silence
-from voicebot.tts import AudioPromptStore, CachingSynthesizer, EspeakSynthesizer, PcmAudio, PromptSynthesizer
+from voicebot.tts import AudioPromptStore, PcmAudio, PromptSynthesizer
+from voicebot.tts.speechkit import SpeechKitTtsSettings
+from voicebot.tts.voices import DEFAULT_VOICE_SPEC, make_synthesizer
 
 
 class MemoSynthesizer:
@@ -98,6 +100,12 @@ class Prompts:
                 group.create_task(self.synthesizer.synthesize(text, voice=voice))
         return len(items)
 
+    async def aclose(self) -> None:
+        """Release the synthesizers' engines (threads, model sessions)."""
+        close = getattr(self.synthesizer, "aclose", None)
+        if close is not None:
+            await close()
+
     async def render(self, prompt: PlayPrompt) -> bytes:
         """16-bit 8 kHz mono PCM of ``prompt``; a :class:`~voicebot.tts.TtsError` if it cannot be."""
         if prompt.audio_file is not None:
@@ -106,11 +114,27 @@ class Prompts:
         return audio.pcm
 
 
-def open_prompts(cache_dir: Path) -> Prompts:
-    """The production chain: espeak-ng, the disk cache in ``cache_dir`` (relative to the working
-    directory), the in-memory LRU."""
+def open_prompts(cache_dir: Path, *, voice: str = DEFAULT_VOICE_SPEC, voices: Iterable[str] = (),
+                 speechkit: SpeechKitTtsSettings | None = None) -> Prompts:
+    """The production chain: the voice router (Piper joe by default, espeak-ng for other languages
+    and as the fallback, SpeechKit when configured), each engine behind its disk cache in
+    ``cache_dir`` (relative to the working directory) and the in-memory LRU. ``voices`` are the
+    dialplans' ``voice:`` specs, loaded now rather than during a call. Blocking (loads the Piper
+    model): call it off the event loop."""
     directory = cache_dir if cache_dir.is_absolute() else Path.cwd() / cache_dir
-    return Prompts(MemoSynthesizer(CachingSynthesizer(EspeakSynthesizer(), cache_dir=directory)))
+    return Prompts(make_synthesizer(voice, cache_dir=directory, voices=voices, speechkit=speechkit,
+                                    wrap=MemoSynthesizer))
 
 
-__all__ = ["MemoSynthesizer", "Prompts", "open_prompts", "static_prompts"]
+def plan_voices(plan: Dialplan) -> set[str]:
+    """Every ``voice:`` a dialplan's prompts use."""
+    voices: set[str] = set()
+    for state in plan.states.values():
+        for prompt in (state.prompt, state.no_input.prompt if state.no_input else None,
+                       state.no_match.prompt if state.no_match else None):
+            if prompt is not None:
+                voices.add(prompt.voice)
+    return voices
+
+
+__all__ = ["MemoSynthesizer", "Prompts", "open_prompts", "plan_voices", "static_prompts"]
