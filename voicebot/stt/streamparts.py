@@ -190,7 +190,11 @@ class AudioRing:
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
-    target: str  # host:port of the SpeechKit STT v3 server
+    target: str  # host:port of the SpeechKit STT v3 server (a pool: its endpoints, comma-separated)
+    # A recognizer pool: several HOST:PORT, new sessions spread round-robin over the healthy ones
+    # (client.open_channel); empty = ``target`` alone (a DNS name there may have several addresses).
+    endpoints: tuple[str, ...] = ()
+    health_check: bool = True  # gRPC client health checking: a NOT_SERVING recognizer takes no sessions
     tls: bool = False
     ca_file: Path | None = None  # PEM roots; None = system roots (with tls)
     api_key: str | None = None
@@ -217,12 +221,18 @@ class ClientSettings:
     @classmethod
     def from_config(cls, rc: RecognizerConfig, *, target: str | None = None,
                     api_key: str | None = None) -> ClientSettings:
+        endpoints: tuple[str, ...] = ()
         if target is None:
-            if rc.endpoint is None:
-                raise RecognitionError("no recognizer endpoint configured ([recognizer] endpoint)")
-            target = str(rc.endpoint)
+            pool = rc.pool
+            if not pool:
+                raise RecognitionError(
+                    "no recognizer endpoint configured ([recognizer] endpoint or endpoints)")
+            target = ",".join(str(endpoint) for endpoint in pool)
+            endpoints = tuple(str(endpoint) for endpoint in pool) if len(pool) > 1 else ()
         return cls(
-            target=target, tls=rc.tls, ca_file=rc.ca_file, api_key=api_key or rc.api_key,
+            target=target, endpoints=endpoints,
+            health_check=rc.health_check if rc.health_check is not None else not rc.tls,
+            tls=rc.tls, ca_file=rc.ca_file, api_key=api_key or rc.api_key,
             language=rc.language, model=rc.model,
             limits=RotationLimits(
                 max_audio_ms=int(rc.session_max_audio_s * 1000), max_bytes=rc.session_max_bytes,
