@@ -124,6 +124,35 @@ async def test_a_not_serving_recognizer_takes_no_new_sessions(two_servers: dict[
         await channel.close(None)
 
 
+@pytest.mark.timeout(90)
+async def test_a_draining_recognizers_call_moves_to_the_other(two_servers: dict[str, RunningServer]) -> None:
+    """SIGTERM on ``voicebot stt-server`` is ``stop(grace_s)``: NOT_SERVING at once, open streams
+    cut at the end of the grace. The call's stream goes on on the other recognizer."""
+    settings = pool_settings(*(s.port for s in two_servers.values()))
+    channel = open_channel(settings)
+    events: list[tuple[float, StreamEvent]] = []
+    try:
+        async with RecognitionStream(settings, channel=channel, call_id="drain-call") as stream:
+            consumer = asyncio.create_task(consume(stream, events))
+            await feed(stream, silence(300) + speech(800) + silence(1200))
+            first = [e for _t, e in events if isinstance(e, FinalReceived)]
+            assert len(first) == 1, events
+            name = first[0].text.split()[0]
+            other = next(n for n in two_servers if n != name)
+            draining = asyncio.create_task(two_servers.pop(name).stop(0.5))
+            await feed(stream, speech(1200) + silence(1200))
+            await feed(stream, speech(800) + silence(1200))
+            stream.end_input()
+            await asyncio.wait_for(consumer, 20)
+            await draining
+        finals = [e for _t, e in events if isinstance(e, FinalReceived)]
+        assert [f.text for f in finals] == [f"{name} world", f"{other} world", f"{other} world"], events
+        for final, start_ms in zip(finals, [300, 2300, 4700], strict=True):
+            assert abs(final.start_ms - start_ms) <= 100, finals
+    finally:
+        await channel.close(None)
+
+
 # ---- failover: pool_server processes, one SIGKILLed mid-utterance ----
 
 
