@@ -149,9 +149,10 @@ def _common_flags(parser: argparse.ArgumentParser, *, sip_default: str) -> None:
     parser.add_argument("--transfer-target", metavar="SIP-URI", help="where the dialplan transfers callers")
     parser.add_argument("--rtp-ports", metavar="LOW-HIGH",
                         help="UDP port range for RTP (default: 20000-20999)")
-    parser.add_argument("--stt-endpoint", metavar="HOST:PORT",
+    parser.add_argument("--stt-endpoint", metavar="HOST:PORT", action="append",
                         help="use this SpeechKit STT v3 server (e.g. stt.api.cloud.yandex.net:443) "
-                             "instead of starting the embedded one; key from VOICEBOT_STT_API_KEY")
+                             "instead of starting the embedded one; key from VOICEBOT_STT_API_KEY. "
+                             "Repeat it (or separate with commas) for a recognizer pool")
     parser.add_argument("--stt-tls", action="store_true", help="TLS to --stt-endpoint (the cloud needs it)")
     parser.add_argument("--records-db", metavar="PATH|URL",
                         help="call records: a SQLite path (default: var/calls.db) or a postgresql:// URL "
@@ -233,7 +234,10 @@ def _build_config(args: argparse.Namespace, *,
             overrides[key] = str(value)
     if args.stt_endpoint:
         overrides["recognizer.mode"] = "endpoint"
-        overrides["recognizer.endpoint"] = args.stt_endpoint
+        # The flags replace the config's recognizers: one goes to endpoint, several to endpoints.
+        endpoints = [e.strip() for text in args.stt_endpoint for e in text.split(",") if e.strip()]
+        overrides["recognizer.endpoint"] = endpoints[0] if len(endpoints) == 1 else ""
+        overrides["recognizer.endpoints"] = ",".join(endpoints) if len(endpoints) > 1 else ""
     if args.stt_tls:
         overrides["recognizer.tls"] = "true"
     config = load_config(args.config, overrides=overrides)

@@ -132,6 +132,14 @@ class RecognizerConfig:
     endpoint: HostPort | None = field(default=None, metadata=_doc(
         "SpeechKit STT v3 server, e.g. stt.api.cloud.yandex.net:443 (required when mode = endpoint)",
         "HOST:PORT"))
+    endpoints: tuple[str, ...] = field(default=(), metadata=_doc(
+        "a recognizer pool instead of one `endpoint`: new sessions are spread round-robin over the"
+        " healthy ones, and a stream whose recognizer dies resumes on another (plaintext only; a TLS"
+        " pool goes behind one DNS name given as `endpoint`)", "HOST:PORT list"))
+    health_check: bool | None = field(default=None, metadata=_doc(
+        "gRPC client health checking (grpc.health.v1, service \"\"): a recognizer reporting NOT_SERVING"
+        " takes no new sessions; unset = on without TLS (voicebot stt-server), off with TLS (a server"
+        " whose health service may need credentials)"))
     tls: bool = field(default=False, metadata=_doc("use TLS to the endpoint (true for the cloud)"))
     ca_file: Path | None = field(default=None, metadata=_doc(
         "PEM CA bundle to verify the endpoint; unset = system root CAs", "path"))
@@ -162,6 +170,13 @@ class RecognizerConfig:
     reconnect_max_s: float = field(default=5.0, metadata=_doc("longest reconnect delay", "s"))
     reconnect_give_up_s: float = field(default=60.0, metadata=_doc(
         "stop reconnecting after the recognizer has been unreachable this long", "s"))
+
+    @property
+    def pool(self) -> tuple[HostPort, ...]:
+        """The recognizers to use: ``endpoints`` when given, else ``endpoint`` (validated at load)."""
+        if self.endpoints:
+            return tuple(parse_host_port(text) for text in self.endpoints)
+        return () if self.endpoint is None else (self.endpoint,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,8 +422,20 @@ def _validate(c: Config, *, source: str) -> None:
         fail("[rtp] ports", f"needs at least two ports (RTP uses even ports), got {c.rtp.ports}")
 
     r = c.recognizer
-    if r.mode == "endpoint" and r.endpoint is None:
-        fail("[recognizer] endpoint", "is required when [recognizer] mode = \"endpoint\"")
+    for text in r.endpoints:
+        try:
+            parse_host_port(text)
+        except ValueError as exc:
+            fail("[recognizer] endpoints", f"has {text!r}: {exc}")
+    if r.endpoint is not None and r.endpoints:
+        fail("[recognizer] endpoints",
+             "and [recognizer] endpoint are both set; list every recognizer in endpoints")
+    if r.mode == "endpoint" and not r.pool:
+        fail("[recognizer] endpoint",
+             "is required when [recognizer] mode = \"endpoint\" (or endpoints, for a pool)")
+    if r.tls and len(r.endpoints) > 1:
+        fail("[recognizer] endpoints", "with tls = true: a TLS pool must be one DNS name with several "
+             "addresses, given as [recognizer] endpoint (the certificate names one host)")
     if r.ca_file is not None and not r.tls:
         fail("[recognizer] ca_file", "is set but [recognizer] tls is false")
     if r.ca_file is not None and not r.ca_file.is_file():

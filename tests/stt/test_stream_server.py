@@ -36,7 +36,10 @@ FRAME_BYTES = 320  # 20 ms
 
 
 class MetadataRecorder(grpc.aio.ServerInterceptor):  # type: ignore[misc,unused-ignore]
-    """Records every call's invocation metadata, then lets the real servicer handle it."""
+    """Records every recognition call's invocation metadata, then lets the real servicer handle it.
+
+    Only ``RecognizeStreaming``: the client's channel also watches ``grpc.health.v1`` (pool health
+    checking), which is not a session."""
 
     def __init__(self) -> None:
         self.seen: list[dict[str, str | bytes]] = []
@@ -47,7 +50,8 @@ class MetadataRecorder(grpc.aio.ServerInterceptor):  # type: ignore[misc,unused-
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         pairs = handler_call_details.invocation_metadata or ()
-        self.seen.append({key: value for key, value in pairs})
+        if handler_call_details.method.endswith("/RecognizeStreaming"):
+            self.seen.append({key: value for key, value in pairs})
         return await continuation(handler_call_details)
 
 

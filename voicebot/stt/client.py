@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import json
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -33,6 +36,7 @@ import grpc
 import grpc.aio
 import structlog
 
+from voicebot.config import parse_host_port
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt.stream import (
     BYTES_PER_MS,
@@ -69,7 +73,8 @@ __all__ = [
     "BYTES_PER_MS", "SAMPLE_RATE_HZ", "AudioRing", "Backoff", "ClientSettings", "EventBuffer",
     "FinalReceived", "OpenReason", "PartialReceived", "RecognitionError", "RecognitionStream",
     "RotationLimits", "SessionClosed", "SessionOpened", "SessionWindow", "StreamEvent", "UtteranceEnded",
-    "is_quiet", "open_channel", "rotation_due", "session_options", "split_chunks",
+    "is_quiet", "open_channel", "pool_target", "rotation_due", "service_config", "session_options",
+    "split_chunks",
 ]
 
 # voicebot.logging.get_logger collides with structlog's own `logger` parameter; bind logger_name instead.
@@ -79,19 +84,78 @@ RECOGNIZE_STREAMING = "/speechkit.stt.v3.Recognizer/RecognizeStreaming"
 Call = grpc.aio.StreamStreamCall[pb.StreamingRequest, pb.StreamingResponse]
 
 
+def pool_target(endpoints: Sequence[str], *,
+                resolve: Callable[[str, int], list[str]] | None = None) -> str:
+    """A gRPC target naming every address of ``endpoints`` (HOST:PORT each): ``ipv4:a:p,b:p`` or
+    ``ipv6:[a]:p,...``, which gRPC's round_robin policy spreads calls over.
+
+    gRPC takes one resolver per target, so names are resolved here, once, with ``resolve`` (default:
+    ``getaddrinfo``); a pool whose addresses change should be one DNS name given as a single endpoint,
+    which gRPC re-resolves itself. Raises :class:`RecognitionError` for a name that does not resolve
+    or a pool mixing IPv4 and IPv6.
+    """
+    resolve = resolve or _resolve
+    addresses: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]] = []
+    for text in endpoints:
+        endpoint = parse_host_port(text)
+        try:
+            hosts = [endpoint.host] if _is_ip(endpoint.host) else resolve(endpoint.host, endpoint.port)
+        except OSError as exc:
+            raise RecognitionError(
+                f"recognizer pool endpoint {text}: cannot resolve {endpoint.host!r}: {exc}", retryable=True,
+            ) from exc
+        for host in hosts:
+            address = (ipaddress.ip_address(host), endpoint.port)
+            if address not in addresses:
+                addresses.append(address)
+    versions = {ip.version for ip, _port in addresses}
+    if len(versions) != 1:
+        raise RecognitionError(f"recognizer pool {', '.join(endpoints)} mixes IPv4 and IPv6 addresses; "
+                               "list one family (gRPC takes one address family per target)", retryable=False)
+    if versions == {4}:
+        return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in addresses)
+    return "ipv6:" + ",".join(f"[{ip}]:{port}" for ip, port in addresses)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def service_config(settings: ClientSettings) -> str:
+    """The channel's service config: round_robin over every address of the target (a pool, or a DNS
+    name with several), and with ``health_check`` gRPC client health checking (grpc.health.v1,
+    service ``""``), so a recognizer that reports NOT_SERVING, or is gone, is picked for no new call."""
+    config: dict[str, object] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if settings.health_check:
+        config["healthCheckConfig"] = {"serviceName": ""}
+    return json.dumps(config)
+
+
 def open_channel(settings: ClientSettings) -> grpc.aio.Channel:
-    """A channel to the recognizer; reconnects quickly (the call cannot wait for gRPC's 120 s cap)."""
-    options = [
+    """A channel to the recognizer (or the pool); reconnects quickly (the call cannot wait for gRPC's
+    120 s cap); calls go round-robin to the healthy recognizers (see :func:`service_config`)."""
+    target = pool_target(settings.endpoints) if len(settings.endpoints) > 1 else settings.target
+    options: list[tuple[str, str | int]] = [
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.min_reconnect_backoff_ms", 200),
         ("grpc.max_reconnect_backoff_ms", 2000),
         ("grpc.keepalive_time_ms", 20_000),
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        ("grpc.service_config", service_config(settings)),
     ]
     if not settings.tls:
-        return grpc.aio.insecure_channel(settings.target, options=options)
+        return grpc.aio.insecure_channel(target, options=options)
     roots = settings.ca_file.read_bytes() if settings.ca_file is not None else None
-    return grpc.aio.secure_channel(settings.target, grpc.ssl_channel_credentials(roots), options=options)
+    return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(roots), options=options)
 
 
 def to_request(request: SendAudio | SendSilence) -> pb.StreamingRequest:
