@@ -428,7 +428,8 @@ def _validate(c: Config, *, source: str) -> None:
     if r.reconnect_give_up_s <= 0:
         fail("[recognizer] reconnect_give_up_s", f"must be positive, got {r.reconnect_give_up_s}")
     if c.recording.retention_days < 0:
-        fail("[recording] retention_days", f"must be 0 (keep forever) or positive, got {c.recording.retention_days}")
+        fail("[recording] retention_days",
+             f"must be 0 (keep forever) or positive, got {c.recording.retention_days}")
     if c.dialog.transfer_target is not None and not c.dialog.transfer_target.startswith(("sip:", "sips:")):
         fail("[dialog] transfer_target", f"must be a sip: or sips: URI, got {c.dialog.transfer_target!r}")
 

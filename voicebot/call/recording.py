@@ -38,6 +38,8 @@ from typing import Literal
 
 import structlog
 
+from voicebot.dialog import events as ev
+from voicebot.dialog.runner import PromptRenderer
 from voicebot.media.frames import BYTES_PER_FRAME, FRAME_MS, SILENCE_FRAME, Frame
 from voicebot.media.recorder import RecordingError, StreamingWavWriter, interleave
 
@@ -100,6 +102,7 @@ class CallRecording:
             self.paths = recording_paths(settings, f"{call_id};{n}", started_at)
         self._on_mark = on_mark
         rate = settings.sample_rate_hz
+        self._writers: tuple[StreamingWavWriter, ...]
         if settings.format == "stereo":
             self._writers = (StreamingWavWriter(self.paths[0], channels=2, sample_rate_hz=rate),)
         else:
@@ -151,7 +154,8 @@ class CallRecording:
             caller, robot = SILENCE_FRAME, SILENCE_FRAME
         else:
             caller = frame.pcm
-            robot = robot_pcm if robot_pcm is not None and len(robot_pcm) == BYTES_PER_FRAME else SILENCE_FRAME
+            robot = (robot_pcm if robot_pcm is not None and len(robot_pcm) == BYTES_PER_FRAME
+                     else SILENCE_FRAME)
         try:
             if len(self._writers) == 1:
                 self._writers[0].write(interleave(caller, robot))
@@ -245,6 +249,19 @@ class CallRecording:
                 log.error("call.recording.failed", error=exc.message, path=str(writer.path))
 
 
+class PromptTextTap:
+    """The dialog's renderer, noting what each prompt says (for the recording's prompt marks)."""
+
+    def __init__(self, renderer: PromptRenderer, on_text: Callable[[int, str], None]) -> None:
+        self.renderer = renderer
+        self._on_text = on_text
+
+    async def render(self, prompt: ev.PlayPrompt) -> bytes:
+        text = prompt.text if prompt.text is not None else str(prompt.audio_file or "")
+        self._on_text(prompt.prompt_seq, text)
+        return await self.renderer.render(prompt)
+
+
 # ---- retention ----
 
 
@@ -275,8 +292,12 @@ async def retention_loop(settings: RecordingSettings, *, wall_clock: Callable[[]
     """Sweep at start, then every ``interval_s`` (a day), until cancelled. The deletions run in a
     thread: a large directory must not stall the calls' media."""
     while True:
-        deleted = await asyncio.to_thread(sweep_recordings, settings.dir,
-                                          retention_days=settings.retention_days, now_s=wall_clock())
+        try:
+            deleted = await asyncio.to_thread(sweep_recordings, settings.dir,
+                                              retention_days=settings.retention_days, now_s=wall_clock())
+        except OSError as exc:  # the directory itself is unreadable: try again tomorrow
+            log.warning("recording.retention.failed", dir=str(settings.dir), error=exc.strerror or str(exc))
+            deleted = []
         if deleted:
             log.info("recording.retention.deleted", count=len(deleted), dir=str(settings.dir),
                      retention_days=settings.retention_days)
@@ -285,6 +306,7 @@ async def retention_loop(settings: RecordingSettings, *, wall_clock: Callable[[]
 
 __all__ = [
     "CallRecording",
+    "PromptTextTap",
     "RecordingFormat",
     "RecordingSettings",
     "TimelineMark",
