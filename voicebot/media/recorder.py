@@ -134,11 +134,18 @@ class StreamingWavWriter:
     def close(self) -> None:
         if self._closed:
             return
+        error: RecordingError | None = None
         try:
             self.sync()
-        finally:
-            self._closed = True
-            self._file.close()
+        except RecordingError as exc:
+            error = exc
+        self._closed = True
+        try:
+            self._file.close()  # flushes what the buffer still holds; the fd is closed either way
+        except OSError as exc:
+            error = error or RecordingError(f"cannot write recording {self.path}: {exc.strerror or exc}")
+        if error is not None:
+            raise error
 
 
 __all__ = ["HEADER_BYTES", "RecordingError", "StreamingWavWriter", "interleave", "wav_header"]
