@@ -115,9 +115,10 @@ class CallPipeline:
         self._clock = parts.clock
         self._records = RecordLane(parts.records, leg.call_id)
         self.recording: CallRecording | None = None
-        self._record_audio = parts.record_calls if record is None else record
-        self.runner = DialogRunner(plan, self, PromptTextTap(parts.renderer, self._prompt_rendered),
-                                   clock=LoopClock(parts.clock),
+        self.record_audio = parts.record_calls if record is None else record  # from the answer
+        # The dialog's renderer, noting each prompt's text for the recording's timeline.
+        self.renderer = PromptTextTap(parts.renderer, self._prompt_rendered)
+        self.runner = DialogRunner(plan, self, self.renderer, clock=LoopClock(parts.clock),
                                    on_event_handled=self.sync_record)
         self.stream: RecognitionStream | None = None
         self._prompts: dict[int, bool] = {}  # dialog prompt_seq (the leg's prompt id) -> barge_in
@@ -176,7 +177,7 @@ class CallPipeline:
             self.outcome.cause, self.outcome.side = cause, side
             for session_id in list(self._sessions_open):
                 self._write_session_ended(session_id, "call ended")
-            self._stop_recording()
+            self.stop_recording()
             self._records.write(store.call_ended, cause=cause, side=side)
             self._records.close()
             try:
@@ -194,7 +195,7 @@ class CallPipeline:
         self.stream = RecognitionStream(self.parts.stt_settings, channel=self.parts.stt_channel,
                                         call_id=self.call_id)
         self.stream.start()
-        if self._record_audio:
+        if self.record_audio:
             self.start_recording()
         variables = {**self.variables}
         async with asyncio.TaskGroup() as group:
@@ -399,10 +400,10 @@ class CallPipeline:
     async def record(self, key: str, value: str) -> None:
         self._records.write(self.parts.records.variable_set, key, value)
 
-    async def recording_control(self, action: Literal["start", "pause", "resume"]) -> None:
-        """The dialplan's ``record: start|pause|resume`` (CallControl): see the methods below."""
+    async def recording_control(self, action: Literal["start", "pause", "resume", "stop"]) -> None:
+        """The dialplan's ``record: start|pause|resume|stop`` (CallControl): see the methods below."""
         {"start": self.start_recording, "pause": self.pause_recording,
-         "resume": self.resume_recording}[action]()
+         "resume": self.resume_recording, "stop": self.stop_recording}[action]()
 
     # ---- call recording (voicebot/call/recording.py) ----
 
@@ -444,9 +445,10 @@ class CallPipeline:
         if self.recording is not None:
             self.recording.prompt_text(prompt_seq, text)
 
-    def _stop_recording(self) -> None:
+    def stop_recording(self) -> None:
+        """Close the recording (the call's end does this); its length and any error go to the record."""
         recording = self.recording
-        if recording is None:
+        if recording is None or recording.closed:
             return
         self.leg.set_media_tap(None)
         recording.close()

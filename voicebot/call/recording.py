@@ -134,6 +134,10 @@ class CallRecording:
     def duration_ms(self) -> int:
         return self.frames * FRAME_MS
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # ---- the media tap (synchronous, on the media clock) ----
 
     def on_media(self, frame: Frame, prompt_id: int | None, robot_pcm: bytes | None) -> None:
