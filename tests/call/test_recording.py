@@ -85,7 +85,8 @@ def test_robot_channel_is_what_was_sent_and_a_flush_cuts_it(tmp_path: Path) -> N
     left, right = read(rec.path)
     assert len(left) == len(right) == 30 * 160
     # The caller's channel: every frame in order.
-    assert np.array_equal(left, np.concatenate([np.frombuffer(caller_frame(i).pcm, "<i2") for i in range(30)]))
+    sent_by_caller = [np.frombuffer(caller_frame(i).pcm, "<i2") for i in range(30)]
+    assert np.array_equal(left, np.concatenate(sent_by_caller))
     expected = np.concatenate([np.zeros(5 * 160), np.full(10 * 160, 1000), np.full(7 * 160, -2000),
                                np.zeros(8 * 160)]).astype("<i2")
     assert np.array_equal(right, expected)
@@ -128,7 +129,8 @@ def test_mono_pair_writes_two_files_with_the_same_samples(tmp_path: Path) -> Non
     tick.session.play(tone(3, 500))
     tick(6)
     rec.close()
-    assert [p.name for p in rec.paths] == ["20261130T005320Z-m_b.caller.wav", "20261130T005320Z-m_b.robot.wav"]
+    assert [p.name for p in rec.paths] == ["20261130T005320Z-m_b.caller.wav",
+                                           "20261130T005320Z-m_b.robot.wav"]
     with wave.open(str(rec.paths[0])) as caller, wave.open(str(rec.paths[1])) as robot:
         assert caller.getnchannels() == robot.getnchannels() == 1
         assert caller.getnframes() == robot.getnframes() == 6 * 160

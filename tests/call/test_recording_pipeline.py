@@ -133,7 +133,7 @@ async def test_pause_and_resume_silence_both_channels_and_mark_the_stretch(tmp_p
 
 
 async def test_recording_is_off_unless_configured_or_asked(tmp_path: Path) -> None:
-    pipeline, leg, store = make(tmp_path, record_calls=False)
+    pipeline, _, store = make(tmp_path, record_calls=False)
     try:
         assert pipeline.record_audio is False
         assert not pipeline.pause_recording() and not pipeline.resume_recording()

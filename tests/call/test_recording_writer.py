@@ -59,7 +59,8 @@ def test_sizes_follow_the_data_once_a_second_and_exactly_at_close(tmp_path: Path
 
 def test_partial_sample_frames_are_refused_with_the_reason(tmp_path: Path) -> None:
     writer = StreamingWavWriter(tmp_path / "a.wav", channels=2)
-    with pytest.raises(RecordingError, match=r"6 bytes is not a whole number of 2-channel 16-bit sample frames"):
+    with pytest.raises(RecordingError,
+                       match=r"6 bytes is not a whole number of 2-channel 16-bit sample frames"):
         writer.write(bytes(6))
     writer.close()
     with pytest.raises(RecordingError, match="is closed"):
