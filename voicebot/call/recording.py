@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -264,6 +264,10 @@ class PromptTextTap:
         text = prompt.text if prompt.text is not None else str(prompt.audio_file or "")
         self._on_text(prompt.prompt_seq, text)
         return await self.renderer.render(prompt)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else the renderer offers (a streaming render, say) passes through unchanged.
+        return getattr(self.renderer, name)
 
 
 # ---- retention ----
