@@ -232,3 +232,20 @@ async def test_retention_runs_at_start_and_then_daily(tmp_path: Path) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_prompt_audio_not_sent_while_held_is_silence_on_the_robot_channel(tmp_path: Path) -> None:
+    rec = CallRecording(RecordingSettings(tmp_path), "h@b", started_at=STARTED_AT)
+    session = RtpSession(ssrc=1, sequence_number=1, timestamp=0)
+    session.set_remote(RemoteMedia(("127.0.0.1", 40000), 0, 101, 20))
+    session.play(tone(10, 700))
+    for n in range(10):
+        if n == 4:  # the caller puts us on hold (re-INVITE a=sendonly): the prompt runs on unheard
+            session.set_remote(RemoteMedia(("127.0.0.1", 40000), 0, 101, 20, send=False))
+        sent = session.tick()
+        assert bool(sent) == (n < 4)
+        played = session.last_played
+        rec.on_media(caller_frame(n), *(played if played is not None else (None, None)))
+    rec.close()
+    _, right = read(rec.path)
+    assert right.tolist() == [700] * 4 * 160 + [0] * 6 * 160

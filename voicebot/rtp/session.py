@@ -422,6 +422,8 @@ class RtpSession:
             self._counts["packets_sent"] += len(out)
             return out
         frame = self._next_prompt_frame()
+        if not send:
+            self.last_played = None  # held (RFC 3264 sendonly/inactive) or capped: nobody hears it
         if frame is None:
             if not self.config.comfort_silence:
                 self._talking = False
