@@ -3,7 +3,8 @@ pcap, the robot answers with the demo dialplan, dumpcap captures the RTP both wa
 left channel is what the caller sent and its right what the robot sent (each cross-correlated with
 the decoded captured RTP), on one timeline: the record's utterance marks lie on the caller's speech
 and its prompt marks on the robot's. At start, retention deleted the recordings older than
-``retention_days``. (Pause/resume is checked at the pipeline level, tests/call: the demo dialplan has
+``retention_days``. A ``voicebot run`` killed mid-call (SIGKILL) leaves a WAV that plays up to its
+last whole second. (Pause/resume is checked at the pipeline level, tests/call: the demo dialplan has
 no ``record: pause`` yet.)"""
 
 from __future__ import annotations
@@ -171,3 +172,36 @@ async def test_recorded_call_has_both_sides_on_one_timeline(
                                      check=True)).stdout
     assert f"Recording:  {path}   (stereo, " in shown
     assert recording_bot.log_events("call.recording.finished")
+
+
+async def test_sigkilled_robot_leaves_a_playable_recording(
+    tmp_path: Path, tts_cache: Path, pcap_cache: Path
+) -> None:
+    directory = tmp_path / "recordings"
+    bot = start_voicebot(tmp_path / "bot", tts_cache=tts_cache, config_sections=(
+        f"\n[recording]\nenabled = true\ndir = {json.dumps(str(directory))}\n"))
+    try:
+        speech = speech_pcap(pcap_cache, [Pause(1500), Say("Hello there."), Pause(15000)])
+        sipp = asyncio.create_task(call(bot, "caller_bye", tmp_path, call_id=new_call_id("killed"),
+                                        timeout_s=40, pcap=speech.path, pause_ms=0, bye_timeout_ms=6000))
+        deadline = time.monotonic() + 20
+        while not list(directory.glob("*.wav")):
+            assert time.monotonic() < deadline and not sipp.done(), bot.log_tail()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3.5)  # three whole seconds synced, the fourth under way
+        bot.proc.kill()
+        bot.proc.wait(10)
+        await sipp  # sipp gives up on its BYE: the robot is gone
+    finally:
+        bot.stop()
+    (path,) = directory.glob("*.wav")
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 8000)
+        frames = w.getnframes()
+        pcm = np.frombuffer(w.readframes(frames), dtype="<i2")
+    # The header covers whole seconds up to the last sync, never more than the file holds.
+    assert frames % 8000 == 0 and 3 * 8000 <= frames <= 4 * 8000, frames
+    assert path.stat().st_size >= 44 + frames * 4
+    left, right = pcm[0::2], pcm[1::2]
+    assert rms_ms(right, 0, 1000) > 300  # the greeting
+    assert rms_ms(left, 1600, 2800) > 300  # "Hello there."
