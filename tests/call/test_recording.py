@@ -249,3 +249,33 @@ def test_prompt_audio_not_sent_while_held_is_silence_on_the_robot_channel(tmp_pa
     rec.close()
     _, right = read(rec.path)
     assert right.tolist() == [700] * 4 * 160 + [0] * 6 * 160
+
+
+def test_a_clock_stall_puts_the_gap_into_the_robots_next_silence(tmp_path: Path) -> None:
+    marks: list[TimelineMark] = []
+    rec = CallRecording(RecordingSettings(tmp_path), "s@b", started_at=STARTED_AT, on_mark=marks.append)
+    session = RtpSession(ssrc=1, sequence_number=1, timestamp=0)
+    session.set_remote(RemoteMedia(("127.0.0.1", 40000), 0, 101, 20))
+    prompt_id = session.play(tone(10, 900))
+    n = 0
+
+    def tick(catch_up: int = 0) -> None:
+        nonlocal n
+        session.tick()
+        played = session.last_played
+        rec.on_media(caller_frame(n), *(played if played is not None else (None, None)), True)
+        n += 1
+        for _ in range(catch_up):  # frames pulled after a stall: no send tick with them
+            rec.on_media(caller_frame(n), None, None, False)
+            n += 1
+
+    for i in range(14):
+        tick(catch_up=2 if i == 3 else 0)  # the stall hits mid-prompt: 2 extra received frames
+    rec.close()
+    left, right = read(rec.path)
+    assert len(left) == len(right) == 16 * 160
+    received = [np.frombuffer(caller_frame(i).pcm, "<i2") for i in range(16)]
+    assert np.array_equal(left, np.concatenate(received))
+    # The prompt is whole and uninterrupted (as the caller heard it); the 40 ms gap follows it.
+    assert right.tolist() == [900] * 10 * 160 + [0] * 6 * 160
+    assert marks == [TimelineMark("prompt", 0, 200, prompt_id, None)]

@@ -25,7 +25,7 @@ from voicebot.stt.client import ClientSettings
 pytestmark = pytest.mark.unit
 
 DEMO = load_dialplan(Path(__file__).resolve().parents[2] / "dialplans" / "demo.yaml")
-Tap = Callable[[Frame, int | None, bytes | None], None]
+Tap = Callable[[Frame, int | None, bytes | None, bool], None]
 
 
 class MediaLeg:
@@ -64,9 +64,9 @@ class MediaLeg:
             if self.tap is not None:
                 pcm = np.full(160, caller_level, dtype="<i2").tobytes()
                 if played is None:
-                    self.tap(Frame(FrameKind.AUDIO, pcm), None, None)
+                    self.tap(Frame(FrameKind.AUDIO, pcm), None, None, True)
                 else:
-                    self.tap(Frame(FrameKind.AUDIO, pcm), self._ids[played[0]], played[1])
+                    self.tap(Frame(FrameKind.AUDIO, pcm), self._ids[played[0]], played[1], True)
 
 
 class Renderer:

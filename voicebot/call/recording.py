@@ -6,7 +6,11 @@ with the caller's 20 ms frame as the jitter buffer played it out and the 20 ms o
 RTP sender took for that tick (``None`` when it sent no prompt audio: silence, a DTMF event, or
 nothing to send). The robot's channel is therefore exactly what was sent: silence between prompts,
 and a prompt flushed by a barge-in ends on the frame where the sender stopped. Both channels share
-one 20 ms grid, so call time (ms since the answer) is the frame count x 20 on either channel.
+one 20 ms grid, so call time (ms since the answer) is the frame count x 20 on either channel. After
+a stall of the media clock the leg pulls a few extra received frames to catch up (no send tick goes
+with them, and the sender's RTP timestamps run on without a gap): the caller's channel takes them at
+once, and the robot's channel gets the matching silence at its next silent tick, so a prompt is never
+cut by silence the caller did not hear.
 
 Frames go straight to :class:`~voicebot.media.recorder.StreamingWavWriter` (one stereo file, caller
 left and robot right, or two mono files), which rewrites the RIFF sizes every second: memory stays
@@ -52,6 +56,8 @@ RECORDING_SUFFIXES = (".wav",)
 # Frames kept to find the recognition stream's first frame on the recording's grid (the pipeline
 # consumes frames through a queue of at most 50).
 _ALIGN_WINDOW = 64
+# The robot's channel may lag the caller's this long after a clock stall before silence is forced in.
+MAX_ROBOT_LAG_FRAMES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +119,10 @@ class CallRecording:
                 caller.close()
                 raise
             self._writers = (caller, robot)
-        self.frames = 0  # 20 ms frames on the timeline so far
+        self.frames = 0  # 20 ms frames on the timeline so far (the caller's channel)
+        self._robot_frames = 0  # frames on the robot's channel (behind after a clock stall)
+        self._caller: deque[bytes] = deque()  # frames waiting for the other channel's
+        self._robot: deque[bytes] = deque()
         self.paused = False
         self.failed: str | None = None  # the write error that stopped the recording
         self.marks: list[TimelineMark] = []
@@ -140,32 +149,54 @@ class CallRecording:
 
     # ---- the media tap (synchronous, on the media clock) ----
 
-    def on_media(self, frame: Frame, prompt_id: int | None, robot_pcm: bytes | None) -> None:
-        """One tick: the caller's frame and the prompt audio sent (None: none). Never raises."""
+    def on_media(self, frame: Frame, prompt_id: int | None, robot_pcm: bytes | None,
+                 ticked: bool = True) -> None:
+        """One received frame, and the prompt audio sent in the same tick (None: none); ``ticked``
+        False: a frame pulled to catch up after a clock stall, with no send tick. Never raises."""
         if self._closed:
             return
-        at = self.frames
-        if prompt_id != (self._prompt[0] if self._prompt else None):
-            self._end_prompt(at)
-            if prompt_id is not None:
-                self._prompt = (prompt_id, at)
         if self._stt_offset_frames is None:
-            self._recent.append((frame, at))
+            self._recent.append((frame, self.frames))
         self.frames += 1
+        self._caller.append(SILENCE_FRAME if self.paused else frame.pcm)
+        if ticked:
+            at = self._robot_frames
+            if prompt_id != (self._prompt[0] if self._prompt else None):
+                self._end_prompt(at)
+                if prompt_id is not None:
+                    self._prompt = (prompt_id, at)
+            sent = robot_pcm is not None and len(robot_pcm) == BYTES_PER_FRAME
+            self._robot.append(robot_pcm if sent and robot_pcm is not None and not self.paused
+                               else SILENCE_FRAME)
+            self._robot_frames += 1
+            if robot_pcm is None:
+                self._robot_catch_up()  # the robot is silent: the stall's gap goes here
+        if self.frames - self._robot_frames > MAX_ROBOT_LAG_FRAMES:
+            self._robot_catch_up()
+        self._write_pairs()
+
+    def _robot_catch_up(self) -> None:
+        """Frames pulled without a send tick (a clock stall) leave the robot's channel behind the
+        caller's. The sender's RTP timestamps run on without a gap, so the prompt the caller hears
+        is not cut: the gap is put into the robot's next silence (or after 2 s at the latest)."""
+        gap = self.frames - self._robot_frames
+        self._robot.extend([SILENCE_FRAME] * gap)
+        self._robot_frames += gap
+
+    def _write_pairs(self) -> None:
+        caller_q, robot_q = self._caller, self._robot
         if self.failed is not None:
+            caller_q.clear()
+            robot_q.clear()
             return
-        if self.paused:
-            caller, robot = SILENCE_FRAME, SILENCE_FRAME
-        else:
-            caller = frame.pcm
-            robot = (robot_pcm if robot_pcm is not None and len(robot_pcm) == BYTES_PER_FRAME
-                     else SILENCE_FRAME)
         try:
-            if len(self._writers) == 1:
-                self._writers[0].write(interleave(caller, robot))
-            else:
-                self._writers[0].write(caller)
-                self._writers[1].write(robot)
+            while caller_q and robot_q:
+                caller, robot = caller_q.popleft(), robot_q.popleft()
+                if len(self._writers) == 1:
+                    self._writers[0].write(interleave(caller, robot))
+                else:
+                    self._writers[0].write(caller)
+                    self._writers[1].write(robot)
         except RecordingError as exc:
             self.failed = exc.message
             log.error("call.recording.failed", error=exc.message, path=str(self.path))
@@ -242,8 +273,10 @@ class CallRecording:
         """End the open prompt and pause marks and close the file(s) (headers final)."""
         if self._closed:
             return
-        self._end_prompt(self.frames)
+        self._end_prompt(self._robot_frames)
         self._end_pause()
+        self._robot_catch_up()
+        self._write_pairs()
         self._closed = True
         for writer in self._writers:
             try:
