@@ -29,6 +29,7 @@ import structlog
 
 from voicebot.call.outcome import CallOutcome
 from voicebot.call.pipeline import POST_HANGUP_FLUSH_S, CallParts, CallPipeline
+from voicebot.call.recording import RecordingSettings, retention_loop
 from voicebot.clock import Clock, monotonic
 from voicebot.config import Config
 from voicebot.dialog.ir import Dialplan
@@ -102,6 +103,9 @@ class App:
         self.metrics.calls_active.set_function(lambda: len(self._calls))
         self.metrics.draining.set_function(lambda: 1.0 if self._draining else 0.0)
         self._ops: OpsServer | None = None
+        r = config.recording
+        self.recording = RecordingSettings(r.dir, r.format, r.retention_days)
+        self._retention_task: asyncio.Task[None] | None = None
 
     # ---- parts (valid after start) ----
 
@@ -139,7 +143,8 @@ class App:
         """What every call's pipeline is given (valid after start)."""
         return CallParts(records=self.records, stt_settings=self.stt_settings, stt_channel=self._stt_channel,
                          renderer=self.prompts, clock=self.clock,
-                         stt_hints=self.config.recognizer.hints)
+                         stt_hints=self.config.recognizer.hints, recording=self.recording,
+                         record_calls=self.config.recording.enabled)
 
     @property
     def contact_uri(self) -> str:
@@ -182,6 +187,9 @@ class App:
             if c.sip.registrar:
                 self._register()
             self._accept_task = asyncio.get_running_loop().create_task(self._accept(), name="app-accept")
+            if self.recording.retention_days > 0:
+                self._retention_task = asyncio.get_running_loop().create_task(
+                    retention_loop(self.recording), name="app-recording-retention")
             if c.http.listen is not None:
                 self._ops = await start_ops_server(build_app(self.metrics.registry, self.unready_reason),
                                                    c.http.listen.host, c.http.listen.port)
@@ -360,6 +368,11 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._accept_task
             self._accept_task = None
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
+            self._retention_task = None
         if self._telephony is not None:
             with contextlib.suppress(Exception):
                 await self._telephony.stop()

@@ -129,7 +129,21 @@ def _format_record(record: CallRecord) -> str:
                      f"{x.close_reason or 'open'}")
     if not record.stt_sessions:
         lines.append("  (none)")
+    lines.extend(_format_recording(record))
     return "\n".join(lines)
+
+
+def _format_recording(record: CallRecord) -> list[str]:
+    r = record.recording
+    if r is None:
+        return ["Recording:  -"]
+    length = "recording" if r.duration_ms is None else f"{r.duration_ms / 1000:.2f} s"
+    lines = [f"Recording:  {r.path}" + (f" + {r.robot_path}" if r.robot_path else "")
+             + f"   ({r.format}, {length}" + (f", stopped early: {r.error}" if r.error else "") + ")"]
+    for m in r.marks:
+        what = {"utterance": "caller", "prompt": f"robot #{m.prompt_id}", "pause": "paused"}[m.kind]
+        lines.append(f"  {m.start_ms / 1000:8.2f}-{m.end_ms / 1000:.2f}s  {what:10} {m.text or ''}".rstrip())
+    return lines
 
 
 # ---- voicebot run / voicebot call -----------------------------------------------------------------

@@ -201,6 +201,19 @@ class RecordsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    enabled: bool = field(default=False, metadata=_doc(
+        "record every call's audio (a dialplan or the pipeline's flag may turn it on per call)"))
+    dir: Path = field(default=Path("var/recordings"), metadata=_doc(
+        "directory of the call recordings (one WAV per call, or two with mono-pair)", "path"))
+    format: Literal["stereo", "mono-pair"] = field(default="stereo", metadata=_doc(
+        "stereo: one 8 kHz 16-bit WAV, caller left and robot right; mono-pair: <id>.caller.wav and"
+        " <id>.robot.wav"))
+    retention_days: float = field(default=0.0, metadata=_doc(
+        "delete recordings older than this (at start and daily); 0 = keep forever", "days"))
+
+
+@dataclass(frozen=True, slots=True)
 class TtsConfig:
     voice: str = field(default="piper:en_US-joe-medium", metadata=_doc(
         "default prompt voice: piper:en_US-joe-medium (natural, offline), espeak:<voice> (any "
@@ -240,6 +253,7 @@ class Config:
     records: RecordsConfig = field(default_factory=RecordsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -465,6 +479,9 @@ def _validate(c: Config, *, source: str) -> None:
         fail("[recognizer] reconnect_initial_s", "must be positive and at most reconnect_max_s")
     if r.reconnect_give_up_s <= 0:
         fail("[recognizer] reconnect_give_up_s", f"must be positive, got {r.reconnect_give_up_s}")
+    if c.recording.retention_days < 0:
+        fail("[recording] retention_days",
+             f"must be 0 (keep forever) or positive, got {c.recording.retention_days}")
     if c.dialog.transfer_target is not None and not c.dialog.transfer_target.startswith(("sip:", "sips:")):
         fail("[dialog] transfer_target", f"must be a sip: or sips: URI, got {c.dialog.transfer_target!r}")
 

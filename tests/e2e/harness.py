@@ -241,6 +241,7 @@ def start_voicebot(
     ready_timeout_s: float = 180.0,
     wait_ready: bool = True,
     sip_port: int | None = None,
+    config_sections: str = "",
 ) -> Voicebot:
     """Start ``voicebot <command>`` on 127.0.0.1 with free ports (or the given SIP port, e.g. to
     restart an instance where a proxy expects it) and wait for ``app.ready``."""
@@ -248,7 +249,8 @@ def start_voicebot(
     sip_port = sip_port if sip_port is not None else free_udp_port()
     rtp_ports = free_even_port_range()
     records_db = workdir / "calls.db"
-    config = write_config(workdir / "voicebot.toml", tts_cache=tts_cache, recognizer=recognizer)
+    config = write_config(workdir / "voicebot.toml", tts_cache=tts_cache, recognizer=recognizer,
+                          extra_sections=config_sections)
     args = [str(VOICEBOT), "--log-format", "json", *command, "--config", str(config),
             "--sip-listen", f"127.0.0.1:{sip_port}", "--rtp-ports", f"{rtp_ports[0]}-{rtp_ports[1]}",
             "--records-db", str(records_db)]

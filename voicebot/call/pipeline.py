@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
 from voicebot.call.outcome import CallOutcome, final_cause, first_leaf
+from voicebot.call.recording import CallRecording, PromptTextTap, RecordingSettings, TimelineMark
 from voicebot.call.records import RecordLane
 from voicebot.clock import Clock, monotonic
 from voicebot.dialog.expect import Expectation
@@ -90,6 +92,8 @@ class CallParts:
     renderer: PromptRenderer
     clock: Clock = monotonic
     stt_hints: bool = True  # send the dialog's expectations as recognition hints (voicebot.stt.hints)
+    recording: RecordingSettings | None = None  # where calls are recorded (None: nowhere)
+    record_calls: bool = False  # record every call unless the pipeline is told otherwise
 
 
 def hints_for(expectation: Expectation) -> RecognitionHints:
@@ -110,7 +114,9 @@ def push_frame(stream: RecognitionStream, frame: Frame) -> None:
 class CallPipeline:
     """One call leg's pipeline; also the :class:`CallControl` the dialog runner drives."""
 
-    def __init__(self, parts: CallParts, leg: CallLeg, plan: Dialplan, variables: Mapping[str, str]) -> None:
+    def __init__(self, parts: CallParts, leg: CallLeg, plan: Dialplan, variables: Mapping[str, str],
+                 *, record: bool | None = None) -> None:
+        """``record``: record this call's audio (needs ``parts.recording``); None = ``parts.record_calls``."""
         self.parts = parts
         self.leg = leg
         self.call_id = leg.call_id
@@ -118,7 +124,11 @@ class CallPipeline:
         self.variables = dict(variables)
         self._clock = parts.clock
         self._records = RecordLane(parts.records, leg.call_id)
-        self.runner = DialogRunner(plan, self, parts.renderer, clock=LoopClock(parts.clock),
+        self.recording: CallRecording | None = None
+        self.record_audio = parts.record_calls if record is None else record  # from the answer
+        # The dialog's renderer, noting each prompt's text for the recording's timeline.
+        self.renderer = PromptTextTap(parts.renderer, self._prompt_rendered)
+        self.runner = DialogRunner(plan, self, self.renderer, clock=LoopClock(parts.clock),
                                    on_event_handled=self.sync_record)
         self.stream: RecognitionStream | None = None
         self._prompts: dict[int, bool] = {}  # dialog prompt_seq (the leg's prompt id) -> barge_in
@@ -177,6 +187,7 @@ class CallPipeline:
             self.outcome.cause, self.outcome.side = cause, side
             for session_id in list(self._sessions_open):
                 self._write_session_ended(session_id, "call ended")
+            self.stop_recording()
             self._records.write(store.call_ended, cause=cause, side=side)
             self._records.close()
             try:
@@ -194,6 +205,8 @@ class CallPipeline:
         self.stream = RecognitionStream(self.parts.stt_settings, channel=self.parts.stt_channel,
                                         call_id=self.call_id)
         self.stream.start()
+        if self.record_audio:
+            self.start_recording()
         variables = {**self.variables}
         async with asyncio.TaskGroup() as group:
             tasks = [
@@ -227,6 +240,8 @@ class CallPipeline:
                 now = self._clock()
                 if self._t0 is None:
                     self._t0 = now - FRAME_MS / 1000
+                if self.recording is not None and not self.recording.aligned:
+                    self.recording.frame_consumed(frame)
                 push_frame(stream, frame)
                 if self._barge_in_armed():
                     onset = self._vad.feed(frame.pcm, now)
@@ -282,6 +297,8 @@ class CallPipeline:
                 self._records.write(store.utterance, session_id=event.session_id,
                                     start_ms=event.start_ms, end_ms=event.end_ms, text=event.text,
                                     normalized_text=event.normalized_text)
+                if self.recording is not None:
+                    self.recording.utterance(event.start_ms, event.end_ms, event.text)
             elif isinstance(event, SessionOpened):
                 self._sessions_open.add(event.session_id)
                 log.info("call.stt_session.opened", session_id=event.session_id, reason=event.reason,
@@ -394,6 +411,63 @@ class CallPipeline:
 
     async def record(self, key: str, value: str) -> None:
         self._records.write(self.parts.records.variable_set, key, value)
+
+    async def recording_control(self, action: Literal["start", "pause", "resume", "stop"]) -> None:
+        """The dialplan's ``record: start|pause|resume|stop`` (CallControl): see the methods below."""
+        {"start": self.start_recording, "pause": self.pause_recording,
+         "resume": self.resume_recording, "stop": self.stop_recording}[action]()
+
+    # ---- call recording (voicebot/call/recording.py) ----
+
+    def start_recording(self) -> bool:
+        """Record this call's audio from now on (normally from the answer: ``record=True`` or the
+        config); False if it is recorded already, not answered, or recording is not configured."""
+        settings = self.parts.recording
+        if self.recording is not None or settings is None or self.leg.is_ended or not self.outcome.answered:
+            return False
+        store = self.parts.records
+
+        def on_mark(mark: TimelineMark) -> None:
+            self._records.write(store.recording_mark, kind=mark.kind, start_ms=mark.start_ms,
+                                end_ms=mark.end_ms, prompt_id=mark.prompt_id, text=mark.text)
+
+        try:
+            recording = CallRecording(settings, self.call_id, started_at=time.time(), on_mark=on_mark)
+        except VoicebotError as exc:  # a full or read-only disk must not stop the call
+            log.error("call.recording.failed", error=exc.message)
+            return False
+        self.recording = recording
+        self._records.write(store.recording_started, path=str(recording.paths[0]), format=settings.format,
+                            sample_rate_hz=settings.sample_rate_hz,
+                            robot_path=str(recording.paths[1]) if len(recording.paths) > 1 else None)
+        self.leg.set_media_tap(recording.on_media)
+        log.info("call.recording.started", path=str(recording.path), format=settings.format)
+        return True
+
+    def pause_recording(self) -> bool:
+        """Silence on both channels from now on (e.g. while a card number is keyed or spoken); the
+        timeline keeps running and the paused stretch is marked. False if not recording or paused."""
+        return self.recording.pause() if self.recording is not None else False
+
+    def resume_recording(self) -> bool:
+        """Record the audio again after :meth:`pause_recording`; False if it was not paused."""
+        return self.recording.resume() if self.recording is not None else False
+
+    def _prompt_rendered(self, prompt_seq: int, text: str) -> None:
+        if self.recording is not None:
+            self.recording.prompt_text(prompt_seq, text)
+
+    def stop_recording(self) -> None:
+        """Close the recording (the call's end does this); its length and any error go to the record."""
+        recording = self.recording
+        if recording is None or recording.closed:
+            return
+        self.leg.set_media_tap(None)
+        recording.close()
+        self._records.write(self.parts.records.recording_ended, duration_ms=recording.duration_ms,
+                            error=recording.failed)
+        log.info("call.recording.finished", path=str(recording.path), duration_ms=recording.duration_ms,
+                 error=recording.failed)
 
     # ---- the record ----
 

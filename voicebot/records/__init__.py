@@ -12,6 +12,8 @@ from voicebot.records.model import (
     Direction,
     DtmfDigit,
     HangupSide,
+    Recording,
+    RecordingMark,
     StateVisit,
     SttSession,
     Utterance,
@@ -32,6 +34,7 @@ from voicebot.records.store import (
 __all__ = [
     "HEARTBEAT_INTERVAL_S", "INTERRUPTED_CAUSE", "SCHEMA_VERSION", "STALE_AFTER_S", "CallRecord",
     "CallRecordStore", "CallStatus", "CallSummary", "Direction", "DtmfDigit", "DuplicateCall",
-    "HangupSide", "RecordsError", "StateVisit", "SttSession", "SyncCallRecordStore", "UnknownCall",
+    "HangupSide", "Recording", "RecordingMark", "RecordsError", "StateVisit", "SttSession",
+    "SyncCallRecordStore", "UnknownCall",
     "Utterance", "VariableSet", "is_postgres_url",
 ]

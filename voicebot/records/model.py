@@ -46,6 +46,28 @@ class SttSession:
     close_reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class RecordingMark:
+    kind: Literal["utterance", "prompt", "pause"]
+    start_ms: int  # on the recording's timeline (0 = the answer; the WAV's first sample)
+    end_ms: int
+    prompt_id: int | None  # prompts: the dialog's prompt_seq
+    text: str | None  # utterances: what the caller said; prompts: the prompt's text or audio file
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    path: str  # the stereo WAV, or the caller's of a mono pair
+    robot_path: str | None  # mono-pair: the robot's WAV
+    format: Literal["stereo", "mono-pair"]
+    sample_rate_hz: int
+    started_at: float  # Unix time, s
+    ended_at: float | None
+    duration_ms: int | None
+    error: str | None  # the write error that stopped the recording early
+    marks: tuple[RecordingMark, ...]
+
+
 CallStatus = Literal["open", "ended", "unfinished"]
 
 
@@ -77,6 +99,7 @@ class CallRecord:
     states: tuple[StateVisit, ...]
     variables: tuple[VariableSet, ...]
     stt_sessions: tuple[SttSession, ...]
+    recording: Recording | None = None
 
     @property
     def transcript(self) -> str:

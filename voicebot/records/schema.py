@@ -83,6 +83,33 @@ _SQL: tuple[str, ...] = (
     ALTER TABLE calls ADD COLUMN instance_id TEXT REFERENCES instances (instance_id);
     CREATE INDEX calls_open ON calls (instance_id) WHERE ended_at IS NULL;
     """,
+    # 3: call recordings (issue 11). One row per recorded call (its file or files, format, length)
+    # and its timeline: caller utterances, robot prompts and paused stretches, in ms since the
+    # answer on the recording, so a player can jump to each turn. Self-contained (new tables
+    # only), so it can be reordered with another entry appended at the same time.
+    """
+    CREATE TABLE recordings (
+        call_id         TEXT PRIMARY KEY REFERENCES calls (call_id),
+        path            TEXT NOT NULL,
+        robot_path      TEXT,
+        format          TEXT NOT NULL CHECK (format IN ('stereo', 'mono-pair')),
+        sample_rate_hz  INTEGER NOT NULL,
+        started_at      REAL NOT NULL,
+        ended_at        REAL,
+        duration_ms     INTEGER,
+        error           TEXT
+    );
+    CREATE TABLE recording_marks (
+        id              INTEGER PRIMARY KEY,
+        call_id         TEXT NOT NULL REFERENCES calls (call_id),
+        kind            TEXT NOT NULL CHECK (kind IN ('utterance', 'prompt', 'pause')),
+        start_ms        INTEGER NOT NULL,
+        end_ms          INTEGER NOT NULL,
+        prompt_id       INTEGER,
+        text            TEXT
+    );
+    CREATE INDEX recording_marks_call ON recording_marks (call_id, start_ms);
+    """,
 )
 
 _REAL = re.compile(r"\bREAL\b")

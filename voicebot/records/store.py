@@ -54,6 +54,8 @@ from voicebot.records.model import (
     Direction,
     DtmfDigit,
     HangupSide,
+    Recording,
+    RecordingMark,
     StateVisit,
     SttSession,
     Utterance,
@@ -296,6 +298,30 @@ class SyncCallRecordStore:
         self._write("UPDATE calls SET ended_at = ?, hangup_cause = ?, hangup_side = ? WHERE call_id = ?",
                     (self._now(at), cause, side, call_id), call_id=call_id)
 
+    def recording_started(self, call_id: str, *, path: str, format: str, sample_rate_hz: int,
+                          robot_path: str | None = None, at: float | None = None) -> None:
+        if format not in ("stereo", "mono-pair"):
+            raise RecordsError(f"recording format must be 'stereo' or 'mono-pair', not {format!r}")
+        self._write(
+            "INSERT INTO recordings (call_id, path, robot_path, format, sample_rate_hz, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (call_id, path, robot_path, format, sample_rate_hz, self._now(at)), call_id=call_id)
+
+    def recording_mark(self, call_id: str, *, kind: str, start_ms: int, end_ms: int,
+                       prompt_id: int | None = None, text: str | None = None) -> None:
+        """One turn on the recording's timeline: ``utterance``, ``prompt`` or ``pause`` (ms)."""
+        if kind not in ("utterance", "prompt", "pause"):
+            raise RecordsError(f"recording mark kind must be utterance, prompt or pause, not {kind!r}")
+        self._write(
+            "INSERT INTO recording_marks (call_id, kind, start_ms, end_ms, prompt_id, text)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (call_id, kind, start_ms, end_ms, prompt_id, text), call_id=call_id)
+
+    def recording_ended(self, call_id: str, *, duration_ms: int, error: str | None = None,
+                        at: float | None = None) -> None:
+        self._write("UPDATE recordings SET ended_at = ?, duration_ms = ?, error = ? WHERE call_id = ?",
+                    (self._now(at), duration_ms, error, call_id), call_id=call_id)
+
     # ---- reads ----
 
     _SUMMARY_COLUMNS = (
@@ -363,7 +389,21 @@ class SyncCallRecordStore:
             sessions = tuple(SttSession(r[0], r[1], r[2], r[3]) for r in q(
                 "SELECT session_id, started_at, ended_at, close_reason FROM stt_sessions"
                 " WHERE call_id = ? ORDER BY started_at, session_id", (call_id,)))
-        return CallRecord(self._summary(found[0], now), utterances, dtmf, states, variables, sessions)
+            recording = self._recording(call_id)
+        return CallRecord(self._summary(found[0], now), utterances, dtmf, states, variables, sessions,
+                          recording)
+
+    def _recording(self, call_id: str) -> Recording | None:
+        rows = self._db.query(
+            "SELECT path, robot_path, format, sample_rate_hz, started_at, ended_at, duration_ms, error"
+            " FROM recordings WHERE call_id = ?", (call_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        marks = tuple(RecordingMark(m[0], m[1], m[2], m[3], m[4]) for m in self._db.query(
+            "SELECT kind, start_ms, end_ms, prompt_id, text FROM recording_marks WHERE call_id = ?"
+            " ORDER BY start_ms, id", (call_id,)))
+        return Recording(str(r[0]), r[1], r[2], int(r[3]), float(r[4]), r[5], r[6], r[7], marks)
 
     def _now(self, at: float | None) -> float:
         return self._clock() if at is None else at
@@ -448,6 +488,20 @@ class CallRecordStore:
 
     async def call_ended(self, call_id: str, *, cause: str, side: HangupSide) -> None:
         await self._run(self._sync.call_ended, call_id, cause=cause, side=side, at=self._clock())
+
+    async def recording_started(self, call_id: str, *, path: str, format: str, sample_rate_hz: int,
+                                robot_path: str | None = None) -> None:
+        await self._run(self._sync.recording_started, call_id, path=path, format=format,
+                        sample_rate_hz=sample_rate_hz, robot_path=robot_path, at=self._clock())
+
+    async def recording_mark(self, call_id: str, *, kind: str, start_ms: int, end_ms: int,
+                             prompt_id: int | None = None, text: str | None = None) -> None:
+        await self._run(self._sync.recording_mark, call_id, kind=kind, start_ms=start_ms, end_ms=end_ms,
+                        prompt_id=prompt_id, text=text)
+
+    async def recording_ended(self, call_id: str, *, duration_ms: int, error: str | None = None) -> None:
+        await self._run(self._sync.recording_ended, call_id, duration_ms=duration_ms, error=error,
+                        at=self._clock())
 
     async def list_calls(self, limit: int = 20) -> list[CallSummary]:
         return await self._run(self._sync.list_calls, limit)

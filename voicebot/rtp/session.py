@@ -194,6 +194,9 @@ class RtpSession:
             ("packets_received", "packets_sent", "dropped_no_remote", "dropped_stranger", "dropped_malformed",
              "dropped_payload_type", "rtcp_ignored", "prompt_ms_dropped", "latches", "send_suppressed"), 0)
         self.last_error: str | None = None  # message of the last malformed datagram, for logging
+        # The prompt audio the last tick() took for sending: (prompt id, 20 ms PCM), or None (silence,
+        # a DTMF event, or no remote). What a call recording puts on the robot's channel.
+        self.last_played: tuple[int, bytes] | None = None
 
     # ------------------------------------------------------------ negotiation
 
@@ -384,6 +387,7 @@ class RtpSession:
         frame_ts = self._ts
         self._ts = (self._ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self._ticks += 1
+        self.last_played = None
         remote = self._remote
         if remote is None:
             return []
@@ -418,6 +422,8 @@ class RtpSession:
             self._counts["packets_sent"] += len(out)
             return out
         frame = self._next_prompt_frame()
+        if not send:
+            self.last_played = None  # held (RFC 3264 sendonly/inactive) or capped: nobody hears it
         if frame is None:
             if not self.config.comfort_silence:
                 self._talking = False
@@ -462,6 +468,7 @@ class RtpSession:
             self._events.append(PlayoutFinished(prompt.prompt_id, interrupted=False))
         if len(frame) < BYTES_PER_FRAME:
             frame += bytes(BYTES_PER_FRAME - len(frame))
+        self.last_played = (prompt.prompt_id, frame)
         return frame
 
     # ----------------------------------------------------------------- state

@@ -248,6 +248,10 @@ class RtpStream:
         self._socket_errors = 0
         self._malformed_logged = 0
         self.on_frame: Callable[[Frame], None] | None = None  # optional synchronous consumer
+        # Optional synchronous tap (call recording): each delivered frame with the prompt audio the
+        # same tick sent, as (frame, playout id, PCM, True) or (frame, None, None, True); a frame
+        # pulled to catch up after a clock stall had no send tick: (frame, None, None, False).
+        self.on_media: Callable[[Frame, int | None, bytes | None, bool], None] | None = None
         self._receive_debt = 0  # frames not pulled during a clock stall
         self._catch_up_above_ms = self.session.config.jitter.target_delay_ms + 20
         self._closed = False
@@ -366,7 +370,7 @@ class RtpStream:
                         self._transport.sendto(datagram, address)
                     except OSError:
                         self._send_errors += 1
-        self._deliver_frame()
+        self._deliver_frame(session.last_played, ticked=True)
         if self._receive_debt:
             # Frames not pulled during a stall: pull them back gradually, and only while they are
             # really buffered (the stalled packets are read one per socket per loop iteration, so
@@ -378,8 +382,11 @@ class RtpStream:
                 self._deliver_frame()
         self._drain_events()
 
-    def _deliver_frame(self) -> None:
+    def _deliver_frame(self, played: tuple[int, bytes] | None = None, *, ticked: bool = False) -> None:
         frame = self.session.pull_frame()
+        if self.on_media is not None:
+            playout_id, pcm = played if played is not None else (None, None)
+            self.on_media(frame, playout_id, pcm, ticked)
         if self.on_frame is not None:
             self.on_frame(frame)
         elif _put_dropping_oldest(self._frames, frame):

@@ -97,6 +97,7 @@ class CallLeg:
         self._digits_duplicate = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._frame_handler: Callable[[Frame], None] | None = None
+        self._media_tap: Callable[[Frame, int | None, bytes | None, bool], None] | None = None
         self._playback_ids: dict[int, int] = {}  # the RTP stream's playout id -> the caller's prompt id
         self._spawn(self._follow_sip(), "sip")
         if stream is not None:
@@ -204,8 +205,24 @@ class CallLeg:
         if self._stream is not None:
             self._install_frame_handler(self._stream)
 
+    def set_media_tap(self, tap: Callable[[Frame, int | None, bytes | None, bool], None] | None) -> None:
+        """Call recording: ``tap(frame, prompt_id, pcm, ticked)`` synchronously on the media clock
+        for every received frame, with the prompt audio sent in the same tick (``prompt_id`` as
+        given to play(), 20 ms of PCM) or ``None, None`` when no prompt audio was sent; ``ticked``
+        is False for a frame pulled to catch up after a clock stall (no send tick went with it).
+        Quick, never raises. Frames keep going to frames() (or the frame handler) as before."""
+        self._media_tap = tap
+        if self._stream is not None:
+            self._install_frame_handler(self._stream)
+
+    def _tap(self, frame: Frame, playout_id: int | None, pcm: bytes | None, ticked: bool) -> None:
+        if self._media_tap is not None:
+            prompt_id = None if playout_id is None else self._playback_ids.get(playout_id, playout_id)
+            self._media_tap(frame, prompt_id, pcm, ticked)
+
     def _install_frame_handler(self, stream: RtpStream) -> None:
         stream.on_frame = self._frame_handler
+        stream.on_media = self._tap if self._media_tap is not None else None
 
     async def frames(self) -> AsyncIterator[Frame]:
         """One :class:`~voicebot.media.frames.Frame` (20 ms of 16-bit 8 kHz PCM, 320 bytes, and its
