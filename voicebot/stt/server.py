@@ -151,10 +151,8 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
             # The recognition-hints extension; a plain v3 client sends none (hints = None).
             hints = hints_from_metadata(context.invocation_metadata() or ())
         except InvalidRequest as exc:
-            slog.warning("stt.session.bad_hints", reason=exc.message)
-            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
-            context.set_details(exc.message)
-            return
+            slog.warning("stt.session.bad_hints", reason=exc.message, grpc_code=exc.grpc_code)
+            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
         session = Session(
             session_uuid=session_id,
             user_request_id=request_id if isinstance(request_id, str) else "",

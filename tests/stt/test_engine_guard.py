@@ -1,0 +1,72 @@
+"""The repetition/hallucination guard (voicebot.stt.guard): pure text rules, no model."""
+
+from __future__ import annotations
+
+import pytest
+
+from voicebot.stt.guard import collapse_repeats, compression_ratio, looks_degenerate
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("text", "collapsed"),
+    [
+        ("No matter. No matter.", "No matter."),  # the issue's example
+        ("Thank you. Thank you. Thank you.", "Thank you."),
+        ("Hello, how are you? Hello, how are you?", "Hello, how are you?"),
+        ("Check my balance. check my balance.", "check my balance."),  # case and punctuation ignored
+        ("I want the the the the balance", "I want the balance"),  # a one-word loop, 4 times
+        ("Operator please. Operator please. Operator please. Goodbye.", "Operator please. Goodbye."),
+    ],
+)
+def test_repeated_sentences_and_loops_are_said_once(text: str, collapsed: str) -> None:
+    assert collapse_repeats(text) == collapsed
+    assert looks_degenerate(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no, no",  # real speech repeats short words
+        "bye bye",
+        "Yes. Yes.",  # a one-word answer said twice is not a looped sentence
+        "very very good",
+        "four five four five",  # an account number
+        "4 5 4 5 4 5 4 5",  # digits are left to the digit logic (a loop there is re-decoded)
+        "double five double five",
+        "My account number is 4567.",
+        "Please connect me to the billing department.",
+        "",
+    ],
+)
+def test_ordinary_speech_is_left_alone(text: str) -> None:
+    assert collapse_repeats(text) == text
+    assert not looks_degenerate(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "My account, ma'er, l'l'l'l'l, please.",  # the issue's looping syllable
+        "hahahahahaha",
+        "5 5 5 5 5 5 5 5 5 5 5 5 5",  # ran into the token cap (flag below)
+    ],
+)
+def test_degenerate_greedy_results_ask_for_the_beam_fallback(text: str) -> None:
+    assert looks_degenerate(text, hit_token_cap=True)
+
+
+def test_a_letter_stutter_is_degenerate_but_a_repeated_digit_is_not() -> None:
+    assert looks_degenerate("My account, ma'er, l'l'l'l'l, please.")
+    assert not looks_degenerate("My PIN is 5555.")
+    assert not looks_degenerate("5 5 5 5 5 5 5 5 5 5 5 5 5")  # only the token cap marks this one
+
+
+def test_compression_ratio_flags_long_repetitive_text_only() -> None:
+    looped = "I am calling about my bill and " * 6
+    assert compression_ratio(looped) > 2.4
+    assert looks_degenerate(looped)
+    ordinary = "And Mr. John Dashwood had then leisure to consider how much there might be prudently."
+    assert compression_ratio(ordinary) < 2.4
+    assert compression_ratio("") == 0.0
