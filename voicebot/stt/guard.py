@@ -9,8 +9,9 @@ text it reports through :func:`collapse_repeats`.
 The rules are deliberately narrow, because real speech repeats too ("no, no", "bye bye", "four five
 four five" as an account number):
 
-* a run of one unit of 2 to 8 words said twice or more in a row is collapsed to one when the unit
-  ends a sentence (``.``, ``!``, ``?``): that is Whisper repeating a whole short sentence;
+* a unit of 1 to 8 words said twice or more in a row is collapsed to one when the unit ends a
+  sentence (``.``, ``!``, ``?``): that is Whisper repeating a whole short sentence ("Human. Human."
+  for one "human"; a caller who really says "Yes. Yes." loses nothing by hearing it once);
 * any unit (1 to 8 words) repeated 4 times or more in a row is collapsed to one, except digit and
   number words, which are left for the digit logic of the caller (a loop there is caught by
   :func:`looks_degenerate` and re-decoded instead of guessed at);
@@ -70,7 +71,7 @@ def collapse_repeats(text: str) -> str:
                 ] == unit:
                     repeats += 1
                 numeric = all(_is_number(w) for w in words[i : i + size])
-                sentence = size >= 2 and words[i + size - 1].endswith(_SENTENCE_END)
+                sentence = words[i + size - 1].endswith(_SENTENCE_END)
                 if repeats >= 2 and not numeric and (sentence or repeats >= LOOP_REPEATS) and any(unit):
                     # Keep the last copy: it carries the sentence's final punctuation.
                     del words[i : i + (repeats - 1) * size]
