@@ -263,7 +263,7 @@ def _intent(text: str) -> str | None:
     return next((i for i, phrases in DEMO_INTENTS.items() if key in phrases), None)
 
 
-def run_hints(verbose: bool) -> int:
+def run_hints(verbose: bool, only_voices: str | None = None) -> int:
     engine = WhisperEngine(base_model_files(), workers=1)
     menu = menu_hints(DEMO_PROMPT, [p for ps in DEMO_INTENTS.values() for p in ps])
     yesno = RecognitionHints(mode="yesno", prompt="Will you be there? Please say yes or no.")
@@ -274,7 +274,10 @@ def run_hints(verbose: bool) -> int:
               f"{'plain s':>9}{'hinted s':>9}{'extra s':>8}")
     print(header)
     print("-" * len(header))
-    for voice, synth in _voices().items():
+    voices = _voices()
+    if only_voices:
+        voices = {name: synth for name, synth in voices.items() if name in only_voices.split(",")}
+    for voice, synth in voices.items():
         rows: dict[str, list[tuple[bool, bool, float, float]]] = {}
         cases: list[tuple[str, str, RecognitionHints, Callable[[str], bool]]] = []
         for intent, phrases in DEMO_INTENTS.items():
@@ -319,9 +322,10 @@ def main() -> int:
     parser.add_argument("--espeak-more", action="store_true", help="10 more espeak sentences (commas)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the sets with --variants")
     parser.add_argument("--hints", action="store_true", help="measure the hinted modes (menu, yesno, digits)")
+    parser.add_argument("--voices", help='with --hints: e.g. "piper joe,espeak en-us" (default: all)')
     args = parser.parse_args()
     if args.hints:
-        return run_hints(args.verbose)
+        return run_hints(args.verbose, args.voices)
     if args.variants:
         return run_variants(args.variants, args.repeat, args.verbose, args.espeak_more)
 
