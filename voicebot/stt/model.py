@@ -32,6 +32,7 @@ its cost.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -104,6 +105,13 @@ DIGIT_TOKEN_CHARS = frozenset("0123456789 ,.-")
 REJECT_MARGIN = -2.75
 MIN_PHRASE_LOGPROB = -5.0
 RESCORE_MARGIN_FRAMES = ENCODER_FRAMES_PER_S // 2
+# Only the candidates whose first token is among this many most probable first tokens of the free
+# decode's first step are forced (a menu of 19 phrases has 18 distinct first tokens): forcing costs
+# ~12 ms a phrase on an idle core and several times that under load.
+RESCORE_FIRST_TOKENS = 5
+# A free decode this many words longer than the longest candidate is a sentence, not a menu answer:
+# no phrase can explain its audio (measured margins below -3.8), so none is forced.
+RESCORE_EXTRA_WORDS = 3
 YESNO_CANDIDATES: tuple[tuple[str, str], ...] = (
     ("yes", "yes"), ("yes", "yeah"), ("yes", "yes please"), ("yes", "that's right"), ("yes", "correct"),
     ("no", "no"), ("no", "nope"), ("no", "no thank you"), ("no", "that's wrong"),
@@ -397,6 +405,7 @@ class _Decoded:
     no_speech_prob: float
     language: str  # Whisper code
     hit_token_cap: bool = False  # generation stopped at max_length, not at end-of-text
+    first_logprobs: npt.NDArray[np.float32] | None = None  # log-softmax of the first step (menu/yesno)
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,7 +627,9 @@ class WhisperEngine:
         )
         if partial or hints is None or hints.mode not in ("menu", "yesno"):
             return free
-        return self._rescored(encoded, code, samples, hints, free, decoded.avg_logprob)
+        return self._rescored(
+            encoded, code, samples, hints, free, decoded.avg_logprob, decoded.first_logprobs
+        )
 
     # -- constrained modes --
 
@@ -685,6 +696,7 @@ class WhisperEngine:
         hints: RecognitionHints,
         free: DetectedHypothesis,
         free_logprob: float,
+        first_logprobs: npt.NDArray[np.float32] | None = None,
     ) -> DetectedHypothesis:
         """Menu / yes-no: the best candidate first and the free decode after it, or only the free
         decode when the speech is out of grammar. Confidence of a match: 1.0 when the phrase is as
@@ -695,6 +707,10 @@ class WhisperEngine:
         for reported, phrase in candidates:
             if _phrase_key(phrase) == said:  # the model wrote the phrase unconstrained: no need to force
                 return self._matched(reported, 1.0, samples, free)
+        longest = max(len(phrase.split()) for _reported, phrase in candidates)
+        if len(said.split()) > longest + RESCORE_EXTRA_WORDS:
+            return self._rejected(free, free.confidence)
+        candidates = self._likely(candidates, first_logprobs)
         num_frames = max(1, len(samples) // HOP_LENGTH)
         scores = self.score_phrases(encoded, code, candidates, num_frames)
         if not scores:
@@ -703,11 +719,27 @@ class WhisperEngine:
         margin = best.mean_logprob - free_logprob
         confidence = float(min(1.0, max(0.0, 1.0 + 0.5 * margin / -REJECT_MARGIN)))
         if margin < REJECT_MARGIN or best.mean_logprob < MIN_PHRASE_LOGPROB:
-            return DetectedHypothesis(
-                free.text, free.words, min(free.confidence, confidence, 0.49), free.language,
-                language_probability=free.language_probability,
-            )
+            return self._rejected(free, confidence)
         return self._matched(best.reported, confidence, samples, free)
+
+    def _likely(
+        self, candidates: list[tuple[str, str]], first_logprobs: npt.NDArray[np.float32] | None
+    ) -> list[tuple[str, str]]:
+        """The candidates whose first token is among the RESCORE_FIRST_TOKENS most probable first
+        tokens (by the free decode's first step); all of them when that step is unknown."""
+        if first_logprobs is None:
+            return candidates
+        firsts = {c: self._phrase_tokens(c[1])[:1] for c in candidates}
+        distinct = {t[0] for t in firsts.values() if t}
+        keep = set(sorted(distinct, key=lambda t: -float(first_logprobs[t]))[:RESCORE_FIRST_TOKENS])
+        return [c for c in candidates if firsts[c] and firsts[c][0] in keep]
+
+    @staticmethod
+    def _rejected(free: DetectedHypothesis, confidence: float) -> DetectedHypothesis:
+        return DetectedHypothesis(
+            free.text, free.words, min(free.confidence, confidence, 0.49), free.language,
+            language_probability=free.language_probability,
+        )
 
     def _matched(
         self, reported: str, confidence: float, samples: Float32Array, free: DetectedHypothesis
@@ -772,15 +804,14 @@ class WhisperEngine:
             retry = self._generate(encoded, code, duration_s, hints, FALLBACK_BEAM_SIZE)
             retry_bad = looks_degenerate(retry.text, hit_token_cap=retry.hit_token_cap)
             if retry.text and (retry.avg_logprob > decoded.avg_logprob or (degenerate and not retry_bad)):
-                decoded = retry
+                decoded = dataclasses.replace(retry, first_logprobs=decoded.first_logprobs)
         if hints is not None and hints.mode == "digits":
             return decoded
         text = collapse_repeats(decoded.text)
         if text == decoded.text:
             return decoded
         ids = tuple(self.encode_text(" " + text))
-        return _Decoded(ids, text, decoded.avg_logprob, decoded.no_speech_prob, decoded.language,
-                        decoded.hit_token_cap)
+        return dataclasses.replace(decoded, token_ids=ids, text=text)
 
     def _generate(
         self, encoded: Any, code: str, duration_s: float, hints: RecognitionHints | None, beam_size: int
@@ -792,6 +823,9 @@ class WhisperEngine:
             # Digits and separators only; a digit string needs at most about two tokens a digit.
             options["suppress_tokens"] = self._digit_suppress_tokens()
             new_tokens = min(new_tokens, 2 * hints.max_digits + 4)
+        rescoring = hints is not None and hints.mode in ("menu", "yesno") and beam_size == 1
+        if rescoring:
+            options["return_logits_vocab"] = True  # the first step ranks the candidates (_likely)
         max_length = min(MAX_TEXT_TOKENS, len(prompt) + new_tokens)
         result = self._model.generate(
             encoded,
@@ -808,7 +842,11 @@ class WhisperEngine:
         text = self._tokenizer.decode(list(token_ids)).strip()
         avg_logprob = float(result.scores[0]) if result.scores else -10.0
         hit_cap = self._eot not in raw and len(raw) >= max_length - len(prompt)
-        return _Decoded(token_ids, text, avg_logprob, float(result.no_speech_prob), code, hit_cap)
+        first: npt.NDArray[np.float32] | None = None
+        if rescoring and result.logits and result.logits[0]:
+            logits = np.asarray(result.logits[0][0], dtype=np.float32)
+            first = (logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())).astype(np.float32)
+        return _Decoded(token_ids, text, avg_logprob, float(result.no_speech_prob), code, hit_cap, first)
 
     def _word_groups(self, token_ids: Sequence[int]) -> list[tuple[str, list[int]]]:
         """Split text tokens into words: a token whose byte-level form starts with a space opens one.
