@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voicebot.stt.guard import collapse_repeats, compression_ratio, looks_degenerate
+from voicebot.stt.guard import collapse_repeats, compression_ratio, looks_degenerate, spoken_units
 
 pytestmark = pytest.mark.unit
 
@@ -70,3 +70,14 @@ def test_compression_ratio_flags_long_repetitive_text_only() -> None:
     ordinary = "And Mr. John Dashwood had then leisure to consider how much there might be prudently."
     assert compression_ratio(ordinary) < 2.4
     assert compression_ratio("") == 0.0
+
+
+def test_more_spoken_units_than_the_audio_can_hold_is_a_loop() -> None:
+    # Measured: one second of "five five" (a human recording) came back as thirteen fives.
+    loop = "5 5 5 5 5 5 5 5 5 5 5 5 5"
+    assert spoken_units(loop) == 13 and spoken_units("My PIN is 4792.") == 7
+    assert looks_degenerate(loop, voiced_s=1.2)
+    assert not looks_degenerate("5 5", voiced_s=1.2)
+    assert not looks_degenerate("4 7 9 2 1 0 0 5", voiced_s=2.5)  # 3.2 digits a second: a fast caller
+    assert not looks_degenerate("Go forward ten meters.", voiced_s=1.5)
+    assert not looks_degenerate("5 5 5 5 5 5", voiced_s=0.2)  # too little audio to judge a rate

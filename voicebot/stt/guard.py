@@ -17,7 +17,10 @@ four five" as an account number):
   :func:`looks_degenerate` and re-decoded instead of guessed at);
 * :func:`looks_degenerate`: the decode ran into its token cap, a unit of 1-4 characters repeats 4
   times or more in a row ("l'l'l'l'"), the text compresses better than zlib ratio 2.4 (Whisper's own
-  fallback threshold; meaningful from about 40 characters), or the collapse above would change it.
+  fallback threshold; meaningful from about 40 characters), the collapse above would change it, or
+  it holds more than 6 spoken units a second of voiced audio (a digit of a digit group is a unit:
+  telephone callers say digits one by one, 2-4 a second; "5 5 5 5 5 5 5 5 5 5 5 5 5" came back
+  for one second of "five five").
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import zlib
 COMPRESSION_RATIO_LIMIT = 2.4
 MIN_CHARS_FOR_RATIO = 40
 MAX_UNIT_WORDS = 8
+MAX_UNITS_PER_S = 6.0
+MIN_VOICED_S_FOR_RATE = 0.3
 LOOP_REPEATS = 4  # a unit repeated this often in a row is a loop, whatever it is
 _CHAR_LOOP = re.compile(r"(\S{1,4}?)\1{3,}")
 _SENTENCE_END = (".", "!", "?")
@@ -80,9 +85,26 @@ def collapse_repeats(text: str) -> str:
     return " ".join(words)
 
 
-def looks_degenerate(text: str, *, hit_token_cap: bool = False) -> bool:
-    """Whether a greedy result looks like a decoding loop worth a beam-search retry."""
+def spoken_units(text: str) -> int:
+    """Words, with every digit of a digit group counted as one ("4792" is four spoken digits)."""
+    units = 0
+    for word in text.split():
+        digits = sum(c.isdigit() for c in word)
+        units += digits if digits else 1
+    return units
+
+
+def looks_degenerate(text: str, *, hit_token_cap: bool = False, voiced_s: float | None = None) -> bool:
+    """Whether a greedy result looks like a decoding loop worth a beam-search retry.
+
+    ``voiced_s``: seconds of voiced audio the text came from (enables the speaking-rate check)."""
     if hit_token_cap:
+        return True
+    if (
+        voiced_s is not None
+        and voiced_s >= MIN_VOICED_S_FOR_RATE
+        and spoken_units(text) > MAX_UNITS_PER_S * voiced_s
+    ):
         return True
     # Letters in the unit: "5555" is an account number, "l'l'l'l'" is a stutter.
     if any(any(c.isalpha() for c in m.group(1)) for m in _CHAR_LOOP.finditer(text)):

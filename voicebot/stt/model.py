@@ -600,7 +600,10 @@ class WhisperEngine:
         if detect:
             code, probability = self._detect(encoded, choice)
         digits = hints is not None and hints.mode == "digits"
-        decoded = self._decode(encoded, code, duration_s, partial, hints)
+        voiced_start_ms, voiced_end_ms = _voiced_span_ms(samples)
+        decoded = self._decode(
+            encoded, code, duration_s, partial, hints, voiced_s=(voiced_end_ms - voiced_start_ms) / 1000
+        )
         if (
             not decoded.text
             or decoded.no_speech_prob > NO_SPEECH_PROB_ALONE
@@ -788,10 +791,11 @@ class WhisperEngine:
         duration_s: float,
         partial: bool,
         hints: RecognitionHints | None = None,
+        voiced_s: float | None = None,
     ) -> _Decoded:
         decoded = self._generate(encoded, code, duration_s, hints,
                                  PARTIAL_BEAM_SIZE if partial else self.final_beam_size)
-        degenerate = looks_degenerate(decoded.text, hit_token_cap=decoded.hit_token_cap)
+        degenerate = looks_degenerate(decoded.text, hit_token_cap=decoded.hit_token_cap, voiced_s=voiced_s)
         if (
             not partial
             and self.final_beam_size < FALLBACK_BEAM_SIZE
@@ -802,7 +806,7 @@ class WhisperEngine:
             # result: beam search rarely falls into the same loop. Keep the beam result when it is
             # more probable, or when only the greedy one is degenerate.
             retry = self._generate(encoded, code, duration_s, hints, FALLBACK_BEAM_SIZE)
-            retry_bad = looks_degenerate(retry.text, hit_token_cap=retry.hit_token_cap)
+            retry_bad = looks_degenerate(retry.text, hit_token_cap=retry.hit_token_cap, voiced_s=voiced_s)
             if retry.text and (retry.avg_logprob > decoded.avg_logprob or (degenerate and not retry_bad)):
                 decoded = dataclasses.replace(retry, first_logprobs=decoded.first_logprobs)
         if hints is not None and hints.mode == "digits":
