@@ -186,7 +186,7 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
             return lambda outcome: inbox.put_nowait(("decoded", (job_id, outcome)))
 
         reader = asyncio.create_task(read_requests(), name=f"stt-reader-{session_id}")
-        slog.info("stt.session.started")
+        slog.info("stt.session.started", hints_mode=hints.mode if hints is not None else None)
         grace_until_s = 0.0
         try:
             while True:
