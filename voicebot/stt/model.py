@@ -17,9 +17,11 @@ noise. Measured on the pocketsphinx recordings the 12 s window cut decode time f
 0.32 s per utterance at the same word error rate; 8 s with greedy finals cut another ~40 % with no
 more word errors than beam 5 at 12 s on the human and espeak sets (docs/stt-engine.md).
 
-Decoding: greedy (beam 1, temperature 0, no timestamps) for finals and partials alike: on the
-telephone sets beam 5 cost ~1.5x the time for no fewer word errors, and a final's decode time is
-what the caller waits for after the pause. ``confidence`` is exp(average token log-probability) of
+Decoding: beam 2 for finals, greedy for partials (temperature 0, no timestamps): on the telephone
+sets beam 5 cost ~1.5x the time for no fewer word errors, beam 2 about greedy's time while avoiding
+greedy's loops on short unsure answers, and a final's decode time is what the caller waits for after
+the pause; a final that still loops is decoded again with beam 5 (voicebot.stt.guard). Recognition
+hints (voicebot.stt.hints) add prompt biasing, a digits-only mode and menu / yes-no rescoring. ``confidence`` is exp(average token log-probability) of
 the chosen hypothesis (CTranslate2's length-normalized score), so 1.0 means the model was certain of
 every token. A window the model thinks holds no speech (no-speech probability > 0.6 and confidence <
 exp(-1), Whisper's own rule) yields empty text, so line noise does not become "Thank you."; so does
@@ -80,16 +82,16 @@ NO_SPEECH_LOGPROB = -1.0
 NO_SPEECH_PROB_ALONE = 0.8
 # Below this RMS in every 20 ms frame (about -60 dBFS) there is nothing to decode.
 MIN_FRAME_RMS = 1e-3
-FINAL_BEAM_SIZE = 1
+# Finals: beam 2. Measured (docs/stt-engine.md) about the decode time of greedy, and it does not
+# fall into the short loops greedy does on unsure short answers ("5 5 5" or thirteen fives for the
+# recording "five five", where beam 2 gives "5, 5."); greedy for partials and for the free decode
+# of a menu / yes-no final (whose first step ranks the phrases; CTranslate2 returns the step
+# log-probabilities only for greedy search).
+FINAL_BEAM_SIZE = 2
 PARTIAL_BEAM_SIZE = 1
-# A final whose greedy result looks like a loop (voicebot.stt.guard), or that the model was unsure
-# of (mean token log-probability below FALLBACK_LOGPROB, i.e. confidence < 0.5), is decoded again
-# with this beam; the beam result is kept when it is not degenerate and more probable. Whisper's
-# reference decoder falls back (to sampling) below -1.0 on 30 s windows; greedy loops on short
-# telephone answers ("5 5 5" for "five five", -0.9) sit just above that, so the bar is higher here.
-# Measured cost: only low-confidence finals pay it (2 of 12 human utterances, 0 of 6 espeak ones).
+# A final that still looks like a loop (voicebot.stt.guard) is decoded again with this beam; the
+# beam result is kept when it is more probable or not degenerate.
 FALLBACK_BEAM_SIZE = 5
-FALLBACK_LOGPROB = math.log(0.5)
 # Previous-text context (hints.prompt) is cut to its last tokens: Whisper trained with at most half
 # of the 448-token context as previous text.
 MAX_PROMPT_TOKENS = MAX_TEXT_TOKENS // 2 - 1
@@ -793,18 +795,16 @@ class WhisperEngine:
         hints: RecognitionHints | None = None,
         voiced_s: float | None = None,
     ) -> _Decoded:
-        decoded = self._generate(encoded, code, duration_s, hints,
-                                 PARTIAL_BEAM_SIZE if partial else self.final_beam_size)
+        if partial or (hints is not None and hints.mode in ("menu", "yesno")):
+            beam_size = PARTIAL_BEAM_SIZE
+        else:
+            beam_size = self.final_beam_size
+        decoded = self._generate(encoded, code, duration_s, hints, beam_size)
         degenerate = looks_degenerate(decoded.text, hit_token_cap=decoded.hit_token_cap, voiced_s=voiced_s)
-        if (
-            not partial
-            and self.final_beam_size < FALLBACK_BEAM_SIZE
-            and decoded.text
-            and (degenerate or decoded.avg_logprob < FALLBACK_LOGPROB)
-        ):
-            # A greedy loop ("5 5 5 5 ...", "No matter. No matter.", "l'l'l'l") or an unsure
-            # result: beam search rarely falls into the same loop. Keep the beam result when it is
-            # more probable, or when only the greedy one is degenerate.
+        if not partial and beam_size < FALLBACK_BEAM_SIZE and decoded.text and degenerate:
+            # A loop ("5 5 5 5 ...", "No matter. No matter.", "l'l'l'l"): a wider beam rarely
+            # falls into the same one. Keep its result when it is more probable, or when only the
+            # first one is degenerate.
             retry = self._generate(encoded, code, duration_s, hints, FALLBACK_BEAM_SIZE)
             retry_bad = looks_degenerate(retry.text, hit_token_cap=retry.hit_token_cap, voiced_s=voiced_s)
             if retry.text and (retry.avg_logprob > decoded.avg_logprob or (degenerate and not retry_bad)):
