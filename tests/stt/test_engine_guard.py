@@ -15,6 +15,7 @@ pytestmark = pytest.mark.unit
         ("No matter. No matter.", "No matter."),  # the example
         ("Thank you. Thank you. Thank you.", "Thank you."),
         ("Human. Human.", "Human."),  # measured: one "human" (espeak) came back twice
+        ("5, 5. 5, 5.", "5, 5."),  # measured: beam 2 on the recording "five five"
         ("Hello, how are you? Hello, how are you?", "Hello, how are you?"),
         ("Check my balance. check my balance.", "check my balance."),  # case and punctuation ignored
         ("I want the the the the balance", "I want the balance"),  # a one-word loop, 4 times

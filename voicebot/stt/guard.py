@@ -12,9 +12,11 @@ four five" as an account number):
 * a unit of 1 to 8 words said twice or more in a row is collapsed to one when the unit ends a
   sentence (``.``, ``!``, ``?``): that is Whisper repeating a whole short sentence ("Human. Human."
   for one "human"; a caller who really says "Yes. Yes." loses nothing by hearing it once);
-* any unit (1 to 8 words) repeated 4 times or more in a row is collapsed to one, except digit and
-  number words, which are left for the digit logic of the caller (a loop there is caught by
-  :func:`looks_degenerate` and re-decoded instead of guessed at);
+  Digits too: "5, 5. 5, 5." (measured, beam 2, for one "five five") is one sentence said twice;
+* any unit (1 to 8 words) repeated 4 times or more in a row without a sentence end is collapsed to
+  one, except digit and number words, which are left for the digit logic of the caller ("4 5 4 5 4
+  5 4 5" may be an account number; a loop there is caught by :func:`looks_degenerate` and
+  re-decoded instead of guessed at);
 * :func:`looks_degenerate`: the decode ran into its token cap, a unit of 1-4 characters repeats 4
   times or more in a row ("l'l'l'l'"), the text compresses better than zlib ratio 2.4 (Whisper's own
   fallback threshold; meaningful from about 40 characters), the collapse above would change it, or
@@ -77,7 +79,7 @@ def collapse_repeats(text: str) -> str:
                     repeats += 1
                 numeric = all(_is_number(w) for w in words[i : i + size])
                 sentence = words[i + size - 1].endswith(_SENTENCE_END)
-                if repeats >= 2 and not numeric and (sentence or repeats >= LOOP_REPEATS) and any(unit):
+                if repeats >= 2 and any(unit) and (sentence or (repeats >= LOOP_REPEATS and not numeric)):
                     # Keep the last copy: it carries the sentence's final punctuation.
                     del words[i : i + (repeats - 1) * size]
                     changed = True

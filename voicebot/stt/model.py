@@ -21,7 +21,8 @@ Decoding: beam 2 for finals, greedy for partials (temperature 0, no timestamps):
 sets beam 5 cost ~1.5x the time for no fewer word errors, beam 2 about greedy's time while avoiding
 greedy's loops on short unsure answers, and a final's decode time is what the caller waits for after
 the pause; a final that still loops is decoded again with beam 5 (voicebot.stt.guard). Recognition
-hints (voicebot.stt.hints) add prompt biasing, a digits-only mode and menu / yes-no rescoring. ``confidence`` is exp(average token log-probability) of
+hints (voicebot.stt.hints) add prompt biasing, a digits-only mode and menu / yes-no rescoring.
+``confidence`` is exp(average token log-probability) of
 the chosen hypothesis (CTranslate2's length-normalized score), so 1.0 means the model was certain of
 every token. A window the model thinks holds no speech (no-speech probability > 0.6 and confidence <
 exp(-1), Whisper's own rule) yields empty text, so line noise does not become "Thank you."; so does
