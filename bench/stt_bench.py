@@ -2,6 +2,13 @@
 
 Usage: .venv/bin/python bench/stt_bench.py [--sessions 1,2,4,8] [--utterances 3] [--workers 2]
        .venv/bin/python bench/stt_bench.py --variants "beam=5,win=12,gate=0;beam=1,win=8" --rounds 2
+       .venv/bin/python bench/stt_bench.py --sessions 1,4 --hints
+
+``--hints`` runs every N twice on the same server, in turn: once as a plain v3 client (no hints) and
+once with the demo menu's recognition hints on the call metadata (``x-voicebot-hints-bin``: the
+menu prompt and its 19 phrases, voicebot.stt.hints). The utterances are not menu phrases, so every
+final pays the full rescoring of all 19 phrases and must be rejected (the free decode stays first):
+the worst case for latency, and word accuracy falls if a phrase is wrongly accepted.
 
 ``--variants`` compares server settings: one server per ``;``-separated variant (key=value pairs:
 beam = final beam size, win = minimum decode window s, gate = endpointer energy gate dB (0 off),
@@ -57,10 +64,19 @@ import grpc
 
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt._proto import stt_service_pb2_grpc
+from voicebot.stt.hints import menu_hints
 from voicebot.testing.speech import g711_roundtrip, real_speech_set, silence, to_telephone_band
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stt_wer import edit_distance, score_text  # the sibling benchmark's scoring
+
+DEMO_MENU = menu_hints(
+    "Welcome to the voice bot demo. Say balance to hear your account balance, operator to speak with "
+    "a person, or goodbye to end the call.",
+    ["operator", "agent", "an agent", "a person", "human", "representative", "talk to someone",
+     "goodbye", "good bye", "bye", "bye bye", "hang up", "that's all", "nothing else",
+     "balance", "account balance", "my balance", "check my balance", "how much"],
+)
 
 RATE_HZ = 8000
 CHUNK_MS = 100
@@ -121,7 +137,9 @@ def options() -> pb.StreamingRequest:
     )
 
 
-async def run_session(port: int, plan: list[Utterance], delay_s: float) -> SessionResult:
+async def run_session(
+    port: int, plan: list[Utterance], delay_s: float, metadata: tuple[tuple[str, bytes], ...] = ()
+) -> SessionResult:
     await asyncio.sleep(delay_s)
     result = SessionResult(expected=[u.transcript for u in plan])
     # The stream and, per utterance, where its speech starts and ends on the stream timeline.
@@ -154,7 +172,7 @@ async def run_session(port: int, plan: list[Utterance], delay_s: float) -> Sessi
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = stt_service_pb2_grpc.RecognizerStub(channel)
-            call = stub.RecognizeStreaming(requests(), timeout=result.audio_s + 60)
+            call = stub.RecognizeStreaming(requests(), timeout=result.audio_s + 60, metadata=metadata)
             async for response in call:
                 now = loop.time()
                 kind = response.WhichOneof("Event")
@@ -196,12 +214,17 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_round(port: int, pid: int, n: int, utterances: list[Utterance], per_session: int) -> str:
+async def run_round(
+    port: int, pid: int, n: int, utterances: list[Utterance], per_session: int,
+    metadata: tuple[tuple[str, bytes], ...] = (),
+) -> str:
     plans = [
         [utterances[(s * per_session + k) % len(utterances)] for k in range(per_session)] for s in range(n)
     ]
     ticks0, wall0 = cpu_ticks(pid), time.monotonic()
-    results = await asyncio.gather(*(run_session(port, plan, 0.1 * s / n) for s, plan in enumerate(plans)))
+    results = await asyncio.gather(
+        *(run_session(port, plan, 0.1 * s / n, metadata) for s, plan in enumerate(plans))
+    )
     cpu_s = (cpu_ticks(pid) - ticks0) / CLK_TCK
     wall_s = time.monotonic() - wall0
     eos = [x for r in results for x in r.eos_to_final_s]
@@ -364,12 +387,18 @@ async def main_async(args: argparse.Namespace) -> None:
     header = (
         f"{'N':>3}{'eos>fin50':>10}{'eos>fin95':>10}{'1stpar50':>10}{'1stpar95':>10}"
         f"{'RTF':>7}{'CPU %':>8}{'finals':>9}{'word acc%':>10}{'partial':>10}"
+        + ("  hints  load" if args.hints else "")
     )
     print(header)
     print("-" * len(header))
     try:
         for n in args.sessions:
-            print(await run_round(port, proc.pid, n, utterances, args.utterances), flush=True)
+            if not args.hints:
+                print(await run_round(port, proc.pid, n, utterances, args.utterances), flush=True)
+                continue
+            for label, metadata in (("none", ()), ("menu", DEMO_MENU.to_metadata())):
+                line = await run_round(port, proc.pid, n, utterances, args.utterances, metadata)
+                print(f"{line}  {label:<5}{os.getloadavg()[0]:>6.1f}", flush=True)
     finally:
         proc.terminate()
         try:
@@ -385,6 +414,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="server decode workers (default 2)")
     parser.add_argument("--variants", help='compare server settings, e.g. "beam=5,win=12;beam=1,win=8"')
     parser.add_argument("--rounds", type=int, default=1, help="A/B rounds per N with --variants")
+    parser.add_argument("--hints", action="store_true", help="each N without and with demo menu hints")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: one variant's server process
     parser.add_argument("--stats-file", help=argparse.SUPPRESS)  # internal: where --serve writes pool stats
     args = parser.parse_args()

