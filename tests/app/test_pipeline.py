@@ -109,3 +109,15 @@ async def test_a_prompt_after_the_leg_ended_is_not_played(tmp_path: Path) -> Non
     finally:
         await store.aclose()
 
+
+
+def test_final_readings_pass_alternatives_and_confidences_only_when_rescored() -> None:
+    from voicebot.call.pipeline import final_readings
+    from voicebot.stt.client import FinalReceived
+
+    lone = FinalReceived("operate her please", None, 0, 900, "s1", confidence=0.0)
+    assert final_readings(lone) == {}  # a cloud final with confidence 0 changes nothing
+    rescored = FinalReceived("operator", None, 0, 900, "s1", confidence=0.81,
+                             alternatives=(("operate her please", 0.42),))
+    assert final_readings(rescored) == {"alternatives": ("operate her please",), "confidence": 0.81,
+                                        "alternative_confidences": (0.42,)}

@@ -586,3 +586,15 @@ def test_a_session_replaced_before_the_server_answered_is_reported_opened_then_c
     assert [(type(e).__name__, e.session_id) for e in closed] == [("SessionOpened", "s1"),
                                                                   ("SessionClosed", "s1")]
     assert [e.reason for e in closed if isinstance(e, SessionClosed)] == ["rotated"]
+
+
+def test_a_final_carries_the_recognizers_alternatives_and_confidences() -> None:
+    pump = started()
+    pump.speak(tone(600))
+    alternatives = [pb.Alternative(text="operator", start_time_ms=0, end_time_ms=600, confidence=0.8),
+                    pb.Alternative(text="operate her", start_time_ms=0, end_time_ms=600, confidence=0.4),
+                    pb.Alternative(text=" ", start_time_ms=0, end_time_ms=600, confidence=0.1)]
+    pump.respond("s1", pb.StreamingResponse(final=pb.AlternativeUpdate(alternatives=alternatives)), eou(700))
+    [final] = [e for e in pump.events() if isinstance(e, FinalReceived)]
+    assert (final.text, final.confidence) == ("operator", pytest.approx(0.8))
+    assert [(t, round(c, 2)) for t, c in final.alternatives] == [("operate her", 0.4)]

@@ -103,6 +103,18 @@ def hints_for(expectation: Expectation) -> RecognitionHints:
                             min_digits=expectation.min_digits, max_digits=expectation.max_digits)
 
 
+def final_readings(event: FinalReceived) -> dict[str, Any]:
+    """What the dialog gets besides the top text: the recognizer's further hypotheses, always, and
+    the confidences only when there are several (voicebot's server rescored a menu against the
+    audio: the matched phrase at 0.5-1, the free decode after it). A lone hypothesis keeps no
+    confidence, so a server whose confidences mean something else (or are 0) changes nothing."""
+    texts = tuple(text for text, _ in event.alternatives)
+    if not texts:
+        return {}
+    return {"alternatives": texts, "confidence": event.confidence,
+            "alternative_confidences": tuple(conf for _, conf in event.alternatives)}
+
+
 def push_frame(stream: RecognitionStream, frame: Frame) -> None:
     """One received frame to the recognizer, with its kind: jitter-buffer silence (nothing was
     received) is said to be silence, so the stream sends it as ``silence_chunk`` without measuring
@@ -290,7 +302,7 @@ class CallPipeline:
                 # The dialog first: the answer must not wait for the record.
                 self._speech_end_s = self._call_time_s(event.end_ms)
                 self._final_at_s = self._clock()
-                self.runner.final(event.text)
+                self.runner.final(event.text, **final_readings(event))
                 self.outcome.utterances.append(event.text)
                 log.info("call.final", session_id=event.session_id, start_ms=event.start_ms,
                          end_ms=event.end_ms, **{"pii.text": event.text})

@@ -123,6 +123,8 @@ class _PendingFinal:
     start_ms: int
     end_ms: int
     normalized: str | None = None
+    confidence: float = 0.0
+    alternatives: tuple[tuple[str, float], ...] = ()  # the further hypotheses (text, confidence)
 
 
 @dataclass(slots=True)
@@ -510,8 +512,10 @@ class StreamCore:
         elif event == "final":
             alts = response.final.alternatives
             if alts:
-                session.pending.append(_PendingFinal(response.audio_cursors.final_index, alts[0].text,
-                                                     alts[0].start_time_ms, alts[0].end_time_ms))
+                session.pending.append(_PendingFinal(
+                    response.audio_cursors.final_index, alts[0].text, alts[0].start_time_ms,
+                    alts[0].end_time_ms, confidence=alts[0].confidence,
+                    alternatives=tuple((a.text, a.confidence) for a in alts[1:] if a.text.strip())))
         elif event == "final_refinement":
             index = response.final_refinement.final_index
             alts = response.final_refinement.normalized_text.alternatives
@@ -559,5 +563,6 @@ class StreamCore:
         for p in session.pending:
             if p.text.strip():
                 out.append(FinalReceived(p.text, p.normalized, w.to_call_ms(p.start_ms),
-                                         w.to_call_ms(p.end_ms), session.session_id))
+                                         w.to_call_ms(p.end_ms), session.session_id,
+                                         confidence=p.confidence, alternatives=p.alternatives))
         session.pending.clear()

@@ -299,6 +299,10 @@ class FinalReceived:
     start_ms: int  # call timeline
     end_ms: int
     session_id: str
+    confidence: float = 0.0  # the recognizer's for ``text`` (0.0 when it gives none)
+    # Further hypotheses, best first: (text, confidence). voicebot's server sends them when hints
+    # made it rescore a menu (the matched phrase first, then the free decode).
+    alternatives: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
