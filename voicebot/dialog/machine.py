@@ -26,6 +26,16 @@ silence counts a no-input; each re-prompts until its ``retries`` are used up and
 its ``goto``. ``StartListening`` carries what the state expects (:mod:`voicebot.dialog.expect`)
 and is sent again whenever that changes while listening. Stale timers and answers (ids that no
 longer match) are ignored.
+
+Outbound calls. ``AnswerClassified`` (the application's answering-machine detector) sets
+``answer_type`` and ``amd_reason`` and records them; while the call is still in its start state it
+moves to the plan's ``on_machine`` / ``on_human`` / ``on_unknown`` target (unknown counts as human
+unless handled), stopping a prompt that is playing even without barge-in; a target equal to the
+current state, a missing handler, or a later judgement changes nothing. A ``wait_for_beep`` state
+holds its prompt (and its exit) until ``BeepDetected``, ``silence_s`` without callee speech
+(``SpeechStarted`` / ``SpeechEnded``, a non-empty partial or a final), or ``timeout_s``, and says
+which in ``beep_wait``. ``record_audio`` emits ``PauseRecording`` / ``ResumeRecording`` on entry
+when it changes whether the call's audio is recorded.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ from dataclasses import dataclass
 
 from voicebot.dialog import ir
 from voicebot.dialog.events import (
+    AnswerClassified,
+    BeepDetected,
     CallEnded,
     CallStarted,
     CallWebhook,
@@ -44,10 +56,13 @@ from voicebot.dialog.events import (
     FinalTranscript,
     Hangup,
     PartialTranscript,
+    PauseRecording,
     PlayPrompt,
     PromptFinished,
     Record,
+    ResumeRecording,
     SetTimer,
+    SpeechEnded,
     SpeechStarted,
     StartListening,
     StopListening,
@@ -68,6 +83,8 @@ MAX_CHAIN = 100
 
 NO_INPUT = "no_input"
 INTER_DIGIT = "inter_digit"
+BEEP_TIMEOUT = "beep_timeout"
+BEEP_SILENCE = "beep_silence"
 # Keys typed ahead while a listening state's prompt (without barge-in) plays; more are dropped.
 MAX_TYPEAHEAD_KEYS = 32
 
@@ -125,6 +142,10 @@ class DialogMachine:
         self._draining = False
         self.typeahead_dropped = 0
         self.last_understanding: Understanding | None = None  # the latest final's reading (logs, tests)
+        self.answer_type: str | None = None  # the detector's judgement, once it came
+        self.recording_paused = False
+        self._beep_wait: ir.WaitForBeep | None = None
+        self._callee_speaking = False
 
     # -- public --------------------------------------------------------------------------------
 
@@ -139,6 +160,12 @@ class DialogMachine:
     @property
     def listening(self) -> bool:
         return self._listening
+
+    @property
+    def awaiting_beep(self) -> bool:
+        """A ``wait_for_beep`` state holds its prompt: the application should feed
+        ``BeepDetected`` and ``SpeechStarted`` / ``SpeechEnded`` from the callee's audio now."""
+        return self._beep_wait is not None
 
     def handle(self, event: Event) -> list[Command]:
         """Process one event to completion and return the commands it produced, in order."""
@@ -156,12 +183,22 @@ class DialogMachine:
         elif isinstance(event, PromptFinished):
             self._on_prompt_finished(event.prompt_seq)
         elif isinstance(event, SpeechStarted):
+            self._callee_speech(speaking=True)
             self._on_speech_activity()
         elif isinstance(event, PartialTranscript):
             if event.text.strip():
+                self._callee_speech(speaking=True)
                 self._on_speech_activity()
+        elif isinstance(event, SpeechEnded):
+            self._callee_speech(speaking=False)
         elif isinstance(event, FinalTranscript):
+            self._callee_speech(speaking=False)
             self._on_final(event.hypotheses())
+        elif isinstance(event, AnswerClassified):
+            self._on_answer_classified(event)
+        elif isinstance(event, BeepDetected):
+            if self._beep_wait is not None:
+                self._end_beep_wait("beep")
         elif isinstance(event, DtmfReceived):
             self._on_dtmf(event.key)
         elif isinstance(event, TimerFired):
@@ -197,6 +234,42 @@ class DialogMachine:
             call_id=event.call_id, caller=event.caller, callee=event.callee, dialplan=self.plan.name
         )
         self._enter(self.plan.start)
+
+    def _on_answer_classified(self, event: AnswerClassified) -> None:
+        if self.answer_type is not None:
+            return  # the first judgement counts; the detector decides once
+        self.answer_type = event.result
+        for key, value in (("answer_type", event.result), ("amd_reason", event.reason)):
+            self.variables[key] = value
+            self.record[key] = value
+            self._emit(Record(key, value))
+        target = self.plan.answer_target(event.result)
+        state = self.state
+        if target is None or state is None or len(self.transitions) != 1 or target == state.name:
+            return  # no handler, the dialog has moved on, or the handler says "carry on here"
+        if self._playing:
+            # Leaving the start state mid-prompt: a greeting must not talk over the voicemail.
+            self._emit(StopPrompt(barge_in=False))
+            self._playing = []
+        self._enter(target)
+
+    def _callee_speech(self, *, speaking: bool) -> None:
+        """Track whether the callee talks, so a ``wait_for_beep`` state can time the silence."""
+        self._callee_speaking = speaking
+        if self._beep_wait is None:
+            return
+        if speaking:
+            self._cancel(BEEP_SILENCE)
+        elif BEEP_SILENCE not in self._timers:
+            self._arm(BEEP_SILENCE, self._beep_wait.silence_s)
+
+    def _end_beep_wait(self, how: str) -> None:
+        self._beep_wait = None
+        self._cancel(BEEP_TIMEOUT)
+        self._cancel(BEEP_SILENCE)
+        self.variables["beep_wait"] = how
+        assert self.state is not None
+        self._begin(self.state)
 
     def _on_prompt_finished(self, seq: int) -> None:
         before = len(self._playing)
@@ -382,6 +455,10 @@ class DialogMachine:
             self._no_input()
         elif kind == INTER_DIGIT:
             self._finish_digits()
+        elif kind == BEEP_TIMEOUT:
+            self._end_beep_wait("timeout")
+        elif kind == BEEP_SILENCE:
+            self._end_beep_wait("silence")
 
     def _on_webhook_ok(self, event: WebhookSucceeded) -> None:
         state = self.state
@@ -433,6 +510,9 @@ class DialogMachine:
         self.variables["state"] = name
         self._cancel(NO_INPUT)
         self._cancel(INTER_DIGIT)
+        self._cancel(BEEP_TIMEOUT)
+        self._cancel(BEEP_SILENCE)
+        self._beep_wait = None
         self._no_input_count = 0
         self._no_match_count = 0
         self._digits = ""
@@ -450,6 +530,20 @@ class DialogMachine:
             value = template.render(self.variables)
             self.record[key] = value
             self._emit(Record(key, value))
+        if state.record_audio is not None and (state.record_audio == "pause") != self.recording_paused:
+            self.recording_paused = state.record_audio == "pause"
+            self._emit(PauseRecording() if self.recording_paused else ResumeRecording())
+        if state.wait_for_beep is not None:
+            self._stop_listening()
+            self._beep_wait = state.wait_for_beep
+            self._arm(BEEP_TIMEOUT, state.wait_for_beep.timeout_s)
+            if not self._callee_speaking:
+                self._arm(BEEP_SILENCE, state.wait_for_beep.silence_s)
+            return
+        self._begin(state)
+
+    def _begin(self, state: ir.State) -> None:
+        """The state's prompt and exit, once any wait for the beep is over."""
         if state.listen is None:
             self._stop_listening()
         if state.prompt is not None:

@@ -21,12 +21,15 @@ from voicebot.dialog.checker import NAME_RE, Checker, did_you_mean, or_default, 
 from voicebot.dialog.errors import DialplanProblem
 from voicebot.dialog.ir import (
     DEFAULT_CONFIRM,
+    AnswerType,
     Confirm,
     Dialplan,
     Intent,
+    RecordAudio,
     State,
     Template,
     Transfer,
+    WaitForBeep,
     Webhook,
     default_confirm_prompt,
 )
@@ -37,7 +40,7 @@ from voicebot.dialog.schema_listen import (
     parse_prompt,
     parse_retry,
 )
-from voicebot.dialog.yamlnodes import YMap, YNode
+from voicebot.dialog.yamlnodes import YMap, YNode, YScalar
 
 __all__ = ["BUILTIN_VARIABLES", "build_dialplan", "parse_template"]
 
@@ -45,16 +48,25 @@ DEFAULT_WEBHOOK_TIMEOUT_S = 5.0
 DEFAULT_VOICE = "en-us"
 # Set by the machine: the call's identity, the current state, and why a webhook/transfer failed.
 BUILTIN_VARIABLES = frozenset(
-    {"call_id", "caller", "callee", "dialplan", "state", "webhook_error", "transfer_error", "guess"}
+    {"call_id", "caller", "callee", "dialplan", "state", "webhook_error", "transfer_error", "guess",
+     # Outbound calls with answering-machine detection (see ``on_machine`` and ``wait_for_beep``).
+     "answer_type", "amd_reason", "beep_wait"}
 )
 
-TOP_KEYS = ("dialplan", "description", "start", "voice", "variables", "globals", "confirm", "states")
+ANSWER_KEYS = ("on_human", "on_machine", "on_unknown")
+TOP_KEYS = (
+    "dialplan", "description", "start", "voice", "variables", "globals", "confirm", "states", *ANSWER_KEYS,
+)
 STATE_KEYS = (
-    "description", "prompt", "audio", "barge_in", "voice", "set", "record", "listen", "no_input",
+    "description", "prompt", "audio", "barge_in", "voice", "set", "record", "record_audio", "wait_for_beep",
+    "listen", "no_input",
     "no_match", "confirm", "webhook", "transfer", "hangup", "goto",
 )
 WEBHOOK_KEYS = ("url", "timeout_s", "goto", "on_error", "may_goto")
 TRANSFER_KEYS = ("uri", "on_error")
+ANSWER_HANDLER_KEYS = ("goto",)
+WAIT_FOR_BEEP_KEYS = ("timeout_s", "silence_s")
+_ANSWER_OF: dict[str, AnswerType] = {"on_human": "human", "on_machine": "machine", "on_unknown": "unknown"}
 EXITS = ("listen", "webhook", "transfer", "hangup", "goto")
 
 
@@ -112,12 +124,14 @@ def build_dialplan(root: YNode, file: str, base_dir: Path) -> tuple[Dialplan | N
         start_line = item[0]
         start = c.string(item, where, "start") or ""
 
-    _check_plan(c, states, _state_lines(top), start, start_line, global_intents, variables)
+    on_answer = _answer_handlers(c, top)
+    _check_plan(c, states, _state_lines(top), start, start_line, [*(i.goto for i in global_intents),
+                *on_answer.values()], variables)
     if c.problems:
         return None, c.problems
     plan = Dialplan(
         name=name, source=file, start=start, voice=voice, variables=variables, states=states,
-        global_intents=tuple(global_intents),
+        global_intents=tuple(global_intents), on_answer=on_answer,
     )
     return plan, []
 
@@ -136,7 +150,7 @@ def _check_plan(
     state_lines: dict[str, int],
     start: str,
     start_line: int,
-    global_intents: list[Intent],
+    roots: list[str],
     variables: dict[str, str],
 ) -> None:
     names = list(state_lines)
@@ -145,10 +159,11 @@ def _check_plan(
     for line, where, target in c.targets:
         if target not in state_lines:
             c.error(line, f"{where} '{target}' is not a state{did_you_mean(target, names)}")
-    # Reachability: from start, plus the global handlers' targets (they fire in any listening state).
+    # Reachability: from start, plus the global handlers' targets (they fire in any listening state)
+    # and the answer handlers' (they fire when the detector has judged the answer).
     if start in states:
         seen: set[str] = set()
-        todo = [start] + [i.goto for i in global_intents]
+        todo = [start, *roots]
         while todo:
             current = todo.pop()
             if current in seen or current not in states:
@@ -260,11 +275,27 @@ def _state(
     goto = None
     if (item := c.get(smap, "goto")) is not None:
         goto = c.state_ref(item, where, "goto")
+    wait_for_beep = None
+    if (item := c.get(smap, "wait_for_beep")) is not None:
+        wait_for_beep = _wait_for_beep(c, item, where)
+        if prompt is None and "prompt" not in smap.items and "audio" not in smap.items:
+            c.error(item[0],
+                    f"{where}: 'wait_for_beep' without a 'prompt' or 'audio' to leave after the beep")
+    record_audio: RecordAudio | None = None
+    if (item := c.get(smap, "record_audio")) is not None:
+        value = c.string(item, where, "record_audio")
+        if value == "pause":
+            record_audio = "pause"
+        elif value == "resume":
+            record_audio = "resume"
+        elif value is not None:
+            c.error(item[0], f"{where}: 'record_audio' must be 'pause' or 'resume', not '{value}'")
     if len(c.problems) > before:
         return None
     return State(
         name=name, line=line, prompt=prompt, set_vars=set_vars, record=record, listen=listen,
         no_input=no_input, no_match=no_match, webhook=webhook, transfer=transfer, hangup=hangup, goto=goto,
+        wait_for_beep=wait_for_beep, record_audio=record_audio,
     )
 
 
@@ -342,3 +373,44 @@ def _transfer(c: Checker, item: tuple[int, YNode], where: str) -> Transfer | Non
     return Transfer(uri, on_error)
 
 
+
+
+def _answer_handlers(c: Checker, top: YMap) -> dict[AnswerType, str]:
+    """``on_human`` / ``on_machine`` / ``on_unknown``: each ``{goto: STATE}``."""
+    out: dict[AnswerType, str] = {}
+    for key in ANSWER_KEYS:
+        if (item := c.get(top, key)) is None:
+            continue
+        where = f"top level {key}"
+        hmap = c.mapping(item[1], where, f"'{key}' ({{goto: STATE}})")
+        if hmap is None:
+            continue
+        c.keys(hmap, ANSWER_HANDLER_KEYS, where)
+        if (sub := c.require(hmap, "goto", where)) is not None and (goto := c.state_ref(sub, where, "goto")):
+            out[_ANSWER_OF[key]] = goto
+    return out
+
+
+def _wait_for_beep(c: Checker, item: tuple[int, YNode], where: str) -> WaitForBeep | None:
+    """``wait_for_beep: true`` (the defaults) or ``{timeout_s: 10, silence_s: 2}``."""
+    bwhere = f"{where} wait_for_beep"
+    node = item[1]
+    if isinstance(node, YScalar) and node.value is True:
+        return WaitForBeep()
+    if isinstance(node, YScalar) and node.value is False:
+        c.error(item[0], f"{where}: 'wait_for_beep: false' means nothing; leave the key out")
+        return None
+    bmap = c.mapping(node, bwhere, "'wait_for_beep' (true or {timeout_s, silence_s})")
+    if bmap is None:
+        return None
+    c.keys(bmap, WAIT_FOR_BEEP_KEYS, bwhere)
+    wait = WaitForBeep()
+    if (sub := c.get(bmap, "timeout_s")) is not None:
+        wait = WaitForBeep(or_default(c.seconds(sub, bwhere, "timeout_s"), wait.timeout_s), wait.silence_s)
+    if (sub := c.get(bmap, "silence_s")) is not None:
+        wait = WaitForBeep(wait.timeout_s, or_default(c.seconds(sub, bwhere, "silence_s"), wait.silence_s))
+    if wait.silence_s >= wait.timeout_s:
+        line = bmap.items.get("silence_s", bmap.items.get("timeout_s", (item[0], node)))[0]
+        c.error(line, f"{bwhere}: silence_s {wait.silence_s:g} is not less than timeout_s {wait.timeout_s:g} "
+                "(the timeout would always come first)")
+    return wait
