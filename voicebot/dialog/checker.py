@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,12 +47,17 @@ class Checker:
         self.error(node.line, f"{where}: {what} must be a mapping of keys, not {describe(node)}")
         return None
 
-    def keys(self, node: YMap, allowed: Iterable[str], where: str) -> None:
+    def keys(
+        self, node: YMap, allowed: Iterable[str], where: str, hints: Mapping[str, str] | None = None
+    ) -> None:
+        """Report keys not in ``allowed``; ``hints`` maps a likely mistake to its own advice."""
         allowed = tuple(allowed)
         for key, (line, _value) in node.items.items():
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
+                if hints is not None and key in hints:
+                    hint = f" ({hints[key]})"
                 self.error(line, f"{where}: unknown key '{key}'{hint}")
 
     def get(self, node: YMap, key: str) -> tuple[int, YNode] | None:

@@ -64,6 +64,11 @@ STATE_KEYS = (
 )
 WEBHOOK_KEYS = ("url", "timeout_s", "goto", "on_error", "may_goto")
 TRANSFER_KEYS = ("uri", "on_error")
+# 'record' was taken (call-record entries) before audio recording existed; say which is which.
+STATE_KEY_HINTS = {
+    key: "did you mean 'record_audio: pause' or 'resume'? 'record' stores call-record entries"
+    for key in ("recording", "record_pause", "pause_recording", "resume_recording", "audio_recording")
+}
 ANSWER_HANDLER_KEYS = ("goto",)
 WAIT_FOR_BEEP_KEYS = ("timeout_s", "silence_s")
 _ANSWER_OF: dict[str, AnswerType] = {"on_human": "human", "on_machine": "machine", "on_unknown": "unknown"}
@@ -212,7 +217,7 @@ def _state(
     if smap is None:
         return None
     before = len(c.problems)
-    c.keys(smap, STATE_KEYS, where)
+    c.keys(smap, STATE_KEYS, where, STATE_KEY_HINTS)
     voice = default_voice
     if (item := c.get(smap, "voice")) is not None:
         voice = c.string(item, where, "voice") or voice
@@ -382,7 +387,11 @@ def _answer_handlers(c: Checker, top: YMap) -> dict[AnswerType, str]:
         if (item := c.get(top, key)) is None:
             continue
         where = f"top level {key}"
-        hmap = c.mapping(item[1], where, f"'{key}' ({{goto: STATE}})")
+        node = item[1]
+        if isinstance(node, YScalar) and isinstance(node.value, str):
+            c.error(item[0], f"top level: '{key}' is a mapping: write {key}: {{goto: {node.value}}}")
+            continue
+        hmap = c.mapping(node, where, f"'{key}' ({{goto: STATE}})")
         if hmap is None:
             continue
         c.keys(hmap, ANSWER_HANDLER_KEYS, where)
