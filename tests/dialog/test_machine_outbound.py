@@ -239,5 +239,6 @@ def test_awaiting_beep_tells_the_application_when_to_listen_for_the_tone() -> No
 
 
 def test_answer_classified_rejects_an_unknown_result() -> None:
-    with pytest.raises(ValueError, match="AnswerClassified: result 'fax' is not one of human, machine, unknown"):
+    message = "AnswerClassified: result 'fax' is not one of human, machine, unknown"
+    with pytest.raises(ValueError, match=message):
         ev.AnswerClassified(1.0, "fax", "")  # type: ignore[arg-type]
