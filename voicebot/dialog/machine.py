@@ -40,8 +40,6 @@ when it changes whether the call's audio is recorded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from voicebot.dialog import ir
 from voicebot.dialog.events import (
     AnswerClassified,
@@ -49,7 +47,6 @@ from voicebot.dialog.events import (
     CallEnded,
     CallStarted,
     CallWebhook,
-    CancelTimer,
     Command,
     DtmfReceived,
     Event,
@@ -57,15 +54,11 @@ from voicebot.dialog.events import (
     Hangup,
     PartialTranscript,
     PauseRecording,
-    PlayPrompt,
     PromptFinished,
     Record,
     ResumeRecording,
-    SetTimer,
     SpeechEnded,
     SpeechStarted,
-    StartListening,
-    StopListening,
     StopPrompt,
     TimerFired,
     Transfer,
@@ -73,7 +66,14 @@ from voicebot.dialog.events import (
     WebhookFailed,
     WebhookSucceeded,
 )
-from voicebot.dialog.expect import Expectation, expectation_for
+from voicebot.dialog.machine_base import (
+    BEEP_SILENCE,
+    BEEP_TIMEOUT,
+    INTER_DIGIT,
+    NO_INPUT,
+    Guess,
+    MachineBase,
+)
 from voicebot.dialog.match import NO_PHRASES, YES_PHRASES, match_dtmf, match_intent, normalize
 from voicebot.dialog.understand import Hypothesis, Understanding, understand
 
@@ -81,10 +81,6 @@ from voicebot.dialog.understand import Hypothesis, Understanding, understand
 # rejects silent goto loops; this bounds what is left (absurdly long chains) at run time.
 MAX_CHAIN = 100
 
-NO_INPUT = "no_input"
-INTER_DIGIT = "inter_digit"
-BEEP_TIMEOUT = "beep_timeout"
-BEEP_SILENCE = "beep_silence"
 # Keys typed ahead while a listening state's prompt (without barge-in) plays; more are dropped.
 MAX_TYPEAHEAD_KEYS = 32
 
@@ -93,79 +89,8 @@ _YES = ir.Intent("yes", tuple(normalize(p) for p in YES_PHRASES), frozenset(), N
 _NO = ir.Intent("no", tuple(normalize(p) for p in NO_PHRASES), frozenset(), None, "", builtin="no")
 
 
-@dataclass(slots=True)
-class _Guess:
-    """A match the caller is being asked to confirm."""
-
-    intent: ir.Intent
-    policy: ir.Confirm
-    no_input: int = 0
-    no_match: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Playing:
-    seq: int
-    barge_in: bool
-
-
-class DialogMachine:
+class DialogMachine(MachineBase):
     """One call's dialog. Feed events to :meth:`handle`; carry out the commands it returns."""
-
-    def __init__(self, plan: ir.Dialplan) -> None:
-        self.plan = plan
-        self.variables: dict[str, str] = dict(plan.variables)
-        self.record: dict[str, str] = {}
-        self.state: ir.State | None = None
-        self.started = False
-        self.finished = False
-        self.end_reason = ""
-        self.transitions: list[str] = []  # state names in the order entered (call summary, tests)
-        self._now_s = 0.0
-        self._out: list[Command] = []
-        self._playing: list[_Playing] = []
-        self._prompt_seq = 0
-        self._listening = False
-        self._timers: dict[str, str] = {}
-        self._timer_gen = 0
-        self._webhook_seq = 0
-        self._webhook_pending: str | None = None
-        self._transferring = False
-        self._no_input_count = 0
-        self._no_match_count = 0
-        self._digits = ""
-        self._chain = 0
-        self._guess: _Guess | None = None
-        self._prompt_text = ""  # the text of the prompt queued last in this state (expectations)
-        self._expectation: Expectation | None = None
-        self._typeahead: list[str] = []
-        self._draining = False
-        self.typeahead_dropped = 0
-        self.last_understanding: Understanding | None = None  # the latest final's reading (logs, tests)
-        self.answer_type: str | None = None  # the detector's judgement, once it came
-        self.recording_paused = False
-        self._beep_wait: ir.WaitForBeep | None = None
-        self._callee_speaking = False
-
-    # -- public --------------------------------------------------------------------------------
-
-    @property
-    def state_name(self) -> str | None:
-        return self.state.name if self.state is not None else None
-
-    @property
-    def prompt_playing(self) -> bool:
-        return bool(self._playing)
-
-    @property
-    def listening(self) -> bool:
-        return self._listening
-
-    @property
-    def awaiting_beep(self) -> bool:
-        """A ``wait_for_beep`` state holds its prompt: the application should feed
-        ``BeepDetected`` and ``SpeechStarted`` / ``SpeechEnded`` from the callee's audio now."""
-        return self._beep_wait is not None
 
     def handle(self, event: Event) -> list[Command]:
         """Process one event to completion and return the commands it produced, in order."""
@@ -210,19 +135,6 @@ class DialogMachine:
         elif isinstance(event, TransferFailed):
             self._on_transfer_failed(event.reason)
         return self._out
-
-    def context(self) -> dict[str, object]:
-        """The call context a webhook receives (JSON-ready)."""
-        return {
-            "call_id": self.variables.get("call_id", ""),
-            "dialplan": self.plan.name,
-            "state": self.state_name,
-            "caller": self.variables.get("caller", ""),
-            "callee": self.variables.get("callee", ""),
-            "variables": dict(self.variables),
-            "record": dict(self.record),
-        }
-
     # -- events --------------------------------------------------------------------------------
 
     def _on_call_started(self, event: CallStarted) -> None:
@@ -373,7 +285,7 @@ class DialogMachine:
         state = self.state
         assert state is not None and state.listen is not None
         if not again:
-            self._guess = _Guess(intent, policy)
+            self._guess = Guess(intent, policy)
         self.variables["guess"] = intent.say
         self._digits = ""
         self._cancel(INTER_DIGIT)
@@ -584,13 +496,6 @@ class DialogMachine:
         elif state.goto is not None:
             self._enter(state.goto)
 
-    def _play(self, prompt: ir.Prompt) -> None:
-        self._prompt_seq += 1
-        text = prompt.text.render(self.variables) if prompt.text is not None else None
-        self._prompt_text = text or ""
-        self._emit(PlayPrompt(self._prompt_seq, text, prompt.audio_file, prompt.voice, prompt.barge_in))
-        self._playing.append(_Playing(self._prompt_seq, prompt.barge_in))
-
     def _reprompt(self, retry: ir.Retry) -> None:
         state = self.state
         assert state is not None
@@ -652,53 +557,3 @@ class DialogMachine:
             self._emit(Hangup(reason))
         self.finished = True
         self.end_reason = reason
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _emit(self, command: Command) -> None:
-        self._out.append(command)
-
-    def _start_listening(self) -> None:
-        """Listen with the current expectation; tell the pipeline again when that changed."""
-        state = self.state
-        if state is None or state.listen is None:
-            return
-        expectation = expectation_for(
-            state.listen, self.plan.global_intents, self._prompt_text,
-            confirming=self._guess is not None, yes_no=(*YES_PHRASES, *NO_PHRASES),
-        )
-        if not self._listening or expectation != self._expectation:
-            self._listening = True
-            self._expectation = expectation
-            self._emit(StartListening(expectation))
-
-    @property
-    def expectation(self) -> Expectation | None:
-        """What the state listens for now (None when not listening)."""
-        return self._expectation if self._listening else None
-
-    def _stop_listening(self) -> None:
-        if self._listening:
-            self._listening = False
-            self._expectation = None
-            self._emit(StopListening())
-
-    def _arm_no_input(self) -> None:
-        state = self.state
-        if state is None or state.listen is None or self._playing:
-            return
-        self._arm(NO_INPUT, state.listen.timeout_s)
-
-    def _arm(self, kind: str, delay_s: float) -> None:
-        self._cancel(kind)
-        self._timer_gen += 1
-        timer_id = f"{kind}-{self._timer_gen}"
-        self._timers[kind] = timer_id
-        self._emit(SetTimer(timer_id, self._now_s + delay_s))
-
-    def _cancel(self, kind: str) -> None:
-        timer_id = self._timers.pop(kind, None)
-        if timer_id is not None:
-            self._emit(CancelTimer(timer_id))
-
-
