@@ -104,14 +104,83 @@ def test_reminder_carries_on_for_a_person_or_an_unsure_judgement(result: str, re
     assert context["variables"]["answer_type"] == result  # type: ignore[index]
 
 
-def test_a_judgement_after_the_dialog_moved_on_is_only_recorded() -> None:
+@pytest.mark.parametrize(("answer", "state"), [("1", "confirmed"), ("yes", "confirmed"),
+                                              ("reschedule", "rescheduled")])
+def test_a_judgement_after_the_callee_was_understood_is_only_recorded(answer: str, state: str) -> None:
     driver = Driver(REMINDER)
     driver.run([
         ("start", CALL_VARS, None),
-        ("dtmf", "1", None),
+        ("dtmf" if answer.isdigit() else "say", answer, None),
         ("amd", MACHINE, ["record:answer_type=machine", "record:amd_reason=greeting 4.1 s"]),
     ])
-    assert driver.machine.state_name == "confirmed"
+    assert driver.machine.state_name == state
+    assert driver.machine.understood_caller
+
+
+def test_a_greeting_misheard_as_an_answer_does_not_hide_the_machine() -> None:
+    # The greeting's words match nothing: a re-prompt, still nobody understood; then the verdict.
+    driver = Driver(REMINDER)
+    driver.run([
+        ("start", CALL_VARS, None),
+        ("say", "please leave a message after the tone", [
+            "stop", "timer:no_input+6", "cancel:no_input", "play:Please say yes, no, or reschedule.", "listen",
+        ]),
+        ("amd", MACHINE, TO_VOICEMAIL),
+    ])
+    assert driver.machine.state_name == "voicemail"
+
+
+INTRO = """
+dialplan: intro
+start: intro
+on_machine: {goto: vm}
+states:
+  intro:
+    prompt: "Hello, this is the clinic."
+    goto: menu
+  menu:
+    prompt: "Press 1 to confirm."
+    listen:
+      intents:
+        ok: {dtmf: "1", goto: bye}
+    no_input: {goto: bye}
+    no_match: {goto: bye}
+  vm:
+    wait_for_beep: {timeout_s: 8, silence_s: 1.5}
+    prompt: "Please call the clinic."
+    hangup: true
+  bye:
+    prompt: "Bye."
+    hangup: true
+"""
+
+
+def test_the_machine_branch_is_taken_after_an_intro_state_has_moved_on() -> None:
+    driver = Driver(load_dialplan_text(INTRO))
+    driver.run([
+        ("start", None, ["play:Hello, this is the clinic."]),
+        ("done", None, ["play:Press 1 to confirm.", "listen"]),
+        ("amd", ("machine", "greeting 5 s"), [
+            "record:answer_type=machine", "record:amd_reason=greeting 5 s", "stop:leave", "mute",
+            "timer:beep_timeout+8", "timer:beep_silence+1.5",
+        ]),
+        ("amd", ("human", "late"), []),
+        ("wait", 1.5, ["cancel:beep_timeout", "play:Please call the clinic."]),
+    ])
+    assert driver.machine.transitions == ["intro", "menu", "vm"]
+    assert driver.machine.variables["answer_type"] == "machine"
+
+
+def test_a_human_without_on_human_carries_on_where_it_is() -> None:
+    driver = Driver(load_dialplan_text(INTRO))
+    driver.run([
+        ("start", None, None),
+        ("done", None, None),
+        ("amd", ("unknown", "too short to tell"), [
+            "record:answer_type=unknown", "record:amd_reason=too short to tell",
+        ]),
+    ])
+    assert driver.machine.state_name == "menu"
 
 
 def test_only_the_first_judgement_counts() -> None:

@@ -28,14 +28,15 @@ and is sent again whenever that changes while listening. Stale timers and answer
 longer match) are ignored.
 
 Outbound calls. ``AnswerClassified`` (the application's answering-machine detector) sets
-``answer_type`` and ``amd_reason`` and records them; while the call is still in its start state it
-moves to the plan's ``on_machine`` / ``on_human`` / ``on_unknown`` target (unknown counts as human
-unless handled), stopping a prompt that is playing even without barge-in; a target equal to the
-current state, a missing handler, or a later judgement changes nothing. A ``wait_for_beep`` state
-holds its prompt (and its exit) until ``BeepDetected``, ``silence_s`` without callee speech
-(``SpeechStarted`` / ``SpeechEnded``, a non-empty partial or a final), or ``timeout_s``, and says
-which in ``beep_wait``. ``record_audio`` emits ``PauseRecording`` / ``ResumeRecording`` on entry
-when it changes whether the call's audio is recorded.
+``answer_type`` and ``amd_reason`` and records them; it moves to the plan's ``on_machine`` /
+``on_human`` / ``on_unknown`` target (unknown counts as human unless handled), stopping a prompt
+that is playing even without barge-in, unless the callee has already been understood (an intent or
+capture acted on: a person is talking to the robot). A target equal to the current state, a
+missing handler, or a second judgement changes nothing. A ``wait_for_beep`` state holds its prompt
+(and its exit) until ``BeepDetected``, ``silence_s`` without callee speech (``SpeechStarted`` /
+``SpeechEnded``, a non-empty partial or a final), or ``timeout_s``, and says which in
+``beep_wait``. ``record_audio`` emits ``PauseRecording`` / ``ResumeRecording`` on entry when it
+changes whether the call's audio is recorded.
 """
 
 from __future__ import annotations
@@ -157,8 +158,8 @@ class DialogMachine(MachineBase):
             self._emit(Record(key, value))
         target = self.plan.answer_target(event.result)
         state = self.state
-        if target is None or state is None or len(self.transitions) != 1 or target == state.name:
-            return  # no handler, the dialog has moved on, or the handler says "carry on here"
+        if target is None or state is None or self.understood_caller or target == state.name:
+            return  # no handler, a person is already answering, or the handler says "carry on here"
         if self._playing:
             # Leaving the start state mid-prompt: a greeting must not talk over the voicemail.
             self._emit(StopPrompt(barge_in=False))
@@ -227,7 +228,7 @@ class DialogMachine(MachineBase):
         listen = state.listen
         if found.kind == "intent" and found.intent is not None:
             if found.decision == "act":
-                self._enter(found.intent.goto)
+                self._take(found.intent.goto)
             elif found.decision == "confirm":
                 self._ask_confirm(found.intent, listen.confirm.merged(found.intent.confirm))
             else:
@@ -237,7 +238,7 @@ class DialogMachine(MachineBase):
             self._finish_digits()
         elif found.kind == "text" and listen.capture is not None:
             self.variables[listen.capture.into] = found.text
-            self._enter(listen.capture.goto)
+            self._take(listen.capture.goto)
         else:
             self._no_match()
 
@@ -265,10 +266,10 @@ class DialogMachine(MachineBase):
             other = None  # "yes" also matches a state's own yes intent; it answers the question here
         if yes_no == "yes" or (yes_no is None and other is guess.intent and said.decision != "reject"):
             self._guess = None
-            self._enter(guess.intent.goto)
+            self._take(guess.intent.goto)
         elif other is not None and other is not guess.intent and said.decision == "act":
             self._guess = None  # "no, balance": the caller said what they want instead
-            self._enter(other.goto)
+            self._take(other.goto)
         elif yes_no == "no":
             self._end_confirm()
             self._no_match()
@@ -334,7 +335,7 @@ class DialogMachine(MachineBase):
                 return
         intent = match_dtmf(key, listen.intents) or match_dtmf(key, self.plan.global_intents)
         if intent is not None:
-            self._enter(intent.goto)
+            self._take(intent.goto)
         else:
             self._no_match()
 
@@ -409,6 +410,11 @@ class DialogMachine(MachineBase):
             self._finish(f"transfer failed: {reason}", hang_up=True)
 
     # -- states --------------------------------------------------------------------------------
+
+    def _take(self, name: str) -> None:
+        """Move on because the caller said or keyed something the state understood."""
+        self.understood_caller = True
+        self._enter(name)
 
     def _enter(self, name: str) -> None:
         self._chain += 1
@@ -547,7 +553,7 @@ class DialogMachine(MachineBase):
             self._no_match()
             return
         self.variables[capture.into] = str(int(digits)) if capture.kind == "number" else digits
-        self._enter(capture.goto)
+        self._take(capture.goto)
 
     def _finish(self, reason: str, *, hang_up: bool) -> None:
         for kind in list(self._timers):

@@ -80,6 +80,8 @@ class MachineBase:
         self.last_understanding: Understanding | None = None  # the latest final's reading (logs, tests)
         self.answer_type: str | None = None  # the detector's judgement, once it came
         self.recording_paused = False
+        # The callee said or keyed something a state understood: a person, whatever the detector says.
+        self.understood_caller = False
         self._beep_wait: ir.WaitForBeep | None = None
         self._callee_speaking = False
 
