@@ -98,9 +98,11 @@ class Driver:
     def act(self, action: str, arg: Any = None) -> list[tuple[ev.Command, float]]:
         """Do one scripted thing; returns the commands with the clock time each was issued at."""
         out: list[tuple[ev.Command, float]] = []
-        if action == "start":
+        if action in ("start", "start_amd"):
+            # start_amd: an outbound call on which the answering-machine detector runs.
             variables: Mapping[str, str] = arg or {}
-            started = ev.CallStarted(self.now_s, "call-1", "+15551230000", "+15550001111", variables)
+            started = ev.CallStarted(self.now_s, "call-1", "+15551230000", "+15550001111", variables,
+                                     answer_detection=action == "start_amd")
             out += self._feed_at(started)
         elif action == "done":
             # The prompts queued now play out in order (ones queued meanwhile wait for the next "done").

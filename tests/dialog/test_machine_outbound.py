@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,8 @@ def test_a_greeting_misheard_as_an_answer_does_not_hide_the_machine() -> None:
     driver.run([
         ("start", CALL_VARS, None),
         ("say", "please leave a message after the tone", [
-            "stop", "timer:no_input+6", "cancel:no_input", "play:Please say yes, no, or reschedule.", "listen",
+            "stop", "timer:no_input+6", "cancel:no_input",
+            "play:Please say yes, no, or reschedule.", "listen",
         ]),
         ("amd", MACHINE, TO_VOICEMAIL),
     ])
@@ -311,3 +313,80 @@ def test_answer_classified_rejects_an_unknown_result() -> None:
     message = "AnswerClassified: result 'fax' is not one of human, machine, unknown"
     with pytest.raises(ValueError, match=message):
         ev.AnswerClassified(1.0, "fax", "")  # type: ignore[arg-type]
+
+
+HELD_TO_VOICEMAIL = [
+    "record:answer_type=machine", "record:amd_reason=greeting 4.1 s", "cancel:answer_wait", "stop:leave",
+    "record:confirmation=voicemail", "mute", "timer:beep_timeout+10", "timer:beep_silence+2",
+]
+
+
+@pytest.mark.parametrize("greeting", [
+    "Hi, you have reached Alex. I am not available right now.",  # "right": the built-in yes
+    "The person you are calling is not available.",  # "not": the built-in no
+    "Sorry I missed your call, leave a message and I will call you back.",
+])
+def test_with_detection_a_greeting_never_answers_the_question(greeting: str) -> None:
+    driver = Driver(REMINDER)
+    driver.run([
+        ("start_amd", CALL_VARS, ["timer:answer_wait+8", ASK, "listen"]),
+        ("say", greeting, []),  # held until the judgement
+        ("amd", MACHINE, HELD_TO_VOICEMAIL),
+    ])
+    assert driver.machine.record == {
+        "answer_type": "machine", "amd_reason": "greeting 4.1 s", "confirmation": "voicemail"
+    }
+
+
+def test_with_detection_a_person_answering_early_is_heard_once_judged() -> None:
+    driver = Driver(REMINDER)
+    driver.run([
+        ("start_amd", CALL_VARS, None),
+        ("say", "yes", []),
+        ("amd", ("human", "short hello"), [
+            "record:answer_type=human", "record:amd_reason=short hello", "cancel:answer_wait",
+            "stop", "timer:no_input+6",  # the held "yes" barges in now, then acts
+            "cancel:no_input", "record:confirmation=confirmed", "mute", "play!:Thank you, your appointment",
+        ]),
+    ])
+    assert driver.machine.state_name == "confirmed"
+
+
+def test_with_detection_keys_are_not_held() -> None:
+    driver = Driver(REMINDER)
+    driver.run([("start_amd", CALL_VARS, None), ("dtmf", "2", None)])
+    assert driver.machine.state_name == "cancelled"
+    assert driver.machine.understood_caller
+
+
+def test_without_a_judgement_held_speech_is_heard_after_the_answer_wait() -> None:
+    driver = Driver(REMINDER)
+    driver.run([
+        ("start_amd", CALL_VARS, None),
+        ("say", "reschedule please", []),
+        ("done", None, ["timer:no_input+6"]),
+        ("wait", 6, ["timer:no_input+6"]),  # not silence: the caller spoke, held
+        ("wait", 2, ["cancel:no_input", "record:confirmation=reschedule", "mute",
+                     "play!:Thank you, someone from Green Street Dental will call you"]),
+    ])
+    assert driver.machine.state_name == "rescheduled"
+    assert "answer_type" not in driver.machine.variables
+
+
+def test_held_speech_belongs_to_the_state_it_was_said_in() -> None:
+    driver = Driver(load_dialplan_text(INTRO))
+    driver.run([
+        ("start_amd", None, ["timer:answer_wait+8", "play:Hello, this is the clinic."]),
+        ("say", "hello who is this", []),  # not listening in intro: ignored anyway
+        ("done", None, ["play:Press 1 to confirm.", "listen"]),
+        ("amd", ("human", "hello then silence"), [
+            "record:answer_type=human", "record:amd_reason=hello then silence", "cancel:answer_wait",
+        ]),
+    ])
+    assert driver.machine.state_name == "menu"
+
+
+def test_plans_without_answer_handlers_do_not_hold() -> None:
+    driver = Driver(replace(PAY_PLAN, on_answer={}))
+    driver.run([("start_amd", None, ["play:Hello?", "listen"]), ("say", "hello", None)])
+    assert driver.machine.state_name == "card"

@@ -18,13 +18,18 @@ from voicebot.dialog.understand import Hypothesis
 
 @dataclass(frozen=True, slots=True)
 class CallStarted:
-    """The call is up; ``variables`` override the dialplan's defaults (e.g. ``transfer_target``)."""
+    """The call is up; ``variables`` override the dialplan's defaults (e.g. ``transfer_target``).
+
+    ``answer_detection``: an answering-machine detector runs on this (outbound) call and will
+    report :class:`AnswerClassified`; until it does, the dialog holds what the callee says.
+    """
 
     now_s: float
     call_id: str = ""
     caller: str = ""
     callee: str = ""
     variables: Mapping[str, str] = field(default_factory=dict)
+    answer_detection: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ from voicebot.dialog.events import (
     WebhookSucceeded,
 )
 from voicebot.dialog.machine_base import (
+    ANSWER_WAIT,
     BEEP_SILENCE,
     BEEP_TIMEOUT,
     INTER_DIGIT,
@@ -82,6 +83,10 @@ from voicebot.dialog.understand import Hypothesis, Understanding, understand
 # rejects silent goto loops; this bounds what is left (absurdly long chains) at run time.
 MAX_CHAIN = 100
 
+# How long finals wait for the answering-machine judgement on a call with detection, at most; the
+# detector should judge a person within 3 s (issue 10). More finals than this are dropped.
+ANSWER_WAIT_S = 8.0
+MAX_HELD_FINALS = 8
 # Keys typed ahead while a listening state's prompt (without barge-in) plays; more are dropped.
 MAX_TYPEAHEAD_KEYS = 32
 
@@ -146,7 +151,23 @@ class DialogMachine(MachineBase):
         self.variables.update(
             call_id=event.call_id, caller=event.caller, callee=event.callee, dialplan=self.plan.name
         )
+        if event.answer_detection and self.plan.on_answer:
+            # A voicemail greeting's words ("not available right now") must not answer the start
+            # state's question: finals wait for the judgement (or ANSWER_WAIT_S), keys do not.
+            self._holding = True
+            self._arm(ANSWER_WAIT, ANSWER_WAIT_S)
         self._enter(self.plan.start)
+
+    def _stop_holding(self, *, replay: bool) -> None:
+        """The judgement came (or never will): what was said meanwhile is heard now, or dropped."""
+        self._holding = False
+        self._cancel(ANSWER_WAIT)
+        held, self._held = self._held, []
+        state = self.state
+        for hypotheses in held if replay else []:
+            if self.finished or self.state is not state:
+                break  # the rest was said to a question the caller has moved past
+            self._on_final(hypotheses)
 
     def _on_answer_classified(self, event: AnswerClassified) -> None:
         if self.answer_type is not None:
@@ -159,7 +180,10 @@ class DialogMachine(MachineBase):
         target = self.plan.answer_target(event.result)
         state = self.state
         if target is None or state is None or self.understood_caller or target == state.name:
-            return  # no handler, a person is already answering, or the handler says "carry on here"
+            # No handler, a person is already answering, or the handler says "carry on here".
+            self._stop_holding(replay=True)
+            return
+        self._stop_holding(replay=False)  # said to the state being left: a greeting, or moot
         if self._playing:
             # Leaving the start state mid-prompt: a greeting must not talk over the voicemail.
             self._emit(StopPrompt(barge_in=False))
@@ -209,8 +233,11 @@ class DialogMachine(MachineBase):
         state = self.state
         if not self._listening or state is None or state.listen is None:
             return
-        if not any(h.text.strip() for h in hypotheses):
-            # Noise or nothing recognized: not an answer, not silence either; keep waiting.
+        said = any(h.text.strip() for h in hypotheses)
+        if said and self._holding and len(self._held) < MAX_HELD_FINALS:
+            self._held.append(hypotheses)
+        if not said or self._holding:
+            # Noise or nothing recognized (or held): not an answer, not silence either; keep waiting.
             if NO_INPUT in self._timers:
                 self._arm_no_input()
             return
@@ -364,10 +391,14 @@ class DialogMachine(MachineBase):
                 self._no_input()
             else:
                 self._ask_confirm(guess.intent, guess.policy, again=True)
+        elif kind == NO_INPUT and self._held:
+            self._arm_no_input()  # not silence: the caller spoke, the judgement is still out
         elif kind == NO_INPUT:
             self._no_input()
         elif kind == INTER_DIGIT:
             self._finish_digits()
+        elif kind == ANSWER_WAIT:
+            self._stop_holding(replay=True)
         elif kind == BEEP_TIMEOUT:
             self._end_beep_wait("timeout")
         elif kind == BEEP_SILENCE:
@@ -438,6 +469,7 @@ class DialogMachine(MachineBase):
         self._guess = None
         self.variables.pop("guess", None)
         self._prompt_text = ""
+        self._held = []  # held finals answer the state they were said in, not this one
         if not (self._draining and state.listen is not None):
             # Keys typed ahead stay with the state they were typed in; only the rest of a burst
             # that moved the caller on carries into the next state, and only if that one listens.

@@ -20,13 +20,14 @@ from voicebot.dialog.events import (
 )
 from voicebot.dialog.expect import Expectation, expectation_for
 from voicebot.dialog.match import NO_PHRASES, YES_PHRASES
-from voicebot.dialog.understand import Understanding
+from voicebot.dialog.understand import Hypothesis, Understanding
 
 # Timer kinds (a timer's id is its kind and a generation number).
 NO_INPUT = "no_input"
 INTER_DIGIT = "inter_digit"
 BEEP_TIMEOUT = "beep_timeout"
 BEEP_SILENCE = "beep_silence"
+ANSWER_WAIT = "answer_wait"
 
 
 @dataclass(slots=True)
@@ -82,6 +83,8 @@ class MachineBase:
         self.recording_paused = False
         # The callee said or keyed something a state understood: a person, whatever the detector says.
         self.understood_caller = False
+        self._holding = False  # finals wait for the answering-machine judgement
+        self._held: list[tuple[Hypothesis, ...]] = []
         self._beep_wait: ir.WaitForBeep | None = None
         self._callee_speaking = False
 

@@ -202,15 +202,19 @@ class DialogRunner:
         caller: str = "",
         callee: str = "",
         variables: Mapping[str, str] | None = None,
+        answer_detection: bool = False,
     ) -> CallSummary:
-        """Run the dialog until it hangs up, transfers and the call ends, or the call ends."""
+        """Run the dialog until it hangs up, transfers and the call ends, or the call ends.
+
+        ``answer_detection``: the pipeline runs an answering-machine detector on this outbound
+        call and will report :meth:`answer_classified` (what the callee says waits for it)."""
         machine = self.machine
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 self._lane_task = group.create_task(self._prompt_lane())
                 first: ev.Event = ev.CallStarted(
-                    self._clock.now_s(), call_id, caller, callee, dict(variables or {})
+                    self._clock.now_s(), call_id, caller, callee, dict(variables or {}), answer_detection
                 )
                 await self._dispatch(first)
                 while not machine.finished:
