@@ -107,3 +107,20 @@ async def test_record_audio_pauses_and_resumes_through_call_control() -> None:
     paused, resumed = call.log.index("recording:paused"), call.log.index("recording:resumed")
     assert paused < resumed < call.log.index("play:Thank you.")
     assert call.log.count("recording:paused") == call.log.count("recording:resumed") == 1
+
+
+async def test_with_answer_detection_the_greeting_is_held_and_dropped_for_a_machine() -> None:
+    runner, call, clock = make(REMINDER)
+    task = asyncio.create_task(runner.run(variables=VARS, answer_detection=True))
+    await until(lambda: len(call.queue) == 1)
+    runner.final("The person you are calling is not available.")  # would cancel the appointment
+    clock.advance(2.0)
+    runner.answer_classified("machine", "phrase: not available")
+    await until(lambda: runner.machine.awaiting_beep)
+    runner.beep_detected()
+    await until(lambda: len(call.queue) == 1)
+    call.finish_prompts()
+    summary = await asyncio.wait_for(task, 5)
+    assert summary.states == ["ask", "voicemail"]
+    assert summary.record["confirmation"] == "voicemail"
+    assert clock.deadlines() == []  # the answer wait and the beep timers were all cancelled
