@@ -34,7 +34,8 @@ class CallStarted:
 
 @dataclass(frozen=True, slots=True)
 class SpeechStarted:
-    """Voice activity detected on the caller's leg (VAD-based barge-in, before any text)."""
+    """Voice activity detected on the caller's leg (VAD-based barge-in, before any text; in a
+    ``wait_for_beep`` state it means the greeting is still talking)."""
 
     now_s: float
 

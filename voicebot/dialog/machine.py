@@ -141,6 +141,7 @@ class DialogMachine(MachineBase):
         elif isinstance(event, TransferFailed):
             self._on_transfer_failed(event.reason)
         return self._out
+
     # -- events --------------------------------------------------------------------------------
 
     def _on_call_started(self, event: CallStarted) -> None:
@@ -185,7 +186,7 @@ class DialogMachine(MachineBase):
             return
         self._stop_holding(replay=False)  # said to the state being left: a greeting, or moot
         if self._playing:
-            # Leaving the start state mid-prompt: a greeting must not talk over the voicemail.
+            # Leaving mid-prompt: the robot must not talk over the greeting (or a person's reply).
             self._emit(StopPrompt(barge_in=False))
             self._playing = []
         self._enter(target)
