@@ -41,6 +41,10 @@ class FakeClock:
         self._sleepers.append((deadline_s, future))
         await future
 
+    def deadlines(self) -> list[float]:
+        """When the sleepers still waiting (timers not cancelled) wake, soonest first."""
+        return sorted(deadline for deadline, future in self._sleepers if not future.done())
+
     def advance(self, seconds: float) -> None:
         self.t += seconds
         for entry in list(self._sleepers):
@@ -89,6 +93,12 @@ class FakeCall:
 
     async def record(self, key: str, value: str) -> None:
         self.log.append(f"record:{key}={value}")
+
+    async def pause_recording(self) -> None:
+        self.log.append("recording:paused")
+
+    async def resume_recording(self) -> None:
+        self.log.append("recording:resumed")
 
     def finish_prompts(self) -> None:
         """Everything queued has played out."""

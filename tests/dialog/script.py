@@ -6,7 +6,8 @@ silence" or "the webhook answered" and get the commands that caused, in a compac
 
 ``play:<text prefix>`` (barge-in prompt), ``play!:<text prefix>`` (no barge-in), ``stop``,
 ``listen``, ``mute``, ``timer:<kind>+<delay s>``, ``cancel:<kind>``, ``webhook:<url>``,
-``transfer:<uri>``, ``hangup:<reason>``, ``record:<key>=<value>``.
+``transfer:<uri>``, ``hangup:<reason>``, ``record:<key>=<value>``, ``stop:leave`` (a prompt
+stopped because the dialog left the state), ``rec:pause`` / ``rec:resume`` (the audio recording).
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ def describe(command: ev.Command, now_s: float) -> str:
         mark = "play" if command.barge_in else "play!"
         return f"{mark}:{command.text if command.text is not None else command.audio_file}"
     if isinstance(command, ev.StopPrompt):
-        return "stop"
+        return "stop" if command.barge_in else "stop:leave"
+    if isinstance(command, ev.PauseRecording):
+        return "rec:pause"
+    if isinstance(command, ev.ResumeRecording):
+        return "rec:resume"
     if isinstance(command, ev.StartListening):
         return "listen"
     if isinstance(command, ev.StopListening):
@@ -93,9 +98,11 @@ class Driver:
     def act(self, action: str, arg: Any = None) -> list[tuple[ev.Command, float]]:
         """Do one scripted thing; returns the commands with the clock time each was issued at."""
         out: list[tuple[ev.Command, float]] = []
-        if action == "start":
+        if action in ("start", "start_amd"):
+            # start_amd: an outbound call on which the answering-machine detector runs.
             variables: Mapping[str, str] = arg or {}
-            started = ev.CallStarted(self.now_s, "call-1", "+15551230000", "+15550001111", variables)
+            started = ev.CallStarted(self.now_s, "call-1", "+15551230000", "+15550001111", variables,
+                                     answer_detection=action == "start_amd")
             out += self._feed_at(started)
         elif action == "done":
             # The prompts queued now play out in order (ones queued meanwhile wait for the next "done").
@@ -113,6 +120,13 @@ class Driver:
             out += self._feed_at(ev.PartialTranscript(self.now_s, arg))
         elif action == "vad":
             out += self._feed_at(ev.SpeechStarted(self.now_s))
+        elif action == "vad_end":
+            out += self._feed_at(ev.SpeechEnded(self.now_s))
+        elif action == "amd":
+            result, reason = arg
+            out += self._feed_at(ev.AnswerClassified(self.now_s, result, reason))
+        elif action == "beep":
+            out += self._feed_at(ev.BeepDetected(self.now_s))
         elif action == "dtmf":
             for key in arg:
                 out += self._feed_at(ev.DtmfReceived(self.now_s, key))

@@ -20,7 +20,7 @@ def test_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dialplan", "check", DEMO, REMINDER]) == 0
     out = capsys.readouterr().out
     assert f"{DEMO}: ok (9 states, start 'menu')" in out
-    assert f"{REMINDER}: ok (5 states, start 'ask')" in out
+    assert f"{REMINDER}: ok (6 states, start 'ask')" in out
 
 
 def test_check_broken_prints_every_problem_and_fails(capsys: pytest.CaptureFixture[str]) -> None:

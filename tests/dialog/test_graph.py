@@ -85,3 +85,39 @@ def test_dot_and_mermaid_draw_the_diamonds() -> None:
         assert f'  s_{state} -->|"unsure"| c_{state}' in mermaid
         assert f'  c_{state} -->|"no"| s_{state}' in mermaid
     assert dot.count("shape=diamond") == 3
+
+
+REMINDER = load_dialplan(ROOT / "dialplans" / "reminder.yaml")
+
+
+def test_answering_machine_branches_leave_the_answered_node() -> None:
+    from voicebot.dialog.graph import ANSWERED
+
+    assert [e for e in edges(REMINDER) if e[0] == ANSWERED] == [
+        (ANSWERED, "ask", "human"),
+        (ANSWERED, "voicemail", "machine"),
+        (ANSWERED, "ask", "unknown"),  # no on_unknown: drawn where on_human goes
+    ]
+    assert edges(DEMO) == [e for e in edges(DEMO) if e[0] != ANSWERED]  # inbound plans: no such node
+
+
+def test_graph_outputs_show_the_amd_branches_and_the_beep_wait() -> None:
+    dot = to_dot(REMINDER)
+    assert '"__answered__" [label="answered", shape=ellipse, style=dotted];' in dot
+    assert '"__answered__" -> "voicemail" [label="machine", style=dotted];' in dot
+    assert '"voicemail" [label="voicemail\\n(after the beep)\\n(hang up)", peripheries=2];' in dot
+    mermaid = to_mermaid(REMINDER)
+    assert '  answered(("answered"))' in mermaid
+    assert '  answered -.->|"machine"| s_voicemail' in mermaid
+    assert "answered" not in to_mermaid(DEMO)
+
+
+def test_record_audio_is_shown_on_the_state() -> None:
+    plan = load_dialplan_text(
+        "dialplan: p\nstart: a\nstates:\n"
+        "  a: {record_audio: pause, prompt: 'Key it.', goto: b}\n"
+        "  b: {record_audio: resume, prompt: 'Thanks.', hangup: true}\n"
+    )
+    dot = to_dot(plan)
+    assert '"a" [label="a\\n(recording paused)"];' in dot
+    assert '"b" [label="b\\n(recording resumed)\\n(hang up)", peripheries=2];' in dot

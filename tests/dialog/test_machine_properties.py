@@ -40,14 +40,21 @@ ACTIONS = st.one_of(
     st.tuples(st.just("hook_fail"), st.just("HTTP 500")),
     st.tuples(st.just("xfer_fail"), st.just("403")),
     st.tuples(st.just("hangup"), st.none()),
+    # outbound: the answering-machine judgement, the beep, the end of the greeting's speech
+    st.tuples(st.just("amd"), st.sampled_from([("human", "short"), ("machine", "long"), ("unknown", "")])),
+    st.tuples(st.just("beep"), st.none()),
+    st.tuples(st.just("vad_end"), st.none()),
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from([0, 1]), st.lists(ACTIONS, max_size=25))
-def test_random_conversations_keep_the_invariants(plan_index: int, actions: list[tuple[str, object]]) -> None:
+@given(st.sampled_from([0, 1]), st.booleans(), st.lists(ACTIONS, max_size=25))
+def test_random_conversations_keep_the_invariants(
+    plan_index: int, detection: bool, actions: list[tuple[str, object]]
+) -> None:
     driver = Driver(PLANS[plan_index])
-    driver.act("start")
+    driver.act("start_amd" if detection else "start")
+    paused = False
     listening = driver.machine.listening
     expectation = driver.machine.expectation
     live_timers = set(driver.timers)
@@ -78,6 +85,10 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
             elif isinstance(command, ev.StopPrompt):
                 assert outstanding > 0
                 outstanding = 0
+            elif isinstance(command, ev.PauseRecording | ev.ResumeRecording):
+                # Only changes are sent: pause and resume alternate, starting with a pause.
+                assert paused == isinstance(command, ev.ResumeRecording)
+                paused = not paused
             elif isinstance(command, ev.PlayPrompt):
                 outstanding += 1
                 assert command.text  # every prompt in the examples renders to words
@@ -93,6 +104,11 @@ def test_random_conversations_keep_the_invariants(plan_index: int, actions: list
             assert not driver.timers, "a finished dialog left timers running"
         if driver.machine.state_name is not None:
             assert driver.machine.state_name in driver.plan.states
+        if driver.machine.awaiting_beep:
+            # Holding the message: nothing of the state plays, nothing is listened to.
+            assert not listening and not driver.playing
+        if "answer_type" in driver.machine.variables:
+            assert driver.machine.record["answer_type"] == driver.machine.variables["answer_type"]
         if "guess" in driver.machine.variables and not driver.machine.finished:
             # Asking "did you say ...?" happens only in a listening state, and expects yes or no.
             state = driver.plan.states[driver.machine.state_name or ""]

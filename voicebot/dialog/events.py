@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voicebot.dialog.expect import Expectation
+from voicebot.dialog.ir import ANSWER_TYPES, AnswerType
 from voicebot.dialog.understand import Hypothesis
 
 # -- events -----------------------------------------------------------------------------------
@@ -17,18 +18,58 @@ from voicebot.dialog.understand import Hypothesis
 
 @dataclass(frozen=True, slots=True)
 class CallStarted:
-    """The call is up; ``variables`` override the dialplan's defaults (e.g. ``transfer_target``)."""
+    """The call is up; ``variables`` override the dialplan's defaults (e.g. ``transfer_target``).
+
+    ``answer_detection``: an answering-machine detector runs on this (outbound) call and will
+    report :class:`AnswerClassified`; until it does, the dialog holds what the callee says.
+    """
 
     now_s: float
     call_id: str = ""
     caller: str = ""
     callee: str = ""
     variables: Mapping[str, str] = field(default_factory=dict)
+    answer_detection: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class SpeechStarted:
-    """Voice activity detected on the caller's leg (VAD-based barge-in, before any text)."""
+    """Voice activity detected on the caller's leg (VAD-based barge-in, before any text; in a
+    ``wait_for_beep`` state it means the greeting is still talking)."""
+
+    now_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    """Voice activity stopped on the caller's leg (the VAD's offset). Together with
+    :class:`SpeechStarted` it tells a ``wait_for_beep`` state when a greeting has gone silent."""
+
+    now_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerClassified:
+    """The application's answering-machine detector judged who answered an outbound call.
+
+    ``result`` is ``human``, ``machine`` or ``unknown``; ``reason`` is its evidence in words
+    (e.g. ``"greeting 4.2 s"``, ``"phrase: leave a message"``), kept in the call record.
+    """
+
+    now_s: float
+    result: AnswerType
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.result not in ANSWER_TYPES:
+            raise ValueError(
+                f"AnswerClassified: result '{self.result}' is not one of {', '.join(ANSWER_TYPES)}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class BeepDetected:
+    """The answering machine's record tone was heard: a message left now is recorded whole."""
 
     now_s: float
 
@@ -132,7 +173,8 @@ class CallEnded:
 
 
 Event = (
-    CallStarted | SpeechStarted | PartialTranscript | FinalTranscript | DtmfReceived | PromptFinished
+    CallStarted | SpeechStarted | SpeechEnded | AnswerClassified | BeepDetected | PartialTranscript
+    | FinalTranscript | DtmfReceived | PromptFinished
     | TimerFired | WebhookSucceeded | WebhookFailed | TransferFailed | CallEnded
 )
 
@@ -155,7 +197,10 @@ class PlayPrompt:
 
 @dataclass(frozen=True, slots=True)
 class StopPrompt:
-    """Stop the playing prompt and drop the queued ones (barge-in)."""
+    """Stop the playing prompt and drop the queued ones: the caller barged in, or (``barge_in``
+    False) the dialog left the state, e.g. an answering machine was detected mid-prompt."""
+
+    barge_in: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +263,18 @@ class Record:
     value: str
 
 
+@dataclass(frozen=True, slots=True)
+class PauseRecording:
+    """Stop writing the call's audio recording (both directions) until :class:`ResumeRecording`;
+    the paused stretch is kept as silence so the timeline stays true. A no-op when not recording."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRecording:
+    """Write the call's audio recording again after :class:`PauseRecording`."""
+
+
 Command = (
     PlayPrompt | StopPrompt | StartListening | StopListening | Transfer | Hangup | CallWebhook | SetTimer
-    | CancelTimer | Record
+    | CancelTimer | Record | PauseRecording | ResumeRecording
 )

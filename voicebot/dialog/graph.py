@@ -4,14 +4,19 @@ Edges are labelled with what takes them: an intent (and its DTMF key), a capture
 and ``no match`` escalations, a webhook's success/answer/error, or ``then`` after a prompt. Global
 handlers hang off one dashed pseudo-node, "any listening state". A state that may ask "Did you
 say ...?" gets a diamond ``<state>?`` node: ``unsure`` leads there from the state, ``yes: <intent>``
-from there to each intent it may confirm, ``no`` back to the state.
+from there to each intent it may confirm, ``no`` back to the state. On outbound plans the
+answering-machine branches (``on_human`` / ``on_machine`` / ``on_unknown``) leave one dotted
+pseudo-node, "answered", with the answer type as the label; ``unknown`` is drawn where it goes
+even when it only follows ``on_human``. A ``wait_for_beep`` state says "(after the beep)" and a
+``record_audio`` state "(recording paused)" / "(recording resumed)".
 """
 
 from __future__ import annotations
 
-from voicebot.dialog.ir import Dialplan, Intent, State
+from voicebot.dialog.ir import ANSWER_TYPES, Dialplan, Intent, State
 
 ANY = "__any_listening_state__"
+ANSWERED = "__answered__"
 CONFIRM_SUFFIX = "?"
 
 
@@ -44,6 +49,11 @@ def edges(plan: Dialplan) -> list[tuple[str, str, str]]:
             out.append((node, state.name, "no"))
     for intent in plan.global_intents:
         out.append((ANY, intent.goto, _intent_label(intent)))
+    if plan.on_answer:
+        for answer in ANSWER_TYPES:
+            target = plan.answer_target(answer)
+            if target is not None:
+                out.append((ANSWERED, target, answer))
     return out
 
 
@@ -87,29 +97,38 @@ def to_dot(plan: Dialplan) -> str:
         lines.append(f"  {_quote(state.name)} [{', '.join(attrs)}];")
     if plan.global_intents:
         lines.append(f'  {_quote(ANY)} [label="any listening state", style=dashed];')
+    if plan.on_answer:
+        lines.append(f'  {_quote(ANSWERED)} [label="answered", shape=ellipse, style=dotted];')
     for state in plan.states.values():
         if _confirmable(state, plan):
             lines.append(f'  {_quote(confirm_node(state.name))} [label="did you say ...?", shape=diamond];')
     for src, dst, label in edges(plan):
-        style = ", style=dashed" if src == ANY else ""
+        style = ", style=dashed" if src == ANY else ", style=dotted" if src == ANSWERED else ""
         lines.append(f"  {_quote(src)} -> {_quote(dst)} [label={_quote(label)}{style}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
 def _node_label(state: State) -> str:
+    lines = [state.name]
+    if state.record_audio is not None:
+        lines.append(f"(recording {state.record_audio}d)")
+    if state.wait_for_beep is not None:
+        lines.append("(after the beep)")
     if state.transfer is not None:
-        return f"{state.name}\n(transfer {state.transfer.uri.source})"
-    if state.hangup:
-        return f"{state.name}\n(hang up)"
-    if state.webhook is not None:
-        return f"{state.name}\n(webhook)"
-    return state.name
+        lines.append(f"(transfer {state.transfer.uri.source})")
+    elif state.hangup:
+        lines.append("(hang up)")
+    elif state.webhook is not None:
+        lines.append("(webhook)")
+    return "\n".join(lines)
 
 
 def _mermaid_id(name: str) -> str:
     if name == ANY:
         return "any_listening_state"
+    if name == ANSWERED:
+        return "answered"
     if name.endswith(CONFIRM_SUFFIX):
         return f"c_{name[:-len(CONFIRM_SUFFIX)]}"
     return f"s_{name}"
@@ -123,11 +142,13 @@ def to_mermaid(plan: Dialplan) -> str:
         lines.append(f"  {_mermaid_id(state.name)}{shape}")
     if plan.global_intents:
         lines.append(f'  {_mermaid_id(ANY)}{{{{"any listening state"}}}}')
+    if plan.on_answer:
+        lines.append(f'  {_mermaid_id(ANSWERED)}(("answered"))')
     for state in plan.states.values():
         if _confirmable(state, plan):
             lines.append(f'  {_mermaid_id(confirm_node(state.name))}{{"did you say ...?"}}')
     for src, dst, label in edges(plan):
-        arrow = "-.->" if src == ANY else "-->"
+        arrow = "-.->" if src in (ANY, ANSWERED) else "-->"
         safe = label.replace('"', "'").replace("|", "/")
         lines.append(f'  {_mermaid_id(src)} {arrow}|"{safe}"| {_mermaid_id(dst)}')
     return "\n".join(lines) + "\n"

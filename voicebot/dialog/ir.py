@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Literal
 
 CaptureKind = Literal["digits", "number", "text"]
+# What answered an outbound call, as the application's answering-machine detector judged it.
+AnswerType = Literal["human", "machine", "unknown"]
+ANSWER_TYPES: tuple[AnswerType, ...] = ("human", "machine", "unknown")
+# A state's ``record_audio``: pause or resume the call's audio recording on entry.
+RecordAudio = Literal["pause", "resume"]
+DEFAULT_BEEP_TIMEOUT_S = 10.0
+DEFAULT_BEEP_SILENCE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +168,15 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitForBeep:
+    """Hold a state's prompt until the voicemail beep, ``silence_s`` of silence from the callee,
+    or ``timeout_s`` after entering the state, whichever comes first."""
+
+    timeout_s: float = DEFAULT_BEEP_TIMEOUT_S
+    silence_s: float = DEFAULT_BEEP_SILENCE_S
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     """One dialplan state. Exactly one of listen / webhook / transfer / hangup / goto is set."""
 
@@ -176,6 +192,8 @@ class State:
     transfer: Transfer | None = None
     hangup: bool = False
     goto: str | None = None
+    wait_for_beep: WaitForBeep | None = None
+    record_audio: RecordAudio | None = None
 
     def targets(self) -> list[str]:
         """Every state this one can lead to (for reachability and the graph)."""
@@ -205,6 +223,14 @@ class Dialplan:
     variables: Mapping[str, str]
     states: Mapping[str, State]
     global_intents: tuple[Intent, ...] = field(default=())
+    # ``on_human`` / ``on_machine`` / ``on_unknown``: answer type -> state (only those given).
+    on_answer: Mapping[AnswerType, str] = field(default_factory=dict)
+
+    def answer_target(self, answer: AnswerType) -> str | None:
+        """Where an answer of this type goes; ``unknown`` is treated as human unless handled."""
+        if answer == "unknown" and "unknown" not in self.on_answer:
+            answer = "human"
+        return self.on_answer.get(answer)
 
     def audio_files(self) -> list[Path]:
         files: list[Path] = []

@@ -26,31 +26,40 @@ silence counts a no-input; each re-prompts until its ``retries`` are used up and
 its ``goto``. ``StartListening`` carries what the state expects (:mod:`voicebot.dialog.expect`)
 and is sent again whenever that changes while listening. Stale timers and answers (ids that no
 longer match) are ignored.
+
+Outbound calls. ``AnswerClassified`` (the application's answering-machine detector) sets
+``answer_type`` and ``amd_reason`` and records them; it moves to the plan's ``on_machine`` /
+``on_human`` / ``on_unknown`` target (unknown counts as human unless handled), stopping a prompt
+that is playing even without barge-in, unless the callee has already been understood (an intent or
+capture acted on: a person is talking to the robot). A target equal to the current state, a
+missing handler, or a second judgement changes nothing. A ``wait_for_beep`` state holds its prompt
+(and its exit) until ``BeepDetected``, ``silence_s`` without callee speech (``SpeechStarted`` /
+``SpeechEnded``, a non-empty partial or a final), or ``timeout_s``, and says which in
+``beep_wait``. ``record_audio`` emits ``PauseRecording`` / ``ResumeRecording`` on entry when it
+changes whether the call's audio is recorded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from voicebot.dialog import ir
 from voicebot.dialog.events import (
+    AnswerClassified,
+    BeepDetected,
     CallEnded,
     CallStarted,
     CallWebhook,
-    CancelTimer,
     Command,
     DtmfReceived,
     Event,
     FinalTranscript,
     Hangup,
     PartialTranscript,
-    PlayPrompt,
+    PauseRecording,
     PromptFinished,
     Record,
-    SetTimer,
+    ResumeRecording,
+    SpeechEnded,
     SpeechStarted,
-    StartListening,
-    StopListening,
     StopPrompt,
     TimerFired,
     Transfer,
@@ -58,7 +67,15 @@ from voicebot.dialog.events import (
     WebhookFailed,
     WebhookSucceeded,
 )
-from voicebot.dialog.expect import Expectation, expectation_for
+from voicebot.dialog.machine_base import (
+    ANSWER_WAIT,
+    BEEP_SILENCE,
+    BEEP_TIMEOUT,
+    INTER_DIGIT,
+    NO_INPUT,
+    Guess,
+    MachineBase,
+)
 from voicebot.dialog.match import NO_PHRASES, YES_PHRASES, match_dtmf, match_intent, normalize
 from voicebot.dialog.understand import Hypothesis, Understanding, understand
 
@@ -66,8 +83,10 @@ from voicebot.dialog.understand import Hypothesis, Understanding, understand
 # rejects silent goto loops; this bounds what is left (absurdly long chains) at run time.
 MAX_CHAIN = 100
 
-NO_INPUT = "no_input"
-INTER_DIGIT = "inter_digit"
+# How long finals wait for the answering-machine judgement on a call with detection, at most; the
+# detector should judge a person within 3 s (issue 10). More finals than this are dropped.
+ANSWER_WAIT_S = 8.0
+MAX_HELD_FINALS = 8
 # Keys typed ahead while a listening state's prompt (without barge-in) plays; more are dropped.
 MAX_TYPEAHEAD_KEYS = 32
 
@@ -76,69 +95,8 @@ _YES = ir.Intent("yes", tuple(normalize(p) for p in YES_PHRASES), frozenset(), N
 _NO = ir.Intent("no", tuple(normalize(p) for p in NO_PHRASES), frozenset(), None, "", builtin="no")
 
 
-@dataclass(slots=True)
-class _Guess:
-    """A match the caller is being asked to confirm."""
-
-    intent: ir.Intent
-    policy: ir.Confirm
-    no_input: int = 0
-    no_match: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Playing:
-    seq: int
-    barge_in: bool
-
-
-class DialogMachine:
+class DialogMachine(MachineBase):
     """One call's dialog. Feed events to :meth:`handle`; carry out the commands it returns."""
-
-    def __init__(self, plan: ir.Dialplan) -> None:
-        self.plan = plan
-        self.variables: dict[str, str] = dict(plan.variables)
-        self.record: dict[str, str] = {}
-        self.state: ir.State | None = None
-        self.started = False
-        self.finished = False
-        self.end_reason = ""
-        self.transitions: list[str] = []  # state names in the order entered (call summary, tests)
-        self._now_s = 0.0
-        self._out: list[Command] = []
-        self._playing: list[_Playing] = []
-        self._prompt_seq = 0
-        self._listening = False
-        self._timers: dict[str, str] = {}
-        self._timer_gen = 0
-        self._webhook_seq = 0
-        self._webhook_pending: str | None = None
-        self._transferring = False
-        self._no_input_count = 0
-        self._no_match_count = 0
-        self._digits = ""
-        self._chain = 0
-        self._guess: _Guess | None = None
-        self._prompt_text = ""  # the text of the prompt queued last in this state (expectations)
-        self._expectation: Expectation | None = None
-        self._typeahead: list[str] = []
-        self._draining = False
-        self.typeahead_dropped = 0
-        self.last_understanding: Understanding | None = None  # the latest final's reading (logs, tests)
-
-    # -- public --------------------------------------------------------------------------------
-
-    @property
-    def state_name(self) -> str | None:
-        return self.state.name if self.state is not None else None
-
-    @property
-    def prompt_playing(self) -> bool:
-        return bool(self._playing)
-
-    @property
-    def listening(self) -> bool:
-        return self._listening
 
     def handle(self, event: Event) -> list[Command]:
         """Process one event to completion and return the commands it produced, in order."""
@@ -156,12 +114,22 @@ class DialogMachine:
         elif isinstance(event, PromptFinished):
             self._on_prompt_finished(event.prompt_seq)
         elif isinstance(event, SpeechStarted):
+            self._callee_speech(speaking=True)
             self._on_speech_activity()
         elif isinstance(event, PartialTranscript):
             if event.text.strip():
+                self._callee_speech(speaking=True)
                 self._on_speech_activity()
+        elif isinstance(event, SpeechEnded):
+            self._callee_speech(speaking=False)
         elif isinstance(event, FinalTranscript):
+            self._callee_speech(speaking=False)
             self._on_final(event.hypotheses())
+        elif isinstance(event, AnswerClassified):
+            self._on_answer_classified(event)
+        elif isinstance(event, BeepDetected):
+            if self._beep_wait is not None:
+                self._end_beep_wait("beep")
         elif isinstance(event, DtmfReceived):
             self._on_dtmf(event.key)
         elif isinstance(event, TimerFired):
@@ -174,18 +142,6 @@ class DialogMachine:
             self._on_transfer_failed(event.reason)
         return self._out
 
-    def context(self) -> dict[str, object]:
-        """The call context a webhook receives (JSON-ready)."""
-        return {
-            "call_id": self.variables.get("call_id", ""),
-            "dialplan": self.plan.name,
-            "state": self.state_name,
-            "caller": self.variables.get("caller", ""),
-            "callee": self.variables.get("callee", ""),
-            "variables": dict(self.variables),
-            "record": dict(self.record),
-        }
-
     # -- events --------------------------------------------------------------------------------
 
     def _on_call_started(self, event: CallStarted) -> None:
@@ -196,7 +152,62 @@ class DialogMachine:
         self.variables.update(
             call_id=event.call_id, caller=event.caller, callee=event.callee, dialplan=self.plan.name
         )
+        if event.answer_detection and self.plan.on_answer:
+            # A voicemail greeting's words ("not available right now") must not answer the start
+            # state's question: finals wait for the judgement (or ANSWER_WAIT_S), keys do not.
+            self._holding = True
+            self._arm(ANSWER_WAIT, ANSWER_WAIT_S)
         self._enter(self.plan.start)
+
+    def _stop_holding(self, *, replay: bool) -> None:
+        """The judgement came (or never will): what was said meanwhile is heard now, or dropped."""
+        self._holding = False
+        self._cancel(ANSWER_WAIT)
+        held, self._held = self._held, []
+        state = self.state
+        for hypotheses in held if replay else []:
+            if self.finished or self.state is not state:
+                break  # the rest was said to a question the caller has moved past
+            self._on_final(hypotheses)
+
+    def _on_answer_classified(self, event: AnswerClassified) -> None:
+        if self.answer_type is not None:
+            return  # the first judgement counts; the detector decides once
+        self.answer_type = event.result
+        for key, value in (("answer_type", event.result), ("amd_reason", event.reason)):
+            self.variables[key] = value
+            self.record[key] = value
+            self._emit(Record(key, value))
+        target = self.plan.answer_target(event.result)
+        state = self.state
+        if target is None or state is None or self.understood_caller or target == state.name:
+            # No handler, a person is already answering, or the handler says "carry on here".
+            self._stop_holding(replay=True)
+            return
+        self._stop_holding(replay=False)  # said to the state being left: a greeting, or moot
+        if self._playing:
+            # Leaving mid-prompt: the robot must not talk over the greeting (or a person's reply).
+            self._emit(StopPrompt(barge_in=False))
+            self._playing = []
+        self._enter(target)
+
+    def _callee_speech(self, *, speaking: bool) -> None:
+        """Track whether the callee talks, so a ``wait_for_beep`` state can time the silence."""
+        self._callee_speaking = speaking
+        if self._beep_wait is None:
+            return
+        if speaking:
+            self._cancel(BEEP_SILENCE)
+        elif BEEP_SILENCE not in self._timers:
+            self._arm(BEEP_SILENCE, self._beep_wait.silence_s)
+
+    def _end_beep_wait(self, how: str) -> None:
+        self._beep_wait = None
+        self._cancel(BEEP_TIMEOUT)
+        self._cancel(BEEP_SILENCE)
+        self.variables["beep_wait"] = how
+        assert self.state is not None
+        self._begin(self.state)
 
     def _on_prompt_finished(self, seq: int) -> None:
         before = len(self._playing)
@@ -223,8 +234,11 @@ class DialogMachine:
         state = self.state
         if not self._listening or state is None or state.listen is None:
             return
-        if not any(h.text.strip() for h in hypotheses):
-            # Noise or nothing recognized: not an answer, not silence either; keep waiting.
+        said = any(h.text.strip() for h in hypotheses)
+        if said and self._holding and len(self._held) < MAX_HELD_FINALS:
+            self._held.append(hypotheses)
+        if not said or self._holding:
+            # Noise or nothing recognized (or held): not an answer, not silence either; keep waiting.
             if NO_INPUT in self._timers:
                 self._arm_no_input()
             return
@@ -242,7 +256,7 @@ class DialogMachine:
         listen = state.listen
         if found.kind == "intent" and found.intent is not None:
             if found.decision == "act":
-                self._enter(found.intent.goto)
+                self._take(found.intent.goto)
             elif found.decision == "confirm":
                 self._ask_confirm(found.intent, listen.confirm.merged(found.intent.confirm))
             else:
@@ -252,7 +266,7 @@ class DialogMachine:
             self._finish_digits()
         elif found.kind == "text" and listen.capture is not None:
             self.variables[listen.capture.into] = found.text
-            self._enter(listen.capture.goto)
+            self._take(listen.capture.goto)
         else:
             self._no_match()
 
@@ -280,10 +294,10 @@ class DialogMachine:
             other = None  # "yes" also matches a state's own yes intent; it answers the question here
         if yes_no == "yes" or (yes_no is None and other is guess.intent and said.decision != "reject"):
             self._guess = None
-            self._enter(guess.intent.goto)
+            self._take(guess.intent.goto)
         elif other is not None and other is not guess.intent and said.decision == "act":
             self._guess = None  # "no, balance": the caller said what they want instead
-            self._enter(other.goto)
+            self._take(other.goto)
         elif yes_no == "no":
             self._end_confirm()
             self._no_match()
@@ -300,7 +314,7 @@ class DialogMachine:
         state = self.state
         assert state is not None and state.listen is not None
         if not again:
-            self._guess = _Guess(intent, policy)
+            self._guess = Guess(intent, policy)
         self.variables["guess"] = intent.say
         self._digits = ""
         self._cancel(INTER_DIGIT)
@@ -349,7 +363,7 @@ class DialogMachine:
                 return
         intent = match_dtmf(key, listen.intents) or match_dtmf(key, self.plan.global_intents)
         if intent is not None:
-            self._enter(intent.goto)
+            self._take(intent.goto)
         else:
             self._no_match()
 
@@ -378,10 +392,18 @@ class DialogMachine:
                 self._no_input()
             else:
                 self._ask_confirm(guess.intent, guess.policy, again=True)
+        elif kind == NO_INPUT and self._held:
+            self._arm_no_input()  # not silence: the caller spoke, the judgement is still out
         elif kind == NO_INPUT:
             self._no_input()
         elif kind == INTER_DIGIT:
             self._finish_digits()
+        elif kind == ANSWER_WAIT:
+            self._stop_holding(replay=True)
+        elif kind == BEEP_TIMEOUT:
+            self._end_beep_wait("timeout")
+        elif kind == BEEP_SILENCE:
+            self._end_beep_wait("silence")
 
     def _on_webhook_ok(self, event: WebhookSucceeded) -> None:
         state = self.state
@@ -421,6 +443,11 @@ class DialogMachine:
 
     # -- states --------------------------------------------------------------------------------
 
+    def _take(self, name: str) -> None:
+        """Move on because the caller said or keyed something the state understood."""
+        self.understood_caller = True
+        self._enter(name)
+
     def _enter(self, name: str) -> None:
         self._chain += 1
         if self._chain > MAX_CHAIN:
@@ -433,6 +460,9 @@ class DialogMachine:
         self.variables["state"] = name
         self._cancel(NO_INPUT)
         self._cancel(INTER_DIGIT)
+        self._cancel(BEEP_TIMEOUT)
+        self._cancel(BEEP_SILENCE)
+        self._beep_wait = None
         self._no_input_count = 0
         self._no_match_count = 0
         self._digits = ""
@@ -440,6 +470,7 @@ class DialogMachine:
         self._guess = None
         self.variables.pop("guess", None)
         self._prompt_text = ""
+        self._held = []  # held finals answer the state they were said in, not this one
         if not (self._draining and state.listen is not None):
             # Keys typed ahead stay with the state they were typed in; only the rest of a burst
             # that moved the caller on carries into the next state, and only if that one listens.
@@ -450,6 +481,20 @@ class DialogMachine:
             value = template.render(self.variables)
             self.record[key] = value
             self._emit(Record(key, value))
+        if state.record_audio is not None and (state.record_audio == "pause") != self.recording_paused:
+            self.recording_paused = state.record_audio == "pause"
+            self._emit(PauseRecording() if self.recording_paused else ResumeRecording())
+        if state.wait_for_beep is not None:
+            self._stop_listening()
+            self._beep_wait = state.wait_for_beep
+            self._arm(BEEP_TIMEOUT, state.wait_for_beep.timeout_s)
+            if not self._callee_speaking:
+                self._arm(BEEP_SILENCE, state.wait_for_beep.silence_s)
+            return
+        self._begin(state)
+
+    def _begin(self, state: ir.State) -> None:
+        """The state's prompt and exit, once any wait for the beep is over."""
         if state.listen is None:
             self._stop_listening()
         if state.prompt is not None:
@@ -489,13 +534,6 @@ class DialogMachine:
             self._finish("dialplan hangup", hang_up=True)
         elif state.goto is not None:
             self._enter(state.goto)
-
-    def _play(self, prompt: ir.Prompt) -> None:
-        self._prompt_seq += 1
-        text = prompt.text.render(self.variables) if prompt.text is not None else None
-        self._prompt_text = text or ""
-        self._emit(PlayPrompt(self._prompt_seq, text, prompt.audio_file, prompt.voice, prompt.barge_in))
-        self._playing.append(_Playing(self._prompt_seq, prompt.barge_in))
 
     def _reprompt(self, retry: ir.Retry) -> None:
         state = self.state
@@ -548,7 +586,7 @@ class DialogMachine:
             self._no_match()
             return
         self.variables[capture.into] = str(int(digits)) if capture.kind == "number" else digits
-        self._enter(capture.goto)
+        self._take(capture.goto)
 
     def _finish(self, reason: str, *, hang_up: bool) -> None:
         for kind in list(self._timers):
@@ -558,53 +596,3 @@ class DialogMachine:
             self._emit(Hangup(reason))
         self.finished = True
         self.end_reason = reason
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _emit(self, command: Command) -> None:
-        self._out.append(command)
-
-    def _start_listening(self) -> None:
-        """Listen with the current expectation; tell the pipeline again when that changed."""
-        state = self.state
-        if state is None or state.listen is None:
-            return
-        expectation = expectation_for(
-            state.listen, self.plan.global_intents, self._prompt_text,
-            confirming=self._guess is not None, yes_no=(*YES_PHRASES, *NO_PHRASES),
-        )
-        if not self._listening or expectation != self._expectation:
-            self._listening = True
-            self._expectation = expectation
-            self._emit(StartListening(expectation))
-
-    @property
-    def expectation(self) -> Expectation | None:
-        """What the state listens for now (None when not listening)."""
-        return self._expectation if self._listening else None
-
-    def _stop_listening(self) -> None:
-        if self._listening:
-            self._listening = False
-            self._expectation = None
-            self._emit(StopListening())
-
-    def _arm_no_input(self) -> None:
-        state = self.state
-        if state is None or state.listen is None or self._playing:
-            return
-        self._arm(NO_INPUT, state.listen.timeout_s)
-
-    def _arm(self, kind: str, delay_s: float) -> None:
-        self._cancel(kind)
-        self._timer_gen += 1
-        timer_id = f"{kind}-{self._timer_gen}"
-        self._timers[kind] = timer_id
-        self._emit(SetTimer(timer_id, self._now_s + delay_s))
-
-    def _cancel(self, kind: str) -> None:
-        timer_id = self._timers.pop(kind, None)
-        if timer_id is not None:
-            self._emit(CancelTimer(timer_id))
-
-

@@ -1,8 +1,9 @@
 """The thin async runner: one call's :class:`DialogMachine` wired to the call pipeline.
 
 The pipeline implements :class:`CallControl` (play/stop prompts, start/stop listening, transfer,
-hang up, record) and reports what happens through the runner's ``speech_started`` / ``partial`` /
-``final`` / ``dtmf`` / ``prompt_finished`` / ``call_ended`` methods, which stamp the injected
+hang up, record, pause/resume the audio recording) and reports what happens through the runner's
+``speech_started`` / ``speech_ended`` / ``partial`` / ``final`` / ``dtmf`` / ``prompt_finished`` /
+``answer_classified`` / ``beep_detected`` / ``call_ended`` methods, which stamp the injected
 :class:`Clock`'s time and queue the event. :meth:`DialogRunner.run` feeds events to the machine one
 at a time and carries out its commands: timers become tasks sleeping on the clock, webhooks go
 through :class:`~voicebot.dialog.actions.WebhookClient`, prompts are rendered to PCM by the injected
@@ -27,7 +28,7 @@ from voicebot.dialog import events as ev
 from voicebot.dialog.actions import WebhookClient
 from voicebot.dialog.errors import WebhookError
 from voicebot.dialog.expect import Expectation
-from voicebot.dialog.ir import Dialplan
+from voicebot.dialog.ir import AnswerType, Dialplan
 from voicebot.dialog.machine import DialogMachine
 from voicebot.errors import VoicebotError
 
@@ -66,6 +67,15 @@ class CallControl(Protocol):
 
     async def record(self, key: str, value: str) -> None:
         """Store one entry of the call record."""
+        ...
+
+    async def pause_recording(self) -> None:
+        """Stop writing the call's audio recording (keep the paused stretch as silence) until
+        :meth:`resume_recording`; do nothing when the call is not recorded."""
+        ...
+
+    async def resume_recording(self) -> None:
+        """Write the call's audio recording again after :meth:`pause_recording`."""
         ...
 
 
@@ -154,6 +164,16 @@ class DialogRunner:
     def speech_started(self, at_s: float | None = None) -> None:
         self.post(ev.SpeechStarted(self._at(at_s)))
 
+    def speech_ended(self, at_s: float | None = None) -> None:
+        self.post(ev.SpeechEnded(self._at(at_s)))
+
+    def answer_classified(self, result: AnswerType, reason: str = "", at_s: float | None = None) -> None:
+        """The answering-machine detector's judgement (outbound calls): human, machine or unknown."""
+        self.post(ev.AnswerClassified(self._at(at_s), result, reason))
+
+    def beep_detected(self, at_s: float | None = None) -> None:
+        self.post(ev.BeepDetected(self._at(at_s)))
+
     def partial(self, text: str, at_s: float | None = None) -> None:
         self.post(ev.PartialTranscript(self._at(at_s), text))
 
@@ -182,15 +202,19 @@ class DialogRunner:
         caller: str = "",
         callee: str = "",
         variables: Mapping[str, str] | None = None,
+        answer_detection: bool = False,
     ) -> CallSummary:
-        """Run the dialog until it hangs up, transfers and the call ends, or the call ends."""
+        """Run the dialog until it hangs up, transfers and the call ends, or the call ends.
+
+        ``answer_detection``: the pipeline runs an answering-machine detector on this outbound
+        call and will report :meth:`answer_classified` (what the callee says waits for it)."""
         machine = self.machine
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 self._lane_task = group.create_task(self._prompt_lane())
                 first: ev.Event = ev.CallStarted(
-                    self._clock.now_s(), call_id, caller, callee, dict(variables or {})
+                    self._clock.now_s(), call_id, caller, callee, dict(variables or {}), answer_detection
                 )
                 await self._dispatch(first)
                 while not machine.finished:
@@ -231,6 +255,9 @@ class DialogRunner:
             for prompt_seq in await control.stop_prompt():
                 # Stopped prompts are finished for the dialog now, in the order they were queued.
                 self.prompt_finished(prompt_seq)
+            if not command.barge_in:
+                log.info("dialog.prompt.stopped", cause=type(cause).__name__)
+                return
             latency_ms = (self._clock.now_s() - cause.now_s) * 1000.0
             self.barge_in_latencies_ms.append(latency_ms)
             log.info("dialog.barge_in", latency_ms=round(latency_ms, 1), cause=type(cause).__name__)
@@ -248,6 +275,12 @@ class DialogRunner:
             self._spawn(self._webhook(command))
         elif isinstance(command, ev.Record):
             await control.record(command.key, command.value)
+        elif isinstance(command, ev.PauseRecording):
+            log.info("dialog.recording.paused", state=self.machine.state_name)
+            await control.pause_recording()
+        elif isinstance(command, ev.ResumeRecording):
+            log.info("dialog.recording.resumed", state=self.machine.state_name)
+            await control.resume_recording()
         elif isinstance(command, ev.Transfer):
             log.info("dialog.transfer", uri=command.uri)
             try:
