@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from voicebot.dialog.events import PlayPrompt
 from voicebot.dialog.expect import Expectation
@@ -94,11 +95,8 @@ class FakeCall:
     async def record(self, key: str, value: str) -> None:
         self.log.append(f"record:{key}={value}")
 
-    async def pause_recording(self) -> None:
-        self.log.append("recording:paused")
-
-    async def resume_recording(self) -> None:
-        self.log.append("recording:resumed")
+    async def recording_control(self, action: Literal["pause", "resume"]) -> None:
+        self.log.append(f"recording:{action}d")
 
     def finish_prompts(self) -> None:
         """Everything queued has played out."""

@@ -425,7 +425,8 @@ class CallPipeline:
         self._records.write(self.parts.records.variable_set, key, value)
 
     async def recording_control(self, action: Literal["start", "pause", "resume", "stop"]) -> None:
-        """The dialplan's ``record: start|pause|resume|stop`` (CallControl): see the methods below."""
+        """The dialplan's ``record_audio: pause|resume`` (CallControl; start/stop for the app):
+        see the methods below."""
         {"start": self.start_recording, "pause": self.pause_recording,
          "resume": self.resume_recording, "stop": self.stop_recording}[action]()
 

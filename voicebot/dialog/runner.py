@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -69,13 +69,9 @@ class CallControl(Protocol):
         """Store one entry of the call record."""
         ...
 
-    async def pause_recording(self) -> None:
-        """Stop writing the call's audio recording (keep the paused stretch as silence) until
-        :meth:`resume_recording`; do nothing when the call is not recorded."""
-        ...
-
-    async def resume_recording(self) -> None:
-        """Write the call's audio recording again after :meth:`pause_recording`."""
+    async def recording_control(self, action: Literal["pause", "resume"]) -> None:
+        """``pause``: stop writing the call's audio recording (the paused stretch stays as silence)
+        until ``resume``; do nothing when the call is not recorded."""
         ...
 
 
@@ -277,10 +273,10 @@ class DialogRunner:
             await control.record(command.key, command.value)
         elif isinstance(command, ev.PauseRecording):
             log.info("dialog.recording.paused", state=self.machine.state_name)
-            await control.pause_recording()
+            await control.recording_control("pause")
         elif isinstance(command, ev.ResumeRecording):
             log.info("dialog.recording.resumed", state=self.machine.state_name)
-            await control.resume_recording()
+            await control.recording_control("resume")
         elif isinstance(command, ev.Transfer):
             log.info("dialog.transfer", uri=command.uri)
             try:
