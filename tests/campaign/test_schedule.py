@@ -177,7 +177,8 @@ def test_pacing_limits_are_never_exceeded(n: int, max_concurrent: int, calls_per
                                           durations: list[float], outcomes: list[Outcome]) -> None:
     """Simulate a whole campaign on a fake clock driven by next_timer and call ends: concurrency
     never exceeds C, and over every interval new calls <= burst + R * length."""
-    policy = RetryPolicy(max_attempts=3, busy_delay_s=3, no_answer_delay_s=7, failed_delay_s=2, machine_delay_s=5)
+    policy = RetryPolicy(max_attempts=3, busy_delay_s=3, no_answer_delay_s=7, failed_delay_s=2,
+                         machine_delay_s=5)
     s = Scheduler(campaign(pacing=Pacing(max_concurrent, calls_per_s, burst), retry=policy),
                   contacts(n), now=0.0)
     now, starts, running = 0.0, [], []  # running: (ends_at, contact)

@@ -188,7 +188,8 @@ class Scheduler:
                 state.status, state.final = "done", "dnc"
                 commands.append(SkipContact(state.contact_id, "dnc"))
                 continue
-            if len(self.in_flight) >= self.settings.pacing.max_concurrent or self._tokens < 1.0 - _TOKEN_EPSILON:
+            full = len(self.in_flight) >= self.settings.pacing.max_concurrent
+            if full or self._tokens < 1.0 - _TOKEN_EPSILON:
                 continue  # keep going: later due contacts may still be on the do-not-call list
             self._tokens = max(0.0, self._tokens - 1.0)
             state.attempts += 1
