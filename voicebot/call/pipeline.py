@@ -20,6 +20,11 @@ application. Its tasks all live in ONE ``asyncio.TaskGroup``, cancelled when the
 * ``records``: the call record's writes, in order, off the answer path
   (:class:`~voicebot.call.records.RecordLane`).
 
+Outbound calls placed with :class:`AmdOptions` also feed the first seconds of the callee's audio and
+the recognizer's texts to the :class:`~voicebot.amd.AnsweringMachineDetector`; its decision goes
+into the outcome and the call record, and (``wait``) the dialog starts only once it is known, with
+the variable ``answer_type`` set. The beep detector keeps listening for :meth:`CallPipeline.wait_for_beep`.
+
 When the leg ends (either side, or the network), the dialog gets ``call_ended``, the tasks are
 cancelled, and the record gets the hang-up cause and side. An exception in any of these tasks ends
 that call only: the leg is hung up and the record says why. Each call ends with one
@@ -31,11 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from voicebot.amd import AmdDecided, AmdEvent, AmdSettings, AnsweringMachineDetector, BeepDetected
 from voicebot.call.outcome import CallOutcome, final_cause, first_leaf
 from voicebot.call.records import RecordLane
 from voicebot.clock import Clock, monotonic
@@ -73,6 +79,16 @@ FAILED_HANGUP_WAIT_S = 5.0
 RECORD_FLUSH_S = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class AmdOptions:
+    """Answering-machine detection on an outbound call (issue 10)."""
+
+    settings: AmdSettings = field(default_factory=AmdSettings)
+    wait: bool = False  # start the dialog only once decided, with the variable answer_type set
+    hangup_on_machine: bool = False  # a machine is hung up on at once (the campaign retries later)
+    listen_s: float = 30.0  # how long after the answer the detector (and its beep detector) listen
+
+
 class CallError(VoicebotError):
     """A call could not be placed or its pipeline failed; the message says which part and why."""
 
@@ -99,7 +115,8 @@ def push_frame(stream: RecognitionStream, frame: Frame) -> None:
 class CallPipeline:
     """One call leg's pipeline; also the :class:`CallControl` the dialog runner drives."""
 
-    def __init__(self, parts: CallParts, leg: CallLeg, plan: Dialplan, variables: Mapping[str, str]) -> None:
+    def __init__(self, parts: CallParts, leg: CallLeg, plan: Dialplan, variables: Mapping[str, str], *,
+                 amd: AmdOptions | None = None) -> None:
         self.parts = parts
         self.leg = leg
         self.call_id = leg.call_id
@@ -121,6 +138,10 @@ class CallPipeline:
         self._robot_hangup: str | None = None
         self._sessions_open: set[str] = set()
         self.outcome = CallOutcome(self.call_id, leg.direction, False, "", "caller")
+        self._amd_options = amd if leg.direction == "outbound" else None
+        self.amd = AnsweringMachineDetector(amd.settings) if self._amd_options is not None and amd else None
+        self._amd_decided = asyncio.Event()
+        self._beep = asyncio.Event()
 
     @property
     def record_id(self) -> str:
@@ -201,6 +222,16 @@ class CallPipeline:
         return ended
 
     async def _dialog(self, variables: dict[str, str]) -> None:
+        options = self._amd_options
+        if options is not None and options.wait and self.amd is not None:
+            limit_s = self.amd.settings.total_analysis_ms / 1000 + 2.0
+            try:
+                await asyncio.wait_for(self._amd_decided.wait(), limit_s)
+            except TimeoutError:  # no audio came: nothing to judge by
+                self._amd_handle([AmdDecided("unknown", "no-audio", self.amd.position_ms, {})])
+            variables["answer_type"] = self.outcome.answer_type or "unknown"
+            if self.outcome.answer_type == "machine" and options.hangup_on_machine:
+                return
         summary = await self.runner.run(call_id=self.call_id, caller=self.leg.from_uri,
                                         callee=self.leg.to_uri, variables=variables)
         self.outcome.dialog = summary
@@ -217,12 +248,60 @@ class CallPipeline:
                 if self._t0 is None:
                     self._t0 = now - FRAME_MS / 1000
                 push_frame(stream, frame)
+                if self.amd is not None and self._amd_listening():
+                    self._amd_handle(self.amd.feed(frame.pcm))
                 if self._barge_in_armed():
                     onset = self._vad.feed(frame.pcm, now)
                     if onset is not None:
                         self._speech_started(onset, "vad")
         finally:
             stream.end_input()
+
+    # ---- answering-machine detection ----
+
+    def _amd_listening(self) -> bool:
+        assert self._amd_options is not None and self.amd is not None
+        return not self._beep.is_set() and self.amd.position_ms < self._amd_options.listen_s * 1000
+
+    def _amd_handle(self, events: list[AmdEvent]) -> None:
+        for event in events:
+            if isinstance(event, BeepDetected):
+                log.info("call.amd.beep", frequency_hz=round(event.frequency_hz), at_ms=self.amd_position_ms)
+                self._beep.set()
+                continue
+            o = self.outcome
+            o.answer_type, o.amd_reason, o.amd_evidence = event.result, event.reason, dict(event.evidence)
+            log.info("call.amd.decided", answer_type=event.result, reason=event.reason,
+                     decided_ms=event.decided_ms, **{"pii.evidence": event.evidence})
+            self._records.write(self.parts.records.amd_decided, answer_type=event.result, reason=event.reason,
+                                evidence={**event.evidence, "decided_ms": event.decided_ms})
+            self._amd_decided.set()
+            options = self._amd_options
+            if event.result == "machine" and options is not None and options.hangup_on_machine:
+                self._robot_hangup = "amd: machine"
+                self.leg.hangup()
+
+    @property
+    def amd_position_ms(self) -> int:
+        return self.amd.position_ms if self.amd is not None else 0
+
+    async def wait_for_beep(self, timeout_s: float) -> bool:
+        """For a dialplan's ``wait_for_beep``: True once the voicemail's beep was heard (the message
+        can start now), False after ``timeout_s`` or on a call without detection."""
+        if self.amd is None:
+            return False
+        try:
+            await asyncio.wait_for(self._beep.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def amd_decision(self) -> AmdDecided | None:
+        """The detector's decision, once made (None on a call without detection)."""
+        if self.amd is None:
+            return None
+        await self._amd_decided.wait()
+        return self.amd.decision
 
     def _barge_in_playing(self) -> bool:
         return any(self._prompts.values())
@@ -259,11 +338,15 @@ class CallPipeline:
                     at_s = self._call_time_s(event.start_ms)
                     if self._barge_in_armed():
                         self._speech_started(at_s, "partial")
+                    if self.amd is not None and self.amd.decision is None:
+                        self._amd_handle(self.amd.transcript(event.text, final=False))
                     self.runner.partial(event.text, at_s=at_s)
             elif isinstance(event, FinalReceived):
                 # The dialog first: the answer must not wait for the record.
                 self._speech_end_s = self._call_time_s(event.end_ms)
                 self._final_at_s = self._clock()
+                if self.amd is not None and self.amd.decision is None:
+                    self._amd_handle(self.amd.transcript(event.text, final=True))
                 self.runner.final(event.text)
                 self.outcome.utterances.append(event.text)
                 log.info("call.final", session_id=event.session_id, start_ms=event.start_ms,
@@ -402,9 +485,10 @@ class CallPipeline:
             states=dialog.states if dialog else [], dialog_end=dialog.end_reason if dialog else None,
             finals=len(o.utterances), transfer_target=o.transfer_target, transfer_result=o.transfer_result,
             reaction_ms=[round(x) for x in o.reaction_ms], barge_in_ms=[round(x) for x in o.barge_in_ms],
+            answer_type=o.answer_type, amd_reason=o.amd_reason,
             stt_dropped_audio_ms=self.stream.dropped_audio_ms if self.stream else 0, **stats,
             **{"pii.from": self.leg.from_uri, "pii.to": self.leg.to_uri},
         )
 
 
-__all__ = ["CallError", "CallParts", "CallPipeline"]
+__all__ = ["AmdOptions", "CallError", "CallParts", "CallPipeline"]

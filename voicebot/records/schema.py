@@ -83,6 +83,13 @@ _SQL: tuple[str, ...] = (
     ALTER TABLE calls ADD COLUMN instance_id TEXT REFERENCES instances (instance_id);
     CREATE INDEX calls_open ON calls (instance_id) WHERE ended_at IS NULL;
     """,
+    # 3: answering-machine detection on outbound calls: who answered (human / machine / unknown),
+    # why (phrase, beep, long-greeting, short-greeting, ...) and the evidence as JSON.
+    """
+    ALTER TABLE calls ADD COLUMN answer_type TEXT;
+    ALTER TABLE calls ADD COLUMN amd_reason TEXT;
+    ALTER TABLE calls ADD COLUMN amd_json TEXT;
+    """,
 )
 
 _REAL = re.compile(r"\bREAL\b")
