@@ -36,12 +36,19 @@ class FakePlacer:
         self.placed: list[tuple[float, str, Mapping[str, str]]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self._placed = asyncio.Event()
+
+    async def wait_placed(self, count: int) -> None:
+        while len(self.placed) < count:
+            self._placed.clear()
+            await asyncio.wait_for(self._placed.wait(), 10)
 
     async def place_call(self, uri: str, *, variables: Mapping[str, str] | None = None,
                          timeout_s: float = 60.0, credentials: Credentials | None = None,
                          amd: AmdOptions | None = None, destination: tuple[str, int] | None = None,
                          from_user: str | None = None) -> CallOutcome:
         self.placed.append((time.monotonic(), uri, dict(variables or {})))
+        self._placed.set()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -134,14 +141,12 @@ async def test_pause_stops_new_dials_and_cancel_ends_the_campaign(tmp_path: Path
     store, _ = make(tmp_path, pacing=Pacing(1, 20.0, 1))
     placer = FakePlacer(call_s=0.1)
     run = asyncio.ensure_future(CampaignDialer(store, "spring", placer, poll_s=0.02).run())
-    while not placer.placed:
-        await asyncio.sleep(0.01)
+    await placer.wait_placed(1)
     store.set_state("spring", "paused", now=time.time())
     await asyncio.sleep(0.5)
     assert len(placer.placed) == 1  # the call in progress finished; nothing new while paused
     store.set_state("spring", "running", now=time.time())
-    while len(placer.placed) < 2:
-        await asyncio.sleep(0.01)
+    await placer.wait_placed(2)
     store.set_state("spring", "cancelled", now=time.time())
     assert await asyncio.wait_for(run, 5) == "cancelled"
     results = store.results("spring")
@@ -155,8 +160,7 @@ async def test_do_not_call_list_is_read_at_dial_time(tmp_path: Path) -> None:
     store, _ = make(tmp_path, pacing=Pacing(1, 20.0, 1), dnc_file=str(dnc))
     placer = FakePlacer(call_s=0.2)
     run = asyncio.ensure_future(CampaignDialer(store, "spring", placer, poll_s=0.02).run())
-    while not placer.placed:
-        await asyncio.sleep(0.01)
+    await placer.wait_placed(1)
     dnc.write_text("sip:c3@127.0.0.1:5070\n")  # opts out while c0 is being called
     assert await asyncio.wait_for(run, 20) == "finished"
     assert "sip:c3@127.0.0.1:5070" not in [uri for _, uri, _ in placer.placed]
@@ -188,4 +192,4 @@ def test_store_reopens_at_its_schema_version(tmp_path: Path) -> None:
     store.close()
     again = CampaignStore(tmp_path / "campaigns.db")
     assert again.settings("spring") == settings
-    assert [c.contact_id for c in again.contact_states("spring")][0] == "sip:c0@127.0.0.1:5070"
+    assert again.contact_states("spring")[0].contact_id == "sip:c0@127.0.0.1:5070"
