@@ -219,11 +219,15 @@ async def test_campaign_paces_retries_survives_a_crash_and_exports_what_happened
     invites = Counter(s.user for s in seen)
     interrupted_users = {c.split(":")[1].split("@")[0] for c in interrupted}
 
-    # nobody dialed twice by the restart: what the callees saw is exactly what the store counted
-    assert {u: int(r["attempts"]) for u, r in results.items()} == {u: invites.get(u, 0) for u in results}
-    for user in interrupted_users:
-        assert results[user]["final_outcome"] == "cancelled", results[user]
-        assert all(s.invite_at < killed_at for s in seen if s.user == user), user
+    # nobody dialed twice by the restart: what the callees saw is what the store counted, except that
+    # the kill may fall between an attempt's commit and its INVITE (counted, never sent: at most)
+    for user, row in results.items():
+        if user in interrupted_users:
+            assert invites.get(user, 0) <= int(row["attempts"]), (user, row, invites.get(user))
+            assert row["final_outcome"] == "cancelled", row
+            assert all(s.invite_at < killed_at for s in seen if s.user == user), user
+        else:
+            assert invites.get(user, 0) == int(row["attempts"]), (user, row, invites.get(user))
 
     for user, row in results.items():
         if user in interrupted_users:
