@@ -34,6 +34,7 @@ that call only: the leg is hung up and the record says why. Each call ends with 
 from __future__ import annotations
 
 import asyncio
+import audioop
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ POST_HANGUP_FLUSH_S = 3.0
 REACTION_WINDOW_S = 2.0
 # How long a failed call waits for its leg to confirm the hang-up.
 FAILED_HANGUP_WAIT_S = 5.0
+# Below this RMS a frame after a detected beep is quiet: the beep is over.
+BEEP_QUIET_RMS = 300
 # How long the end of a call waits for its record writes before giving up on them.
 RECORD_FLUSH_S = 10.0
 
@@ -87,6 +90,9 @@ class AmdOptions:
     wait: bool = False  # start the dialog only once decided, with the variable answer_type set
     hangup_on_machine: bool = False  # a machine is hung up on at once (the campaign retries later)
     listen_s: float = 30.0  # how long after the answer the detector (and its beep detector) listen
+    # A machine: hold the dialog until its beep has ended (at most this long), so a message is
+    # recorded rather than spoken over the greeting; 0 starts the dialog at the decision.
+    beep_wait_s: float = 0.0
 
 
 class CallError(VoicebotError):
@@ -141,7 +147,9 @@ class CallPipeline:
         self._amd_options = amd if leg.direction == "outbound" else None
         self.amd = AnsweringMachineDetector(amd.settings) if self._amd_options is not None and amd else None
         self._amd_decided = asyncio.Event()
-        self._beep = asyncio.Event()
+        self._beep = asyncio.Event()  # the beep has been heard and has ended
+        self._beep_heard_ms: int | None = None
+        self._quiet_frames = 0
 
     @property
     def record_id(self) -> str:
@@ -232,6 +240,9 @@ class CallPipeline:
             variables["answer_type"] = self.outcome.answer_type or "unknown"
             if self.outcome.answer_type == "machine" and options.hangup_on_machine:
                 return
+            if self.outcome.answer_type == "machine" and options.beep_wait_s > 0:
+                beep = await self.wait_for_beep(options.beep_wait_s)
+                variables["beep"] = "yes" if beep else "no"
         summary = await self.runner.run(call_id=self.call_id, caller=self.leg.from_uri,
                                         callee=self.leg.to_uri, variables=variables)
         self.outcome.dialog = summary
@@ -250,6 +261,8 @@ class CallPipeline:
                 push_frame(stream, frame)
                 if self.amd is not None and self._amd_listening():
                     self._amd_handle(self.amd.feed(frame.pcm))
+                elif self._beep_heard_ms is not None and not self._beep.is_set():
+                    self._beep_tail(frame.pcm)
                 if self._barge_in_armed():
                     onset = self._vad.feed(frame.pcm, now)
                     if onset is not None:
@@ -261,13 +274,22 @@ class CallPipeline:
 
     def _amd_listening(self) -> bool:
         assert self._amd_options is not None and self.amd is not None
-        return not self._beep.is_set() and self.amd.position_ms < self._amd_options.listen_s * 1000
+        return self._beep_heard_ms is None and self.amd.position_ms < self._amd_options.listen_s * 1000
+
+    def _beep_tail(self, pcm16: bytes) -> None:
+        """After the beep is detected (~160 ms into it): it is over after 60 ms of quiet, or 3 s."""
+        assert self._beep_heard_ms is not None
+        self._quiet_frames = self._quiet_frames + 1 if audioop.rms(pcm16, 2) < BEEP_QUIET_RMS else 0
+        self._beep_heard_ms += FRAME_MS
+        if self._quiet_frames >= 3 or self._beep_heard_ms >= 3000:
+            log.info("call.amd.beep_ended", after_ms=self._beep_heard_ms)
+            self._beep.set()
 
     def _amd_handle(self, events: list[AmdEvent]) -> None:
         for event in events:
             if isinstance(event, BeepDetected):
                 log.info("call.amd.beep", frequency_hz=round(event.frequency_hz), at_ms=self.amd_position_ms)
-                self._beep.set()
+                self._beep_heard_ms = 0
                 continue
             o = self.outcome
             o.answer_type, o.amd_reason, o.amd_evidence = event.result, event.reason, dict(event.evidence)
@@ -286,8 +308,8 @@ class CallPipeline:
         return self.amd.position_ms if self.amd is not None else 0
 
     async def wait_for_beep(self, timeout_s: float) -> bool:
-        """For a dialplan's ``wait_for_beep``: True once the voicemail's beep was heard (the message
-        can start now), False after ``timeout_s`` or on a call without detection."""
+        """For a dialplan's ``wait_for_beep``: True once the voicemail's beep was heard and has ended
+        (the message can start now), False after ``timeout_s`` or on a call without detection."""
         if self.amd is None:
             return False
         try:

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(logger_name=__name__)
 
+# A machine the dialplan leaves a message on: wait this long at most for the greeting's beep.
+BEEP_WAIT_S = 15.0
 INTERRUPTED_CAUSE = "interrupted: the dialer stopped before this attempt ended (outcome unknown)"
 
 
@@ -215,7 +217,9 @@ class CampaignDialer:
                      "attempt": str(command.attempt)}
         amd = None
         if self.settings.amd:
-            amd = AmdOptions(wait=True, hangup_on_machine=self.settings.retry.machine == "retry")
+            retry = self.settings.retry.machine == "retry"
+            # "done": the dialplan leaves a message, after the beep rather than over the greeting.
+            amd = AmdOptions(wait=True, hangup_on_machine=retry, beep_wait_s=0.0 if retry else BEEP_WAIT_S)
         log.info("campaign.attempt.started", campaign=cid, attempt=command.attempt, **{"pii.uri": uri})
         task = asyncio.get_running_loop().create_task(
             self._place(uri, variables, credentials, destination, amd), name=f"campaign-attempt-{attempt_id}")
