@@ -29,7 +29,16 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import needs_tools
-from tests.e2e.harness import VOICEBOT, Pause, Say, free_even_port_range, speech_pcap, write_config
+from tests.e2e.harness import (
+    VOICEBOT,
+    Capture,
+    Pause,
+    Say,
+    flows,
+    free_even_port_range,
+    speech_pcap,
+    write_config,
+)
 from tests.sip.peers import free_udp_port
 
 pytestmark = [pytest.mark.e2e, needs_tools, pytest.mark.timeout(420)]
@@ -115,12 +124,14 @@ def voicebot(*args: str, check: bool = True, timeout_s: float = 60) -> subproces
     return result
 
 
-def start_dialer(workdir: Path, db: Path, config: Path, run: int) -> tuple[subprocess.Popen[bytes], Path]:
-    rtp = free_even_port_range()
-    err = workdir / f"dialer{run}.stderr"
+def start_dialer(workdir: Path, db: Path, config: Path, label: str, *, name: str = "spring",
+                 rtp: tuple[int, int] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    """``voicebot campaign start NAME`` as a process (its own App), JSON logs in ``dialer-LABEL.stderr``."""
+    rtp = rtp or free_even_port_range()
+    err = workdir / f"dialer-{label}.stderr"
     with err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [str(VOICEBOT), "--log-format", "json", "campaign", "--campaign-db", str(db), "start", "spring",
+            [str(VOICEBOT), "--log-format", "json", "campaign", "--campaign-db", str(db), "start", name,
              "--config", str(config), "--sip-listen", "127.0.0.1:0", "--rtp-ports", f"{rtp[0]}-{rtp[1]}",
              "--records-db", str(workdir / "calls.db")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
@@ -168,7 +179,7 @@ async def test_campaign_paces_retries_survives_a_crash_and_exports_what_happened
         config = write_config(tmp_path / "voicebot.toml", tts_cache=tts_cache)
 
         # run 1: killed without warning once a few attempts are in the store, one of them in flight
-        first, err1 = start_dialer(tmp_path, db, config, 1)
+        first, err1 = start_dialer(tmp_path, db, config, "1")
         procs.append(first)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -187,7 +198,7 @@ async def test_campaign_paces_retries_survives_a_crash_and_exports_what_happened
 
         # run 2: resolves the crash's attempts as interrupted and dials on
         await asyncio.sleep(1.0)
-        second, err2 = start_dialer(tmp_path, db, config, 2)
+        second, err2 = start_dialer(tmp_path, db, config, "2")
         procs.append(second)
         restarted_at = datetime.now()
         expected_done = N_HUMAN + N_BUSY + N_SILENT - len(interrupted)
@@ -261,3 +272,65 @@ async def test_campaign_paces_retries_survives_a_crash_and_exports_what_happened
     for user, row in results.items():
         if user.startswith("h") and user not in interrupted_users:
             assert types.get(row["last_call_id"]) == "human", (row, types)
+
+
+def voicemail_pcap(path: Path) -> tuple[Path, float]:
+    """A voicemail greeting, a 1 kHz beep of 500 ms, then silence; returns the pcap and where the
+    beep ends (s from the first packet)."""
+    import audioop
+    import math
+
+    from voicebot.testing.pcap import write_rtp_pcap
+    from voicebot.testing.speech import silence, telephone_speech
+
+    greeting = telephone_speech("Hi, you have reached Anna. I cannot take your call right now. "
+                                "Please leave a message after the tone.")
+    beep = b"".join(int(9000 * math.sin(2 * math.pi * 1000 * n / 8000)).to_bytes(2, "little", signed=True)
+                    for n in range(4000))
+    pcm = silence(300) + greeting + silence(400) + beep + silence(12000)
+    assert audioop.rms(beep, 2) > 5000
+    write_rtp_pcap(path, pcm, payload_type=0)
+    return path, (len(silence(300) + greeting + silence(400) + beep)) / 16000
+
+
+async def test_voicemail_gets_the_message_after_the_beep(tmp_path: Path, tts_cache: Path) -> None:
+    """--machine done: a voicemail is judged machine, the dialplan's message starts after the beep
+    (checked on the wire: the robot's first audible RTP comes after the callee's last loud packet),
+    and the export says machine / delivered."""
+    pcap, _ = voicemail_pcap(tmp_path / "voicemail.pcap")
+    machine = await start_uas("uas_human", tmp_path, pcap=pcap)
+    rtp = free_even_port_range()
+    proc: subprocess.Popen[bytes] | None = None
+    db = tmp_path / "campaigns.db"
+    try:
+        contacts = tmp_path / "contacts.csv"
+        contacts.write_text("number,name\n" + "".join(f"sip:m{i}@127.0.0.1:{machine.port},Anna {i}\n"
+                                                       for i in range(3)))
+        voicebot("campaign", "--campaign-db", str(db), "create", "vm", "--contacts", str(contacts),
+                 "--dialplan", str(HERE / "dialplans" / "notice.yaml"), "--max-concurrent", "2",
+                 "--calls-per-s", "2", "--window", "00:00-24:00", "--machine", "done")
+        config = write_config(tmp_path / "voicebot.toml", tts_cache=tts_cache)
+        with Capture(tmp_path / "rtp.pcap", rtp) as capture:
+            proc, err = start_dialer(tmp_path, db, config, "vm", name="vm", rtp=rtp)
+            assert proc.wait(180) == 0, err.read_text()[-3000:]
+            await asyncio.sleep(0.5)
+        datagrams = capture.datagrams()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await stop_uas(machine)
+    export = voicebot("campaign", "--campaign-db", str(db), "export", "vm").stdout
+    rows = list(csv.DictReader(io.StringIO(export)))
+    assert len(rows) == 3
+    for row in rows:
+        assert (row["final_outcome"], row["attempts"], row["answer_type"]) == ("machine", "1", "machine"), row
+        assert row["result_delivered"] == "yes", row
+    legs = [f for f in flows(datagrams, rtp).values() if f["caller"] and f["robot"]]
+    assert len(legs) == 3, [len(f["caller"]) for f in flows(datagrams, rtp).values()]
+    for leg in legs:
+        beep_end = max(p.time_s for p in leg["caller"] if p.rms > 3000)  # the tone is the loudest part
+        spoken = [p.time_s for p in leg["robot"] if p.rms > 300]
+        assert spoken, "the robot never spoke"
+        assert beep_end < spoken[0] < beep_end + 2.0, (beep_end, spoken[0])
+
