@@ -259,8 +259,9 @@ async def test_campaign_paces_retries_survives_a_crash_and_exports_what_happened
         for b in starts[i + 1:]:
             span_s = (b - a).total_seconds()
             count = sum(1 for t in starts if a <= t <= b)
-            # the bucket allows BURST + R * span; 50 ms for the hop from the dialer to the callee
-            assert count <= BURST + R * (span_s + 0.05), (a, b, count)
+            # the bucket allows BURST + R * span at the dialer; 100 ms for the loop and the hop
+            # from the dialer's send gate to the callee on a loaded 2-core machine
+            assert count <= BURST + R * (span_s + 0.1), (a, b, count)
     run1 = [(s.invite_at, min(s.last_at, killed_at)) for s in seen if s.invite_at < killed_at]
     run2 = [(s.invite_at, s.last_at) for s in seen if s.invite_at > restarted_at]
     assert max_overlap(run1) <= C and max_overlap(run2) <= C, (max_overlap(run1), max_overlap(run2))

@@ -29,7 +29,7 @@ from voicebot.call.pipeline import AmdOptions
 from voicebot.campaign.csvload import load_dnc
 from voicebot.campaign.errors import CampaignError
 from voicebot.campaign.model import CampaignSettings
-from voicebot.campaign.schedule import DialContact, Scheduler, SkipContact, classify
+from voicebot.campaign.schedule import DialContact, Scheduler, SkipContact, TokenBucket, classify
 from voicebot.campaign.store import AttemptResult, CampaignState, CampaignStore
 from voicebot.errors import VoicebotError
 from voicebot.sip.uri import SipUri, parse_uri
@@ -103,6 +103,10 @@ class CampaignDialer:
         self._webhooks: set[asyncio.Task[None]] = set()
         self.settings: CampaignSettings = store.settings(campaign_id)
         self.max_in_flight = 0  # the most attempts in flight at once (tests check pacing with it)
+        # The core paces its decisions; committing each attempt takes a variable time (an fsync), so
+        # the sends are paced again, at the moment the INVITE is started, by the same bucket.
+        pacing = self.settings.pacing
+        self._send_gate = TokenBucket(pacing.calls_per_s, pacing.burst, now=wall_clock())
 
     def request_stop(self) -> None:
         """Dial nobody new; :meth:`run` returns once the calls in progress have ended."""
@@ -213,6 +217,10 @@ class CampaignDialer:
         # attempt 'dialing' that a restart resolves as interrupted instead of dialing again.
         attempt_id: int = await self._db(self.store.begin_attempt, cid, command.contact_id, command.attempt,
                                          uri, now=self.wall_clock())
+        wait_s = self._send_gate.wait_s(self.wall_clock())
+        if wait_s > 0.0:
+            await asyncio.sleep(wait_s + 0.001)  # a hair more: the loop's timers may fire early
+        self._send_gate.take(self.wall_clock())
         variables = {**self.settings.variables, **contact_variables, "campaign": cid,
                      "attempt": str(command.attempt)}
         amd = None

@@ -148,6 +148,34 @@ def after_attempt(state: ContactState, outcome: Outcome, now: float, policy: Ret
 _TOKEN_EPSILON = 1e-9
 
 
+class TokenBucket:
+    """``rate_per_s`` tokens a second, at most ``burst`` stored (full at the start)."""
+
+    def __init__(self, rate_per_s: float, burst: int, *, now: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens = float(burst)
+        self._refilled_at = now
+
+    def _refill(self, now: float) -> None:
+        if now > self._refilled_at:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._refilled_at) * self.rate_per_s)
+            self._refilled_at = now
+
+    def wait_s(self, now: float) -> float:
+        """How long until a token is there (0: now)."""
+        self._refill(now)
+        missing = 1.0 - self._tokens
+        return 0.0 if missing <= _TOKEN_EPSILON else missing / self.rate_per_s
+
+    def take(self, now: float) -> bool:
+        """Take a token if there is one."""
+        if self.wait_s(now) > 0.0:
+            return False
+        self._tokens = max(0.0, self._tokens - 1.0)
+        return True
+
+
 class Scheduler:
     """Whom to dial and when, for one campaign on one trunk (see the module docstring)."""
 
@@ -155,8 +183,7 @@ class Scheduler:
         self.settings = settings
         self.contacts: dict[str, ContactState] = {c.contact_id: c for c in contacts}
         self.in_flight: set[str] = {c.contact_id for c in self.contacts.values() if c.status == "dialing"}
-        self._tokens = float(settings.pacing.burst)
-        self._refilled_at = now
+        self.bucket = TokenBucket(settings.pacing.calls_per_s, settings.pacing.burst, now=now)
 
     def tz_of(self, state: ContactState) -> str:
         return state.tz or self.settings.default_tz
@@ -164,12 +191,6 @@ class Scheduler:
     @property
     def finished(self) -> bool:
         return not self.in_flight and all(c.status == "done" for c in self.contacts.values())
-
-    def _refill(self, now: float) -> None:
-        p = self.settings.pacing
-        if now > self._refilled_at:
-            self._tokens = min(float(p.burst), self._tokens + (now - self._refilled_at) * p.calls_per_s)
-            self._refilled_at = now
 
     def _due(self, now: float) -> list[ContactState]:
         due = [c for c in self.contacts.values()
@@ -181,17 +202,14 @@ class Scheduler:
     def poll(self, now: float, dnc: frozenset[str] = frozenset()) -> list[Command]:
         """The commands for ``now``: contacts to dial (each counted against the pacing at once) and
         due contacts skipped because they are on the do-not-call list."""
-        self._refill(now)
         commands: list[Command] = []
         for state in self._due(now):
             if state.contact_id in dnc:
                 state.status, state.final = "done", "dnc"
                 commands.append(SkipContact(state.contact_id, "dnc"))
                 continue
-            full = len(self.in_flight) >= self.settings.pacing.max_concurrent
-            if full or self._tokens < 1.0 - _TOKEN_EPSILON:
+            if len(self.in_flight) >= self.settings.pacing.max_concurrent or not self.bucket.take(now):
                 continue  # keep going: later due contacts may still be on the do-not-call list
-            self._tokens = max(0.0, self._tokens - 1.0)
             state.attempts += 1
             state.status = "dialing"
             self.in_flight.add(state.contact_id)
@@ -216,7 +234,6 @@ class Scheduler:
     def next_timer(self, now: float) -> float | None:
         """The earliest time after ``now`` when :meth:`poll` may return something new (None: only
         a finishing attempt can change anything)."""
-        self._refill(now)
         candidates: list[float] = []
         pending = [c for c in self.contacts.values() if c.status == "pending"]
         for state in pending:
@@ -228,13 +245,14 @@ class Scheduler:
         if at <= now:
             if len(self.in_flight) >= self.settings.pacing.max_concurrent:
                 return None
-            if self._tokens < 1.0 - _TOKEN_EPSILON:
-                return now + (1.0 - self._tokens) / self.settings.pacing.calls_per_s
+            wait_s = self.bucket.wait_s(now)
+            if wait_s > 0.0:
+                return now + wait_s
         return at
 
 
 __all__ = [
     "BUSY", "NO_ANSWER", "REFUSED", "Command", "ContactState", "ContactStatus", "DialContact",
-    "FinalOutcome", "Outcome", "Scheduler", "SkipContact", "after_attempt", "classify",
+    "FinalOutcome", "Outcome", "Scheduler", "SkipContact", "TokenBucket", "after_attempt", "classify",
     "next_window_start", "window_open_at",
 ]
