@@ -193,3 +193,16 @@ def test_store_reopens_at_its_schema_version(tmp_path: Path) -> None:
     again = CampaignStore(tmp_path / "campaigns.db")
     assert again.settings("spring") == settings
     assert again.contact_states("spring")[0].contact_id == "sip:c0@127.0.0.1:5070"
+
+
+async def test_an_old_interrupted_attempt_counts_its_window_from_when_it_was_placed(tmp_path: Path) -> None:
+    """A dialer that crashed two days ago: its attempt's window is long gone, so the contact is due
+    now (it was not dialed in *this* window), still counted as an attempt."""
+    store, _ = make(tmp_path, retry=RetryPolicy(max_attempts=3))
+    store.begin_attempt("spring", "sip:c0@127.0.0.1:5070", 1, "sip:c0@127.0.0.1:5070",
+                        now=time.time() - 2 * 86400)
+    placer = FakePlacer()
+    assert await CampaignDialer(store, "spring", placer, poll_s=0.02).run() == "finished"
+    assert [uri for _, uri, _ in placer.placed].count("sip:c0@127.0.0.1:5070") == 1
+    [c0] = [r for r in store.results("spring") if r.number == "sip:c0@127.0.0.1:5070"]
+    assert (c0.final_outcome, c0.attempts) == ("answered", 2)

@@ -138,8 +138,10 @@ class CampaignDialer:
         credentials, destination = trunk_parts(self.settings, self._env)
         now = self.wall_clock()
         scheduler = Scheduler(self.settings, await self._db(self.store.contact_states, cid), now=now)
-        for attempt_id, contact_id in await self._db(self.store.open_attempts, cid):
-            contact = scheduler.attempt_finished(contact_id, "interrupted", now)
+        for attempt_id, contact_id, started_at in await self._db(self.store.open_attempts, cid):
+            # "Not in the same window" counts from when the attempt was placed, not from this
+            # restart (which may come days later).
+            contact = scheduler.attempt_finished(contact_id, "interrupted", started_at)
             await self._db(self.store.finish_attempt, attempt_id,
                            AttemptResult("interrupted", cause=INTERRUPTED_CAUSE), contact, now=now)
             log.warning("campaign.attempt.interrupted", campaign=cid, status=contact.status,

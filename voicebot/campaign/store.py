@@ -206,10 +206,12 @@ class CampaignStore:
                               "AND contact_id = ?", (campaign_id, contact_id))
         return rows[0][0], json.loads(rows[0][1])
 
-    def open_attempts(self, campaign_id: str) -> list[tuple[int, str]]:
-        """(attempt id, contact id) of attempts left 'dialing' (by a crash, if no dialer runs)."""
-        return [(r[0], r[1]) for r in self._db.query(
-            "SELECT id, contact_id FROM attempts WHERE campaign_id = ? AND status = 'dialing' ORDER BY id",
+    def open_attempts(self, campaign_id: str) -> list[tuple[int, str, float]]:
+        """(attempt id, contact id, started_at) of attempts left 'dialing' (by a crash, if no dialer
+        runs)."""
+        return [(r[0], r[1], r[2]) for r in self._db.query(
+            "SELECT id, contact_id, started_at FROM attempts WHERE campaign_id = ? AND status = 'dialing' "
+            "ORDER BY id",
             (campaign_id,))]
 
     def begin_attempt(self, campaign_id: str, contact_id: str, attempt: int, uri: str, *, now: float) -> int:
