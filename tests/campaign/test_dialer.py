@@ -198,7 +198,8 @@ def test_store_reopens_at_its_schema_version(tmp_path: Path) -> None:
 async def test_an_old_interrupted_attempt_counts_its_window_from_when_it_was_placed(tmp_path: Path) -> None:
     """A dialer that crashed two days ago: its attempt's window is long gone, so the contact is due
     now (it was not dialed in *this* window), still counted as an attempt."""
-    store, _ = make(tmp_path, retry=RetryPolicy(max_attempts=3))
+    store, _ = make(tmp_path, retry=RetryPolicy(max_attempts=3, busy_delay_s=0.1, no_answer_delay_s=0.1,
+                                                machine_delay_s=0.1, failed_delay_s=0.1))
     store.begin_attempt("spring", "sip:c0@127.0.0.1:5070", 1, "sip:c0@127.0.0.1:5070",
                         now=time.time() - 2 * 86400)
     placer = FakePlacer()
