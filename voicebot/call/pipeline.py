@@ -147,6 +147,7 @@ class CallPipeline:
         self._amd_options = amd if leg.direction == "outbound" else None
         self.amd = AnsweringMachineDetector(amd.settings) if self._amd_options is not None and amd else None
         self._amd_decided = asyncio.Event()
+        self._amd_decision: AmdDecided | None = None
         self._beep = asyncio.Event()  # the beep has been heard and has ended
         self._beep_heard_ms: int | None = None
         self._quiet_frames = 0
@@ -291,6 +292,9 @@ class CallPipeline:
                 log.info("call.amd.beep", frequency_hz=round(event.frequency_hz), at_ms=self.amd_position_ms)
                 self._beep_heard_ms = 0
                 continue
+            if self._amd_decision is not None:
+                continue  # decided already (e.g. 'no-audio' while the detector was still undecided)
+            self._amd_decision = event
             o = self.outcome
             o.answer_type, o.amd_reason, o.amd_evidence = event.result, event.reason, dict(event.evidence)
             log.info("call.amd.decided", answer_type=event.result, reason=event.reason,
@@ -323,7 +327,7 @@ class CallPipeline:
         if self.amd is None:
             return None
         await self._amd_decided.wait()
-        return self.amd.decision
+        return self._amd_decision
 
     def _barge_in_playing(self) -> bool:
         return any(self._prompts.values())
