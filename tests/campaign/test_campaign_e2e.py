@@ -333,5 +333,7 @@ async def test_voicemail_gets_the_message_after_the_beep(tmp_path: Path, tts_cac
         beep_end = max(p.time_s for p in leg["caller"] if p.rms > 3000)  # the tone is the loudest part
         spoken = [p.time_s for p in leg["robot"] if p.rms > 300]
         assert spoken, "the robot never spoke"
-        assert beep_end < spoken[0] < beep_end + 2.0, (beep_end, spoken[0])
+        # after the beep, and soon: the prompt holds the contact's name, so it is synthesized when
+        # the dialog starts (1-2 s on a loaded 2-core machine)
+        assert beep_end < spoken[0] < beep_end + 5.0, (beep_end, spoken[0])
 
