@@ -83,8 +83,9 @@ _SQL: tuple[str, ...] = (
     ALTER TABLE calls ADD COLUMN instance_id TEXT REFERENCES instances (instance_id);
     CREATE INDEX calls_open ON calls (instance_id) WHERE ended_at IS NULL;
     """,
-    # 3: answering-machine detection on outbound calls: who answered (human / machine / unknown),
-    # why (phrase, beep, long-greeting, short-greeting, ...) and the evidence as JSON.
+    # Answering-machine detection on outbound calls: who answered (human / machine / unknown),
+    # why (phrase, beep, long-greeting, short-greeting, ...) and the evidence as JSON. Only adds
+    # columns to calls, so it can go after another entry appended at the same time (issue 10).
     """
     ALTER TABLE calls ADD COLUMN answer_type TEXT;
     ALTER TABLE calls ADD COLUMN amd_reason TEXT;
