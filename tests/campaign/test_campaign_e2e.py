@@ -23,7 +23,7 @@ import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -262,8 +262,13 @@ async def test_campaign_paces_retries_survives_a_crash_and_exports_what_happened
             # the bucket allows BURST + R * span at the dialer; 100 ms for the loop and the hop
             # from the dialer's send gate to the callee on a loaded 2-core machine
             assert count <= BURST + R * (span_s + 0.1), (a, b, count)
-    run1 = [(s.invite_at, min(s.last_at, killed_at)) for s in seen if s.invite_at < killed_at]
-    run2 = [(s.invite_at, s.last_at) for s in seen if s.invite_at > restarted_at]
+    # A call is over for the dialer once its last message (ACK of a 486/487, BYE) is sent; the callee
+    # logs that message when it gets to it, and two sipp processes' logs of causally ordered
+    # messages were seen 6 ms out of order under load: a call ends 50 ms before its last log line.
+    slack = timedelta(milliseconds=50)
+    run1 = [(s.invite_at, max(s.invite_at, min(s.last_at, killed_at) - slack)) for s in seen
+            if s.invite_at < killed_at]
+    run2 = [(s.invite_at, max(s.invite_at, s.last_at - slack)) for s in seen if s.invite_at > restarted_at]
     assert max_overlap(run1) <= C and max_overlap(run2) <= C, (max_overlap(run1), max_overlap(run2))
     assert max_overlap(run2) >= 2  # the limit was actually reached for, not trivially met
 

@@ -78,6 +78,9 @@ REACTION_WINDOW_S = 2.0
 FAILED_HANGUP_WAIT_S = 5.0
 # Below this RMS a frame after a detected beep is quiet: the beep is over.
 BEEP_QUIET_RMS = 300
+# A machine whose greeting has been followed by this much quiet and no beep: many have none (and a
+# tone broken by packet loss is missed); the message starts rather than wait for a beep to come.
+NO_BEEP_SILENCE_MS = 2000
 # How long the end of a call waits for its record writes before giving up on them.
 RECORD_FLUSH_S = 10.0
 
@@ -90,8 +93,9 @@ class AmdOptions:
     wait: bool = False  # start the dialog only once decided, with the variable answer_type set
     hangup_on_machine: bool = False  # a machine is hung up on at once (the campaign retries later)
     listen_s: float = 30.0  # how long after the answer the detector (and its beep detector) listen
-    # A machine: hold the dialog until its beep has ended (at most this long), so a message is
-    # recorded rather than spoken over the greeting; 0 starts the dialog at the decision.
+    # A machine: hold the dialog until its beep has ended, or its greeting has ended without one
+    # (at most this long), so a message is recorded rather than spoken over the greeting; 0 starts
+    # the dialog at the decision.
     beep_wait_s: float = 0.0
 
 
@@ -149,6 +153,7 @@ class CallPipeline:
         self._amd_decided = asyncio.Event()
         self._amd_decision: AmdDecided | None = None
         self._beep = asyncio.Event()  # the beep has been heard and has ended
+        self._greeting_over = asyncio.Event()  # a machine's greeting ended without a beep
         self._beep_heard_ms: int | None = None
         self._quiet_frames = 0
 
@@ -242,8 +247,17 @@ class CallPipeline:
             if self.outcome.answer_type == "machine" and options.hangup_on_machine:
                 return
             if self.outcome.answer_type == "machine" and options.beep_wait_s > 0:
-                beep = await self.wait_for_beep(options.beep_wait_s)
-                variables["beep"] = "yes" if beep else "no"
+                # The beep, or the greeting's end without one, whichever comes first.
+                waits = {asyncio.ensure_future(self._beep.wait()),
+                         asyncio.ensure_future(self._greeting_over.wait())}
+                try:
+                    await asyncio.wait(waits, timeout=options.beep_wait_s,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waits:
+                        waiter.cancel()
+                variables["beep"] = "yes" if self._beep.is_set() else "no"
+                log.info("call.amd.message_starts", beep=variables["beep"], at_ms=self.amd_position_ms)
         summary = await self.runner.run(call_id=self.call_id, caller=self.leg.from_uri,
                                         callee=self.leg.to_uri, variables=variables)
         self.outcome.dialog = summary
@@ -262,6 +276,9 @@ class CallPipeline:
                 push_frame(stream, frame)
                 if self.amd is not None and self._amd_listening():
                     self._amd_handle(self.amd.feed(frame.pcm))
+                    if (self._amd_decision is not None and self._amd_decision.result == "machine"
+                            and self.amd.silence_ms >= NO_BEEP_SILENCE_MS):
+                        self._greeting_over.set()
                 elif self._beep_heard_ms is not None and not self._beep.is_set():
                     self._beep_tail(frame.pcm)
                 if self._barge_in_armed():
