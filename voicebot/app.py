@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 
 from voicebot.call.outcome import CallOutcome
-from voicebot.call.pipeline import POST_HANGUP_FLUSH_S, CallParts, CallPipeline
+from voicebot.call.pipeline import POST_HANGUP_FLUSH_S, AmdOptions, CallParts, CallPipeline
 from voicebot.call.recording import RecordingSettings, retention_loop
 from voicebot.clock import Clock, monotonic
 from voicebot.config import Config
@@ -300,7 +300,8 @@ class App:
             self.start_call(leg)
 
     def start_call(self, leg: CallLeg, *, plan: Dialplan | None = None,
-                   variables: Mapping[str, str] | None = None) -> asyncio.Task[CallOutcome]:
+                   variables: Mapping[str, str] | None = None,
+                   amd: AmdOptions | None = None) -> asyncio.Task[CallOutcome]:
         """Run the pipeline for ``leg`` in its own task (owned by the app until it ends)."""
         use_plan = plan if plan is not None else self.plan
         assert use_plan is not None, "App is not started"
@@ -310,7 +311,7 @@ class App:
             structlog.contextvars.bind_contextvars(call_id=leg.call_id)
             log.info("call.started", direction=leg.direction, dialplan=use_plan.name,
                      **{"pii.from": leg.from_uri, "pii.to": leg.to_uri})
-            outcome = await CallPipeline(self.call_parts(), leg, use_plan, values).run()
+            outcome = await CallPipeline(self.call_parts(), leg, use_plan, values, amd=amd).run()
             self.outcomes.append(outcome)
             self._count(leg, outcome)
             return outcome
@@ -344,19 +345,24 @@ class App:
 
     async def place_call(self, uri: str, *, plan: Dialplan | None = None,
                          variables: Mapping[str, str] | None = None, timeout_s: float = 60.0,
-                         credentials: Credentials | None = None) -> CallOutcome:
-        """Dial ``uri``; once answered, run the dialplan (default: the app's) until the call ends.
+                         credentials: Credentials | None = None, amd: AmdOptions | None = None,
+                         destination: tuple[str, int] | None = None,
+                         from_user: str | None = None) -> CallOutcome:
+        """Dial ``uri`` (through ``destination``, an outbound proxy, when given; ``from_user`` is the
+        caller ID); once answered, run the dialplan (default: the app's) until the call ends, with
+        answering-machine detection when ``amd`` is given.
 
         A call that is not answered returns an outcome with ``answered=False`` and the SIP reason.
         """
         try:
-            leg = await self.telephony.dial(uri, credentials=credentials, timeout_s=timeout_s)
+            leg = await self.telephony.dial(uri, credentials=credentials, timeout_s=timeout_s,
+                                            destination=destination, from_user=from_user)
         except CallFailed as exc:
             log.info("call.outbound.failed", status=exc.status_code, error=exc.message, **{"pii.to": uri})
             return CallOutcome(call_id="", direction="outbound", answered=False,
                                cause=f"failed: {exc.status_code or ''} {exc.message}".strip(),
-                               side="caller", error=exc.message)
-        return await self.start_call(leg, plan=plan, variables=variables)
+                               side="caller", error=exc.message, sip_status=exc.status_code)
+        return await self.start_call(leg, plan=plan, variables=variables, amd=amd)
 
     async def aclose(self) -> None:
         """Stop everything started, in reverse order; safe to call more than once."""

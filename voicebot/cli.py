@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "voicebot.appcli",  # run, call, calls
     "voicebot.stt.cli",  # stt-server
     "voicebot.dialog.cli",  # dialplan check / graph
+    "voicebot.campaign.cli",  # campaign create / start / pause / resume / cancel / status / export
 )
 
 

@@ -31,6 +31,12 @@ class CallOutcome:
     reaction_ms: list[float] = field(default_factory=list)  # end of speech (recognizer) -> answer queued
     barge_in_ms: list[float] = field(default_factory=list)  # speech onset -> prompt flushed
     record_id: str = ""  # the call record's key: the Call-ID, or "<Call-ID>;<n>" if it was taken
+    sip_status: int | None = None  # final SIP response of an INVITE that was not answered
+    # Answering-machine detection (outbound calls placed with amd): human / machine / unknown,
+    # the detector's reason (phrase, beep, long-greeting, short-greeting, ...) and its evidence.
+    answer_type: str | None = None
+    amd_reason: str | None = None
+    amd_evidence: dict[str, object] | None = None
 
     @property
     def ok(self) -> bool:

@@ -85,6 +85,10 @@ class CallSummary:
     transfer_target: str | None
     transfer_result: str | None
     status: CallStatus  # "unfinished": no end written and the instance that wrote it is gone
+    # Answering-machine detection (outbound calls): human / machine / unknown, the reason, the evidence.
+    answer_type: str | None = None
+    amd_reason: str | None = None
+    amd_evidence: dict[str, object] | None = None
 
     @property
     def duration_s(self) -> float | None:

@@ -110,6 +110,14 @@ _SQL: tuple[str, ...] = (
     );
     CREATE INDEX recording_marks_call ON recording_marks (call_id, start_ms);
     """,
+    # 4: answering-machine detection on outbound calls: who answered (human / machine / unknown),
+    # why (phrase, beep, long-greeting, short-greeting, ...) and the evidence as JSON. Only adds
+    # columns to calls, so it can go after another entry appended at the same time (issue 10).
+    """
+    ALTER TABLE calls ADD COLUMN answer_type TEXT;
+    ALTER TABLE calls ADD COLUMN amd_reason TEXT;
+    ALTER TABLE calls ADD COLUMN amd_json TEXT;
+    """,
 )
 
 _REAL = re.compile(r"\bREAL\b")

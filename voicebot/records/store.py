@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -322,12 +322,19 @@ class SyncCallRecordStore:
         self._write("UPDATE recordings SET ended_at = ?, duration_ms = ?, error = ? WHERE call_id = ?",
                     (self._now(at), duration_ms, error, call_id), call_id=call_id)
 
+    def amd_decided(self, call_id: str, *, answer_type: str, reason: str,
+                    evidence: Mapping[str, object]) -> None:
+        self._write("UPDATE calls SET answer_type = ?, amd_reason = ?, amd_json = ? WHERE call_id = ?",
+                    (answer_type, reason, json.dumps(dict(evidence), ensure_ascii=False, default=str),
+                     call_id), call_id=call_id)
+
     # ---- reads ----
 
     _SUMMARY_COLUMNS = (
         "c.call_id, c.direction, c.from_uri, c.to_uri, c.started_at, c.answered_at, c.ended_at,"
         " c.hangup_cause, c.hangup_side, c.transfer_target, c.transfer_result, c.writer_host,"
-        " c.writer_pid, c.instance_id, i.heartbeat_at, i.stopped_at, i.host, i.pid, i.pid_ns"
+        " c.writer_pid, c.instance_id, i.heartbeat_at, i.stopped_at, i.host, i.pid, i.pid_ns,"
+        " c.answer_type, c.amd_reason, c.amd_json"
     )
     _SUMMARY_FROM = "calls c LEFT JOIN instances i ON i.instance_id = c.instance_id"
 
@@ -352,7 +359,8 @@ class SyncCallRecordStore:
             call_id=str(row[0]), direction=row[1], from_uri=str(row[2]), to_uri=str(row[3]),
             started_at=float(row[4]), answered_at=row[5], ended_at=row[6], hangup_cause=row[7],
             hangup_side=row[8], transfer_target=row[9], transfer_result=row[10],
-            status=self._status(row, now),
+            status=self._status(row, now), answer_type=row[19], amd_reason=row[20],
+            amd_evidence=json.loads(row[21]) if row[21] else None,
         )
 
     def list_calls(self, limit: int = 20) -> list[CallSummary]:
@@ -502,6 +510,11 @@ class CallRecordStore:
     async def recording_ended(self, call_id: str, *, duration_ms: int, error: str | None = None) -> None:
         await self._run(self._sync.recording_ended, call_id, duration_ms=duration_ms, error=error,
                         at=self._clock())
+
+    async def amd_decided(self, call_id: str, *, answer_type: str, reason: str,
+                          evidence: Mapping[str, object]) -> None:
+        await self._run(self._sync.amd_decided, call_id, answer_type=answer_type, reason=reason,
+                        evidence=evidence)
 
     async def list_calls(self, limit: int = 20) -> list[CallSummary]:
         return await self._run(self._sync.list_calls, limit)

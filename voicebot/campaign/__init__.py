@@ -1,0 +1,1 @@
+"""Outbound campaigns: contacts, pacing, retries, calling windows, a crash-safe store, the dialer."""
