@@ -129,6 +129,13 @@ def hints_for(expectation: Expectation) -> RecognitionHints:
                             min_digits=expectation.min_digits, max_digits=expectation.max_digits)
 
 
+def heard_text(event: FinalReceived) -> str:
+    """What the caller said, for the record and the transcript: when hints made the server rescore
+    a menu or a yes/no question, its first alternative is the matched phrase ("yes") and its last
+    the free decode ("Yes, I will be there"); the dialog acts on the first, the record keeps the last."""
+    return event.alternatives[-1][0] if event.alternatives else event.text
+
+
 def final_readings(event: FinalReceived) -> dict[str, Any]:
     """What the dialog gets besides the top text: the recognizer's further hypotheses, always, and
     the confidences only when there are several (voicebot's server rescored a menu against the
@@ -324,7 +331,8 @@ class CallPipeline:
                 if self.amd is not None and self._amd_listening():
                     self._amd_handle(self.amd.feed(frame.pcm))
                     decided = self._amd_decision
-                    if (decided is not None and decided.result == "machine" and not self._greeting_over.is_set()
+                    if (decided is not None and decided.result == "machine"
+                            and not self._greeting_over.is_set()
                             and self.amd.silence_ms >= NO_BEEP_SILENCE_MS):
                         self._greeting_over.set()
                         if self._dialog_amd:
@@ -451,14 +459,15 @@ class CallPipeline:
                 if self.amd is not None and self.amd.decision is None:
                     self._amd_handle(self.amd.transcript(event.text, final=True))
                 self.runner.final(event.text, **final_readings(event))
-                self.outcome.utterances.append(event.text)
+                heard = heard_text(event)
+                self.outcome.utterances.append(heard)
                 log.info("call.final", session_id=event.session_id, start_ms=event.start_ms,
-                         end_ms=event.end_ms, **{"pii.text": event.text})
+                         end_ms=event.end_ms, **{"pii.text": heard, "pii.understood": event.text})
                 self._records.write(store.utterance, session_id=event.session_id,
-                                    start_ms=event.start_ms, end_ms=event.end_ms, text=event.text,
+                                    start_ms=event.start_ms, end_ms=event.end_ms, text=heard,
                                     normalized_text=event.normalized_text)
                 if self.recording is not None:
-                    self.recording.utterance(event.start_ms, event.end_ms, event.text)
+                    self.recording.utterance(event.start_ms, event.end_ms, heard)
             elif isinstance(event, SessionOpened):
                 self._sessions_open.add(event.session_id)
                 log.info("call.stt_session.opened", session_id=event.session_id, reason=event.reason,
