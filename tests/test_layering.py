@@ -40,8 +40,12 @@ def _core_modules(root: Path = ROOT) -> set[str]:
         "voicebot.rtp.packet", "voicebot.rtp.dtmf", "voicebot.rtp.jitter", "voicebot.rtp.session",
         "voicebot.stt.session", "voicebot.stt.endpoint", "voicebot.stt.normalize", "voicebot.stt.hints",
         "voicebot.stt.stream", "voicebot.stt.streamparts",
+        "voicebot.stt.guard",
         "voicebot.dialog.machine", "voicebot.dialog.match", "voicebot.dialog.schema", "voicebot.dialog.ir",
-        "voicebot.dialog.loader",
+        "voicebot.dialog.loader", "voicebot.dialog.checker", "voicebot.dialog.schema_listen",
+        "voicebot.dialog.machine_base", "voicebot.dialog.understand", "voicebot.dialog.phonetic",
+        "voicebot.dialog.expect",
+        "voicebot.amd.detector", "voicebot.amd.tone", "voicebot.campaign.schedule",
     }
     return sip | (named & _all_modules(root))  # stt.stream counts once it exists
 
