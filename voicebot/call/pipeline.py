@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,15 @@ FAILED_HANGUP_WAIT_S = 5.0
 RECORD_FLUSH_S = 10.0
 
 
+# Where a call's events go (the control API's registry): kind ("answered", "utterance", "state",
+# "dtmf", "transfer") and its data. Called inline, so it must never block.
+CallEventSink = Callable[[str, Mapping[str, Any]], None]
+
+
+def _no_events(kind: str, data: Mapping[str, Any]) -> None:
+    pass
+
+
 class CallError(VoicebotError):
     """A call could not be placed or its pipeline failed; the message says which part and why."""
 
@@ -110,8 +119,11 @@ def push_frame(stream: RecognitionStream, frame: Frame) -> None:
 class CallPipeline:
     """One call leg's pipeline; also the :class:`CallControl` the dialog runner drives."""
 
-    def __init__(self, parts: CallParts, leg: CallLeg, plan: Dialplan, variables: Mapping[str, str]) -> None:
+    def __init__(self, parts: CallParts, leg: CallLeg, plan: Dialplan, variables: Mapping[str, str], *,
+                 events: CallEventSink | None = None) -> None:
         self.parts = parts
+        self._publish = events or _no_events
+        self._states_published = 0
         self.leg = leg
         self.call_id = leg.call_id
         self.plan = plan
@@ -155,6 +167,7 @@ class CallPipeline:
             else:
                 self.outcome.answered = True
                 self._records.write(store.call_answered)
+                self._publish("answered", {})
                 ended = await self._run_answered()
         except Exception as exc:  # one call's failure ends that call, never the process
             root = first_leaf(exc)
@@ -279,6 +292,8 @@ class CallPipeline:
                 self.outcome.utterances.append(event.text)
                 log.info("call.final", session_id=event.session_id, start_ms=event.start_ms,
                          end_ms=event.end_ms, **{"pii.text": event.text})
+                self._publish("utterance", {"text": event.text, "start_ms": event.start_ms,
+                                            "end_ms": event.end_ms})
                 self._records.write(store.utterance, session_id=event.session_id,
                                     start_ms=event.start_ms, end_ms=event.end_ms, text=event.text,
                                     normalized_text=event.normalized_text)
@@ -301,6 +316,7 @@ class CallPipeline:
                     self._speech_started(self._clock(), "dtmf")
                 self.runner.dtmf(event.digit)
                 log.info("call.dtmf", source=event.source, **{"pii.digit": event.digit})
+                self._publish("dtmf", {"digit": event.digit, "source": event.source})
                 self._records.write(self.parts.records.dtmf, event.digit)
             elif isinstance(event, PlaybackFinished):
                 if self._prompts.pop(event.prompt_id, None) is not None:
@@ -386,6 +402,7 @@ class CallPipeline:
     def _transfer_done(self, uri: str, result: str) -> None:
         self.outcome.transfer_result = result
         log.info("call.transfer.finished", target=uri, result=result)
+        self._publish("transfer", {"target": uri, "result": result})
         self._records.write(self.parts.records.transfer, uri, result)
 
     async def hangup(self, reason: str) -> None:
@@ -400,6 +417,9 @@ class CallPipeline:
     def sync_record(self, machine: DialogMachine) -> None:
         """After each dialog event: new states entered and changed variables go to the record."""
         self._records.sync_dialog(machine.transitions, machine.variables)
+        for state in machine.transitions[self._states_published:]:
+            self._publish("state", {"state": state})
+        self._states_published = len(machine.transitions)
 
     def _summary(self, started_s: float) -> None:
         o = self.outcome
