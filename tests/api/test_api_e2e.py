@@ -109,7 +109,8 @@ class EventStream:
         try:
             return await asyncio.wait_for(found(), timeout_s)
         except TimeoutError:
-            raise AssertionError(f"no {kind!r} event for {call_id} in {timeout_s} s; got {self.events}") from None
+            raise AssertionError(
+                f"no {kind!r} event for {call_id} in {timeout_s} s; got {self.events}") from None
 
 
 async def test_v1_needs_the_token_and_ops_endpoints_do_not(bot: Voicebot) -> None:
@@ -211,11 +212,13 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str | None, str]] = [
      "to must be a sip: URI or a phone number"),
     ("POST", "/v1/calls", {"json": {"dialplan": "reminder", "to": "+1 555 0100"}}, 422, "to",
      "this instance has no trunk"),
-    ("POST", "/v1/calls", {"json": {"to": "sip:x@127.0.0.1:{port}"}}, 422, "dialplan", "dialplan is required"),
+    ("POST", "/v1/calls", {"json": {"to": "sip:x@127.0.0.1:{port}"}}, 422, "dialplan",
+     "dialplan is required"),
     ("POST", "/v1/calls", {"json": {"dialplan": "reminder"}}, 422, "to", "to is required"),
     ("POST", "/v1/calls", {"json": {"dialplan": 7, "to": "sip:x@127.0.0.1:{port}"}}, 422, "dialplan",
      "dialplan must be a string, got number"),
-    ("POST", "/v1/calls", {"json": {"dialplan": "reminder", "to": "sip:x@127.0.0.1:{port}", "timeout_s": "9"}},
+    ("POST", "/v1/calls", {"json": {"dialplan": "reminder", "to": "sip:x@127.0.0.1:{port}",
+                                    "timeout_s": "9"}},
      422, "timeout_s", "timeout_s must be a number of seconds, got string"),
     ("POST", "/v1/calls", {"json": {"dialplan": "reminder", "to": "sip:x@127.0.0.1:{port}", "timeout_s": 0}},
      422, "timeout_s", "timeout_s must be 1..300 s, got 0"),
@@ -227,7 +230,8 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str | None, str]] = [
     ("POST", "/v1/calls", {"json": {"dialplan": "reminder", "to": "sip:x@127.0.0.1:{port}", "timeout": 5}},
      422, "timeout", "unknown field 'timeout'"),
     ("POST", "/v1/calls", {"json": ["reminder"]}, 422, None, "the body must be a JSON object, got array"),
-    ("POST", "/v1/calls", {"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, None,
+    ("POST", "/v1/calls", {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+     400, None,
      "the body is not valid JSON"),
     ("POST", "/v1/calls", {"content": b'{"dialplan": "reminder"}', "headers": {"Content-Type": "text/plain"}},
      415, None, "send Content-Type: application/json (got 'text/plain')"),
@@ -253,7 +257,8 @@ async def test_bad_input_gets_a_4xx_naming_the_problem_and_dials_nobody(bot: Voi
         async with client(bot) as http, EventStream(http) as stream:
             for method, path, kwargs, status, field, detail in BAD_REQUESTS:
                 if "json" in kwargs:
-                    kwargs = {**kwargs, "json": json.loads(json.dumps(kwargs["json"]).replace("{port}", str(port)))}
+                    text = json.dumps(kwargs["json"]).replace("{port}", str(port))
+                    kwargs = {**kwargs, "json": json.loads(text)}
                 reply = await http.request(method, path, **kwargs)
                 assert reply.status_code == status, (method, path, kwargs, reply.text)
                 body = reply.json()

@@ -129,7 +129,9 @@ def destination_uri(to: str, trunk: str | None) -> str:
                             "through ([http] trunk); give a sip: URI", field="to")
     parsed = parse_uri(trunk)
     assert isinstance(parsed, SipUri)  # [http] trunk is validated at load
-    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    host = parsed.host  # an IPv6 host keeps its brackets from the URI; add them if a parser dropped them
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
     port = f":{parsed.port}" if parsed.port else ""
     return f"sip:{number}@{host}{port}"
 

@@ -1,10 +1,10 @@
 """The operations HTTP endpoint: ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
 
 Served by uvicorn inside the process's own event loop (no thread, no second loop), from a Starlette
-application; the control API (:mod:`voicebot.api`, ``/v1``) joins the same server as ``extra_routes``. ``/healthz`` answers
-200 while the process runs its loop; ``/readyz`` answers 200 only while the instance takes new
-work (started, not draining, not at its call limit) and 503 otherwise, with the reason, so a
-load balancer or an orchestrator can take it out of rotation.
+application; the control API (:mod:`voicebot.api`, ``/v1``) joins the same server as ``extra_routes``.
+``/healthz`` answers 200 while the process runs its loop; ``/readyz`` answers 200 only while the
+instance takes new work (started, not draining, not at its call limit) and 503 otherwise, with the
+reason, so a load balancer or an orchestrator can take it out of rotation.
 
 ``ReadinessProbe`` is whatever the owner passes: a callable returning ``None`` when ready or the
 reason it is not.
