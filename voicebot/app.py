@@ -328,7 +328,7 @@ class App:
         assert use_plan is not None, "App is not started"
         values = {**self.variables, **(variables or {})}
         call = entry or self.calls.add(leg.direction, from_uri=leg.from_uri, to_uri=leg.to_uri,
-                                       dialplan=use_plan.name)
+                                       dialplan=use_plan.name, sip_call_id=leg.call_id)
 
         async def run_call() -> CallOutcome:
             structlog.contextvars.bind_contextvars(call_id=leg.call_id)

@@ -21,7 +21,19 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import needs_tools
-from tests.e2e.harness import REPO, Pause, Say, Voicebot, answer, speech_pcap, start_voicebot
+from tests.e2e.harness import (
+    REPO,
+    Pause,
+    Say,
+    Voicebot,
+    answer,
+    call,
+    explain,
+    new_call_id,
+    speech_pcap,
+    start_voicebot,
+)
+from tests.e2e.test_calls import refer_to_regexp
 from tests.sip.peers import free_udp_port
 
 pytestmark = [pytest.mark.e2e, needs_tools, pytest.mark.timeout(240)]
@@ -101,7 +113,7 @@ class EventStream:
         async def found() -> dict[str, Any]:
             while True:
                 for event in self.events:
-                    if event["call_id"] == call_id and event["type"] == kind:
+                    if call_id in (event["call_id"], event["sip_call_id"]) and event["type"] == kind:
                         return event
                 self._changed.clear()
                 await self._changed.wait()
@@ -272,3 +284,40 @@ async def test_bad_input_gets_a_4xx_naming_the_problem_and_dials_nobody(bot: Voi
             sink.recv(65535)
     finally:
         sink.close()
+
+
+TRANSFER_TARGET = "sip:operator@127.0.0.1:5099"
+
+
+async def test_an_inbound_call_is_listed_and_transferred_through_the_api(bot: Voicebot, tmp_path: Path,
+                                                                        pcap_cache: Path) -> None:
+    quiet = speech_pcap(pcap_cache, [Pause(20000)])
+    sip_call_id = new_call_id("api-transfer")
+    async with client(bot) as http, EventStream(http) as stream:
+        caller = asyncio.ensure_future(call(
+            bot, "caller_refer", tmp_path, call_id=sip_call_id, timeout_s=60, pcap=quiet.path, pause_ms=0,
+            refer_timeout_ms=40000, bye_timeout_ms=15000, refer_to_regexp=refer_to_regexp(TRANSFER_TARGET)))
+        try:
+            started = await stream.wait_for(sip_call_id, "started", 20)
+            assert started["data"]["direction"] == "inbound" and started["data"]["dialplan"] == "reminder"
+            call_id = started["call_id"]
+            await stream.wait_for(call_id, "answered", 20)
+            listed = (await http.get("/v1/calls")).json()["calls"]
+            assert [(c["id"], c["sip_call_id"], c["direction"]) for c in listed] == [
+                (call_id, sip_call_id, "inbound")]
+
+            bad = await http.post(f"/v1/calls/{call_id}/transfer", json={"target": "operator"})
+            assert bad.status_code == 422 and bad.json()["field"] == "target"
+            reply = await http.post(f"/v1/calls/{sip_call_id}/transfer", json={"target": TRANSFER_TARGET})
+            assert reply.status_code == 202, reply.text
+
+            ended = await stream.wait_for(call_id, "ended", 40)
+            assert ended["data"]["cause"] == "bye: transferred", ended
+            transfers = [e["data"] for e in stream.events
+                         if e["call_id"] == call_id and e["type"] == "transfer"]
+            assert transfers[0] == {"target": TRANSFER_TARGET, "result": "requested"}
+            assert transfers[-1]["target"] == TRANSFER_TARGET and transfers[-1]["result"].startswith("200")
+            result = await caller
+            assert result.returncode == 0, explain(result, tmp_path, "caller_refer", bot)
+        finally:
+            caller.cancel()

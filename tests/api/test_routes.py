@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from voicebot.api.events import EventBus
 from voicebot.api.registry import CallEntry, CallRegistry
 from voicebot.api.routes import ApiContext, api_off_routes, api_routes
+from voicebot.call.outcome import CallOutcome
 from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.loader import load_dialplan
 from voicebot.observe.http import OpsServer, build_app, start_ops_server
@@ -127,5 +128,50 @@ async def test_no_auth_mode_serves_without_a_header() -> None:
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
             assert (await http.get("/v1/calls")).json() == {"calls": []}
+    finally:
+        await server.aclose()
+
+
+class SlowTransfer:
+    """A running call whose REFER takes until ``done`` is set."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.targets: list[str] = []
+        self.hangups: list[str] = []
+
+    async def hangup(self, reason: str) -> None:
+        self.hangups.append(reason)
+
+    async def transfer(self, uri: str) -> None:
+        self.targets.append(uri)
+        await self.done.wait()
+
+
+async def test_transfer_rules_on_an_answered_call() -> None:
+    stand = Stand()
+    server = await serve(stand)
+    handle = SlowTransfer()
+    entry = stand.registry.add("inbound", from_uri="sip:c@127.0.0.1", to_uri="sip:bot@127.0.0.1",
+                               dialplan="reminder", sip_call_id="sip-1")
+    outcome = CallOutcome("sip-1", "inbound", True, "bye: transferred", "robot")
+    try:
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=5) as http:
+            with entry.running("sip-1", handle, lambda: outcome):
+                entry.publish("answered")
+                reply = await http.post("/v1/calls/sip-1/transfer", json={"target": "sip:op@127.0.0.1"})
+                assert reply.status_code == 202 and reply.json()["transfer"] == {
+                    "target": "sip:op@127.0.0.1", "result": "requested"}
+                reply = await http.post(f"/v1/calls/{entry.id}/transfer", json={"target": "sip:b@127.0.0.1"})
+                assert reply.status_code == 409
+                assert reply.json()["detail"] == (f"call {entry.id} is already being transferred to "
+                                                  "sip:op@127.0.0.1")
+                await asyncio.sleep(0.05)
+                assert handle.targets == ["sip:op@127.0.0.1"]  # the second request reached nothing
+                reply = await http.post("/v1/calls/sip-1/hangup")
+                assert reply.status_code == 202 and handle.hangups == ["api"]
+            reply = await http.post("/v1/calls/sip-1/transfer", json={"target": "sip:op@127.0.0.1"})
+            assert reply.status_code == 409 and reply.json()["detail"] == (
+                f"call {entry.id} has already ended (bye: transferred)")
     finally:
         await server.aclose()

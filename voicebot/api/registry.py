@@ -182,11 +182,13 @@ class CallRegistry:
         self._dials: set[asyncio.Task[Any]] = set()
 
     def add(self, direction: Literal["inbound", "outbound"], *, from_uri: str, to_uri: str,
-            dialplan: str) -> CallEntry:
-        """A new call: its entry, ``started`` published."""
+            dialplan: str, sip_call_id: str | None = None) -> CallEntry:
+        """A new call: its entry, ``started`` published (an inbound call's SIP Call-ID is known)."""
         entry = CallEntry(self, f"c-{secrets.token_hex(8)}", direction, from_uri=from_uri, to_uri=to_uri,
                           dialplan=dialplan)
         self._active[entry.id] = entry
+        if sip_call_id is not None:
+            entry.attach(sip_call_id)
         entry.publish("started", {"direction": direction, "from": from_uri, "to": to_uri,
                                   "dialplan": dialplan})
         return entry
