@@ -61,3 +61,18 @@ def test_trunk_and_dialplans() -> None:
     with pytest.raises(ConfigError,
                        match=r"\[http\] trunk must be a sip: or sips: URI, got 'trunk.example.com'"):
         load_config(env={"VOICEBOT_HTTP_TRUNK": "trunk.example.com"})
+
+
+def test_voicebot_run_refuses_to_start_without_a_token_on_a_public_address(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    voicebot = Path(sys.executable).with_name("voicebot")
+    result = subprocess.run([str(voicebot), "run", "--http-listen", "0.0.0.0:9", "--api-no-auth",
+                             "--records-db", str(tmp_path / "calls.db")],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")},
+                            cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert "[http] api_no_auth refuses to serve the control API without a token on 0.0.0.0:9" in result.stderr

@@ -7,7 +7,7 @@ API off without a token, and no-auth mode."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,5 +173,26 @@ async def test_transfer_rules_on_an_answered_call() -> None:
             reply = await http.post("/v1/calls/sip-1/transfer", json={"target": "sip:op@127.0.0.1"})
             assert reply.status_code == 409 and reply.json()["detail"] == (
                 f"call {entry.id} has already ended (bye: transferred)")
+    finally:
+        await server.aclose()
+
+
+async def test_a_chunked_body_over_the_limit_is_413_while_reading() -> None:
+    stand = Stand()
+    server = await serve(stand)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"dialplan": "reminder", "to": "sip:a@127.0.0.1", "variables": {"pad": "'
+        for _ in range(40):
+            yield b"x" * 1024
+        yield b'"}}'
+
+    try:
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=5) as http:
+            reply = await http.post("/v1/calls", content=chunks(),
+                                    headers={"Content-Type": "application/json"})
+            assert reply.status_code == 413
+            assert reply.json()["detail"] == "the body is larger than 16384 bytes"
+            assert stand.placed == []
     finally:
         await server.aclose()
