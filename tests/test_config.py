@@ -203,7 +203,7 @@ def test_every_field_is_documented_with_a_doc() -> None:
     assert all(doc for *_, doc in rows)
     secrets = {env for _k, env, _u, default, _d in rows if default == "(env only)"}
     assert secrets == {"VOICEBOT_STT_API_KEY", "VOICEBOT_SIP_REGISTER_PASSWORD",
-                       "VOICEBOT_SIP_INBOUND_PASSWORD"}
+                       "VOICEBOT_SIP_INBOUND_PASSWORD", "VOICEBOT_API_TOKEN"}
 
 
 @pytest.mark.parametrize(("url", "message"), [

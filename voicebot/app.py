@@ -21,12 +21,15 @@ import contextlib
 import contextvars
 import dataclasses
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from voicebot.api.events import EventBus
+from voicebot.api.registry import CallEntry, CallRegistry
+from voicebot.api.routes import ApiContext, api_off_routes, api_routes
 from voicebot.call.outcome import CallOutcome
 from voicebot.call.pipeline import POST_HANGUP_FLUSH_S, AmdOptions, CallParts, CallPipeline
 from voicebot.call.recording import RecordingSettings, retention_loop
@@ -52,6 +55,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def _redacted(target: Path | str) -> str:
     return redact_url(target) if isinstance(target, str) else str(target)
+
+
+def _voices(plans: Iterable[Dialplan]) -> set[str]:
+    return set().union(*map(plan_voices, plans))
 
 
 def resolve_dialplan_path(path: Path) -> Path:
@@ -106,6 +113,9 @@ class App:
         r = config.recording
         self.recording = RecordingSettings(r.dir, r.format, r.retention_days)
         self._retention_task: asyncio.Task[None] | None = None
+        # The calls as the control API shows them, and the event bus their pipelines publish to.
+        self.calls = CallRegistry(EventBus(registry=self.metrics.registry))
+        self.dialplans: dict[str, Dialplan] = {}  # what POST /v1/calls may name: plan name or path
 
     # ---- parts (valid after start) ----
 
@@ -169,12 +179,18 @@ class App:
         started = self.clock()
         try:
             self.plan = load_dialplan(resolve_dialplan_path(c.dialog.dialplan))
+            extra = {p: load_dialplan(resolve_dialplan_path(Path(p))) for p in c.http.dialplans}
+            self.dialplans = {str(c.dialog.dialplan): self.plan, **extra}
+            self.dialplans.update({plan.name: plan for plan in (*extra.values(), self.plan)})
             speechkit = (SpeechKitTtsSettings.resolve(
                 c.tts.speechkit_endpoint, tls=c.tts.speechkit_tls, recognizer_api_key=c.recognizer.api_key,
                 timeout_s=c.tts.speechkit_timeout_s) if c.tts.speechkit_endpoint else None)
             self._prompts = await asyncio.to_thread(open_prompts, c.tts.cache_dir, voice=c.tts.voice,
-                                                    voices=plan_voices(self.plan), speechkit=speechkit)
+                                                    voices=_voices(self.dialplans.values()),
+                                                    speechkit=speechkit)
             prompts = await self._prompts.load_dialplan(self.plan, self.variables)
+            for extra_plan in extra.values():
+                prompts += await self._prompts.load_dialplan(extra_plan, self.variables)
             self._records = CallRecordStore(c.records.target)
             await self._start_recognition()
             self._telephony = Telephony(telephony_config(c), clock=self.clock)
@@ -191,8 +207,9 @@ class App:
                 self._retention_task = asyncio.get_running_loop().create_task(
                     retention_loop(self.recording), name="app-recording-retention")
             if c.http.listen is not None:
-                self._ops = await start_ops_server(build_app(self.metrics.registry, self.unready_reason),
-                                                   c.http.listen.host, c.http.listen.port)
+                self._ops = await start_ops_server(
+                    build_app(self.metrics.registry, self.unready_reason, extra_routes=self._api_routes()),
+                    c.http.listen.host, c.http.listen.port)
             self._started = True
         except BaseException:
             await self.aclose()
@@ -201,6 +218,17 @@ class App:
                  stt_mode=c.recognizer.mode, dialplan=self.plan.source, prompts_prerendered=prompts,
                  records=_redacted(c.records.target), startup_s=round(self.clock() - started, 2),
                  http=self._ops.url if self._ops is not None else None)
+
+    def _api_routes(self) -> list[Any]:
+        """``/v1``: the control API when a token is set (or [http] api_no_auth on loopback)."""
+        h = self.config.http
+        if h.api_token is None and not h.api_no_auth:
+            return api_off_routes("set VOICEBOT_API_TOKEN to serve it (docs/api.md)")
+        return api_routes(ApiContext(
+            registry=self.calls, dialplans=self.dialplans, unready=self.unready_reason,
+            place=lambda uri, plan, variables, timeout_s: self.dial(uri, plan=plan, variables=variables,
+                                                                    timeout_s=timeout_s),
+            max_calls=self.config.sip.max_calls, token=h.api_token, trunk=h.trunk))
 
     def _register(self) -> None:
         """REGISTER with ``[sip] registrar`` (a PBX extension or a provider that needs it); the SIP
@@ -301,17 +329,23 @@ class App:
 
     def start_call(self, leg: CallLeg, *, plan: Dialplan | None = None,
                    variables: Mapping[str, str] | None = None,
-                   amd: AmdOptions | None = None) -> asyncio.Task[CallOutcome]:
-        """Run the pipeline for ``leg`` in its own task (owned by the app until it ends)."""
+                   amd: AmdOptions | None = None,
+                   entry: CallEntry | None = None) -> asyncio.Task[CallOutcome]:
+        """Run the pipeline for ``leg`` in its own task (owned by the app until it ends); ``entry``
+        is the call's registry entry when it was made before the leg (an outbound call)."""
         use_plan = plan if plan is not None else self.plan
         assert use_plan is not None, "App is not started"
         values = {**self.variables, **(variables or {})}
+        call = entry or self.calls.add(leg.direction, from_uri=leg.from_uri, to_uri=leg.to_uri,
+                                       dialplan=use_plan.name, sip_call_id=leg.call_id)
 
         async def run_call() -> CallOutcome:
             structlog.contextvars.bind_contextvars(call_id=leg.call_id)
             log.info("call.started", direction=leg.direction, dialplan=use_plan.name,
                      **{"pii.from": leg.from_uri, "pii.to": leg.to_uri})
-            outcome = await CallPipeline(self.call_parts(), leg, use_plan, values, amd=amd).run()
+            pipeline = CallPipeline(self.call_parts(), leg, use_plan, values, amd=amd, events=call.publish)
+            with call.running(leg.call_id, pipeline, lambda: pipeline.outcome):
+                outcome = await pipeline.run()
             self.outcomes.append(outcome)
             self._count(leg, outcome)
             return outcome
@@ -321,6 +355,7 @@ class App:
                                                        context=contextvars.Context())
         self._calls[task] = leg
         task.add_done_callback(lambda t: self._calls.pop(t, None))
+        task.add_done_callback(lambda _: call.finish(cause="cancelled"))  # if it never ran
         return task
 
     def hangup_all(self, *, cause: str = "shutdown") -> None:
@@ -347,28 +382,52 @@ class App:
                          variables: Mapping[str, str] | None = None, timeout_s: float = 60.0,
                          credentials: Credentials | None = None, amd: AmdOptions | None = None,
                          destination: tuple[str, int] | None = None,
-                         from_user: str | None = None) -> CallOutcome:
+                         from_user: str | None = None, entry: CallEntry | None = None) -> CallOutcome:
         """Dial ``uri`` (through ``destination``, an outbound proxy, when given; ``from_user`` is the
         caller ID); once answered, run the dialplan (default: the app's) until the call ends, with
         answering-machine detection when ``amd`` is given.
 
         A call that is not answered returns an outcome with ``answered=False`` and the SIP reason.
+        ``entry``: the call's registry entry, when the caller made it already (:meth:`dial`).
         """
+        use_plan = plan if plan is not None else self.plan
+        assert use_plan is not None, "App is not started"
+        call = entry or self.calls.add("outbound", from_uri=self.contact_uri, to_uri=uri,
+                                       dialplan=use_plan.name)
         try:
             leg = await self.telephony.dial(uri, credentials=credentials, timeout_s=timeout_s,
                                             destination=destination, from_user=from_user)
         except CallFailed as exc:
             log.info("call.outbound.failed", status=exc.status_code, error=exc.message, **{"pii.to": uri})
-            return CallOutcome(call_id="", direction="outbound", answered=False,
-                               cause=f"failed: {exc.status_code or ''} {exc.message}".strip(),
-                               side="caller", error=exc.message, sip_status=exc.status_code)
-        return await self.start_call(leg, plan=plan, variables=variables, amd=amd)
+            outcome = CallOutcome(call_id="", direction="outbound", answered=False,
+                                  cause=f"failed: {exc.status_code or ''} {exc.message}".strip(),
+                                  side="caller", error=exc.message, sip_status=exc.status_code)
+            call.finish(outcome)
+            return outcome
+        except BaseException as exc:
+            call.finish(cause="cancelled" if isinstance(exc, asyncio.CancelledError) else f"failed: {exc}")
+            raise
+        return await self.start_call(leg, plan=use_plan, variables=variables, amd=amd, entry=call)
+
+    def dial(self, uri: str, *, plan: Dialplan, variables: Mapping[str, str], timeout_s: float) -> CallEntry:
+        """Place a call in the background (the control API): its registry entry at once (status
+        dialing), the call in a task the registry owns. Digest credentials as ``voicebot call``."""
+        sip = self.config.sip
+        credentials = (Credentials(sip.register_user, sip.register_password)
+                       if sip.register_user and sip.register_password else None)
+        entry = self.calls.add("outbound", from_uri=self.contact_uri, to_uri=uri, dialplan=plan.name)
+        self.calls.dial(entry, self.place_call(uri, plan=plan, variables=variables, timeout_s=timeout_s,
+                                               credentials=credentials, entry=entry))
+        return entry
 
     async def aclose(self) -> None:
         """Stop everything started, in reverse order; safe to call more than once."""
         self._draining = True
         if self._calls:
             await self.drain(0.0)
+        # Calls still dialing are cancelled; then the event streams end (after the calls' ended
+        # events), so no open stream holds the HTTP server open.
+        await self.calls.aclose()
         if self._accept_task is not None:
             self._accept_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

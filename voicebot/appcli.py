@@ -178,7 +178,10 @@ def _common_flags(parser: argparse.ArgumentParser, *, sip_default: str) -> None:
     parser.add_argument("--voice", metavar="ENGINE:VOICE",
                         help="prompt voice (default: piper:en_US-joe-medium; e.g. espeak:en-us)")
     parser.add_argument("--http-listen", metavar="HOST:PORT",
-                        help="serve /metrics, /healthz and /readyz here (default: off)")
+                        help="serve /metrics, /healthz, /readyz and the control API /v1 here (default: off)")
+    parser.add_argument("--api-no-auth", action="store_true",
+                        help="serve the control API (/v1) without VOICEBOT_API_TOKEN; only on a loopback "
+                             "--http-listen (development)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                         help="set a dialplan variable for every call (repeatable)")
 
@@ -254,6 +257,8 @@ def _build_config(args: argparse.Namespace, *,
         overrides["recognizer.endpoints"] = ",".join(endpoints) if len(endpoints) > 1 else ""
     if args.stt_tls:
         overrides["recognizer.tls"] = "true"
+    if args.api_no_auth:
+        overrides["http.api_no_auth"] = "true"
     config = load_config(args.config, overrides=overrides)
     listen: HostPort | None = None
     if args.sip_listen:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from voicebot.errors import ConfigError, VoicebotError
+from voicebot.net import is_loopback
 
 # --- value types ---------------------------------------------------------------------------------
 
@@ -232,8 +233,19 @@ class TtsConfig:
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: HostPort | None = field(default=None, metadata=_doc(
-        "address of the operations HTTP endpoint (/metrics, /healthz, /readyz); unset = off",
-        "HOST:PORT"))
+        "address of the operations HTTP endpoint (/metrics, /healthz, /readyz) and the control API"
+        " (/v1, see docs/api.md); unset = off", "HOST:PORT"))
+    api_token: str | None = field(default=None, repr=False, metadata=_doc(
+        "bearer token every /v1 request must carry (at least 16 characters); unset = the control API is"
+        " off", secret_env="VOICEBOT_API_TOKEN"))
+    api_no_auth: bool = field(default=False, metadata=_doc(
+        "serve /v1 without a token (development only; refused unless listen is a loopback address)"))
+    dialplans: tuple[str, ...] = field(default=(), metadata=_doc(
+        "more dialplans POST /v1/calls may run, besides [dialog] dialplan (loaded and their prompts"
+        " rendered at start)", "path list"))
+    trunk: str | None = field(default=None, metadata=_doc(
+        "SIP URI of the trunk a phone number given to POST /v1/calls is dialed through"
+        " (sip:NUMBER@trunk-host); unset = only sip: URIs", "SIP URI"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,8 +494,37 @@ def _validate(c: Config, *, source: str) -> None:
     if c.recording.retention_days < 0:
         fail("[recording] retention_days",
              f"must be 0 (keep forever) or positive, got {c.recording.retention_days}")
+    _validate_http(c, fail)
     if c.dialog.transfer_target is not None and not c.dialog.transfer_target.startswith(("sip:", "sips:")):
         fail("[dialog] transfer_target", f"must be a sip: or sips: URI, got {c.dialog.transfer_target!r}")
+
+
+API_TOKEN_MIN_CHARS = 16
+
+
+def _validate_http(c: Config, fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
+    """The control API is authenticated unless explicitly not, and then only on loopback."""
+    h = c.http
+    if h.api_token is not None and len(h.api_token) < API_TOKEN_MIN_CHARS:
+        fail("[http] api_token", f"(VOICEBOT_API_TOKEN) must be at least {API_TOKEN_MIN_CHARS} characters, "
+             f"got {len(h.api_token)}; e.g. `openssl rand -hex 32`")
+    if h.api_no_auth and h.api_token is not None:
+        fail("[http] api_no_auth", "is set but so is VOICEBOT_API_TOKEN; choose one")
+    if h.api_no_auth and (h.listen is None or not is_loopback(h.listen.host)):
+        fail("[http] api_no_auth", f"refuses to serve the control API without a token on "
+             f"{h.listen or 'no address'}: only a loopback listen address (127.0.0.1, ::1) may go without "
+             "one; set VOICEBOT_API_TOKEN")
+    if h.trunk is not None and not h.trunk.startswith(("sip:", "sips:")):
+        fail("[http] trunk", f"must be a sip: or sips: URI, got {h.trunk!r}")
+    if h.trunk is not None:
+        from voicebot.sip.uri import SipUri, parse_uri
+
+        try:
+            trunk = parse_uri(h.trunk)
+        except VoicebotError as exc:
+            fail("[http] trunk", f"is not a SIP URI ({h.trunk!r}): {exc.message}")
+        if not isinstance(trunk, SipUri) or not trunk.host:
+            fail("[http] trunk", f"must be a sip: or sips: URI with a host, got {h.trunk!r}")
 
 
 def reference_table() -> list[tuple[str, str, str, str, str]]:

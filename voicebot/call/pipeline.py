@@ -37,7 +37,7 @@ import asyncio
 import audioop
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -103,6 +103,15 @@ class AmdOptions:
     beep_wait_s: float = 0.0
 
 
+# Where a call's events go (the control API's registry): kind ("answered", "utterance", "state",
+# "dtmf", "transfer") and its data. Called inline, so it must never block.
+CallEventSink = Callable[[str, Mapping[str, Any]], None]
+
+
+def _no_events(kind: str, data: Mapping[str, Any]) -> None:
+    pass
+
+
 class CallError(VoicebotError):
     """A call could not be placed or its pipeline failed; the message says which part and why."""
 
@@ -160,10 +169,14 @@ class CallPipeline:
     """One call leg's pipeline; also the :class:`CallControl` the dialog runner drives."""
 
     def __init__(self, parts: CallParts, leg: CallLeg, plan: Dialplan, variables: Mapping[str, str],
-                 *, record: bool | None = None, amd: AmdOptions | None = None) -> None:
+                 *, record: bool | None = None, amd: AmdOptions | None = None,
+                 events: CallEventSink | None = None) -> None:
         """``record``: record this call's audio (needs ``parts.recording``); None = ``parts.record_calls``.
-        ``amd``: run answering-machine detection on an outbound call's first seconds."""
+        ``amd``: run answering-machine detection on an outbound call's first seconds. ``events``:
+        where the call's events go (the control API)."""
         self.parts = parts
+        self._publish = events or _no_events
+        self._states_published = 0
         self.leg = leg
         self.call_id = leg.call_id
         self.plan = plan
@@ -221,6 +234,7 @@ class CallPipeline:
             else:
                 self.outcome.answered = True
                 self._records.write(store.call_answered)
+                self._publish("answered", {})
                 ended = await self._run_answered()
         except Exception as exc:  # one call's failure ends that call, never the process
             root = first_leaf(exc)
@@ -463,6 +477,8 @@ class CallPipeline:
                 self.outcome.utterances.append(heard)
                 log.info("call.final", session_id=event.session_id, start_ms=event.start_ms,
                          end_ms=event.end_ms, **{"pii.text": heard, "pii.understood": event.text})
+                self._publish("utterance", {"text": heard, "start_ms": event.start_ms,
+                                            "end_ms": event.end_ms})
                 self._records.write(store.utterance, session_id=event.session_id,
                                     start_ms=event.start_ms, end_ms=event.end_ms, text=heard,
                                     normalized_text=event.normalized_text)
@@ -487,6 +503,7 @@ class CallPipeline:
                     self._speech_started(self._clock(), "dtmf")
                 self.runner.dtmf(event.digit)
                 log.info("call.dtmf", source=event.source, **{"pii.digit": event.digit})
+                self._publish("dtmf", {"digit": event.digit, "source": event.source})
                 self._records.write(self.parts.records.dtmf, event.digit)
             elif isinstance(event, PlaybackFinished):
                 if self._prompts.pop(event.prompt_id, None) is not None:
@@ -572,6 +589,7 @@ class CallPipeline:
     def _transfer_done(self, uri: str, result: str) -> None:
         self.outcome.transfer_result = result
         log.info("call.transfer.finished", target=uri, result=result)
+        self._publish("transfer", {"target": uri, "result": result})
         self._records.write(self.parts.records.transfer, uri, result)
 
     async def hangup(self, reason: str) -> None:
@@ -644,6 +662,9 @@ class CallPipeline:
     def sync_record(self, machine: DialogMachine) -> None:
         """After each dialog event: new states entered and changed variables go to the record."""
         self._records.sync_dialog(machine.transitions, machine.variables)
+        for state in machine.transitions[self._states_published:]:
+            self._publish("state", {"state": state})
+        self._states_published = len(machine.transitions)
 
     def _summary(self, started_s: float) -> None:
         o = self.outcome

@@ -1,10 +1,10 @@
 """The operations HTTP endpoint: ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
 
 Served by uvicorn inside the process's own event loop (no thread, no second loop), from a Starlette
-application, so later HTTP surfaces (the control API) join the same server. ``/healthz`` answers
-200 while the process runs its loop; ``/readyz`` answers 200 only while the instance takes new
-work (started, not draining, not at its call limit) and 503 otherwise, with the reason, so a
-load balancer or an orchestrator can take it out of rotation.
+application; the control API (:mod:`voicebot.api`, ``/v1``) joins the same server as ``extra_routes``.
+``/healthz`` answers 200 while the process runs its loop; ``/readyz`` answers 200 only while the
+instance takes new work (started, not draining, not at its call limit) and 503 otherwise, with the
+reason, so a load balancer or an orchestrator can take it out of rotation.
 
 ``ReadinessProbe`` is whatever the owner passes: a callable returning ``None`` when ready or the
 reason it is not.
@@ -80,7 +80,9 @@ async def start_ops_server(app: Starlette, host: str, port: int) -> OpsServer:
         raise ConfigError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror}") from None
     sock.listen(128)
     sock.setblocking(False)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", loop="none")
+    # A long-lived response (the /v1/events stream) must not keep a shutdown waiting past aclose's 5 s.
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", loop="none",
+                            timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     # uvicorn's own loggers stay quiet; our structlog lines describe the endpoint.
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)

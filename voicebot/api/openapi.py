@@ -1,0 +1,201 @@
+"""The OpenAPI 3.1 description of ``/v1``, written by hand next to the routes (served at
+``/v1/openapi.json``). tests/api/test_openapi.py checks that every route is described here and
+every path described here is routed."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from voicebot import __version__
+
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+_CALL_ID = {"name": "call_id", "in": "path", "required": True,
+            "description": "the API call id (c-...) or the call's SIP Call-ID", "schema": {"type": "string"}}
+
+
+def _json(schema_ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
+
+
+def _call_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json("Call")}
+
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "voicebot control API",
+        "version": "1",
+        "description": "Place, watch, hang up and transfer calls of one voicebot instance. Every request "
+                       "needs `Authorization: Bearer <token>` (the token is VOICEBOT_API_TOKEN). Errors are "
+                       "RFC 9457 problem details. See docs/api.md.",
+    },
+    "servers": [{"url": "/v1"}],
+    "security": [{"bearer": []}],
+    "paths": {
+        "/calls": {
+            "post": {
+                "operationId": "place_call",
+                "summary": "Place an outbound call running a dialplan",
+                "requestBody": {"required": True, "content": _json("PlaceCall")},
+                "responses": {
+                    "202": {**_call_response("The call is being placed (status dialing)"),
+                            "headers": {"Location": {"schema": {"type": "string"},
+                                                     "description": "/v1/calls/{id}"}}},
+                    "400": _PROBLEM, "401": _PROBLEM, "413": _PROBLEM, "415": _PROBLEM, "422": _PROBLEM,
+                    "503": _PROBLEM,
+                },
+            },
+            "get": {
+                "operationId": "list_calls",
+                "summary": "The active calls (dialing, ringing or answered)",
+                "responses": {
+                    "200": {"description": "Active calls, oldest first", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["calls"], "properties": {
+                            "calls": {"type": "array", "items": {"$ref": "#/components/schemas/Call"}}}}}}},
+                    "401": _PROBLEM,
+                },
+            },
+        },
+        "/calls/{call_id}": {
+            "get": {
+                "operationId": "get_call",
+                "summary": "One call, active or recently ended (the last 256 ended calls)",
+                "parameters": [_CALL_ID],
+                "responses": {"200": _call_response("The call"), "401": _PROBLEM, "404": _PROBLEM},
+            },
+        },
+        "/calls/{call_id}/hangup": {
+            "post": {
+                "operationId": "hangup_call",
+                "summary": "Hang up a call (BYE; CANCEL while it is still ringing)",
+                "description": "The body is optional. The call ends with cause `bye: api` (or `bye: api: "
+                               "<reason>`), side robot; watch for its `ended` event.",
+                "parameters": [_CALL_ID],
+                "requestBody": {"required": False, "content": _json("Hangup")},
+                "responses": {"202": _call_response("The hang-up is under way"), "401": _PROBLEM,
+                              "404": _PROBLEM, "409": _PROBLEM, "413": _PROBLEM, "415": _PROBLEM,
+                              "422": _PROBLEM},
+            },
+        },
+        "/calls/{call_id}/transfer": {
+            "post": {
+                "operationId": "transfer_call",
+                "summary": "Blind-transfer an answered call (REFER, RFC 3515)",
+                "description": "The result comes as a `transfer` event; on success the robot hangs up.",
+                "parameters": [_CALL_ID],
+                "requestBody": {"required": True, "content": _json("Transfer")},
+                "responses": {"202": _call_response("The REFER is under way"), "401": _PROBLEM,
+                              "404": _PROBLEM, "409": _PROBLEM, "413": _PROBLEM, "415": _PROBLEM,
+                              "422": _PROBLEM},
+            },
+        },
+        "/events": {
+            "get": {
+                "operationId": "events",
+                "summary": "Server-sent events of every call (or of one call)",
+                "description": "`text/event-stream`; each event has `id` (a sequence number), `event` "
+                               "(started, answered, utterance, state, dtmf, transfer, ended) and `data` (a "
+                               "CallEvent). A client that reads too slowly loses events: it gets an "
+                               "`event: dropped` with `{\"dropped\": n}` before the next one. Comment lines "
+                               "keep the connection alive every 15 s.",
+                "parameters": [{"name": "call_id", "in": "query", "required": False,
+                                "description": "only this call's events (API id or SIP Call-ID)",
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The event stream", "content": {"text/event-stream": {
+                    "schema": {"type": "string"},
+                    "itemSchema": {"$ref": "#/components/schemas/CallEvent"}}}},
+                    "401": _PROBLEM, "422": _PROBLEM},
+            },
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
+                    "schema": {"type": "object"}}}}, "401": _PROBLEM},
+            },
+        },
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                       "description": "the instance's VOICEBOT_API_TOKEN"}},
+        "responses": {"Problem": {"description": "An RFC 9457 problem: `detail` says what was wrong, "
+                                                 "`field` names the bad field",
+                                  "content": {"application/problem+json": {
+                                      "schema": {"$ref": "#/components/schemas/Problem"}}}}},
+        "schemas": {
+            "PlaceCall": {
+                "type": "object", "additionalProperties": False, "required": ["dialplan", "to"],
+                "properties": {
+                    "dialplan": {"type": "string", "description": "name or configured path of a dialplan "
+                                 "this instance loaded ([dialog] dialplan, [http] dialplans)"},
+                    "to": {"type": "string", "description": "a sip:/sips: URI, or a phone number (digits, "
+                           "optional leading +) dialed through [http] trunk"},
+                    "variables": {"type": "object", "maxProperties": 64,
+                                  "additionalProperties": {"type": "string", "maxLength": 1024},
+                                  "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"}},
+                    "timeout_s": {"type": "number", "minimum": 1, "maximum": 300, "default": 60,
+                                  "description": "how long to ring before giving up"},
+                },
+            },
+            "Hangup": {"type": "object", "additionalProperties": False,
+                       "properties": {"reason": {"type": "string", "maxLength": 200}}},
+            "Transfer": {"type": "object", "additionalProperties": False, "required": ["target"],
+                         "properties": {"target": {"type": "string", "description": "sip:/sips: URI"}}},
+            "Call": {
+                "type": "object",
+                "required": ["id", "status", "direction", "dialplan", "created_at"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "sip_call_id": {"type": ["string", "null"]},
+                    "direction": {"enum": ["inbound", "outbound"]},
+                    "status": {"enum": ["dialing", "ringing", "answered", "ended"]},
+                    "dialplan": {"type": "string"},
+                    "from": {"type": "string"}, "to": {"type": "string"},
+                    "created_at": {"type": "number", "description": "Unix time, s"},
+                    "answered_at": {"type": ["number", "null"]},
+                    "ended_at": {"type": ["number", "null"]},
+                    "dialog_state": {"type": ["string", "null"]},
+                    "states": {"type": "array", "items": {"type": "string"}},
+                    "utterances": {"type": "array", "items": {"type": "object", "properties": {
+                        "text": {"type": "string"}, "start_ms": {"type": "integer"},
+                        "end_ms": {"type": "integer"}, "time": {"type": "number"}}}},
+                    "dtmf": {"type": "string"},
+                    "transfer": {"type": ["object", "null"]},
+                    "outcome": {"type": ["object", "null"], "properties": {
+                        "cause": {"type": "string"}, "side": {"type": "string"},
+                        "error": {"type": ["string", "null"]},
+                        "record": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                },
+            },
+            "CallEvent": {
+                "type": "object", "required": ["seq", "type", "call_id", "time", "data"],
+                "properties": {
+                    "seq": {"type": "integer"},
+                    "type": {"enum": ["started", "answered", "utterance", "state", "dtmf", "transfer",
+                                      "ended"]},
+                    "call_id": {"type": "string"}, "sip_call_id": {"type": ["string", "null"]},
+                    "time": {"type": "number"}, "data": {"type": "object"},
+                },
+            },
+            "Problem": {
+                "type": "object", "required": ["status", "title", "detail"],
+                "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                               "status": {"type": "integer"}, "detail": {"type": "string"},
+                               "field": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """A copy of the description, with this build's version."""
+    document = copy.deepcopy(_DOCUMENT)
+    document["info"]["x-voicebot-version"] = __version__
+    return document
+
+
+__all__ = ["openapi_document"]
