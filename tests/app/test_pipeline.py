@@ -121,3 +121,28 @@ def test_final_readings_pass_alternatives_and_confidences_only_when_rescored() -
                              alternatives=(("operate her please", 0.42),))
     assert final_readings(rescored) == {"alternatives": ("operate her please",), "confidence": 0.81,
                                         "alternative_confidences": (0.42,)}
+
+
+@pytest.mark.adapter
+async def test_speech_while_listening_tells_the_dialog_the_caller_is_talking(tmp_path: Path) -> None:
+    """No prompt plays and the dialog listens: the caller's speech reaches the runner as speech
+    activity (its no-input timer waits), not only while a barge-in prompt plays."""
+    from voicebot.testing.speech import silence, telephone_speech
+
+    pipeline, _leg, store = make(tmp_path)
+    started: list[float | None] = []
+    pipeline.runner.speech_started = lambda at_s=None: started.append(at_s)  # type: ignore[method-assign]
+    try:
+        await pipeline.start_listening(Expectation())
+        pcm = silence(400) + telephone_speech("I would like to check my balance please") + silence(400)
+        for i, start in enumerate(range(0, len(pcm) - 319, 320)):
+            pipeline.on_caller_audio(pcm[start:start + 320], 100.0 + i * 0.02)
+        assert len(started) >= 3, started  # repeatedly while the caller talks
+        assert started[0] is not None and started[0] > 100.3
+        await pipeline.stop_listening()
+        before = len(started)
+        for i, start in enumerate(range(0, len(pcm) - 319, 320)):
+            pipeline.on_caller_audio(pcm[start:start + 320], 200.0 + i * 0.02)
+        assert len(started) == before  # not listening: speech is not the dialog's business
+    finally:
+        await store.aclose()

@@ -353,12 +353,21 @@ class CallPipeline:
                             self.runner.speech_ended()  # wait_for_beep: the greeting ended, no beep
                 elif self._beep_heard_ms is not None and not self._beep.is_set():
                     self._beep_tail(frame.pcm)
-                if self._barge_in_armed():
-                    onset = self._vad.feed(frame.pcm, now)
-                    if onset is not None:
-                        self._speech_started(onset, "vad")
+                self.on_caller_audio(frame.pcm, now)
         finally:
             stream.end_input()
+
+    def on_caller_audio(self, pcm16: bytes, now: float) -> None:
+        """Speech onsets: they stop a barge-in prompt, and while the dialog listens with nothing
+        playing they tell it the caller is still talking, so its no-input timer does not run out
+        in the middle of an answer whose final has not come yet (partials can be rationed away
+        on a busy recognizer)."""
+        if self._barge_in_armed():
+            onset = self._vad.feed(pcm16, now)
+            if onset is not None:
+                self._speech_started(onset, "vad")
+        elif self._listening and not self._prompts and self._vad.feed(pcm16, now) is not None:
+            self.runner.speech_started(at_s=now)
 
     # ---- answering-machine detection ----
 
