@@ -40,6 +40,7 @@ def _core_modules(root: Path = ROOT) -> set[str]:
         "voicebot.rtp.packet", "voicebot.rtp.dtmf", "voicebot.rtp.jitter", "voicebot.rtp.session",
         "voicebot.stt.session", "voicebot.stt.endpoint", "voicebot.stt.normalize", "voicebot.stt.hints",
         "voicebot.stt.stream", "voicebot.stt.streamparts",
+        "voicebot.stt.features", "voicebot.stt.hinted", "voicebot.stt.modelfiles",
         "voicebot.dialog.machine", "voicebot.dialog.match", "voicebot.dialog.schema", "voicebot.dialog.ir",
         "voicebot.dialog.loader",
     }
