@@ -41,6 +41,7 @@ def _core_modules(root: Path = ROOT) -> set[str]:
         "voicebot.stt.session", "voicebot.stt.endpoint", "voicebot.stt.normalize", "voicebot.stt.hints",
         "voicebot.stt.stream", "voicebot.stt.streamparts",
         "voicebot.stt.guard",
+        "voicebot.stt.features", "voicebot.stt.hinted", "voicebot.stt.modelfiles",
         "voicebot.dialog.machine", "voicebot.dialog.match", "voicebot.dialog.schema", "voicebot.dialog.ir",
         "voicebot.dialog.loader", "voicebot.dialog.checker", "voicebot.dialog.schema_listen",
         "voicebot.dialog.machine_base", "voicebot.dialog.understand", "voicebot.dialog.phonetic",

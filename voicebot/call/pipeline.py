@@ -21,7 +21,7 @@ application. Its tasks all live in ONE ``asyncio.TaskGroup``, cancelled when the
   (:class:`~voicebot.call.records.RecordLane`).
 
 Outbound calls placed with :class:`AmdOptions` also feed the first seconds of the callee's audio and
-the recognizer's texts to the :class:`~voicebot.amd.AnsweringMachineDetector`; its decision goes
+the recognizer's texts to their :class:`~voicebot.call.answering.AnswerDetection`; its decision goes
 into the outcome and the call record, and (``wait``) the dialog starts only once it is known, with
 the variable ``answer_type`` set. The beep detector keeps listening for :meth:`CallPipeline.wait_for_beep`.
 
@@ -34,16 +34,16 @@ that call only: the leg is hung up and the record says why. Each call ends with 
 from __future__ import annotations
 
 import asyncio
-import audioop
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
-from voicebot.amd import AmdDecided, AmdEvent, AmdSettings, AnsweringMachineDetector, BeepDetected
+from voicebot.amd import AmdDecided, AnsweringMachineDetector
+from voicebot.call.answering import AmdOptions, AnswerDetection
 from voicebot.call.outcome import CallOutcome, final_cause, first_leaf
 from voicebot.call.recording import CallRecording, PromptTextTap, RecordingSettings, TimelineMark
 from voicebot.call.records import RecordLane
@@ -80,27 +80,8 @@ POST_HANGUP_FLUSH_S = 3.0
 REACTION_WINDOW_S = 2.0
 # How long a failed call waits for its leg to confirm the hang-up.
 FAILED_HANGUP_WAIT_S = 5.0
-# Below this RMS a frame after a detected beep is quiet: the beep is over.
-BEEP_QUIET_RMS = 300
-# A machine whose greeting has been followed by this much quiet and no beep: many have none (and a
-# tone broken by packet loss is missed); the message starts rather than wait for a beep to come.
-NO_BEEP_SILENCE_MS = 2000
 # How long the end of a call waits for its record writes before giving up on them.
 RECORD_FLUSH_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class AmdOptions:
-    """Answering-machine detection on an outbound call (issue 10)."""
-
-    settings: AmdSettings = field(default_factory=AmdSettings)
-    wait: bool = False  # start the dialog only once decided, with the variable answer_type set
-    hangup_on_machine: bool = False  # a machine is hung up on at once (the campaign retries later)
-    listen_s: float = 30.0  # how long after the answer the detector (and its beep detector) listen
-    # A machine: hold the dialog until its beep has ended, or its greeting has ended without one
-    # (at most this long), so a message is recorded rather than spoken over the greeting; 0 starts
-    # the dialog at the decision.
-    beep_wait_s: float = 0.0
 
 
 # Where a call's events go (the control API's registry): kind ("answered", "utterance", "state",
@@ -201,16 +182,11 @@ class CallPipeline:
         self._robot_hangup: str | None = None
         self._sessions_open: set[str] = set()
         self.outcome = CallOutcome(self.call_id, leg.direction, False, "", "caller")
-        self._amd_options = amd if leg.direction == "outbound" else None
-        self.amd = AnsweringMachineDetector(amd.settings) if self._amd_options is not None and amd else None
-        self._amd_decided = asyncio.Event()
-        self._amd_decision: AmdDecided | None = None
-        self._beep = asyncio.Event()  # the beep has been heard and has ended
-        self._greeting_over = asyncio.Event()  # a machine's greeting ended without a beep
-        self._beep_heard_ms: int | None = None
-        self._dialog_amd = False  # the dialplan handles the judgement (on_human/on_machine)
-        self._dialog_running = False
-        self._quiet_frames = 0
+        self.answering = (
+            AnswerDetection(amd, outcome=self.outcome, records=self._records, runner=self.runner,
+                            hang_up=self._hang_up)
+            if amd is not None and leg.direction == "outbound" else None
+        )
 
     @property
     def record_id(self) -> str:
@@ -295,37 +271,14 @@ class CallPipeline:
         return ended
 
     async def _dialog(self, variables: dict[str, str]) -> None:
-        options = self._amd_options
-        if options is not None and options.wait and self.amd is not None:
-            limit_s = self.amd.settings.total_analysis_ms / 1000 + 2.0
-            try:
-                await asyncio.wait_for(self._amd_decided.wait(), limit_s)
-            except TimeoutError:  # no audio came: nothing to judge by
-                self._amd_handle([AmdDecided("unknown", "no-audio", self.amd.position_ms, {})])
-            variables["answer_type"] = self.outcome.answer_type or "unknown"
-            if self.outcome.answer_type == "machine" and options.hangup_on_machine:
-                return
-            if self.outcome.answer_type == "machine" and options.beep_wait_s > 0:
-                # The beep, or the greeting's end without one, whichever comes first.
-                waits = {asyncio.ensure_future(self._beep.wait()),
-                         asyncio.ensure_future(self._greeting_over.wait())}
-                try:
-                    await asyncio.wait(waits, timeout=options.beep_wait_s,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for waiter in waits:
-                        waiter.cancel()
-                variables["beep"] = "yes" if self._beep.is_set() else "no"
-                log.info("call.amd.message_starts", beep=variables["beep"], at_ms=self.amd_position_ms)
-        # A dialplan with on_human/on_machine handles the detector's judgement itself: it gets the
-        # decision (posted once the run has started, after its CallStarted), the beep's end and a
-        # beep-less greeting's end as events.
-        self._dialog_amd = self.amd is not None and bool(self.plan.on_answer)
-        if self._dialog_amd:
-            asyncio.get_running_loop().call_soon(self._dialog_started_amd)
+        dialog_amd = False
+        if self.answering is not None:
+            if not await self.answering.hold_dialog(variables):
+                return  # a machine, hung up on
+            dialog_amd = self.answering.dialog_starts(handles_judgement=bool(self.plan.on_answer))
         summary = await self.runner.run(call_id=self.call_id, caller=self.leg.from_uri,
                                         callee=self.leg.to_uri, variables=variables,
-                                        answer_detection=self._dialog_amd)
+                                        answer_detection=dialog_amd)
         self.outcome.dialog = summary
         self.sync_record(self.runner.machine)
 
@@ -342,17 +295,8 @@ class CallPipeline:
                 if self.recording is not None and not self.recording.aligned:
                     self.recording.frame_consumed(frame)
                 push_frame(stream, frame)
-                if self.amd is not None and self._amd_listening():
-                    self._amd_handle(self.amd.feed(frame.pcm))
-                    decided = self._amd_decision
-                    if (decided is not None and decided.result == "machine"
-                            and not self._greeting_over.is_set()
-                            and self.amd.silence_ms >= NO_BEEP_SILENCE_MS):
-                        self._greeting_over.set()
-                        if self._dialog_amd:
-                            self.runner.speech_ended()  # wait_for_beep: the greeting ended, no beep
-                elif self._beep_heard_ms is not None and not self._beep.is_set():
-                    self._beep_tail(frame.pcm)
+                if self.answering is not None:
+                    self.answering.feed(frame.pcm)
                 self.on_caller_audio(frame.pcm, now)
         finally:
             stream.end_input()
@@ -369,73 +313,28 @@ class CallPipeline:
         elif self._listening and not self._prompts and self._vad.feed(pcm16, now) is not None:
             self.runner.speech_started(at_s=now)
 
-    # ---- answering-machine detection ----
+    # ---- answering-machine detection (voicebot/call/answering.py) ----
 
-    def _amd_listening(self) -> bool:
-        assert self._amd_options is not None and self.amd is not None
-        return self._beep_heard_ms is None and self.amd.position_ms < self._amd_options.listen_s * 1000
+    def _hang_up(self, reason: str) -> None:
+        self._robot_hangup = reason
+        self.leg.hangup()
 
-    def _beep_tail(self, pcm16: bytes) -> None:
-        """After the beep is detected (~160 ms into it): it is over after 60 ms of quiet, or 3 s."""
-        assert self._beep_heard_ms is not None
-        self._quiet_frames = self._quiet_frames + 1 if audioop.rms(pcm16, 2) < BEEP_QUIET_RMS else 0
-        self._beep_heard_ms += FRAME_MS
-        if self._quiet_frames >= 3 or self._beep_heard_ms >= 3000:
-            log.info("call.amd.beep_ended", after_ms=self._beep_heard_ms)
-            self._beep.set()
-            if self._dialog_amd:
-                self.runner.beep_detected()
-
-    def _amd_handle(self, events: list[AmdEvent]) -> None:
-        for event in events:
-            if isinstance(event, BeepDetected):
-                log.info("call.amd.beep", frequency_hz=round(event.frequency_hz), at_ms=self.amd_position_ms)
-                self._beep_heard_ms = 0
-                continue
-            if self._amd_decision is not None:
-                continue  # decided already (e.g. 'no-audio' while the detector was still undecided)
-            self._amd_decision = event
-            o = self.outcome
-            o.answer_type, o.amd_reason, o.amd_evidence = event.result, event.reason, dict(event.evidence)
-            log.info("call.amd.decided", answer_type=event.result, reason=event.reason,
-                     decided_ms=event.decided_ms, **{"pii.evidence": event.evidence})
-            self._records.write(self.parts.records.amd_decided, answer_type=event.result, reason=event.reason,
-                                evidence={**event.evidence, "decided_ms": event.decided_ms})
-            self._amd_decided.set()
-            if self._dialog_amd and self._dialog_running:
-                self.runner.answer_classified(event.result, event.reason)
-            options = self._amd_options
-            if event.result == "machine" and options is not None and options.hangup_on_machine:
-                self._robot_hangup = "amd: machine"
-                self.leg.hangup()
-
-    def _dialog_started_amd(self) -> None:
-        """The dialog run has begun: hand it a judgement made before it started (wait mode)."""
-        self._dialog_running = True
-        if self._amd_decision is not None:
-            self.runner.answer_classified(self._amd_decision.result, self._amd_decision.reason)
+    @property
+    def amd(self) -> AnsweringMachineDetector | None:
+        return self.answering.detector if self.answering is not None else None
 
     @property
     def amd_position_ms(self) -> int:
-        return self.amd.position_ms if self.amd is not None else 0
+        return self.answering.position_ms if self.answering is not None else 0
 
     async def wait_for_beep(self, timeout_s: float) -> bool:
         """For a dialplan's ``wait_for_beep``: True once the voicemail's beep was heard and has ended
         (the message can start now), False after ``timeout_s`` or on a call without detection."""
-        if self.amd is None:
-            return False
-        try:
-            await asyncio.wait_for(self._beep.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+        return await self.answering.wait_for_beep(timeout_s) if self.answering is not None else False
 
     async def amd_decision(self) -> AmdDecided | None:
         """The detector's decision, once made (None on a call without detection)."""
-        if self.amd is None:
-            return None
-        await self._amd_decided.wait()
-        return self._amd_decision
+        return await self.answering.decision() if self.answering is not None else None
 
     def _barge_in_playing(self) -> bool:
         return any(self._prompts.values())
@@ -472,15 +371,15 @@ class CallPipeline:
                     at_s = self._call_time_s(event.start_ms)
                     if self._barge_in_armed():
                         self._speech_started(at_s, "partial")
-                    if self.amd is not None and self.amd.decision is None:
-                        self._amd_handle(self.amd.transcript(event.text, final=False))
+                    if self.answering is not None:
+                        self.answering.transcript(event.text, final=False)
                     self.runner.partial(event.text, at_s=at_s)
             elif isinstance(event, FinalReceived):
                 # The dialog first: the answer must not wait for the record.
                 self._speech_end_s = self._call_time_s(event.end_ms)
                 self._final_at_s = self._clock()
-                if self.amd is not None and self.amd.decision is None:
-                    self._amd_handle(self.amd.transcript(event.text, final=True))
+                if self.answering is not None:
+                    self.answering.transcript(event.text, final=True)
                 self.runner.final(event.text, **final_readings(event))
                 heard = heard_text(event)
                 self.outcome.utterances.append(heard)

