@@ -27,9 +27,9 @@ put through the telephone path (300-3400 Hz, 8 kHz, optional line noise at --noi
 mu-law round trip), and streamed into the real recognition server started in this process (gRPC
 on 127.0.0.1, port 0, the real Whisper base model) with the session options voicebot's call leg
 sends (REAL_TIME, 8 kHz LINEAR16, text normalization on), faster than real time: 0.3 s of silence,
-the speech, 1.5 s of silence, half-close. The first non-empty final (the text the dialog gets) is
-fed to the real DialogMachine, driven into the case's state by its own events (CallStarted, the
-DTMF key that leads there, PromptFinished); the state it moves to is the routed outcome.
+the speech, 1.5 s of silence, half-close. Every final with text is fed, in order, to the real
+DialogMachine, driven into the case's state by its own events (CallStarted, the DTMF key that
+leads there, PromptFinished); the first state it moves to is the routed outcome.
 
 Each case goes through the dialog exactly as a call does (voicebot.call.pipeline): the final's
 text with the recognizer's further hypotheses, and their confidences only when there are several;
@@ -253,6 +253,7 @@ class Reached:
         if self.machine.state_name != state or not self.machine.listening:
             raise SystemExit(f"{plan.name}: could not reach listening state {state}")
         self.entered = len(self.machine.transitions)
+        self.state = state
 
     def _intents(self, state: str) -> Sequence[Intent]:
         listen = self.plan.states[state].listen
@@ -304,8 +305,7 @@ class Reached:
         "yes" if X is ``meaning`` and "no" otherwise (as text: the bench measures the first
         answer's recognition, the confirm turn is counted, not recognized). (outcome, confirm)
         with confirm "" (not asked), "yes" or "no"."""
-        state = self.machine.state_name or ""
-        self.now_s += 1.0
+        self.now_s = max(self.now_s, final.now_s)
         self._finish(self.machine.handle(final))
         confirm = ""
         guess = self.guessed()
@@ -313,7 +313,7 @@ class Reached:
             confirm = "yes" if guess == meaning else "no"
             self.now_s += 1.0
             self._finish(self.machine.handle(FinalTranscript(now_s=self.now_s, text=confirm)))
-        return self.outcome(state), confirm
+        return self.outcome(self.state), confirm
 
 
 def final_transcript(alternatives: Sequence[tuple[str, float]], now_s: float) -> FinalTranscript:
@@ -330,14 +330,22 @@ def final_transcript(alternatives: Sequence[tuple[str, float]], now_s: float) ->
 
 
 def route(plan: Dialplan, case: Case, finals: Sequence[Sequence[tuple[str, float]]]) -> tuple[str, str, str]:
-    """(heard, routed, confirm): the first final with text decides, as in a call."""
+    """(heard, routed, confirm): every final with text goes to the dialog in order, as in a call,
+    until the call leaves the case's state; ``heard`` is the text of the final that decided (or
+    of the first, when none did)."""
+    reached: Reached | None = None
+    heard, routed, confirm = "", NO_INPUT, ""
     for alternatives in finals:
         if not alternatives or not alternatives[0][0].strip():
-            continue
-        reached = Reached(plan, case.state)
-        routed, confirm = reached.answer(final_transcript(alternatives, reached.now_s + 1.0), case.meaning)
-        return alternatives[0][0], routed, confirm
-    return "", NO_INPUT, ""
+            continue  # voicebot.stt.stream delivers no final without text
+        if reached is None:
+            reached = Reached(plan, case.state)
+            heard = alternatives[0][0]
+        routed, asked = reached.answer(final_transcript(alternatives, reached.now_s + 1.0), case.meaning)
+        confirm = confirm or asked
+        if routed != NO_MATCH:
+            return alternatives[0][0], routed, confirm
+    return heard, routed, confirm
 
 
 # -- the cases -----------------------------------------------------------------------------------

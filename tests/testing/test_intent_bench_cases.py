@@ -86,6 +86,12 @@ def test_the_first_final_with_text_decides_with_its_alternatives(
     finals = [[("", 0.0)], [("Ballon", 0.9), ("balance", 0.85)], [("operator", 0.9)]]
     assert bench.route(plans["demo"], case, finals) == ("Ballon", "ask_account", "")
     assert bench.route(plans["demo"], case, [[("", 0.0)]]) == ("", "no_input", "")
+    # Every final reaches the dialog, as in a call: a slow "I'm done, goodbye" split in two finals
+    # is a no-match re-prompt, then the goodbye.
+    bye = bench.Case("menu", "demo", "menu", "I'm done, goodbye", "goodbye", "goodbye", "x")
+    split = [[("I'm done.", 0.0)], [("goodbye", 1.0), ("Goodbye.", 0.73)]]
+    assert bench.route(plans["demo"], bye, split) == ("goodbye", "goodbye", "")
+    assert bench.route(plans["demo"], bye, split[:1]) == ("I'm done.", "no_match", "")
     # A lone hypothesis carries no confidence, as in a call (voicebot.call.pipeline.final_readings).
     lone = bench.final_transcript([("balance", 0.1)], 1.0)
     assert (lone.confidence, lone.alternatives) == (None, ())
