@@ -1,6 +1,6 @@
 """Task success of spoken answers: synthetic and recorded callers -> phone line -> recognizer -> dialog.
 
-Usage: .venv/bin/python bench/intent_bench.py [--quick] [--hints] [--nbest] [--noise-snr-db 20]
+Usage: .venv/bin/python bench/intent_bench.py [--quick] [--no-hints] [--noise-snr-db 20]
            [--cases menu,yesno,digits,oog] [--voices espeak:en-gb@175,piper:joe@1.00,human]
            [--workers 2] [--out results.csv|results.json] [--cache-dir DIR] [--verbose]
 
@@ -27,15 +27,17 @@ put through the telephone path (300-3400 Hz, 8 kHz, optional line noise at --noi
 mu-law round trip), and streamed into the real recognition server started in this process (gRPC
 on 127.0.0.1, port 0, the real Whisper base model) with the session options voicebot's call leg
 sends (REAL_TIME, 8 kHz LINEAR16, text normalization on), faster than real time: 0.3 s of silence,
-the speech, 1.5 s of silence, half-close. The first non-empty final (the text the dialog gets) is
-fed to the real DialogMachine, driven into the case's state by its own events (CallStarted, the
-DTMF key that leads there, PromptFinished); the state it moves to is the routed outcome.
+the speech, 1.5 s of silence, half-close. Every final with text is fed, in order, to the real
+DialogMachine, driven into the case's state by its own events (CallStarted, the DTMF key that
+leads there, PromptFinished); the first state it moves to is the routed outcome.
 
---hints  sends the recognition-hints extension (voicebot.stt.hints) on the call metadata, built
-         from the state being answered: the prompt text just played plus the intents' and globals'
-         phrases (menu mode), or digits mode with the capture's min/max.
---nbest  scores with the final's alternatives: the first alternative the dialog does not reject
-         as no-match decides (a bench-side stand-in until the dialog takes n-best itself).
+Each case goes through the dialog exactly as a call does (voicebot.call.pipeline): the final's
+text with the recognizer's further hypotheses, and their confidences only when there are several;
+the recognition hints (default on, like the app's ``[recognizer] hints = true``; --no-hints to
+send none) are the machine's own StartListening expectation in the wire form of
+``pipeline.hints_for``. When the dialog asks "Did you say X?", the simulated caller answers
+truthfully, as text ("yes" if X is the intent they meant, else "no"), and the case scores by where
+it finally routes; the report counts the cases that needed that extra turn.
 
 Synthesized line audio is cached under --cache-dir, so reruns only pay for recognition.
 """
@@ -61,19 +63,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
 
+from voicebot.call.pipeline import hints_for
 from voicebot.dialog.events import (
     CallStarted,
     DtmfReceived,
     FinalTranscript,
     PlayPrompt,
     PromptFinished,
+    StartListening,
+    StopListening,
 )
+from voicebot.dialog.expect import Expectation
 from voicebot.dialog.ir import Dialplan, Intent
 from voicebot.dialog.loader import load_dialplan
 from voicebot.dialog.machine import DialogMachine
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt._proto import stt_service_pb2_grpc
-from voicebot.stt.hints import RecognitionHints, menu_hints
+from voicebot.stt.hints import RecognitionHints
 from voicebot.testing.speech import POCKETSPHINX_DATA, silence, telephone_path, write_wav
 from voicebot.testing.voices import DEFAULT_VOICES, Voice, parse_voice
 
@@ -189,6 +195,7 @@ class Result:
     heard: str = ""
     alternatives: list[str] = field(default_factory=list)
     routed: str = ""
+    confirm: str = ""  # the machine asked "Did you say ...?" and the caller said "yes"/"no"
     error: str = ""
 
     @property
@@ -224,13 +231,15 @@ def expected_outcome(plan: Dialplan, state: str, kind: str, meaning: str) -> str
 
 
 class Reached:
-    """A DialogMachine driven to a listening state, and the prompt the caller heard there."""
+    """A DialogMachine driven to a listening state, the prompt the caller heard there, and the
+    expectation the machine sent with its last StartListening (what a call hands the recognizer)."""
 
     def __init__(self, plan: Dialplan, state: str) -> None:
         self.plan = plan
         self.machine = DialogMachine(plan)
         self.now_s = 0.0
         self.prompt = ""
+        self.expectation: Expectation | None = None
         self._finish(self.machine.handle(CallStarted(now_s=0.0, call_id="intent-bench")))
         if self.machine.state_name != state:
             # The start state's DTMF key that leads here (demo: "1" in menu -> ask_account).
@@ -244,61 +253,99 @@ class Reached:
         if self.machine.state_name != state or not self.machine.listening:
             raise SystemExit(f"{plan.name}: could not reach listening state {state}")
         self.entered = len(self.machine.transitions)
+        self.state = state
 
     def _intents(self, state: str) -> Sequence[Intent]:
         listen = self.plan.states[state].listen
         return (*(listen.intents if listen else ()), *self.plan.global_intents)
 
     def _finish(self, commands: Sequence[object]) -> None:
-        """Let every prompt play to its end, as a caller who answers after the prompt."""
+        """Let every prompt play to its end, as a caller who answers after the prompt; note what
+        the machine says it listens for."""
         for command in commands:
-            if isinstance(command, PlayPrompt):
+            if isinstance(command, StartListening):
+                self.expectation = command.expectation
+            elif isinstance(command, StopListening):
+                self.expectation = None
+            elif isinstance(command, PlayPrompt):
                 self.prompt = command.text or ""
                 self.now_s += 1.0
                 finished = PromptFinished(now_s=self.now_s, prompt_seq=command.prompt_seq)
                 self._finish(self.machine.handle(finished))
 
-    def answer(self, text: str) -> str:
-        """Feed one final transcript; the outcome label (state entered, or no_match)."""
-        state = self.plan.states[self.machine.state_name or ""]
-        self.now_s += 1.0
-        self.machine.handle(FinalTranscript(now_s=self.now_s, text=text))
+    def hints(self) -> RecognitionHints:
+        """The recognition hints a call sends for this state: the machine's own expectation, in
+        the wire form voicebot.call.pipeline builds from it."""
+        assert self.expectation is not None, "the state does not listen"
+        return hints_for(self.expectation)
+
+    def guessed(self) -> str | None:
+        """The intent the machine is asking "Did you say ...?" about (None when not asking)."""
+        say = self.machine.variables.get("guess")
+        if say is None:
+            return None
+        state = self.machine.state_name or ""
+        names = [i.name for i in self._intents(state) if i.say == say]
+        return names[0] if names else ""
+
+    def outcome(self, state_name: str) -> str:
+        """The outcome label of the call so far: the first state entered after the case's state
+        (with the stored digits for a capture), or no_match when it stayed."""
         if len(self.machine.transitions) == self.entered:
             return NO_MATCH
         routed = self.machine.transitions[self.entered]
-        capture = state.listen.capture if state.listen else None
+        listen = self.plan.states[state_name].listen
+        capture = listen.capture if listen else None
         if capture is not None and routed == capture.goto:
             return f"{routed}:{self.machine.variables.get(capture.into, '')}"
         return routed
 
-    def hints(self) -> RecognitionHints:
-        state = self.plan.states[self.machine.state_name or ""]
-        assert state.listen is not None
-        capture = state.listen.capture
-        prompt = self.prompt[:1000]
-        if capture is not None and capture.kind in ("digits", "number"):
-            return RecognitionHints(mode="digits", prompt=prompt, min_digits=capture.min_digits,
-                                    max_digits=capture.max_digits)
-        phrases = [" ".join(p) for i in (*state.listen.intents, *self.plan.global_intents) for p in i.phrases]
-        phrases += [k for i in state.listen.intents for k in sorted(i.keywords)]
-        return menu_hints(prompt, phrases)
+    def answer(self, final: FinalTranscript, meaning: str) -> tuple[str, str]:
+        """Feed one final as a call does; when the machine asks "Did you say X?", the caller says
+        "yes" if X is ``meaning`` and "no" otherwise (as text: the bench measures the first
+        answer's recognition, the confirm turn is counted, not recognized). (outcome, confirm)
+        with confirm "" (not asked), "yes" or "no"."""
+        self.now_s = max(self.now_s, final.now_s)
+        self._finish(self.machine.handle(final))
+        confirm = ""
+        guess = self.guessed()
+        if guess is not None and len(self.machine.transitions) == self.entered:
+            confirm = "yes" if guess == meaning else "no"
+            self.now_s += 1.0
+            self._finish(self.machine.handle(FinalTranscript(now_s=self.now_s, text=confirm)))
+        return self.outcome(self.state), confirm
 
 
-def route(plan: Dialplan, case: Case, finals: Sequence[Sequence[str]], nbest: bool) -> tuple[str, str]:
-    """(heard, routed): the first non-empty final decides, as in a call."""
+def final_transcript(alternatives: Sequence[tuple[str, float]], now_s: float) -> FinalTranscript:
+    """A final as voicebot.call.pipeline hands it to the dialog (voicebot.stt.stream keeps the
+    further hypotheses with text; final_readings passes them and, only when there are some, the
+    confidences)."""
+    text = alternatives[0][0]
+    rest = tuple((t, c) for t, c in alternatives[1:] if t.strip())
+    if not rest:
+        return FinalTranscript(now_s=now_s, text=text)
+    return FinalTranscript(now_s=now_s, text=text, alternatives=tuple(t for t, _ in rest),
+                           confidence=alternatives[0][1],
+                           alternative_confidences=tuple(c for _, c in rest))
+
+
+def route(plan: Dialplan, case: Case, finals: Sequence[Sequence[tuple[str, float]]]) -> tuple[str, str, str]:
+    """(heard, routed, confirm): every final with text goes to the dialog in order, as in a call,
+    until the call leaves the case's state; ``heard`` is the text of the final that decided (or
+    of the first, when none did)."""
+    reached: Reached | None = None
+    heard, routed, confirm = "", NO_INPUT, ""
     for alternatives in finals:
-        if not alternatives or not alternatives[0].strip():
-            continue
-        candidates = alternatives if nbest else alternatives[:1]
-        routed = NO_MATCH
-        for text in candidates:
-            if not text.strip():
-                continue
-            routed = Reached(plan, case.state).answer(text)
-            if routed != NO_MATCH:
-                return text, routed
-        return alternatives[0], routed
-    return "", NO_INPUT
+        if not alternatives or not alternatives[0][0].strip():
+            continue  # voicebot.stt.stream delivers no final without text
+        if reached is None:
+            reached = Reached(plan, case.state)
+            heard = alternatives[0][0]
+        routed, asked = reached.answer(final_transcript(alternatives, reached.now_s + 1.0), case.meaning)
+        confirm = confirm or asked
+        if routed != NO_MATCH:
+            return alternatives[0][0], routed, confirm
+    return heard, routed, confirm
 
 
 # -- the cases -----------------------------------------------------------------------------------
@@ -410,8 +457,9 @@ def session_options() -> pb.StreamingRequest:
 
 
 async def recognize(stub: stt_service_pb2_grpc.RecognizerStub, pcm: bytes,
-                    hints: RecognitionHints | None) -> list[list[str]]:
-    """Stream one utterance faster than real time; every final's alternatives, in order."""
+                    hints: RecognitionHints | None) -> list[list[tuple[str, float]]]:
+    """Stream one utterance faster than real time; every final's alternatives (text, confidence),
+    in order."""
     stream = silence(LEAD_MS) + pcm + silence(TAIL_MS)
 
     async def requests() -> AsyncIterator[pb.StreamingRequest]:
@@ -421,14 +469,15 @@ async def recognize(stub: stt_service_pb2_grpc.RecognizerStub, pcm: bytes,
             yield pb.StreamingRequest(chunk=pb.AudioChunk(data=stream[i:i + step]))
             await asyncio.sleep(0)
 
-    metadata = [("x-client-request-id", "intent-bench")]
+    metadata: list[tuple[str, str | bytes]] = [("x-client-request-id", "intent-bench")]
     if hints is not None:
         metadata += list(hints.to_metadata())
-    finals: dict[int, list[str]] = {}
+    finals: dict[int, list[tuple[str, float]]] = {}
     call = stub.RecognizeStreaming(requests(), metadata=metadata, timeout=len(stream) / 16000 + 120)
     async for response in call:
         if response.WhichOneof("Event") == "final":
-            finals[response.audio_cursors.final_index] = [a.text for a in response.final.alternatives]
+            finals[response.audio_cursors.final_index] = [
+                (a.text, a.confidence) for a in response.final.alternatives]
     return [finals[k] for k in sorted(finals)]
 
 
@@ -463,12 +512,13 @@ async def run_cases(cases: Sequence[Case], audio: dict[Case, bytes], plans: dict
                     except grpc.aio.AioRpcError as exc:
                         result.error = f"{exc.code().name}: {exc.details()}"
                         finals = []
-                result.alternatives = [" | ".join(f) for f in finals]
-                result.heard, result.routed = route(plans[case.plan], case, finals, args.nbest)
+                result.alternatives = [" | ".join(f"{t} ({c:.2f})" for t, c in f) for f in finals]
+                result.heard, result.routed, result.confirm = route(plans[case.plan], case, finals)
                 done += 1
                 if args.verbose:
                     mark = "ok " if result.ok else "BAD"
-                    print(f"  {mark} [{case.voice}] {case.kind}: {case.text!r} -> {result.heard!r} "
+                    asked = f" (asked, said {result.confirm})" if result.confirm else ""
+                    print(f"  {mark} [{case.voice}] {case.kind}: {case.text!r} -> {result.heard!r}{asked} "
                           f"=> {result.routed} (want {case.expected})", flush=True)
                 elif done % 50 == 0:
                     rate = done / (time.perf_counter() - started)
@@ -497,7 +547,8 @@ def report(results: Sequence[Result], voices: Sequence[str]) -> str:
     lines: list[str] = []
     kinds = [k for k in KINDS if any(r.case.kind == k for r in results)]
     label = {"menu": "menu intents", "yesno": "yes/no", "digits": "digits exact", "oog": "OOG rejected"}
-    header = f"{'voice':<26}" + "".join(f"{label[k]:>19}" for k in kinds) + f"{'all':>19}"
+    header = (f"{'voice':<26}" + "".join(f"{label[k]:>19}" for k in kinds) + f"{'all':>19}"
+              + f"{'asked to confirm':>19}")
     lines += [header, "-" * len(header)]
 
     def row(name: str, rs: Sequence[Result]) -> str:
@@ -505,7 +556,9 @@ def report(results: Sequence[Result], voices: Sequence[str]) -> str:
         for k in kinds:
             sub = [r for r in rs if r.case.kind == k]
             cells.append(f"{_pct(sum(r.ok for r in sub), len(sub)):>19}")
-        return f"{name:<26}" + "".join(cells) + f"{_pct(sum(r.ok for r in rs), len(rs)):>19}"
+        asked = sum(bool(r.confirm) for r in rs)
+        return (f"{name:<26}" + "".join(cells) + f"{_pct(sum(r.ok for r in rs), len(rs)):>19}"
+                + f"{_pct(asked, len(rs)):>19}")
 
     for v in voices:
         rs = [r for r in results if r.case.voice == v]
@@ -523,12 +576,43 @@ def report(results: Sequence[Result], voices: Sequence[str]) -> str:
         accepted = [r for r in oog if r.routed not in (NO_MATCH, NO_INPUT)]
         lines.append(f"\nfalse accepts on out-of-grammar speech: {_pct(len(accepted), len(oog)).strip()}"
                      " (routed to an intent or a capture instead of no-match)")
+    wrong = [r for r in results if r.case.kind != "oog" and r.routed not in (NO_MATCH, NO_INPUT)
+             and not r.ok]
+    lines.append("wrong answers acted on (a wrong intent, or wrong digits stored): "
+                 + _pct(len(wrong), len(results)).strip())
+    asked = [r for r in results if r.confirm]
+    yes = sum(r.confirm == "yes" for r in asked)
+    lines.append(f'asked "Did you say ...?": {len(asked)} cases (caller said yes {yes}, '
+                 f"no {len(asked) - yes}); each costs the caller a turn")
     errors = [r for r in results if r.error]
     no_input = [r for r in results if r.routed == NO_INPUT and not r.error]
     lines.append(f"cases {len(results)}, no final at all {len(no_input)}, stream errors {len(errors)}")
     for e in sorted({r.error for r in errors})[:5]:
         lines.append(f"  error: {e}")
     return "\n".join(lines)
+
+
+def markdown_table(results: Sequence[Result]) -> str:
+    """The summary rows as a markdown table (for the README and docs/intent-bench.md)."""
+    kinds = [k for k in KINDS if any(r.case.kind == k for r in results)]
+    label = {"menu": "menu intents", "yesno": "yes/no", "digits": "digits exact", "oog": "OOG rejected"}
+    out = ["| set | " + " | ".join(label[k] for k in kinds) + " | all | asked to confirm |",
+           "|---" * (len(kinds) + 3) + "|"]
+    groups = [("all synthetic", [r for r in results if r.case.voice != HUMAN]),
+              ("natural (Piper joe)", [r for r in results if r.case.voice.startswith("piper:")]),
+              ("espeak-ng", [r for r in results if r.case.voice.startswith("espeak:")]),
+              ("human recordings", [r for r in results if r.case.voice == HUMAN])]
+    for name, rs in groups:
+        if not rs:
+            continue
+        cells = []
+        for k in kinds:
+            sub = [r for r in rs if r.case.kind == k]
+            cells.append(_pct(sum(r.ok for r in sub), len(sub)).strip() if sub else "-")
+        asked = sum(bool(r.confirm) for r in rs)
+        out.append(f"| {name} | " + " | ".join(cells)
+                   + f" | {_pct(sum(r.ok for r in rs), len(rs)).strip()} | {asked}/{len(rs)} |")
+    return "\n".join(out)
 
 
 def failure_patterns(results: Sequence[Result], top: int) -> str:
@@ -541,13 +625,14 @@ def failure_patterns(results: Sequence[Result], top: int) -> str:
     for (kind, expected, outcome), rs in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:top]:
         lines.append(f"  {kind:<7}{expected:<22}-> {outcome:<12}{len(rs):>4}")
         for r in rs[:3]:
-            lines.append(f"           {r.case.text!r} [{r.case.voice}] => {r.heard!r} => {r.routed}")
+            asked = f" (asked, said {r.confirm})" if r.confirm else ""
+            lines.append(f"           {r.case.text!r} [{r.case.voice}] => {r.heard!r}{asked} => {r.routed}")
     return "\n".join(lines)
 
 
 def write_out(path: Path, results: Sequence[Result]) -> None:
     rows = [{**asdict(r.case), "heard": r.heard, "alternatives": " || ".join(r.alternatives),
-             "routed": r.routed, "ok": r.ok, "error": r.error} for r in results]
+             "confirm": r.confirm, "routed": r.routed, "ok": r.ok, "error": r.error} for r in results]
     if path.suffix == ".json":
         path.write_text(json.dumps(rows, indent=1))
         return
@@ -563,8 +648,9 @@ def main() -> int:
     parser.add_argument("--cases", default=",".join(KINDS), help=f"kinds to run, from {','.join(KINDS)}")
     parser.add_argument("--voices", default="", help="comma-separated voice names (see voicebot.testing."
                         f"voices; '{HUMAN}' for the recordings); default: all")
-    parser.add_argument("--hints", action="store_true", help="send the recognition-hints extension")
-    parser.add_argument("--nbest", action="store_true", help="score with the final's alternatives")
+    parser.add_argument("--hints", dest="hints", action="store_true", default=True,
+                        help="send the dialog's expectation as recognition hints (the default, as the app)")
+    parser.add_argument("--no-hints", dest="hints", action="store_false", help="send no hints")
     parser.add_argument("--noise-snr-db", type=float, default=None, help="line noise, e.g. 20 (default none)")
     parser.add_argument("--workers", type=int, default=2, help="server decode workers = concurrent streams")
     parser.add_argument("--limit", type=int, default=0, help="run only the first N cases (after --quick)")
@@ -600,7 +686,7 @@ def main() -> int:
     noise = f"line noise {args.noise_snr_db:g} dB SNR" if args.noise_snr_db is not None else "clean line"
     print(f"{len(cases)} cases, {audio_s:.0f} s of speech ({noise}, G.711 mu-law), audio ready in "
           f"{time.perf_counter() - t0:.1f} s (cache {args.cache_dir})")
-    print(f"hints {'on' if args.hints else 'off'}, n-best {'on' if args.nbest else 'off'}; "
+    print(f"hints {'on' if args.hints else 'off'}; "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
 
     t1 = time.perf_counter()
@@ -610,6 +696,7 @@ def main() -> int:
     print(report(results, voice_names))
     print()
     print(failure_patterns(results, args.failures))
+    print("\nmarkdown:\n" + markdown_table(results))
     print(f"\nrecognition + scoring {wall_s:.0f} s; load average {os.getloadavg()[0]:.2f} at the end "
           f"(shared 2-core machine)")
     if args.out:

@@ -60,25 +60,55 @@ def test_driver_routes_like_the_machine(bench: ModuleType, plans: dict[str, obje
                                         said: str, routed: str) -> None:
     reached = bench.Reached(plans[plan], state)
     assert reached.prompt  # the caller heard the state's prompt
-    assert reached.answer(said) == routed
+    meaning = {"ask": "confirm" if routed == "confirmed" else "cancel"}.get(state, "")
+    final = bench.FinalTranscript(now_s=reached.now_s + 1.0, text=said)
+    assert reached.answer(final, meaning) == (routed, "")
 
 
-def test_hints_describe_the_state_answered(bench: ModuleType, plans: dict[str, object]) -> None:
-    menu = bench.Reached(plans["demo"], "menu").hints()
+def test_hints_are_the_machines_own_expectation(bench: ModuleType, plans: dict[str, object]) -> None:
+    from voicebot.call.pipeline import hints_for
+
+    reached = bench.Reached(plans["demo"], "menu")
+    assert reached.machine.expectation is not None
+    assert reached.hints() == hints_for(reached.machine.expectation)  # what a call sends
+    menu = reached.hints()
     assert menu.mode == "menu" and "Say balance" in menu.prompt
-    assert {"balance", "operator", "goodbye", "money"} <= set(menu.phrases)
+    assert {"balance", "operator", "goodbye"} <= set(menu.phrases)
     digits = bench.Reached(plans["demo"], "ask_account").hints()
     assert (digits.mode, digits.min_digits, digits.max_digits) == ("digits", 4, 8)
     assert "account number" in digits.prompt
 
 
-def test_first_non_empty_final_decides_and_nbest_takes_the_first_accepted(
+def test_the_first_final_with_text_decides_with_its_alternatives(
         bench: ModuleType, plans: dict[str, object]) -> None:
     case = bench.Case("menu", "demo", "menu", "balance", "balance", "ask_account", "x")
-    finals = [[""], ["Ballon", "balance"], ["operator"]]
-    assert bench.route(plans["demo"], case, finals, nbest=False) == ("Ballon", "no_match")
-    assert bench.route(plans["demo"], case, finals, nbest=True) == ("balance", "ask_account")
-    assert bench.route(plans["demo"], case, [[""]], nbest=False) == ("", "no_input")
+    # The top text misses, an exact alternative is acted on (the dialog weighs it 0.9).
+    finals = [[("", 0.0)], [("Ballon", 0.9), ("balance", 0.85)], [("operator", 0.9)]]
+    assert bench.route(plans["demo"], case, finals) == ("Ballon", "ask_account", "")
+    assert bench.route(plans["demo"], case, [[("", 0.0)]]) == ("", "no_input", "")
+    # Every final reaches the dialog, as in a call: a slow "I'm done, goodbye" split in two finals
+    # is a no-match re-prompt, then the goodbye.
+    bye = bench.Case("menu", "demo", "menu", "I'm done, goodbye", "goodbye", "goodbye", "x")
+    split = [[("I'm done.", 0.0)], [("goodbye", 1.0), ("Goodbye.", 0.73)]]
+    assert bench.route(plans["demo"], bye, split) == ("goodbye", "goodbye", "")
+    assert bench.route(plans["demo"], bye, split[:1]) == ("I'm done.", "no_match", "")
+    # A lone hypothesis carries no confidence, as in a call (voicebot.call.pipeline.final_readings).
+    lone = bench.final_transcript([("balance", 0.1)], 1.0)
+    assert (lone.confidence, lone.alternatives) == (None, ())
+    several = bench.final_transcript([("balance", 0.9), ("", 0.5), ("valance", 0.3)], 1.0)
+    assert (several.confidence, several.alternatives, several.alternative_confidences) == (
+        0.9, ("valance",), (0.3,))
+
+
+def test_a_guess_is_confirmed_truthfully(bench: ModuleType, plans: dict[str, object]) -> None:
+    # "operate her please" is a sound-alike of operator: the dialog asks "Did you say operator?".
+    meant = bench.Case("menu", "demo", "menu", "operator", "operator", "transfer_to_operator", "x")
+    finals = [[("operate her please", 0.0)]]
+    assert bench.route(plans["demo"], meant, finals) == ("operate her please", "transfer_to_operator", "yes")
+    other = bench.Case("menu", "demo", "menu", "balance", "balance", "ask_account", "x")
+    assert bench.route(plans["demo"], other, finals) == ("operate her please", "no_match", "no")
+    oog = bench.Case("oog", "demo", "menu", "x", "", "no_match", "x")
+    assert bench.route(plans["demo"], oog, finals) == ("operate her please", "no_match", "no")
 
 
 def test_every_case_kind_and_voice_is_built(bench: ModuleType, plans: dict[str, object]) -> None:

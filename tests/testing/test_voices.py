@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from voicebot.testing.speech import SAMPLE_RATE_HZ, active_power, add_line_noise, silence
+from voicebot.media.frames import SAMPLE_RATE_HZ
+from voicebot.testing.speech import active_power, add_line_noise, silence
 from voicebot.testing.voices import DEFAULT_VOICES, Voice, parse_voice
 
 pytestmark = pytest.mark.unit
