@@ -322,8 +322,9 @@ def final_transcript(alternatives: Sequence[tuple[str, float]], now_s: float) ->
     confidences)."""
     text = alternatives[0][0]
     rest = tuple((t, c) for t, c in alternatives[1:] if t.strip())
-    if not rest:
-        return FinalTranscript(now_s=now_s, text=text)
+    if not rest:  # the embedded recognizer's confidence is trusted (pipeline trust_confidence)
+        confidence = alternatives[0][1]
+        return FinalTranscript(now_s=now_s, text=text, confidence=confidence if confidence > 0 else None)
     return FinalTranscript(now_s=now_s, text=text, alternatives=tuple(t for t, _ in rest),
                            confidence=alternatives[0][1],
                            alternative_confidences=tuple(c for _, c in rest))

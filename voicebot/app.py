@@ -153,7 +153,8 @@ class App:
         """What every call's pipeline is given (valid after start)."""
         return CallParts(records=self.records, stt_settings=self.stt_settings, stt_channel=self._stt_channel,
                          renderer=self.prompts, clock=self.clock,
-                         stt_hints=self.config.recognizer.hints, recording=self.recording,
+                         stt_hints=self.config.recognizer.hints,
+                         trust_confidence=self.config.recognizer.mode == "embedded", recording=self.recording,
                          record_calls=self.config.recording.enabled)
 
     @property

@@ -146,3 +146,13 @@ async def test_speech_while_listening_tells_the_dialog_the_caller_is_talking(tmp
         assert len(started) == before  # not listening: speech is not the dialog's business
     finally:
         await store.aclose()
+
+
+def test_a_lone_finals_confidence_reaches_the_dialog_only_from_a_trusted_recognizer() -> None:
+    from voicebot.call.pipeline import final_readings
+    from voicebot.stt.client import FinalReceived
+
+    digits = FinalReceived("10600000", None, 0, 900, "s1", confidence=0.03)
+    assert final_readings(digits) == {}
+    assert final_readings(digits, trust_confidence=True) == {"confidence": 0.03}
+    assert final_readings(FinalReceived("hi", None, 0, 900, "s1"), trust_confidence=True) == {}

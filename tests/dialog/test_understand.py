@@ -131,3 +131,11 @@ def test_decide(confidence: float, enabled: bool, decision: str) -> None:
 
 def test_empty_hypotheses_mean_nothing() -> None:
     assert _read("menu", "", "  ") == ("none", "reject", "")
+
+
+def test_digits_the_recognizer_doubted_are_no_match_not_a_stored_number() -> None:
+    # Off-topic speech read as a number by a digits-only decode ("my dog is called Rex" ->
+    # 10600000 at confidence 0.03) must be asked again, never stored as the account.
+    assert _read("ask_account", ("10600000", 0.03))[0] == "none"
+    assert _read("ask_account", ("4 7 9 2", 0.7)) == ("digits", "act", "4792")
+    assert _read("ask_account", "4 7 9 2") == ("digits", "act", "4792")  # no confidence: as before

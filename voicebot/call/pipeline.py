@@ -108,6 +108,7 @@ class CallParts:
     renderer: PromptRenderer
     clock: Clock = monotonic
     stt_hints: bool = True  # send the dialog's expectations as recognition hints (voicebot.stt.hints)
+    trust_confidence: bool = False  # the recognizer's confidence of a lone final means something
     recording: RecordingSettings | None = None  # where calls are recorded (None: nowhere)
     record_calls: bool = False  # record every call unless the pipeline is told otherwise
 
@@ -126,14 +127,15 @@ def heard_text(event: FinalReceived) -> str:
     return event.alternatives[-1][0] if event.alternatives else event.text
 
 
-def final_readings(event: FinalReceived) -> dict[str, Any]:
+def final_readings(event: FinalReceived, *, trust_confidence: bool = False) -> dict[str, Any]:
     """What the dialog gets besides the top text: the recognizer's further hypotheses, always, and
-    the confidences only when there are several (voicebot's server rescored a menu against the
-    audio: the matched phrase at 0.5-1, the free decode after it). A lone hypothesis keeps no
-    confidence, so a server whose confidences mean something else (or are 0) changes nothing."""
+    the confidences when there are several (voicebot's server rescored a menu against the audio:
+    the matched phrase at 0.5-1, the free decode after it). A lone hypothesis carries its
+    confidence only with ``trust_confidence`` (the embedded recognizer, whose confidence is
+    Whisper's token probability): a cloud server's may mean something else or be 0."""
     texts = tuple(text for text, _ in event.alternatives)
     if not texts:
-        return {}
+        return {"confidence": event.confidence} if trust_confidence and event.confidence > 0 else {}
     return {"alternatives": texts, "confidence": event.confidence,
             "alternative_confidences": tuple(conf for _, conf in event.alternatives)}
 
@@ -380,7 +382,8 @@ class CallPipeline:
                 self._final_at_s = self._clock()
                 if self.answering is not None:
                     self.answering.transcript(event.text, final=True)
-                self.runner.final(event.text, **final_readings(event))
+                self.runner.final(event.text, **final_readings(
+                    event, trust_confidence=self.parts.trust_confidence))
                 heard = heard_text(event)
                 self.outcome.utterances.append(heard)
                 log.info("call.final", session_id=event.session_id, start_ms=event.start_ms,

@@ -116,6 +116,10 @@ def understand(
             if not spoken.digits:
                 continue
             confidence = round(spoken.confidence * hypothesis_weight(index, hypothesis.confidence), 6)
+            if confidence < listen.confirm.reject_below:
+                # The recognizer itself doubted these digits (off-topic speech read as a number,
+                # a garbled string): no match, the caller is asked again; never a stored guess.
+                continue
             found = Understanding("digits", "act", confidence, digits=spoken.digits, hypothesis=index)
             if capture.min_digits <= len(keyed_digits + spoken.digits) <= capture.max_digits:
                 if valid is None or found.confidence > valid.confidence:
