@@ -225,4 +225,5 @@ def create_campaign_request(body: Mapping[str, Any], *, known_dialplan: Callable
     return CreateCampaignRequest(name, settings, contacts)
 
 
-__all__ = ["MAX_CAMPAIGN_BODY_BYTES", "CreateCampaignRequest", "contacts_from_json", "create_campaign_request"]
+__all__ = ["MAX_CAMPAIGN_BODY_BYTES", "CreateCampaignRequest", "contacts_from_json",
+           "create_campaign_request"]

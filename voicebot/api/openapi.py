@@ -182,7 +182,8 @@ _DOCUMENT: dict[str, Any] = {
                 "responses": {"200": {"description": "Results, in contact order", "content": {
                     "application/json": {"schema": {"type": "object", "properties": {
                         "campaign": {"type": "string"},
-                        "results": {"type": "array", "items": {"$ref": "#/components/schemas/ContactResult"}}}}},
+                        "results": {"type": "array",
+                                    "items": {"$ref": "#/components/schemas/ContactResult"}}}}},
                     "text/csv": {"schema": {"type": "string"}}}},
                     "401": _PROBLEM, "404": _PROBLEM},
             },

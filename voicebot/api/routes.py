@@ -60,7 +60,7 @@ class CampaignController(Protocol):
     """What the campaign routes need (:class:`voicebot.campaign.control.CampaignControl`)."""
 
     async def create(self, campaign_id: str, settings: CampaignSettings, contacts: list[Contact]) -> None: ...
-    async def list(self) -> list[CampaignStatus]: ...
+    async def list_all(self) -> list[CampaignStatus]: ...
     async def status(self, campaign_id: str) -> CampaignStatus: ...
     async def command(self, campaign_id: str, name: str) -> CampaignStatus: ...
     async def results(self, campaign_id: str) -> list[ContactResult]: ...
@@ -287,7 +287,8 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
 
     async def create_campaign(request: Request) -> Response:
         campaigns = controller()
-        body = parse_json(await read_body(request, MAX_CAMPAIGN_BODY_BYTES), request.headers.get("content-type"))
+        body = parse_json(await read_body(request, MAX_CAMPAIGN_BODY_BYTES),
+                          request.headers.get("content-type"))
         req = create_campaign_request(body, known_dialplan=lambda name: name in ctx.dialplans,
                                       dialplans=_dialplan_names(ctx), trunk=ctx.trunk)
         try:
@@ -295,10 +296,11 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
         except CampaignError as exc:  # the name is taken
             raise ApiError(409, exc.message, field="name") from None
         status = await campaigns.status(req.name)
-        return JSONResponse(status.to_json(), status_code=201, headers={"Location": f"/v1/campaigns/{req.name}"})
+        return JSONResponse(status.to_json(), status_code=201,
+                            headers={"Location": f"/v1/campaigns/{req.name}"})
 
     async def list_campaigns(_: Request) -> Response:
-        statuses: list[CampaignStatus] = await campaign_call(lambda c: c.list())
+        statuses: list[CampaignStatus] = await campaign_call(lambda c: c.list_all())
         return JSONResponse({"campaigns": [s.to_json() for s in statuses]})
 
     async def get_campaign(request: Request) -> Response:

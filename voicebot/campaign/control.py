@@ -104,7 +104,7 @@ class CampaignControl:
         await self._db(self.store.create, campaign_id, settings, contacts, now=self._wall_clock())
         log.info("campaign.created", campaign=campaign_id, contacts=len(contacts), dialplan=settings.dialplan)
 
-    async def list(self) -> list[CampaignStatus]:
+    async def list_all(self) -> list[CampaignStatus]:
         ids = [cid for cid, _ in await self._db(self.store.campaigns)]
         return [await self.status(cid) for cid in ids]
 
@@ -155,7 +155,8 @@ class CampaignControl:
     def _cancel_pending(self, campaign_id: str) -> None:
         """No dialer runs it: its pending contacts become ``cancelled`` here (as the dialer does)."""
         now = self._wall_clock()
-        scheduler = Scheduler(self.store.settings(campaign_id), self.store.contact_states(campaign_id), now=now)
+        scheduler = Scheduler(self.store.settings(campaign_id), self.store.contact_states(campaign_id),
+                              now=now)
         for contact_id in scheduler.cancel_pending():
             self.store.save_contact(campaign_id, scheduler.contacts[contact_id], now=now)
 
