@@ -185,6 +185,8 @@ class CampaignControl:
         """Shutdown, first half: running campaigns become ``paused`` and dial nobody new (their calls
         in progress go on; the App drains them)."""
         async with self._lock:
+            if self._stopping:
+                return
             self._stopping = True
             for campaign_id, (dialer, _) in list(self._dialers.items()):
                 with contextlib.suppress(CampaignError):
