@@ -54,7 +54,8 @@ def test_json_contacts_are_the_same_contacts_as_csv() -> None:
 def test_every_bad_item_is_reported() -> None:
     with pytest.raises(ApiError) as info:
         contacts_from_json([{"number": "sip:a@h"}, "x", {"number": 5},
-                            {"number": "sip:a@h", "tz": "No/Where"}, {"number": "+1555", "variables": {"n": 1, "2x": "a"}}, {"numbr": "1"}])
+                            {"number": "sip:a@h", "tz": "No/Where"},
+                            {"number": "+1555", "variables": {"n": 1, "2x": "a"}}, {"numbr": "1"}])
     assert info.value.status == 422 and info.value.field == "contacts"
     assert info.value.extra["errors"] == [
         "contacts[1]: must be an object with a number, got string",
