@@ -209,7 +209,8 @@ class App:
             if self.recording.retention_days > 0:
                 self._retention_task = asyncio.get_running_loop().create_task(
                     retention_loop(self.recording), name="app-recording-retention")
-            if c.http.listen is not None and c.http.campaigns_db is not None:
+            if (c.http.listen is not None and c.http.campaigns_db is not None
+                    and (c.http.api_token is not None or c.http.api_no_auth)):
                 c.http.campaigns_db.parent.mkdir(parents=True, exist_ok=True)
                 self.campaigns = CampaignControl(str(c.http.campaigns_db), self._campaign_placer)
             if c.http.listen is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -92,10 +93,17 @@ class CampaignControl:
         self._dialers: dict[str, tuple[CampaignDialer, asyncio.Task[CampaignState]]] = {}
         self._errors: dict[str, str] = {}
         self._lock = asyncio.Lock()  # one command at a time: check-then-act on the state
+        # One SQLite connection, used from worker threads: one use at a time (a transaction begun
+        # by one thread must not take in another's statements).
+        self._store_lock = threading.Lock()
         self._stopping = False
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        def locked() -> Any:
+            with self._store_lock:
+                return fn(*args, **kwargs)
+
+        return await asyncio.to_thread(locked)
 
     # ---- queries ----
 
