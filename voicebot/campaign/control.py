@@ -36,6 +36,7 @@ from voicebot.campaign.errors import CampaignError, UnknownCampaign
 from voicebot.campaign.model import CampaignSettings, Contact
 from voicebot.campaign.schedule import Scheduler
 from voicebot.campaign.store import CampaignState, CampaignStore, ContactResult
+from voicebot.errors import VoicebotError
 
 log = structlog.get_logger(logger_name=__name__)
 
@@ -176,10 +177,10 @@ class CampaignControl:
         async def run() -> CampaignState:
             try:
                 return await dialer.run()
-            except CampaignError as exc:
+            except VoicebotError as exc:  # e.g. an unreadable DNC file, a store that failed
                 self._errors[campaign_id] = exc.message
                 log.error("campaign.dialer.failed", campaign=campaign_id, error=exc.message)
-                with contextlib.suppress(CampaignError):
+                with contextlib.suppress(VoicebotError):
                     await asyncio.to_thread(store.set_state, campaign_id, "paused", now=self._wall_clock())
                 return "paused"
             finally:
