@@ -308,3 +308,42 @@ async def test_campaign_routes_are_off_without_a_store(tmp_path: Path) -> None:
             assert reply.status_code == 404 and "campaigns are off on this instance" in reply.json()["detail"]
     finally:
         await server.aclose()
+
+
+async def test_start_without_the_trunk_password_is_a_409_and_changes_nothing(
+        served: tuple[Served, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    s, http = served
+    monkeypatch.delenv("VOICEBOT_TEST_TRUNK_PW", raising=False)
+    reply = await http.post("/v1/campaigns", json=body(trunk={"username": "u",
+                                                              "password_env": "VOICEBOT_TEST_TRUNK_PW"}))
+    assert reply.status_code == 201
+    reply = await http.post("/v1/campaigns/spring/start")
+    assert reply.status_code == 409
+    assert reply.json()["detail"] == ("the trunk's user is 'u' but $VOICEBOT_TEST_TRUNK_PW is not set (the "
+                                      "password comes only from the environment)")
+    campaign = (await http.get("/v1/campaigns/spring")).json()
+    assert campaign["state"] == "created" and not campaign["dialing"] and s.placer.placed == []
+
+
+async def test_a_dialer_that_fails_leaves_the_campaign_paused_with_its_error(
+        served: tuple[Served, httpx.AsyncClient], tmp_path: Path) -> None:
+    # A do-not-call file is only given by the CLI; one that cannot be read stops the dialer.
+    import dataclasses
+
+    from voicebot.campaign.csvload import parse_contacts
+    from voicebot.campaign.model import CallingWindow, CampaignSettings
+
+    s, http = served
+    missing = tmp_path / "dnc.txt"
+    settings = CampaignSettings(dialplan="reminder", window=CallingWindow.parse(ALL_DAY))
+    await s.control.create("cli", dataclasses.replace(settings, dnc_file=str(missing)),
+                           parse_contacts("number\nsip:c-a@127.0.0.1\n"))
+    assert (await http.post("/v1/campaigns/cli/start")).status_code == 200
+    campaign = await wait_state(http, "cli", "paused")
+    assert campaign["error"] == (f"cannot read the do-not-call list {missing}: No such file or directory; "
+                                 "refusing to dial without it")
+    assert s.placer.placed == []
+    missing.write_text("")
+    campaign = (await http.post("/v1/campaigns/cli/resume")).json()
+    assert campaign["state"] == "running" and campaign["error"] is None
+    assert (await wait_state(http, "cli", "finished"))["counts"] == {"done:answered": 1}
