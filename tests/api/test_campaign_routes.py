@@ -223,9 +223,14 @@ async def test_transitions_and_their_409s(served: tuple[Served, httpx.AsyncClien
     assert (await command("pause")).json()["state"] == "paused"
     assert (await command("start")).json()["detail"].endswith("start needs it created (use resume)")
     s.placer.gate.set()  # the call in progress ends while paused; nobody new is dialed
-    await asyncio.sleep(0.3)
+
+    async def recorded() -> bool:
+        counts = (await http.get("/v1/campaigns/spring")).json()["counts"]
+        return bool(counts == {"done:answered": 1, "pending": 2})
+
+    await until(recorded)
+    await asyncio.sleep(0.2)  # several dialer polls (20 ms) while paused
     assert s.placer.placed == ["sip:c-a@127.0.0.1"]
-    assert (await http.get("/v1/campaigns/spring")).json()["counts"] == {"done:answered": 1, "pending": 2}
     assert (await command("resume")).json()["state"] == "running"
     campaign = await wait_state(http, "spring", "finished")
     assert campaign["counts"] == {"done:answered": 2, "done:busy": 1} and campaign["attempts"] == 3
