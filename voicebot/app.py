@@ -33,6 +33,8 @@ from voicebot.api.routes import ApiContext, api_off_routes, api_routes
 from voicebot.call.outcome import CallOutcome
 from voicebot.call.pipeline import POST_HANGUP_FLUSH_S, AmdOptions, CallParts, CallPipeline
 from voicebot.call.recording import RecordingSettings, retention_loop
+from voicebot.campaign.control import CampaignControl
+from voicebot.campaign.errors import CampaignError
 from voicebot.clock import Clock, monotonic
 from voicebot.config import Config
 from voicebot.dialog.ir import Dialplan
@@ -116,6 +118,7 @@ class App:
         # The calls as the control API shows them, and the event bus their pipelines publish to.
         self.calls = CallRegistry(EventBus(registry=self.metrics.registry))
         self.dialplans: dict[str, Dialplan] = {}  # what POST /v1/calls may name: plan name or path
+        self.campaigns: CampaignControl | None = None  # /v1/campaigns ([http] campaigns_db)
 
     # ---- parts (valid after start) ----
 
@@ -207,6 +210,10 @@ class App:
             if self.recording.retention_days > 0:
                 self._retention_task = asyncio.get_running_loop().create_task(
                     retention_loop(self.recording), name="app-recording-retention")
+            if (c.http.listen is not None and c.http.campaigns_db is not None
+                    and (c.http.api_token is not None or c.http.api_no_auth)):
+                c.http.campaigns_db.parent.mkdir(parents=True, exist_ok=True)
+                self.campaigns = CampaignControl(str(c.http.campaigns_db), self._campaign_placer)
             if c.http.listen is not None:
                 self._ops = await start_ops_server(
                     build_app(self.metrics.registry, self.unready_reason, extra_routes=self._api_routes()),
@@ -229,7 +236,17 @@ class App:
             registry=self.calls, dialplans=self.dialplans, unready=self.unready_reason,
             place=lambda uri, plan, variables, timeout_s: self.dial(uri, plan=plan, variables=variables,
                                                                     timeout_s=timeout_s),
-            max_calls=self.config.sip.max_calls, token=h.api_token, trunk=h.trunk))
+            max_calls=self.config.sip.max_calls, token=h.api_token, trunk=h.trunk, campaigns=self.campaigns))
+
+    def _campaign_placer(self, dialplan: str) -> _PlanPlacer:
+        """What places a campaign's calls: :meth:`place_call` with the campaign's dialplan, which must
+        be one this instance loaded (like POST /v1/calls)."""
+        plan = self.dialplans.get(dialplan)
+        if plan is None:
+            known = ", ".join(sorted({p.name for p in self.dialplans.values()}))
+            raise CampaignError(f"the campaign's dialplan {dialplan!r} is not loaded on this instance; "
+                                f"known: {known} (add it to [http] dialplans)")
+        return _PlanPlacer(self, plan)
 
     def _register(self) -> None:
         """REGISTER with ``[sip] registrar`` (a PBX extension or a provider that needs it); the SIP
@@ -316,6 +333,8 @@ class App:
         try:
             await self._stopping.wait()
         finally:
+            if self.campaigns is not None:
+                await self.campaigns.stop()  # paused in the store; nobody new is dialed
             await self.drain(self.grace_s)
 
     async def _accept(self) -> None:
@@ -426,6 +445,9 @@ class App:
         self._draining = True
         if self._calls:
             await self.drain(0.0)
+        if self.campaigns is not None:  # every dialer's results are stored before the calls' parts go
+            await self.campaigns.aclose()
+            self.campaigns = None
         # Calls still dialing are cancelled; then the event streams end (after the calls' ended
         # events), so no open stream holds the HTTP server open.
         await self.calls.aclose()
@@ -460,6 +482,22 @@ class App:
             self._prompts = None
         log.info("app.stopped")
 
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PlanPlacer:
+    """:class:`~voicebot.campaign.dialer.Placer` for a campaign run by ``voicebot run``: the App's
+    :meth:`App.place_call` with the campaign's dialplan rather than the App's default."""
+
+    app: App
+    plan: Dialplan
+
+    async def place_call(self, uri: str, *, variables: Mapping[str, str] | None = None,
+                         timeout_s: float = 60.0, credentials: Credentials | None = None,
+                         amd: AmdOptions | None = None, destination: tuple[str, int] | None = None,
+                         from_user: str | None = None) -> CallOutcome:
+        return await self.app.place_call(uri, plan=self.plan, variables=variables, timeout_s=timeout_s,
+                                         credentials=credentials, amd=amd, destination=destination,
+                                         from_user=from_user)
 
 
 __all__ = ["App", "resolve_dialplan_path"]

@@ -246,6 +246,9 @@ class HttpConfig:
     trunk: str | None = field(default=None, metadata=_doc(
         "SIP URI of the trunk a phone number given to POST /v1/calls is dialed through"
         " (sip:NUMBER@trunk-host); unset = only sip: URIs", "SIP URI"))
+    campaigns_db: Path | None = field(default=None, metadata=_doc(
+        "SQLite file of the campaigns /v1/campaigns creates and runs inside voicebot run (the same file"
+        " voicebot campaign --campaign-db uses); unset = the campaign routes are off", "path"))
 
 
 @dataclass(frozen=True, slots=True)

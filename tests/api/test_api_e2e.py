@@ -254,7 +254,8 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str | None, str]] = [
     ("POST", "/v1/calls/c-0000000000000000/transfer", {"json": {"target": "sip:op@127.0.0.1"}}, 404, None,
      "no call with id"),
     ("DELETE", "/v1/calls", {}, 405, None, "not allowed"),
-    ("GET", "/v1/campaigns", {}, 404, None, "no such API path"),
+    ("GET", "/v1/campaign", {}, 404, None, "no such API path"),
+    ("GET", "/v1/campaigns", {}, 404, None, "campaigns are off on this instance: set [http] campaigns_db"),
     ("GET", "/v1/events", {"params": {"callid": "x"}}, 422, "callid", "unknown query parameter 'callid'"),
 ]
 

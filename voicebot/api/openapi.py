@@ -14,12 +14,39 @@ _CALL_ID = {"name": "call_id", "in": "path", "required": True,
             "description": "the API call id (c-...) or the call's SIP Call-ID", "schema": {"type": "string"}}
 
 
+_CAMPAIGN_ID = {"name": "campaign_id", "in": "path", "required": True,
+                "description": "the campaign's name", "schema": {"type": "string"}}
+
+
 def _json(schema_ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
 
 
 def _call_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": _json("Call")}
+
+
+def _campaign_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json("Campaign")}
+
+
+_TRANSITIONS = {
+    "start": "created -> running: the dialer starts in this instance",
+    "pause": "running -> paused: nobody new is dialed; calls in progress finish",
+    "resume": "paused -> running (also after a restart: shutdown pauses running campaigns)",
+    "cancel": "created, running or paused -> cancelled: pending contacts become `cancelled`",
+}
+
+
+def _control_paths() -> dict[str, Any]:
+    return {f"/campaigns/{{campaign_id}}/{command}": {"post": {
+        "operationId": f"{command}_campaign",
+        "summary": summary,
+        "description": "No body is needed. Any other state: 409 with the state and what the command needs.",
+        "parameters": [_CAMPAIGN_ID],
+        "responses": {"200": _campaign_response("The campaign after the command"), "401": _PROBLEM,
+                      "404": _PROBLEM, "409": _PROBLEM, "413": _PROBLEM},
+    }} for command, summary in _TRANSITIONS.items()}
 
 
 _DOCUMENT: dict[str, Any] = {
@@ -109,6 +136,58 @@ _DOCUMENT: dict[str, Any] = {
                     "401": _PROBLEM, "422": _PROBLEM},
             },
         },
+        "/campaigns": {
+            "post": {
+                "operationId": "create_campaign",
+                "summary": "Create a campaign: settings and contacts, all checked; nothing is dialed",
+                "description": "Contacts are CSV text (a `number` header, optional `tz`, any variable "
+                               "columns) or a list of objects. Every bad row is reported in `errors` "
+                               "(`contacts:4: ...` with the CSV line, `contacts[3].number: ...` for a list); "
+                               "nothing is stored then. Bodies up to 4 MiB.",
+                "requestBody": {"required": True, "content": _json("CreateCampaign")},
+                "responses": {
+                    "201": {**_campaign_response("Created (state created)"),
+                            "headers": {"Location": {"schema": {"type": "string"},
+                                                     "description": "/v1/campaigns/{id}"}}},
+                    "400": _PROBLEM, "401": _PROBLEM, "404": _PROBLEM, "409": _PROBLEM, "413": _PROBLEM,
+                    "415": _PROBLEM, "422": _PROBLEM,
+                },
+            },
+            "get": {
+                "operationId": "list_campaigns",
+                "summary": "Every campaign in the store, oldest first",
+                "responses": {
+                    "200": {"description": "Campaigns", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["campaigns"], "properties": {
+                            "campaigns": {"type": "array",
+                                          "items": {"$ref": "#/components/schemas/Campaign"}}}}}}},
+                    "401": _PROBLEM, "404": _PROBLEM,
+                },
+            },
+        },
+        "/campaigns/{campaign_id}": {
+            "get": {
+                "operationId": "get_campaign",
+                "summary": "A campaign's state and its contacts counted by status and outcome",
+                "parameters": [_CAMPAIGN_ID],
+                "responses": {"200": _campaign_response("The campaign"), "401": _PROBLEM, "404": _PROBLEM},
+            },
+        },
+        **_control_paths(),
+        "/campaigns/{campaign_id}/results": {
+            "get": {
+                "operationId": "campaign_results",
+                "summary": "One result per contact (JSON; the export CSV with Accept: text/csv)",
+                "parameters": [_CAMPAIGN_ID],
+                "responses": {"200": {"description": "Results, in contact order", "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "campaign": {"type": "string"},
+                        "results": {"type": "array",
+                                    "items": {"$ref": "#/components/schemas/ContactResult"}}}}},
+                    "text/csv": {"schema": {"type": "string"}}}},
+                    "401": _PROBLEM, "404": _PROBLEM},
+            },
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -180,11 +259,78 @@ _DOCUMENT: dict[str, Any] = {
                     "time": {"type": "number"}, "data": {"type": "object"},
                 },
             },
+            "CreateCampaign": {
+                "type": "object", "additionalProperties": False, "required": ["name", "dialplan", "contacts"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+                             "description": "the campaign's id"},
+                    "dialplan": {"type": "string", "description": "name or configured path of a dialplan "
+                                 "this instance loaded"},
+                    "contacts": {"oneOf": [
+                        {"type": "string", "description": "CSV: number, optional tz, variable columns"},
+                        {"type": "array", "items": {"type": "object", "additionalProperties": False,
+                                                    "required": ["number"], "properties": {
+                            "number": {"type": "string"}, "tz": {"type": "string"},
+                            "variables": {"type": "object", "additionalProperties": {"type": "string"}}}}}]},
+                    "trunk": {"type": "object", "additionalProperties": False, "properties": {
+                        "proxy": {"type": "string", "description": "sip: URI; default [http] trunk"},
+                        "username": {"type": "string"},
+                        "password_env": {"type": "string", "default": "VOICEBOT_TRUNK_PASSWORD"},
+                        "caller_id": {"type": "string"}}},
+                    "pacing": {"type": "object", "additionalProperties": False, "properties": {
+                        "max_concurrent": {"type": "integer", "minimum": 1, "default": 4},
+                        "calls_per_s": {"type": "number", "exclusiveMinimum": 0, "default": 1},
+                        "burst": {"type": "integer", "minimum": 1, "default": 1}}},
+                    "retry": {"type": "object", "additionalProperties": False, "properties": {
+                        "max_attempts": {"type": "integer", "minimum": 1, "default": 3},
+                        "busy_delay_s": {"type": "number", "minimum": 0, "default": 300},
+                        "no_answer_delay_s": {"type": "number", "minimum": 0, "default": 1800},
+                        "machine": {"enum": ["retry", "done"], "default": "retry"},
+                        "machine_delay_s": {"type": "number", "minimum": 0, "default": 3600},
+                        "failed_delay_s": {"type": "number", "minimum": 0, "default": 600},
+                        "interrupted": {"enum": ["next-window", "never"], "default": "next-window"}}},
+                    "window": {"type": "string", "default": "09:00-20:00",
+                               "description": "HH:MM-HH:MM in the callee's time zone"},
+                    "tz": {"type": "string", "default": "UTC", "description": "zone of contacts without tz"},
+                    "ring_timeout_s": {"type": "number", "minimum": 1, "maximum": 300, "default": 30},
+                    "amd": {"type": "boolean", "default": True},
+                    "variables": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "webhook_url": {"type": "string"},
+                    "webhook_timeout_s": {"type": "number", "minimum": 0.1, "maximum": 60, "default": 5},
+                },
+            },
+            "Campaign": {
+                "type": "object", "required": ["id", "state", "dialplan", "contacts", "counts"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "state": {"enum": ["created", "running", "paused", "cancelled", "finished"]},
+                    "dialplan": {"type": "string"},
+                    "contacts": {"type": "integer"},
+                    "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                               "description": "contacts by status (pending, dialing) and done:<outcome>"},
+                    "attempts": {"type": "integer"},
+                    "dialing": {"type": "boolean", "description": "a dialer runs it in this instance"},
+                    "error": {"type": ["string", "null"], "description": "why its dialer stopped"},
+                },
+            },
+            "ContactResult": {
+                "type": "object",
+                "properties": {
+                    "campaign": {"type": "string"}, "number": {"type": "string"}, "line": {"type": "integer"},
+                    "status": {"enum": ["pending", "dialing", "done"]},
+                    "attempts": {"type": "integer"}, "final_outcome": {"type": ["string", "null"]},
+                    "answer_type": {"type": ["string", "null"]}, "last_cause": {"type": ["string", "null"]},
+                    "last_call_id": {"type": ["string", "null"]}, "finished_at": {"type": ["number", "null"]},
+                    "variables": {"type": "object"}, "result": {"type": "object"},
+                },
+            },
             "Problem": {
                 "type": "object", "required": ["status", "title", "detail"],
                 "properties": {"type": {"type": "string"}, "title": {"type": "string"},
                                "status": {"type": "integer"}, "detail": {"type": "string"},
-                               "field": {"type": "string"}},
+                               "field": {"type": "string"},
+                               "errors": {"type": "array", "items": {"type": "string"},
+                                          "description": "every bad row of a contacts list"}},
             },
         },
     },

@@ -13,11 +13,12 @@ dialplans, a function that places a call in the background, the readiness probe)
 from __future__ import annotations
 
 import hmac
+import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from starlette.applications import Starlette
@@ -28,6 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from voicebot.api.campaign_schema import MAX_CAMPAIGN_BODY_BYTES, create_campaign_request
 from voicebot.api.errors import ApiError
 from voicebot.api.events import CallEvent, EventBus, EventsDropped
 from voicebot.api.openapi import openapi_document
@@ -39,6 +41,10 @@ from voicebot.api.schema import (
     place_call_request,
     transfer_request,
 )
+from voicebot.campaign.control import CampaignStatus, TransitionRefused
+from voicebot.campaign.errors import CampaignError, UnknownCampaign
+from voicebot.campaign.model import CampaignSettings, Contact
+from voicebot.campaign.store import ContactResult
 from voicebot.dialog.ir import Dialplan
 from voicebot.errors import VoicebotError
 
@@ -50,6 +56,16 @@ SSE_HEARTBEAT_S = 15.0
 PlaceCall = Callable[[str, Dialplan, Mapping[str, str], float], CallEntry]
 
 
+class CampaignController(Protocol):
+    """What the campaign routes need (:class:`voicebot.campaign.control.CampaignControl`)."""
+
+    async def create(self, campaign_id: str, settings: CampaignSettings, contacts: list[Contact]) -> None: ...
+    async def list_all(self) -> list[CampaignStatus]: ...
+    async def status(self, campaign_id: str) -> CampaignStatus: ...
+    async def command(self, campaign_id: str, name: str) -> CampaignStatus: ...
+    async def results(self, campaign_id: str) -> list[ContactResult]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ApiContext:
     """What the routes need of the application.
@@ -58,7 +74,8 @@ class ApiContext:
     was configured as) to the loaded plan; ``place(uri, plan, variables, timeout_s)`` starts an
     outbound call in the background and returns its entry; ``unready()`` is the readiness probe
     (None or why no new call is taken); ``token`` None means no authentication (loopback only,
-    checked by the config).
+    checked by the config). ``campaigns`` None: the campaign routes answer 404 (no
+    ``[http] campaigns_db``).
     """
 
     registry: CallRegistry
@@ -68,6 +85,7 @@ class ApiContext:
     max_calls: int
     token: str | None
     trunk: str | None = None
+    campaigns: CampaignController | None = None
 
     @property
     def bus(self) -> EventBus:
@@ -75,11 +93,12 @@ class ApiContext:
 
 
 def problem(status: int, detail: str, *, field: str | None = None,
-            headers: Mapping[str, str] | None = None) -> JSONResponse:
+            headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
                             "detail": detail}
     if field is not None:
         body["field"] = field
+    body.update(extra or {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
@@ -138,7 +157,7 @@ def _endpoint(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except ApiError as exc:
-            return problem(exc.status, exc.message, field=exc.field, headers=exc.headers)
+            return problem(exc.status, exc.message, field=exc.field, headers=exc.headers, extra=exc.extra)
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
@@ -250,6 +269,68 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_document())
 
+    def controller() -> CampaignController:
+        if ctx.campaigns is None:
+            raise ApiError(404, "campaigns are off on this instance: set [http] campaigns_db "
+                                "(VOICEBOT_HTTP_CAMPAIGNS_DB) to the campaigns' SQLite file")
+        return ctx.campaigns
+
+    async def campaign_call(make: Callable[[CampaignController], Awaitable[Any]]) -> Any:
+        try:
+            return await make(controller())
+        except UnknownCampaign as exc:
+            raise ApiError(404, exc.message) from None
+        except TransitionRefused as exc:
+            raise ApiError(409, exc.message) from None
+        except CampaignError as exc:
+            raise ApiError(409, exc.message) from None
+
+    async def create_campaign(request: Request) -> Response:
+        campaigns = controller()
+        body = parse_json(await read_body(request, MAX_CAMPAIGN_BODY_BYTES),
+                          request.headers.get("content-type"))
+        req = create_campaign_request(body, known_dialplan=lambda name: name in ctx.dialplans,
+                                      dialplans=_dialplan_names(ctx), trunk=ctx.trunk)
+        try:
+            await campaigns.create(req.name, req.settings, req.contacts)
+        except CampaignError as exc:  # the name is taken
+            raise ApiError(409, exc.message, field="name") from None
+        status = await campaigns.status(req.name)
+        return JSONResponse(status.to_json(), status_code=201,
+                            headers={"Location": f"/v1/campaigns/{req.name}"})
+
+    async def list_campaigns(_: Request) -> Response:
+        statuses: list[CampaignStatus] = await campaign_call(lambda c: c.list_all())
+        return JSONResponse({"campaigns": [s.to_json() for s in statuses]})
+
+    async def get_campaign(request: Request) -> Response:
+        cid = request.path_params["campaign_id"]
+        status: CampaignStatus = await campaign_call(lambda c: c.status(cid))
+        return JSONResponse(status.to_json())
+
+    def control(command: str) -> Handler:
+        async def handler(request: Request) -> Response:
+            cid = request.path_params["campaign_id"]
+            await read_body(request)  # no body is needed; one is read (and capped) and ignored
+            status: CampaignStatus = await campaign_call(lambda c: c.command(cid, command))
+            return JSONResponse(status.to_json())
+
+        handler.__name__ = f"{command}_campaign"
+        return handler
+
+    async def campaign_results(request: Request) -> Response:
+        cid = request.path_params["campaign_id"]
+        results: list[ContactResult] = await campaign_call(lambda c: c.results(cid))
+        accept = request.headers.get("accept", "")
+        if "text/csv" in accept.lower():
+            from voicebot.campaign.cli import write_export
+
+            out = io.StringIO()
+            write_export(results, out)
+            return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{cid}-results.csv"'})
+        return JSONResponse({"campaign": cid, "results": [r.to_json() for r in results]})
+
     return [
         Route("/calls", _endpoint(place_call), methods=["POST"], name="place_call"),
         Route("/calls", _endpoint(list_calls), methods=["GET"], name="list_calls"),
@@ -258,6 +339,13 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
         Route("/calls/{call_id}/transfer", _endpoint(transfer), methods=["POST"], name="transfer_call"),
         Route("/events", _endpoint(events), methods=["GET"], name="events"),
         Route("/openapi.json", _endpoint(openapi), methods=["GET"], name="openapi"),
+        Route("/campaigns", _endpoint(create_campaign), methods=["POST"], name="create_campaign"),
+        Route("/campaigns", _endpoint(list_campaigns), methods=["GET"], name="list_campaigns"),
+        Route("/campaigns/{campaign_id}", _endpoint(get_campaign), methods=["GET"], name="get_campaign"),
+        *(Route(f"/campaigns/{{campaign_id}}/{command}", _endpoint(control(command)), methods=["POST"],
+                name=f"{command}_campaign") for command in ("start", "pause", "resume", "cancel")),
+        Route("/campaigns/{campaign_id}/results", _endpoint(campaign_results), methods=["GET"],
+              name="campaign_results"),
     ]
 
 
