@@ -316,15 +316,17 @@ class Reached:
         return self.outcome(self.state), confirm
 
 
-def final_transcript(alternatives: Sequence[tuple[str, float]], now_s: float) -> FinalTranscript:
+def final_transcript(alternatives: Sequence[tuple[str, float]], now_s: float, *,
+                     digits_state: bool = False) -> FinalTranscript:
     """A final as voicebot.call.pipeline hands it to the dialog (voicebot.stt.stream keeps the
     further hypotheses with text; final_readings passes them and, only when there are some, the
     confidences)."""
     text = alternatives[0][0]
     rest = tuple((t, c) for t, c in alternatives[1:] if t.strip())
-    if not rest:  # the embedded recognizer's confidence is trusted (pipeline trust_confidence)
+    if not rest:  # a lone final's confidence only in a digits state (pipeline final_readings)
         confidence = alternatives[0][1]
-        return FinalTranscript(now_s=now_s, text=text, confidence=confidence if confidence > 0 else None)
+        trusted = digits_state and confidence > 0
+        return FinalTranscript(now_s=now_s, text=text, confidence=confidence if trusted else None)
     return FinalTranscript(now_s=now_s, text=text, alternatives=tuple(t for t, _ in rest),
                            confidence=alternatives[0][1],
                            alternative_confidences=tuple(c for _, c in rest))
@@ -342,7 +344,9 @@ def route(plan: Dialplan, case: Case, finals: Sequence[Sequence[tuple[str, float
         if reached is None:
             reached = Reached(plan, case.state)
             heard = alternatives[0][0]
-        routed, asked = reached.answer(final_transcript(alternatives, reached.now_s + 1.0), case.meaning)
+        digits_state = reached.expectation is not None and reached.expectation.mode == "digits"
+        routed, asked = reached.answer(final_transcript(alternatives, reached.now_s + 1.0,
+                                                        digits_state=digits_state), case.meaning)
         confirm = confirm or asked
         if routed != NO_MATCH:
             return alternatives[0][0], routed, confirm
