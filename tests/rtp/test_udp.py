@@ -362,3 +362,24 @@ async def test_nat_phone_latches_and_a_sprayer_is_refused_over_real_sockets(cloc
         finally:
             phone.close()
             sprayer.close()
+
+
+async def test_rtp_socket_reads_the_largest_datagram_whole_from_a_heap_sized_buffer() -> None:
+    # asyncio's default recvfrom buffer (256 KiB) is above glibc's initial mmap threshold (128 KiB):
+    # mmap + mremap + munmap on every RTP packet. The allocator's sockets read into 65507 bytes, the
+    # largest UDP payload, so no datagram is cut short.
+    sink = Sink()
+    transport, port = await PortAllocator(LOCAL).bind(lambda: sink)
+    sender, _, _ = await raw_socket()
+    try:
+        assert 65507 <= getattr(transport, "max_size", 65507) < 128 * 1024
+        largest = bytes(range(256)) * 255 + bytes(range(227))
+        sender.sendto(largest, ("127.0.0.1", port))
+        for _ in range(100):
+            if sink.received:
+                break
+            await asyncio.sleep(0.01)
+        assert [data for _, data, _ in sink.received] == [largest]
+    finally:
+        sender.close()
+        transport.close()

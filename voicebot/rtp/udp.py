@@ -43,6 +43,12 @@ from voicebot.rtp.session import (
 
 TICK_S = FRAME_MS / 1000
 _MAX_RECEIVE_CATCH_UP = 50  # received frames pulled after a stall: at most one second
+# The largest UDP payload (65535 - 8 UDP - 20 IPv4 header bytes): a receive buffer of this size
+# never truncates a datagram. asyncio's selector transport asks recvfrom() for 256 KiB, a buffer
+# that glibc serves with mmap() + mremap() + munmap() per packet unless the process happened to free
+# a bigger block earlier (its dynamic mmap threshold starts at 128 KiB): three extra syscalls per RTP
+# packet, which strace showed on the bench server (sip_bench --calls 50). 64 KiB comes off the heap.
+_RECEIVE_BUFFER_BYTES = 65507
 log = structlog.get_logger(logger_name=__name__)
 
 
@@ -94,6 +100,8 @@ class PortAllocator:
                     protocol_factory, local_addr=(self.range.host, port))
             except OSError:
                 continue  # taken by another process
+            if hasattr(transport, "max_size"):  # asyncio's selector transport (see _RECEIVE_BUFFER_BYTES)
+                transport.max_size = _RECEIVE_BUFFER_BYTES
             bound = int(transport.get_extra_info("sockname")[1])
             self._in_use.add(bound)
             return transport, bound
