@@ -262,6 +262,24 @@ class App:
             expires_s=sip.register_expires_s)
         log.info("app.registering", registrar=sip.registrar, aor=aor, expires_s=sip.register_expires_s)
 
+    async def _unregister(self, timeout_s: float = 2.0) -> None:
+        """Remove our binding at the registrar (REGISTER with ``Expires: 0``) so the PBX stops
+        sending calls to an instance that is going away; waits briefly for the answer."""
+        if self.registration_id is None or self._telephony is None:
+            return
+        endpoint = self._telephony.endpoint
+        state = endpoint.registrations.get(self.registration_id)
+        if state is None or not state.registered:
+            return
+        endpoint.unregister(self.registration_id)
+        log.info("app.unregistering", registration=self.registration_id)
+        for _ in range(int(timeout_s / 0.05)):
+            state = endpoint.registrations.get(self.registration_id)
+            if state is None or not state.registered:
+                break
+            await asyncio.sleep(0.05)
+        self.registration_id = None
+
     @property
     def registered(self) -> bool | None:
         """Whether the registrar accepted us (None: no registrar, or no answer yet)."""
@@ -462,6 +480,7 @@ class App:
                 await self._retention_task
             self._retention_task = None
         if self._telephony is not None:
+            await self._unregister()
             with contextlib.suppress(Exception):
                 await self._telephony.stop()
             self._telephony = None

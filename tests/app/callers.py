@@ -241,3 +241,24 @@ REGISTRAR_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <Reference variables="user"/>
 </scenario>
 """
+
+# The same registrar, then the robot's goodbye: a REGISTER with Expires: 0 when it shuts down.
+REGISTRAR_UNREGISTER_SCENARIO = REGISTRAR_SCENARIO.replace(
+    """  <Reference variables="user"/>""", """  <recv request="REGISTER" timeout="30000">
+    <action>
+      <ereg regexp="(Expires: *0[^0-9]|expires=0[^0-9])" search_in="msg" check_it="true" assign_to="gone"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]Reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <Reference variables="user,gone"/>""")

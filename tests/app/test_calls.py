@@ -19,6 +19,7 @@ import pytest
 from tests.app.callers import (
     DTMF_PCAP_DIR,
     REGISTRAR_SCENARIO,
+    REGISTRAR_UNREGISTER_SCENARIO,
     run_caller,
     scenario,
     speech_pcap,
@@ -268,6 +269,23 @@ async def test_registers_with_the_configured_registrar(make_app: Callable[..., A
                 break
             await asyncio.sleep(0.05)
         assert app.registered is True
+
+
+async def test_shutdown_removes_the_registration_with_expires_0(make_app: Callable[..., App],
+                                                                tmp_path: Path) -> None:
+    """A PBX must stop sending calls to an instance that is going away (issue 13)."""
+    registrar, port = await start_callee(REGISTRAR_UNREGISTER_SCENARIO, tmp_path, name="registrar-bye")
+    overrides = {"sip.registrar": f"sip:127.0.0.1:{port}", "sip.register_user": "robot",
+                 "sip.register_expires_s": "120"}
+    async with make_app(overrides=overrides, env={"VOICEBOT_SIP_REGISTER_PASSWORD": "pw"}) as app:
+        for _ in range(200):
+            if app.registered is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert app.registered is True
+    # Leaving the block closed the app: the registrar got REGISTER with Expires: 0 and answered it.
+    _, stderr = await asyncio.wait_for(registrar.communicate(), 30)
+    assert registrar.returncode == 0, stderr.decode(errors="replace")
 
 
 async def test_four_concurrent_calls_each_follow_their_own_caller(app: App, tmp_path: Path) -> None:
