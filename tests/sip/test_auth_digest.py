@@ -312,16 +312,16 @@ def test_server_accepts_later_nonce_counts_on_the_same_nonce() -> None:
 
 
 @pytest.mark.parametrize(
-    ("mutate", "method"),
+    ("user", "password", "method"),
     [
-        ({"user": "nobody"}, "INVITE"),  # unknown user
-        ({"password": "wrong"}, "INVITE"),
-        ({}, "BYE"),  # the response is bound to the method
+        ("nobody", "pw", "INVITE"),  # unknown user
+        ("trunk", "wrong", "INVITE"),
+        ("trunk", "pw", "BYE"),  # the response is bound to the method
     ],
 )
-def test_server_rejects_wrong_user_password_or_method(mutate: dict[str, str], method: str) -> None:
+def test_server_rejects_wrong_user_password_or_method(user: str, password: str, method: str) -> None:
     server = DigestServer("voicebot", {"trunk": "pw"})
-    value = _answer(server.challenge("n1", 0.0), **mutate)
+    value = _answer(server.challenge("n1", 0.0), user=user, password=password)
     assert server.verify(value, method=method, now=1.0) == (False, False)
 
 

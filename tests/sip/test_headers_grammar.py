@@ -65,7 +65,7 @@ def test_headers_lookup_ignores_case_and_compact_form_and_keeps_order() -> None:
     assert h.count("x-foo") == 2
     assert "x-Foo" in h
     assert "Route" not in h
-    assert 5 not in h  # type: ignore[operator]
+    assert 5 not in h
     assert h.get("Route") is None
 
 
@@ -114,7 +114,7 @@ def test_is_token(text: str, ok: bool) -> None:
     assert is_token(text) is ok
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30))
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
 def test_quote_round_trips_through_the_scanner(text: str) -> None:
     sc = Scanner(quote(text))
     assert sc.quoted() == text
@@ -248,7 +248,7 @@ def test_name_addr_tag_and_serialize() -> None:
 
 
 @given(
-    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=20),
+    st.text(alphabet=st.characters(exclude_categories=("Cs", "Cc")), max_size=20),
     st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True),
     st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True),
 )
