@@ -8,6 +8,8 @@ the answer's mirrored m-lines.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from voicebot.sip.errors import SdpNegotiationError, SdpParseError
 from voicebot.sip.sdp import (
@@ -358,3 +360,44 @@ def test_serialize_keeps_rfc4566_line_order() -> None:
     out = parse_sdp(text).serialize().decode()
     lines = [line[0] for line in out.split("\r\n") if line]
     assert lines == ["v", "o", "s", "c", "b", "t", "m", "c", "b"]
+
+
+@given(
+    codecs=st.permutations(["PCMU", "PCMA"]).flatmap(lambda p: st.integers(1, 2).map(lambda n: tuple(p[:n]))),
+    te_pt=st.one_of(st.none(), st.integers(96, 127)),
+    ptime_ms=st.integers(10, 60),
+    direction=st.sampled_from(["sendrecv", "sendonly", "recvonly", "inactive"]),
+    answerer_codecs=st.sampled_from([("PCMU", "PCMA"), ("PCMA", "PCMU"), ("PCMU",), ("PCMA",)]),
+)
+def test_offer_answer_round_trip_agrees_on_both_sides(
+    codecs: tuple[str, ...],
+    te_pt: int | None,
+    ptime_ms: int,
+    direction: str,
+    answerer_codecs: tuple[str, ...],
+) -> None:
+    offer = build_offer(
+        local_host="192.0.2.1",
+        local_port=30000,
+        session_id=1,
+        codecs=codecs,
+        telephone_event_pt=te_pt,
+        ptime_ms=ptime_ms,
+        direction=direction,
+    )
+    try:
+        at_answerer = negotiate(parse_sdp(offer.serialize()), codecs=answerer_codecs)
+    except SdpNegotiationError:
+        assert not set(codecs) & set(answerer_codecs)
+        return
+    # the answerer takes the offerer's most preferred codec that it allows (RFC 3264 §6.1)
+    assert at_answerer.codec == next(c for c in codecs if c in answerer_codecs)
+    answer = build_answer(offer, at_answerer, local_host="192.0.2.2", local_port=40000, session_id=2)
+    at_offerer = negotiate(parse_sdp(answer.serialize()))
+    assert (at_offerer.codec, at_offerer.payload_type) == (at_answerer.codec, at_answerer.payload_type)
+    assert at_offerer.telephone_event_pt == at_answerer.telephone_event_pt == te_pt
+    assert at_offerer.ptime_ms == at_answerer.ptime_ms == ptime_ms
+    assert (at_offerer.remote_rtp_host, at_offerer.remote_rtp_port) == ("192.0.2.2", 40000)
+    assert (at_answerer.remote_rtp_host, at_answerer.remote_rtp_port) == ("192.0.2.1", 30000)
+    # directions complement twice: the offerer ends up with the direction it offered
+    assert at_offerer.direction == direction
