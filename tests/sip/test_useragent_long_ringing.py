@@ -26,12 +26,6 @@ def test_call_ringing_for_twenty_seconds_is_answered() -> None:
     assert [type(e) for e in net.a_events] == [CallProgressed, CallEstablished]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="useragent ends an outbound call that has rung for 32 s with CallTerminated 'timeout' 408 "
-    "'no response to INVITE': transaction.ClientTransaction keeps Timer B running after the 180 "
-    "(RFC 3261 §17.1.1.2 runs Timer B only in Calling), well before config.outbound_timeout_s (120 s)",
-)
 def test_call_ringing_for_forty_seconds_is_still_answered() -> None:
     net = make_net()
     call_id, _ = call_in(net)

@@ -26,6 +26,7 @@ branch lacks the ``z9hG4bK`` cookie, by Request-URI, From tag, Call-ID, CSeq and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -143,7 +144,7 @@ class ClientTransaction:
             return None
         if self._retransmit_at is not None:
             return min(self._retransmit_at, self._end_at)
-        return self._end_at
+        return None if self._end_at == math.inf else self._end_at
 
     def receive_response(self, response: Response, now: float) -> bool:
         """Advance on a response; True when the transaction user should see it."""
@@ -179,6 +180,9 @@ class ClientTransaction:
             if self.state in ("calling", "proceeding"):
                 self.state = "proceeding"
                 self._retransmit_at = None
+                # §17.1.1.2: Timer B runs only in Calling; a ringing call waits for the final
+                # answer as long as the transaction user allows (its own ring timeout).
+                self._end_at = math.inf
                 self.last_response = response
                 return True
             return False
