@@ -42,12 +42,13 @@ from voicebot.dialog.loader import load_dialplan
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.observe.http import OpsServer, build_app, start_ops_server
 from voicebot.observe.metrics import CallMetrics
-from voicebot.prompts import Prompts, open_prompts, plan_voices
+from voicebot.prompts import MemoSynthesizer, Prompts, open_prompts, plan_voices
 from voicebot.records import CallRecordStore
 from voicebot.records.backend import redact_url
 from voicebot.sip.uri import SipUri, parse_uri
 from voicebot.stt.client import ClientSettings, open_channel
 from voicebot.telephony import CallFailed, CallLeg, Credentials, Telephony, telephony_config
+from voicebot.tts.cache import CachingSynthesizer
 from voicebot.tts.speechkit import SpeechKitTtsSettings
 
 log = structlog.get_logger(logger_name=__name__)
@@ -70,6 +71,30 @@ def resolve_dialplan_path(path: Path) -> Path:
         return path
     candidate = REPO_ROOT / path
     return candidate if candidate.exists() else path
+
+
+def prompt_cache_counts(synthesizer: object) -> dict[str, int]:
+    """Prompt syntheses by cache result, read from the caches' own counters: ``memory`` (the
+    in-memory LRU), ``disk`` (the on-disk cache), ``miss`` (the engine had to synthesize)."""
+    counts = {"memory": 0, "disk": 0, "miss": 0}
+    todo = [synthesizer]
+    while todo:
+        synth = todo.pop()
+        if isinstance(synth, MemoSynthesizer):
+            counts["memory"] += synth.hits
+            inner = getattr(synth, "_inner", None)
+            if isinstance(inner, CachingSynthesizer):
+                todo.append(inner)
+            else:  # no disk cache behind the LRU: its misses went to the engine
+                counts["miss"] += synth.misses
+        elif isinstance(synth, CachingSynthesizer):
+            counts["disk"] += synth.hits
+            counts["miss"] += synth.misses
+        else:
+            engines = getattr(synth, "_engines", None)  # the voice router: one chain per engine
+            if isinstance(engines, dict):
+                todo.extend(engines.values())
+    return counts
 
 
 class App:
@@ -158,7 +183,7 @@ class App:
                          renderer=self.prompts, clock=self.clock,
                          stt_hints=self.config.recognizer.hints,
                          trust_confidence=self.config.recognizer.mode == "embedded", recording=self.recording,
-                         record_calls=self.config.recording.enabled)
+                         record_calls=self.config.recording.enabled, metrics=self.metrics)
 
     @property
     def contact_uri(self) -> str:
@@ -204,6 +229,10 @@ class App:
                 raise ConfigError(
                     f"cannot listen for SIP on {c.sip.listen}: {exc.strerror or exc} (is another voicebot "
                     "or a PBX using it? choose another with --sip-listen or [sip] listen)") from exc
+            ua_stats = self._telephony.endpoint.ua.stats
+            self.metrics.watch_sip_responses(lambda: {str(k): v for k, v in ua_stats.responses.items()})
+            synthesizer = self._prompts.synthesizer
+            self.metrics.watch_prompt_cache(lambda: prompt_cache_counts(synthesizer))
             if c.sip.registrar:
                 self._register()
             self._accept_task = asyncio.get_running_loop().create_task(self._accept(), name="app-accept")

@@ -21,7 +21,7 @@ async def test_metrics_health_and_readiness() -> None:
             metrics.calls_active.inc()
             metrics.call_ended(direction="inbound", outcome="completed", cause="bye", side="caller")
             metrics.reaction.observe(0.8)
-            metrics.sip_responses.labels(code="200").inc()
+            metrics.watch_sip_responses(lambda: {"200": 1})
             reply = await client.get("/metrics")
             assert reply.status_code == 200
             assert reply.headers["content-type"].startswith("text/plain")

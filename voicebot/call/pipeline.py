@@ -55,6 +55,7 @@ from voicebot.dialog.runner import DialogRunner, LoopClock, PromptRenderer
 from voicebot.errors import VoicebotError
 from voicebot.media.frames import FRAME_MS, Frame, FrameKind
 from voicebot.media.onset import SpeechOnsetDetector
+from voicebot.observe.metrics import CallMetrics
 from voicebot.records import CallRecordStore
 from voicebot.stt.client import (
     ClientSettings,
@@ -111,6 +112,7 @@ class CallParts:
     trust_confidence: bool = False  # the recognizer's confidence of a lone final means something
     recording: RecordingSettings | None = None  # where calls are recorded (None: nowhere)
     record_calls: bool = False  # record every call unless the pipeline is told otherwise
+    metrics: CallMetrics | None = None  # the instance's Prometheus numbers (None: not counted)
 
 
 def hints_for(expectation: Expectation) -> RecognitionHints:
@@ -362,6 +364,8 @@ class CallPipeline:
         try:
             await self._recognition_events()
         except RecognitionError as exc:
+            if self.parts.metrics is not None:
+                self.parts.metrics.recognition_failed()
             if not self.leg.is_ended:
                 raise  # the call cannot go on without recognition: it ends with this reason
             # After the hang-up only the flush of the last utterance is lost; the call went fine.
@@ -384,6 +388,9 @@ class CallPipeline:
                 # The dialog first: the answer must not wait for the record.
                 self._speech_end_s = self._call_time_s(event.end_ms)
                 self._final_at_s = self._clock()
+                if self.parts.metrics is not None and self._final_at_s >= self._speech_end_s:
+                    # end of speech on the call timeline to the final's arrival, on our one clock
+                    self.parts.metrics.recognition_latency.observe(self._final_at_s - self._speech_end_s)
                 if self.answering is not None:
                     self.answering.transcript(event.text, final=True)
                 self.runner.final(event.text, **final_readings(
@@ -401,11 +408,15 @@ class CallPipeline:
                     self.recording.utterance(event.start_ms, event.end_ms, heard)
             elif isinstance(event, SessionOpened):
                 self._sessions_open.add(event.session_id)
+                if self.parts.metrics is not None:
+                    self.parts.metrics.session_opened(event.reason)
                 log.info("call.stt_session.opened", session_id=event.session_id, reason=event.reason,
                          base_ms=event.base_ms)
                 self._records.write(store.stt_session_started, event.session_id)
             elif isinstance(event, SessionClosed):
                 self._sessions_open.discard(event.session_id)
+                if self.parts.metrics is not None:
+                    self.parts.metrics.session_closed(event.reason)
                 self._write_session_ended(event.session_id, event.reason)
 
     def _write_session_ended(self, session_id: str, reason: str) -> None:

@@ -9,13 +9,43 @@ SIP status codes, gRPC codes), never from caller data.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "CallMetrics", "RecognizerMetrics", "render"]
 
 # Reaction (caller stops talking -> robot answers) and recognition latency live around 0.5-3 s.
 _LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+# Where a read-at-scrape counter gets its numbers: label value -> count so far (monotonic).
+CountSource = Callable[[], Mapping[str, int]]
+
+
+class _ReadAtScrape(Collector):
+    """A labelled counter whose values live elsewhere (the SIP stack's per-code tally, the prompt
+    caches' hit counters) and are read when Prometheus scrapes, so the hot path pays nothing."""
+
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self.sources: list[CountSource] = []
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        totals: dict[str, int] = {}
+        for source in self.sources:
+            for value, count in source().items():
+                totals[value] = totals.get(value, 0) + count
+        for value in sorted(totals):
+            family.add_metric([value], totals[value])
+        yield family
 
 
 def render(registry: CollectorRegistry) -> bytes:
@@ -57,14 +87,42 @@ class CallMetrics:
                                             "buffer had to conceal", registry=r)
         self.rtp_packets_refused = Counter("voicebot_rtp_packets_refused", "RTP packets refused (wrong "
                                            "source, invalid header)", registry=r)
-        self.sip_responses = Counter("voicebot_sip_responses", "SIP responses sent, by status code",
-                                     ["code"], registry=r)
-        self.prompt_cache = Counter("voicebot_prompt_cache", "Prompt renders by cache result "
-                                    "(memory, disk, miss)", ["result"], registry=r)
+        self.sip_responses = _ReadAtScrape("voicebot_sip_responses", "SIP responses sent, by status code",
+                                           "code")
+        r.register(self.sip_responses)
+        self.prompt_cache = _ReadAtScrape("voicebot_prompt_cache", "Prompt syntheses by cache result "
+                                          "(memory, disk, miss)", "result")
+        r.register(self.prompt_cache)
 
     def call_ended(self, *, direction: str, outcome: str, cause: str, side: str) -> None:
         self.calls.labels(direction=direction, outcome=outcome).inc()
         self.hangups.labels(cause=cause, side=side).inc()
+
+    def watch_sip_responses(self, source: CountSource) -> None:
+        """Read the SIP stack's responses-sent tally (status code -> count) at every scrape."""
+        self.sip_responses.sources.append(source)
+
+    def watch_prompt_cache(self, source: CountSource) -> None:
+        """Read prompt cache results (``memory``/``disk``/``miss`` -> count) at every scrape."""
+        self.prompt_cache.sources.append(source)
+
+    def session_opened(self, reason: str) -> None:
+        """A recognition session opened (start, rotation-pause, rotation-forced, context, reconnect)."""
+        self.recognizer_sessions.labels(reason=reason).inc()
+
+    def session_closed(self, reason: str) -> None:
+        """A recognition session ended; ``server: CODE message`` with a code other than OK counts as
+        an error under that gRPC code (rotations, input end and cancellation are not errors)."""
+        if not reason.startswith("server:"):
+            return
+        words = reason.removeprefix("server:").split()
+        code = words[0] if words else "UNKNOWN"
+        if code != "OK":
+            self.recognizer_errors.labels(code=code).inc()
+
+    def recognition_failed(self) -> None:
+        """The call's recognition stream gave up (RecognitionError): no gRPC code to tell."""
+        self.recognizer_errors.labels(code="stream_failed").inc()
 
     def leg_media(self, *, lost: int, late: int, concealed: int, refused: int = 0) -> None:
         """A leg's RTP counters at its end (each leg reports once)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from voicebot.sip.admission import Admission, Refusal
@@ -93,6 +93,10 @@ class UaStats:
     per_source_rejected: int = 0  # 503: too many calls from one source address
     stateless_481: int = 0  # requests for unknown dialogs, answered without a transaction
     late_invites_absorbed: int = 0  # INVITE copies of a call that already ended (RFC 6026)
+    responses: dict[int, int] = field(default_factory=dict)  # responses sent, by status code
+
+    def response_sent(self, code: int) -> None:
+        self.responses[code] = self.responses.get(code, 0) + 1
 
 
 @dataclass(slots=True)
@@ -340,6 +344,7 @@ class UserAgent:
         # a fixed To tag keeps the regenerated answer to a retransmission identical (§8.2.7)
         response = make_response(request, refusal.status_code, reason, to_tag="stateless", extra=extra)
         self._out.append((response.serialize(), destination))
+        self.stats.response_sent(refusal.status_code)
 
     def _late_copy(self, request: Request, now: float) -> bool:
         """An out-of-dialog INVITE that repeats one whose call already ended (RFC 6026 §7.1)."""
@@ -386,6 +391,8 @@ class UserAgent:
             # a reason phrase is one line of text (RFC 3261 §25.1): no CR/LF may reach the wire
             reason = " ".join(reason.split())[:160] or None
         extra = (("Server", self.config.user_agent), *extra)
+        if not (txn.final_sent or txn.state == "terminated"):  # else send() ignores it
+            self.stats.response_sent(code)
         txn.send(make_response(txn.request, code, reason, to_tag=to_tag, extra=extra, body=body), now)
 
     def _handle_ack(self, request: Request, key: tuple[str, ...], now: float) -> None:
