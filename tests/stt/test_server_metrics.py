@@ -88,6 +88,30 @@ async def test_metrics_count_a_recognition_session(served: tuple[RunningServer, 
     assert after[("voicebot_stt_sessions_active", ())] == 0
 
 
+
+async def test_decode_time_is_observed_per_kind(served: tuple[RunningServer, OpsServer]) -> None:
+    running, ops = served
+    requests = [options(), *chunks(silence(200) + speech(1500) + silence(1000))]
+    _, code, _ = await recognize(running.port, paced(requests, 0.005))
+    assert code == grpc.StatusCode.OK
+    # Every decode the engine ran is timed, by kind (the engine records each call it gets). A decode
+    # cancelled at the session's end may still be finishing on a worker: wait for the pool to idle.
+    assert isinstance(running.engine, FakeEngine)
+    for _ in range(100):
+        if running.pool.stats().busy == 0:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)
+    calls = list(running.engine.calls)
+    async with httpx.AsyncClient(base_url=ops.url) as http:
+        after = samples((await http.get("/metrics")).text)
+    for kind, partial in (("final", False), ("partial", True)):
+        ran = sum(1 for p, _ in calls if p is partial)
+        assert ran >= 1
+        assert after[("voicebot_stt_decode_seconds_count", (("kind", kind),))] == ran
+        assert after[("voicebot_stt_decode_seconds_sum", (("kind", kind),))] >= 0
+
+
 async def test_readyz_is_503_once_stop_begins(served: tuple[RunningServer, OpsServer]) -> None:
     running, ops = served
 

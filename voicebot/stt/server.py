@@ -402,6 +402,8 @@ async def start_server(
         max_queued=config.max_queued,
         max_sessions=config.max_sessions,
         normalizer=normalizer if normalizer is not None else default_normalizer,
+        on_decoded=lambda final, seconds: metrics.decode.labels(
+            kind="final" if final else "partial").observe(seconds),
     )
     servicer = RecognizerServicer(
         engine=engine,
