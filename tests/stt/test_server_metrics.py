@@ -31,6 +31,7 @@ from voicebot.observe.http import OpsServer, build_app, start_ops_server
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt.cli import parse_http_listen
 from voicebot.stt.server import RunningServer, ServerConfig, start_server
+from voicebot.stt.session import DEFAULT_PAUSE_MS
 
 pytestmark = pytest.mark.adapter
 
@@ -156,3 +157,23 @@ def test_http_listen_flag(text: str, parsed: tuple[str, int]) -> None:
 def test_http_listen_flag_refuses_garbage(text: str) -> None:
     with pytest.raises(ConfigError, match=r"must be host:port, e\.g\. 127\.0\.0\.1:9102"):
         parse_http_listen(text)
+
+
+async def test_final_latency_counts_from_the_utterance_end_arriving(
+    served: tuple[RunningServer, OpsServer],
+) -> None:
+    running, ops = served
+    # Real time: 100 ms chunks every 100 ms, so the end of speech arrives about DEFAULT_PAUSE_MS before
+    # the endpointer has seen enough silence to end the utterance.
+    requests = [options(), *chunks(silence(200) + speech(1000) + silence(1200))]
+    responses, code, _ = await recognize(running.port, paced(requests, 0.1))
+    assert code == grpc.StatusCode.OK
+    finals = sum(1 for r in responses if r.WhichOneof("Event") == "final")
+    assert finals == 1
+    async with httpx.AsyncClient(base_url=ops.url) as http:
+        after = samples((await http.get("/metrics")).text)
+    assert after[("voicebot_stt_final_latency_seconds_count", ())] == finals
+    latency_s = after[("voicebot_stt_final_latency_seconds_sum", ())]
+    # At least the pause less one chunk (the chunk holding the end may hold some of the pause too);
+    # the upper bound is generous for a busy shared machine.
+    assert DEFAULT_PAUSE_MS / 1000 - 0.2 <= latency_s < DEFAULT_PAUSE_MS / 1000 + 2.0

@@ -135,6 +135,19 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
             self._metrics.sessions_active.dec()
             self._pool.close_session()
 
+    def _observe_final_latency(
+        self, response: pb.StreamingResponse, arrivals: deque[tuple[int, float]], now_s: float
+    ) -> None:
+        """From the arrival of the chunk holding the utterance's end to its final going out."""
+        alternatives = response.final.alternatives
+        if not alternatives:
+            return
+        end_ms = alternatives[0].end_time_ms
+        while len(arrivals) > 1 and arrivals[0][0] < end_ms:
+            arrivals.popleft()  # finals come in timeline order: what is before this end is done
+        if arrivals and arrivals[0][0] >= end_ms:
+            self._metrics.final_latency.observe(max(0.0, now_s - arrivals[0][1]))
+
     async def _run(
         self,
         request_iterator: AsyncIterator[pb.StreamingRequest],
@@ -164,6 +177,8 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
         inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         room = asyncio.Event()
         tickets: dict[int, Ticket] = {}
+        # (audio ms received, loop time it arrived): when an utterance's end was here, for final_latency.
+        arrivals: deque[tuple[int, float]] = deque()
         started_s = time.monotonic()
         grpc_code = "CANCELLED"
         close_message = "client cancelled the stream"
@@ -217,6 +232,8 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                     room.set()
                     if kind == "request":
                         commands = session.receive(payload, loop.time())
+                        if not arrivals or session.received_data_ms > arrivals[-1][0]:
+                            arrivals.append((session.received_data_ms, loop.time()))
                     elif kind == "eof":
                         commands = session.half_close()
                     elif kind == "decoded":
@@ -247,6 +264,7 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                         yield response
                         if response.WhichOneof("Event") == "final":
                             self._metrics.finals.inc()
+                            self._observe_final_latency(response, arrivals, loop.time())
                     elif isinstance(command, StartDecode):
                         job = command.job
                         try:
