@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from voicebot.errors import VoicebotError
+from voicebot.errors import ConfigError, VoicebotError
 from voicebot.stt.auth import API_KEYS_ENV, load_api_keys
 from voicebot.stt.server import ServerConfig, start_server
 from voicebot.stt.session import SessionConfig, SessionLimits
@@ -46,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--partial-interval-ms", type=int, default=500, help="new audio between partial decodes, ms (500)"
     )
     parser.add_argument("--grace-s", type=float, default=5.0, help="shutdown grace for open streams, s (5)")
+    parser.add_argument("--http-listen", metavar="HOST:PORT",
+                        help="serve /metrics, /healthz and /readyz here (default: off)")
     parser.set_defaults(func=run)
 
 
@@ -69,21 +71,44 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-async def serve(config: ServerConfig, grace_s: float) -> None:
+def parse_http_listen(text: str) -> tuple[str, int]:
+    """``--http-listen HOST:PORT`` (port 0 picks a free one)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--http-listen {text!r} must be host:port, e.g. 127.0.0.1:9102")
+    return host.strip("[]"), int(port)
+
+
+async def serve(config: ServerConfig, grace_s: float, http_listen: str | None = None) -> None:
+    from voicebot.observe.http import OpsServer, build_app, start_ops_server
+
+    http = parse_http_listen(http_listen) if http_listen else None
     running = await start_server(config)
     print(f"voicebot stt-server listening on {config.listen.rsplit(':', 1)[0]}:{running.port}", flush=True)
+    ops: OpsServer | None = None
+    if http is not None:
+        try:
+            ops = await start_ops_server(build_app(running.metrics.registry, running.unready_reason), *http)
+        except BaseException:
+            await running.stop(0)
+            raise
+        print(f"voicebot stt-server metrics on {ops.url}/metrics", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    await running.stop(grace_s)
+    try:
+        await running.stop(grace_s)  # /readyz answers 503 from here on
+    finally:
+        if ops is not None:
+            await ops.aclose()
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
-        asyncio.run(serve(config, args.grace_s))
+        asyncio.run(serve(config, args.grace_s, args.http_listen))
     except VoicebotError as exc:
         print(f"voicebot stt-server: {exc.message}", file=sys.stderr)
         return 2

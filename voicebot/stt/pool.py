@@ -86,6 +86,7 @@ class InferencePool:
         max_sessions: int = 64,
         normalizer: Normalizer | None = None,
         reserved_for_finals: int = 1,
+        on_decoded: Callable[[bool, float], None] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, not {workers}")
@@ -94,6 +95,7 @@ class InferencePool:
         self.max_queued = max_queued
         self.max_sessions = max_sessions
         self._normalizer = normalizer
+        self._on_decoded = on_decoded  # (final, seconds on the worker); called on the worker thread
         # Workers a partial may not take (never all of them: one worker must be able to run partials).
         self._partial_slots = max(1, workers - reserved_for_finals)
         self._cv = threading.Condition()
@@ -223,6 +225,11 @@ class InferencePool:
                 else:
                     self._partials_done += 1
                     self._busy_partials -= 1
+            if self._on_decoded is not None:
+                try:
+                    self._on_decoded(ticket.job.final, elapsed)
+                except Exception:  # a metrics hook must not kill a worker
+                    log.exception("stt.pool.on_decoded_failed")
             if ticket.cancelled:
                 continue
             with contextlib.suppress(RuntimeError):  # a closed loop: the server is gone

@@ -35,6 +35,7 @@ from grpc_reflection.v1alpha import reflection
 from voicebot.errors import ConfigError
 from voicebot.logging import get_logger
 from voicebot.net import is_loopback
+from voicebot.observe.metrics import RecognizerMetrics
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt._proto import stt_service_pb2, stt_service_pb2_grpc
 from voicebot.stt.auth import Authenticator
@@ -103,7 +104,9 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
         auth: Authenticator,
         session_config: SessionConfig,
         endpointer_factory: Callable[[int, int], Endpointer],
+        metrics: RecognizerMetrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else RecognizerMetrics()
         self._engine = engine
         self._pool = pool
         self._auth = auth
@@ -122,12 +125,28 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
             self._pool.open_session()
         except (Unauthenticated, Overloaded) as exc:
             log.warning("stt.session.refused", reason=exc.message, grpc_code=exc.grpc_code)
+            self._metrics.sessions.labels(code=exc.grpc_code).inc()
             await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
+        self._metrics.sessions_active.inc()
         try:
             async for response in self._run(request_iterator, context, metadata):
                 yield response
         finally:
+            self._metrics.sessions_active.dec()
             self._pool.close_session()
+
+    def _observe_final_latency(
+        self, response: pb.StreamingResponse, arrivals: deque[tuple[int, float]], now_s: float
+    ) -> None:
+        """From the arrival of the chunk holding the utterance's end to its final going out."""
+        alternatives = response.final.alternatives
+        if not alternatives:
+            return
+        end_ms = alternatives[0].end_time_ms
+        while len(arrivals) > 1 and arrivals[0][0] < end_ms:
+            arrivals.popleft()  # finals come in timeline order: what is before this end is done
+        if arrivals and arrivals[0][0] >= end_ms:
+            self._metrics.final_latency.observe(max(0.0, now_s - arrivals[0][1]))
 
     async def _run(
         self,
@@ -144,6 +163,7 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
             hints = hints_from_metadata(context.invocation_metadata() or ())
         except InvalidRequest as exc:
             slog.warning("stt.session.bad_hints", reason=exc.message, grpc_code=exc.grpc_code)
+            self._metrics.sessions.labels(code=exc.grpc_code).inc()
             await context.abort(grpc.StatusCode[exc.grpc_code], exc.message)
         session = Session(
             session_uuid=session_id,
@@ -157,6 +177,8 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
         inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         room = asyncio.Event()
         tickets: dict[int, Ticket] = {}
+        # (audio ms received, loop time it arrived): when an utterance's end was here, for final_latency.
+        arrivals: deque[tuple[int, float]] = deque()
         started_s = time.monotonic()
         grpc_code = "CANCELLED"
         close_message = "client cancelled the stream"
@@ -210,6 +232,8 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                     room.set()
                     if kind == "request":
                         commands = session.receive(payload, loop.time())
+                        if not arrivals or session.received_data_ms > arrivals[-1][0]:
+                            arrivals.append((session.received_data_ms, loop.time()))
                     elif kind == "eof":
                         commands = session.half_close()
                     elif kind == "decoded":
@@ -238,6 +262,9 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                         response = command.response
                         response.response_wall_time_ms = int(time.time() * 1000)
                         yield response
+                        if response.WhichOneof("Event") == "final":
+                            self._metrics.finals.inc()
+                            self._observe_final_latency(response, arrivals, loop.time())
                     elif isinstance(command, StartDecode):
                         job = command.job
                         try:
@@ -271,6 +298,8 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
             for ticket in tickets.values():
                 ticket.cancel()
             stats = session.stats()
+            self._metrics.sessions.labels(code=grpc_code).inc()
+            self._metrics.audio_seconds.inc(stats.audio_ms / 1000)
             slog.info(
                 "stt.session.ended",
                 audio_s=round(stats.audio_ms / 1000, 3),
@@ -294,9 +323,16 @@ class RunningServer:
     health: HealthServicer
     engine: Engine
     tls: bool
+    metrics: RecognizerMetrics = field(default_factory=RecognizerMetrics)
+    stopping: bool = False
+
+    def unready_reason(self) -> str | None:
+        """The ``/readyz`` probe: ``None`` while new streams are taken, else why not."""
+        return "stopping (draining open streams)" if self.stopping else None
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop accepting streams, give open ones ``grace_s`` to finish, then stop the workers."""
+        self.stopping = True
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         await asyncio.to_thread(self.pool.stop)
@@ -365,8 +401,14 @@ async def start_server(
     engine: Engine | None = None,
     normalizer: Normalizer | None = None,
     endpointer_factory: Callable[[int, int], Endpointer] | None = None,
+    metrics: RecognizerMetrics | None = None,
 ) -> RunningServer:
-    """Validate ``config``, load the model (unless ``engine`` is given), bind, and start serving."""
+    """Validate ``config``, load the model (unless ``engine`` is given), bind, and start serving.
+
+    ``metrics`` (one is made when not given) is what the server counts; see ``RunningServer.metrics``.
+    """
+    if metrics is None:
+        metrics = RecognizerMetrics()
     _validate(config)
     auth = _check_auth(config)
     credentials = _credentials(config)
@@ -378,6 +420,8 @@ async def start_server(
         max_queued=config.max_queued,
         max_sessions=config.max_sessions,
         normalizer=normalizer if normalizer is not None else default_normalizer,
+        on_decoded=lambda final, seconds: metrics.decode.labels(
+            kind="final" if final else "partial").observe(seconds),
     )
     servicer = RecognizerServicer(
         engine=engine,
@@ -385,6 +429,7 @@ async def start_server(
         auth=auth,
         session_config=config.session,
         endpointer_factory=endpointer_factory or _webrtc_endpointer,
+        metrics=metrics,
     )
     # No SO_REUSEPORT (gRPC's default): a second server on a busy port must fail, not silently share it.
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
@@ -417,7 +462,7 @@ async def start_server(
         engine=engine.name,
         workers=config.workers,
     )
-    return RunningServer(server, port, pool, health_servicer, engine, credentials is not None)
+    return RunningServer(server, port, pool, health_servicer, engine, credentials is not None, metrics)
 
 
 def _webrtc_endpointer(sample_rate_hz: int, max_pause_ms: int) -> Endpointer:
