@@ -330,7 +330,11 @@ class App:
                                    max_data_bytes=rc.session_max_bytes)
             server_config = ServerConfig(listen="127.0.0.1:0", api_keys=frozenset({key}),
                                          workers=self._stt_workers, session=SessionConfig(limits=limits))
-            self._stt_server = await start_server(server_config, engine=self._engine)
+            # The embedded recognizer's numbers (voicebot_stt_*) go to the app's own /metrics.
+            from voicebot.observe.metrics import RecognizerMetrics
+
+            self._stt_server = await start_server(server_config, engine=self._engine,
+                                                  metrics=RecognizerMetrics(self.metrics.registry))
             target = f"127.0.0.1:{self._stt_server.port}"
             settings = ClientSettings.from_config(rc, target=target, api_key=key)
             # The embedded server is plaintext on loopback, whatever TLS the config asks of endpoints.

@@ -72,6 +72,11 @@ async def test_metrics_move_during_a_call_and_readyz_drains(tmp_path: Path, tts_
             hangups = re.findall(r'^voicebot_hangups_total\{cause="([^"]+)",side="([^"]+)"\} 1\.0$', after,
                                  re.MULTILINE)
             assert len(hangups) == 1, after
+            # SIP answers by code, recognition sessions by reason, and the embedded recognizer's own
+            # counters moved with the call.
+            assert sample(after, 'voicebot_sip_responses_total{code="200"}') >= 1.0, after
+            assert sample(after, 'voicebot_recognizer_sessions_total{reason="start"}') == 1.0, after
+            assert sample(after, 'voicebot_stt_sessions_total{code="OK"}') >= 1.0, after
 
             # Call 2, SIGTERM mid-call: unready at once (a balancer stops sending calls), still
             # healthy, and the running call goes on to its transfer before the process exits.
