@@ -155,7 +155,18 @@ def uac_rejected_scenario(status_code: int) -> str:
 
 async def run_uac(scenario: str, tmp_path: Path, remote: tuple[str, int], *, name: str = "uac",
                   timeout_s: float = 30.0, calls: int = 1, extra: tuple[str, ...] = ()) -> SippResult:
-    """Write ``scenario`` to ``tmp_path`` and run sipp against ``remote``; like tests.sip.peers.run_sipp."""
+    """Write ``scenario`` to ``tmp_path`` and run sipp against ``remote``; like tests.sip.peers.run_sipp,
+    a start whose ports another process took between our check and sipp's bind is retried."""
+    for _ in range(3):
+        result = await _run_uac_once(scenario, tmp_path, remote, name=name, timeout_s=timeout_s,
+                                     calls=calls, extra=extra)
+        if "Unable to bind" not in result.stderr and "Address already in use" not in result.stderr:
+            break
+    return result
+
+
+async def _run_uac_once(scenario: str, tmp_path: Path, remote: tuple[str, int], *, name: str,
+                        timeout_s: float, calls: int, extra: tuple[str, ...]) -> SippResult:
     path = tmp_path / f"{name}.xml"
     path.write_text(scenario)
     error_file = tmp_path / f"{name}.errors.log"
