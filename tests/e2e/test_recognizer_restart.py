@@ -133,11 +133,14 @@ async def test_recognizer_killed_and_restarted_mid_call(
     assert {"weather", "tomorrow", "morning"} & set(re.findall(r"[a-z]+", texts[0])), report
     assert {"electricity", "bill", "like", "would"} & set(re.findall(r"[a-z]+", texts[1])), report
     assert "goodbye" in texts[2].replace(" ", ""), report
-    # The first session ended because the server went away; a later one recognized the rest.
+    # The session that heard the first sentence ended because the server went away; a later one
+    # recognized the rest. (It is not always the first listed: the call's very first session is
+    # replaced at once by the menu's hinted one, in the same millisecond.)
     sessions = record["stt_sessions"]
     assert len(sessions) >= 2, report
-    assert sessions[0]["close_reason"] and sessions[0]["close_reason"].startswith("server"), report
     first_session = record["utterances"][0]["session_id"]
+    [killed] = [s for s in sessions if s["session_id"] == first_session]
+    assert killed["close_reason"] and killed["close_reason"].startswith("server"), report
     assert all(u["session_id"] != first_session for u in record["utterances"][1:]), report
     assert record["summary"]["hangup_side"] == "robot", report
     assert [s["state"] for s in record["states"]][-1] == "done", report
