@@ -16,7 +16,10 @@ database migrate it exactly once.
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +31,10 @@ Durability = Literal["full", "normal"]
 DbKind = Literal["sqlite", "postgres"]
 # An arbitrary constant naming voicebot's schema lock among other advisory locks on the server.
 _PG_MIGRATION_LOCK = 0x766F6963  # "voic"
+# How long opening a SQLite file keeps retrying while another process holds it locked: switching a
+# new file to WAL needs a moment's exclusive lock, and SQLite answers "database is locked" to the
+# others at once instead of waiting in its busy handler (seen with 6 instances starting together).
+SQLITE_OPEN_TIMEOUT_S = 10.0
 
 
 class BackendError(VoicebotError):
@@ -80,15 +87,34 @@ class SqliteDatabase:
         self.name = str(path)
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection, used from worker threads (check_same_thread=False): the lock keeps one
+        # thread's transaction whole, so another thread's statement waits instead of landing
+        # inside it ("cannot start a transaction within a transaction").
+        self._lock = threading.RLock()
+        deadline = time.monotonic() + SQLITE_OPEN_TIMEOUT_S
+        while True:
+            try:
+                self._db = self._open(str(path), durability)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise OpenFailure(str(exc)) from exc
+                time.sleep(random.uniform(0.01, 0.1))  # another process is switching the new file to WAL
+            except sqlite3.DatabaseError as exc:
+                raise OpenFailure(str(exc)) from exc
+
+    @staticmethod
+    def _open(path: str, durability: Durability) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per event.
+        db = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
         try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per event.
-            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10.0,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={durability.upper()}")
-            self._db.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.DatabaseError as exc:
-            raise OpenFailure(str(exc)) from exc
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={durability.upper()}")
+            db.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -102,25 +128,27 @@ class SqliteDatabase:
             raise OpenFailure(str(exc)) from exc
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
-        with self._errors():
+        with self._lock, self._errors():
             return int(self._db.execute(sql, tuple(params)).rowcount)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        with self._errors():
+        with self._lock, self._errors():
             return [tuple(r) for r in self._db.execute(sql, tuple(params)).fetchall()]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` .. ``COMMIT`` (or ``ROLLBACK`` on error): all or nothing."""
-        with self._errors():
-            self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        with self._errors():
-            self._db.execute("COMMIT")
+        """``BEGIN IMMEDIATE`` .. ``COMMIT`` (or ``ROLLBACK`` on error): all or nothing. Other
+        threads sharing this connection wait until it ends."""
+        with self._lock:
+            with self._errors():
+                self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            with self._errors():
+                self._db.execute("COMMIT")
 
     def schema_version(self) -> int:
         return int(self.query("PRAGMA user_version")[0][0])
@@ -137,7 +165,8 @@ class SqliteDatabase:
         return found
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
 
 class PostgresDatabase:
@@ -155,6 +184,7 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             raise OpenFailure(str(exc).strip()) from exc
         self._in_tx = False
+        self._lock = threading.RLock()  # as SqliteDatabase: one thread's transaction stays whole
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -175,16 +205,16 @@ class PostgresDatabase:
         return sql.replace("?", "%s")
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
-        with self._errors():
+        with self._lock, self._errors():
             return int(self._db.execute(self._sql(sql), tuple(params)).rowcount)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        with self._errors():
+        with self._lock, self._errors():
             return [tuple(r) for r in self._db.execute(self._sql(sql), tuple(params)).fetchall()]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._errors(), self._db.transaction():
+        with self._lock, self._errors(), self._db.transaction():
             yield
 
     def schema_version(self) -> int:
@@ -209,4 +239,5 @@ class PostgresDatabase:
         return found
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
