@@ -5,10 +5,10 @@ sipfrag 100 and 200, then the robot's BYE), the robot's BYE, or its own BYE afte
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.sip.peers import free_media_port, free_udp_port
 from voicebot.testing.pcap import write_rtp_pcap
 from voicebot.testing.speech import silence, telephone_speech
 
@@ -120,12 +120,6 @@ def speech_pcap(path: Path, text: str, *, lead_ms: int = 1000, tail_ms: int = 15
     return path
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class SippRun:
     returncode: int
@@ -143,7 +137,7 @@ async def run_caller(text: str, tmp_path: Path, remote: tuple[str, int], *, name
     path.write_text(text)
     error_file = tmp_path / f"{name}.errors.log"
     args = ["sipp", "-sf", str(path), "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
-            "-mp", str(free_udp_port()), "-s", "bot", "-nostdin", "-skip_rlimit",
+            "-mp", str(free_media_port()), "-s", "bot", "-nostdin", "-skip_rlimit",
             "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-trace_err", "-error_file", str(error_file),
             *extra, f"{remote[0]}:{remote[1]}"]
     proc = await asyncio.create_subprocess_exec(
@@ -194,7 +188,7 @@ async def start_callee(text: str, tmp_path: Path, *, name: str = "callee",
     path.write_text(text)
     port = free_udp_port()
     args = ["sipp", "-sf", str(path), "-m", "1", "-i", "127.0.0.1", "-p", str(port),
-            "-mp", str(free_udp_port()), "-nostdin", "-skip_rlimit", "-timeout", f"{int(timeout_s)}s",
+            "-mp", str(free_media_port()), "-nostdin", "-skip_rlimit", "-timeout", f"{int(timeout_s)}s",
             "-timeout_error", "-trace_err", "-error_file", str(tmp_path / f"{name}.errors.log")]
     proc = await asyncio.create_subprocess_exec(
         *args, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,

@@ -39,7 +39,7 @@ from tests.e2e.harness import (
     speech_pcap,
     write_config,
 )
-from tests.sip.peers import free_udp_port
+from tests.sip.peers import free_media_port, free_udp_port
 
 pytestmark = [pytest.mark.e2e, needs_tools, pytest.mark.timeout(420)]
 
@@ -67,7 +67,7 @@ async def start_uas(template: str, workdir: Path, **values: object) -> Uas:
     port = free_udp_port()
     log = workdir / f"{template}.messages.log"
     proc = await asyncio.create_subprocess_exec(
-        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_udp_port()),
+        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_media_port()),
         "-nostdin", "-skip_rlimit", "-trace_msg", "-message_file", str(log),
         "-trace_err", "-error_file", str(workdir / f"{template}.errors.log"),
         cwd=workdir, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.sip.peers import free_media_port, free_udp_port
 from voicebot.media.g711 import ALAW, ULAW
 from voicebot.rtp.dtmf import DtmfEnded, DtmfEventReceived
 from voicebot.rtp.jitter import FrameKind, JitterConfig
@@ -76,12 +77,6 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def request(method: str, sipp_port: int, our_port: int, cseq: int, body: str = "") -> bytes:
     headers = [
         f"{method} sip:bot@127.0.0.1:{sipp_port} SIP/2.0",
@@ -105,7 +100,7 @@ class SippPeer:
     def __init__(self, tmp_path: Path, pcap: Path) -> None:
         self.tmp_path = tmp_path
         self.pcap = pcap
-        self.sipp_port, self.media_port = free_udp_port(), free_udp_port()
+        self.sipp_port, self.media_port = free_udp_port(), free_media_port()
         self.sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sip.bind(("127.0.0.1", 0))
         self.our_port = self.sip.getsockname()[1]

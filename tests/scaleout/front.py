@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.harness import REPO, Voicebot, start_voicebot
-from tests.sip.peers import free_udp_port
+from tests.sip.peers import free_media_port, free_udp_port
 
 KAMAILIO_CFG = REPO / "docker" / "kamailio" / "kamailio.cfg"
 VOICEBOT = Path(sys.executable).with_name("voicebot")
@@ -159,6 +159,11 @@ def start_instance(workdir: Path, *, tts_cache: Path, recognizer: Recognizer, si
         ready_timeout_s=120)
 
 
+# How long a started sipp is watched for an immediate exit on a port taken by another process.
+SIPP_BIND_CHECK_S = 0.5
+SIPP_BIND_ERRORS = ("Unable to bind", "Address already in use")
+
+
 @dataclass
 class SippRun:
     """A sipp caller run through the front: ``calls`` calls at ``rate`` per second, each held
@@ -194,11 +199,24 @@ def start_callers(workdir: Path, front: Front, *, name: str, calls: int, rate: f
     run_dir = workdir / name
     run_dir.mkdir(parents=True, exist_ok=True)
     scenario = Path(__file__).with_name("uac_via_proxy.xml")
-    args = ["sipp", "-sf", str(scenario), f"127.0.0.1:{front.port}", "-s", "bot", "-i", "127.0.0.1",
-            "-p", str(free_udp_port()), "-mp", str(free_udp_port()), "-m", str(calls), "-r", str(rate),
-            "-l", str(calls), "-d", str(hold_ms), "-timeout", "120", "-timeout_error",
-            "-recv_timeout", "20000", "-nostdin", "-trace_stat", "-stf", str(run_dir / f"{name}_stat.csv"),
-            "-fd", "1", "-trace_err", "-error_file", str(run_dir / f"{name}_errors.log")]
-    proc = subprocess.Popen(args, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    return SippRun(proc, run_dir, name)
+    # Our ports are free when picked, but another process may bind one before sipp does: sipp then
+    # exits at once with "Unable to bind ..." (a CI run lost a whole test to that), so such a start
+    # is retried with new ports. A sipp that is still running after the check is placing calls.
+    for _ in range(3):
+        for stale in run_dir.glob("*"):
+            stale.unlink()
+        args = ["sipp", "-sf", str(scenario), f"127.0.0.1:{front.port}", "-s", "bot", "-i", "127.0.0.1",
+                "-p", str(free_udp_port()), "-mp", str(free_media_port()), "-m", str(calls), "-r", str(rate),
+                "-l", str(calls), "-d", str(hold_ms), "-timeout", "120", "-timeout_error",
+                "-recv_timeout", "20000", "-nostdin", "-trace_stat",
+                "-stf", str(run_dir / f"{name}_stat.csv"), "-fd", "1", "-trace_err",
+                "-error_file", str(run_dir / f"{name}_errors.log")]
+        proc = subprocess.Popen(args, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        run = SippRun(proc, run_dir, name)
+        deadline = time.monotonic() + SIPP_BIND_CHECK_S
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if proc.poll() is None or not any(m in run.errors() for m in SIPP_BIND_ERRORS):
+            return run
+    return run

@@ -17,6 +17,29 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_media_port() -> int:
+    """A base port for sipp's ``-mp``: sipp binds audio RTP on P and P+1 (RTCP) and video on P+2 and
+    P+3, so all four must be free (a lone free P let a CI run lose a sipp start to "Unable to bind
+    video RTP socket"). Another process may still take one before sipp binds: callers retry."""
+    for _ in range(200):
+        base = free_udp_port() & ~1
+        if base + 3 > 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for k in range(4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", base + k))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError("no block of 4 free UDP ports found on 127.0.0.1")
+
+
 @dataclass
 class SippResult:
     returncode: int
@@ -45,7 +68,7 @@ async def run_sipp(
         result = await _run_sipp_once(
             scenario, tmp_path, remote, local_port, service, timeout_s, extra, calls
         )
-        if "Unable to bind audio RTP socket" not in result.stderr:
+        if "Unable to bind" not in result.stderr and "Address already in use" not in result.stderr:
             break
     return result
 
@@ -70,7 +93,7 @@ async def _run_sipp_once(
         "-i",
         "127.0.0.1",
         "-mp",
-        str(free_udp_port()),
+        str(free_media_port()),
         "-s",
         service,
         "-nostdin",

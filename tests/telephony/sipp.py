@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.sip.peers import SippResult, free_udp_port
+from tests.sip.peers import SippResult, free_media_port, free_udp_port
 
 _HEADERS = """      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: "SIPp Caller" <sip:+15550001111@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -172,7 +172,7 @@ async def _run_uac_once(scenario: str, tmp_path: Path, remote: tuple[str, int], 
     error_file = tmp_path / f"{name}.errors.log"
     args = [
         "sipp", "-sf", str(path), "-m", str(calls), "-i", "127.0.0.1", "-p", str(free_udp_port()),
-        "-mp", str(free_udp_port()), "-s", "bot", "-nostdin", "-skip_rlimit",
+        "-mp", str(free_media_port()), "-s", "bot", "-nostdin", "-skip_rlimit",
         "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-trace_err", "-error_file", str(error_file),
         *extra, f"{remote[0]}:{remote[1]}",
     ]
