@@ -17,7 +17,9 @@ STATIC_CODECS = {0: "PCMU", 8: "PCMA"}
 SUPPORTED_CODECS = ("PCMU", "PCMA")
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+# RFC 4566 §5: the order of the line types at session level and within an m= section
 _SESSION_ORDER = "vosiuepcbtrzkam"
+_MEDIA_ORDER = "micbka"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +77,32 @@ class SessionDescription:
     def serialize(self) -> bytes:
         addrtype = "IP6" if self.connection and ":" in self.connection else "IP4"
         lines = ["v=0", f"o={self.origin.serialize()}", f"s={self.session_name}"]
-        lines += list(self.other)
         if self.connection is not None:
             lines.append(f"c=IN {addrtype} {self.connection}")
         lines.append(f"t={self.timing}")
+        lines = _in_order([*lines, *self.other], _SESSION_ORDER)
         lines += [_attr(k, v) for k, v in self.attributes]
         for m in self.media:
-            lines.append(f"m={m.media} {m.port} {m.proto} {' '.join(m.formats)}")
-            lines += list(m.other)
+            media_lines = [f"m={m.media} {m.port} {m.proto} {' '.join(m.formats)}"]
             if m.connection is not None:
                 mtype = "IP6" if ":" in m.connection else "IP4"
-                lines.append(f"c=IN {mtype} {m.connection}")
+                media_lines.append(f"c=IN {mtype} {m.connection}")
+            lines += _in_order([*media_lines, *m.other], _MEDIA_ORDER)
             lines += [_attr(k, v) for k, v in m.attributes]
         return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _in_order(lines: list[str], order: str) -> list[str]:
+    """Put lines in the RFC 4566 §5 order of their types; the sort is stable, so repeated types
+    (two ``b=``, ``r=`` after its ``t=``) keep the order they were parsed in. Types the order does
+    not name (a peer's stray line at media level) go after the known ones, before the ``a=`` lines."""
+    known = order.replace("a", "")
+
+    def rank(line: str) -> int:
+        index = known.find(line[0])
+        return len(known) if index < 0 else index
+
+    return sorted(lines, key=rank)
 
 
 def _attr(key: str, value: str | None) -> str:
