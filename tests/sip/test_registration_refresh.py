@@ -8,7 +8,12 @@ from voicebot.sip.auth import Credentials
 from voicebot.sip.events import RegistrationChanged
 from voicebot.sip.headers import parse_auth_params
 from voicebot.sip.message import Request, make_response
-from voicebot.sip.registration import MAX_AUTH_ATTEMPTS, RegistrationClient, RegistrationResult
+from voicebot.sip.registration import (
+    MAX_AUTH_ATTEMPTS,
+    MAX_INTERVAL_RETRIES,
+    RegistrationClient,
+    RegistrationResult,
+)
 from voicebot.sip.uri import SipUri
 
 pytestmark = pytest.mark.unit
@@ -182,12 +187,6 @@ def test_failure_of_a_refresh_reports_unregistered_and_retries() -> None:
     assert reg.refresh_at == 330.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registration.RegistrationClient ignores 423 Interval Too Brief: it retries after retry_after_s "
-    "with the same too-short Expires instead of raising it to the response's Min-Expires (RFC 3261 §10.2.8, "
-    "§10.3 step 7), so a registrar with a larger minimum rejects every REGISTER forever",
-)
 def test_423_raises_expires_to_min_expires() -> None:
     reg = client(expires_s=60)
     request = send(reg, 1)
@@ -196,12 +195,6 @@ def test_423_raises_expires_to_min_expires() -> None:
     assert retry.headers.get("Expires") == "3600"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registration._granted_expires takes the first Contact with an expires parameter in the 200 OK, "
-    "which may be another device's binding; RFC 3261 §10.2.4 says the UA reads the expiry of its own "
-    "Contact, so with another binding listed first we refresh too late and the registration lapses",
-)
 def test_granted_expiry_is_read_from_our_own_contact() -> None:
     reg = client()
     request = send(reg, 1)
@@ -212,3 +205,146 @@ def test_granted_expiry_is_read_from_our_own_contact() -> None:
     )
     assert reg.on_response(ok, 0.0).event == RegistrationChanged(REG_ID, True, 200, 60)
     assert reg.refresh_at == 30.0
+
+
+def test_423_retry_is_sent_at_once_and_the_raised_expiry_sticks() -> None:
+    reg = client(expires_s=60)
+    request = send(reg, 1)
+    result = reg.on_response(make_response(request, 423, extra=(("Min-Expires", " 3600 "),)), 0.0)
+    assert result == RegistrationResult(None, send_again=True)
+    assert reg.deadline() is None and reg.active and not reg.finished
+    retry = send(reg, 2)
+    assert (retry.cseq.seq, retry.headers.get("Expires")) == (2, "3600")
+    assert reg.on_response(make_response(retry, 200), 1.0).event == RegistrationChanged(
+        REG_ID, True, 200, 3600
+    )
+    # the registrar's minimum holds for every refresh, not just the retry
+    assert send(reg, 3).headers.get("Expires") == "3600"
+
+
+def test_423_after_a_challenge_and_a_challenge_after_423_are_both_answered() -> None:
+    reg = client(Credentials("100", "pw"), expires_s=60)
+    challenge = (("WWW-Authenticate", 'Digest realm="pbx", nonce="n"'),)
+    first = send(reg, 1)
+    assert reg.on_response(make_response(first, 401, extra=challenge), 0.0).send_again
+    second = send(reg, 2)
+    assert second.headers.get("Authorization") is not None
+    assert reg.on_response(make_response(second, 423, extra=(("Min-Expires", "300"),)), 0.1).send_again
+    third = send(reg, 3)
+    assert third.headers.get("Expires") == "300" and third.headers.get("Authorization") is None
+    assert reg.on_response(make_response(third, 401, extra=challenge), 0.2).send_again
+    fourth = send(reg, 4)
+    assert fourth.headers.get("Expires") == "300" and fourth.headers.get("Authorization") is not None
+    assert reg.on_response(make_response(fourth, 200), 0.3).event == RegistrationChanged(
+        REG_ID, True, 200, 300
+    )
+
+
+@pytest.mark.parametrize(
+    ("min_expires", "why"),
+    [
+        (None, "without a usable Min-Expires (got None)"),
+        ("soon", "without a usable Min-Expires (got 'soon')"),
+        ("\u00b2", "without a usable Min-Expires (got '\u00b2')"),
+        ("4294967296", "without a usable Min-Expires (got '4294967296')"),
+        ("60", "with Min-Expires 60 s, not above the 60 s we asked for"),
+        ("30", "with Min-Expires 30 s, not above the 60 s we asked for"),
+    ],
+)
+def test_423_without_a_usable_min_expires_abandons_the_registration(
+    min_expires: str | None, why: str
+) -> None:
+    reg = client(expires_s=60)
+    request = send(reg, 1)
+    extra = () if min_expires is None else (("Min-Expires", min_expires),)
+    result = reg.on_response(make_response(request, 423, extra=extra), 5.0)
+    # sending the same REGISTER again would be refused again: no retry, and the log says why
+    assert result == RegistrationResult(
+        RegistrationChanged(
+            REG_ID,
+            False,
+            423,
+            0,
+            f"registration abandoned: 423 Interval Too Brief {why}; the registrar is at fault",
+        )
+    )
+    assert reg.finished and reg.deadline() is None
+
+
+def test_423_that_keeps_raising_its_minimum_is_abandoned_after_max_interval_retries() -> None:
+    reg = client(expires_s=60)
+    for n in range(1, MAX_INTERVAL_RETRIES + 1):
+        request = send(reg, n)
+        raised = (("Min-Expires", str(60 * 2**n)),)
+        assert reg.on_response(make_response(request, 423, extra=raised), float(n)).send_again
+        assert reg.expires_s == 60 * 2**n
+    request = send(reg, 9)
+    last = 60 * 2 ** (MAX_INTERVAL_RETRIES + 1)
+    result = reg.on_response(make_response(request, 423, extra=(("Min-Expires", str(last)),)), 9.0)
+    assert result.event == RegistrationChanged(
+        REG_ID,
+        False,
+        423,
+        0,
+        f"registration abandoned: 423 Interval Too Brief {MAX_INTERVAL_RETRIES + 1} times in a row, "
+        f"last asking for {last} s; the registrar is at fault",
+    )
+    assert reg.finished
+
+
+def test_423_retries_are_counted_per_attempt_not_per_registration() -> None:
+    reg = client(expires_s=60)
+    minimum = 60
+    for n in range(1, 2 * MAX_INTERVAL_RETRIES + 2, 2):
+        # each round: one 423 (raise), then the registrar accepts; the next round starts afresh
+        minimum *= 2
+        request = send(reg, n)
+        assert reg.on_response(
+            make_response(request, 423, extra=(("Min-Expires", str(minimum)),)), 0.0
+        ).send_again
+        request = send(reg, n + 1)
+        assert reg.on_response(make_response(request, 200), 0.0).event == RegistrationChanged(
+            REG_ID, True, 200, minimum
+        )
+
+
+@pytest.mark.parametrize(
+    ("extra", "granted_s"),
+    [
+        # ours written with an escape and another case of host: still ours by §19.1.4
+        (
+            (
+                (
+                    "Contact",
+                    "<sip:desk-phone@10.0.0.9>;expires=3600, <sip:%76oicebot@10.0.0.2:5060>;expires=45",
+                ),
+            ),
+            45,
+        ),
+        # another binding of the AOR, then ours; order does not matter
+        (
+            (("Contact", f"{OUR_CONTACT};expires=70"), ("Contact", "<sip:desk-phone@10.0.0.9>;expires=3600")),
+            70,
+        ),
+        # ours listed without a usable expires: the Expires header, not another device's binding
+        ((("Contact", f"<sip:desk-phone@10.0.0.9>;expires=30, {OUR_CONTACT}"), ("Expires", "500")), 500),
+        ((("Contact", f"<sip:desk-phone@10.0.0.9>;expires=30, {OUR_CONTACT};expires=\u00b2"),), 600),
+        # our Contact rewritten by the registrar (NAT): the shortest binding listed, the header included
+        ((("Contact", "<sip:voicebot@203.0.113.7:40000>;expires=120"), ("Expires", "3600")), 120),
+        ((("Contact", "<sip:voicebot@203.0.113.7:40000>;expires=120"), ("Expires", "90")), 90),
+        ((("Contact", "<sip:a@10.0.0.9>;expires=3600, <sip:b@10.0.0.8>;expires=300"),), 300),
+        # not ours: a URI without the port is another binding (§19.1.4), as is one with a transport
+        ((("Contact", "<sip:voicebot@10.0.0.2>;expires=3600, <sip:x@10.0.0.3>;expires=200"),), 200),
+        ((("Contact", "<sip:voicebot@10.0.0.2:5060;transport=tcp>;expires=100"), ("Expires", "400")), 100),
+        ((("Expires", "\u00b2"),), 600),
+        ((("Expires", "4294967296"),), 600),
+    ],
+)
+def test_granted_expiry_is_ours_else_the_header_else_the_shortest_listed(
+    extra: tuple[tuple[str, str], ...], granted_s: int
+) -> None:
+    reg = client()
+    request = send(reg, 1)
+    assert reg.on_response(make_response(request, 200, extra=extra), 0.0).event == RegistrationChanged(
+        REG_ID, True, 200, granted_s
+    )

@@ -483,6 +483,37 @@ def test_register_with_digest_and_refresh() -> None:
     assert any(isinstance(m, Request) and m.method == "REGISTER" and m.cseq.seq == 3 for m in refresh)
 
 
+def test_register_423_is_retried_at_once_with_min_expires_then_abandoned_when_unusable() -> None:
+    ua = UserAgent(UaConfig(local_host="10.0.0.1"), rng=random.Random(5))
+    reg_id = ua.register("sip:10.0.0.5", 0.0, aor="sip:100@10.0.0.5", expires_s=60)
+    ((data, dest),) = ua.datagrams_to_send()
+    first = parse_message(data)
+    assert isinstance(first, Request) and first.headers.get("Expires") == "60"
+    too_brief = make_response(first, 423, to_tag="r", extra=(("Min-Expires", "1800"),))
+    ua.receive_datagram(too_brief.serialize(), dest, 0.1)
+    # no event and no waiting for the retry timer: the raised REGISTER goes out with the 423
+    assert ua.next_event() is None
+    ((data, _),) = ua.datagrams_to_send()
+    second = parse_message(data)
+    assert isinstance(second, Request) and second.cseq.seq == 2 and second.headers.get("Expires") == "1800"
+    # a registrar that then asks for no more than that is broken: the registration ends, said why
+    ua.receive_datagram(
+        make_response(second, 423, to_tag="r", extra=(("Min-Expires", "900"),)).serialize(), dest, 0.2
+    )
+    reason = (
+        "registration abandoned: 423 Interval Too Brief with Min-Expires 900 s, not above the 1800 s "
+        "we asked for; the registrar is at fault"
+    )
+    assert ua.next_event() == RegistrationChanged(reg_id, False, 423, 0, reason)
+    ua.handle_timer(100.0)
+    assert not any(
+        isinstance(m, Request) and m.method == "REGISTER"
+        for m in (parse_message(d) for d, _ in ua.datagrams_to_send())
+    )
+    with pytest.raises(SipStateError):
+        ua.unregister(reg_id, 101.0)
+
+
 def test_unanswered_calls_time_out_both_ways() -> None:
     net = make_net(
         a_config=UaConfig(local_host=A_ADDR[0], outbound_timeout_s=100.0),

@@ -6,8 +6,12 @@ runs it in a client transaction), :meth:`on_response` / :meth:`on_timeout` diges
 a :class:`~voicebot.sip.events.RegistrationChanged` and say whether to send again at once (a digest
 challenge), and :attr:`refresh_at` is the deadline at which the user agent calls
 :meth:`next_request` again: half the granted expiry (at least 5 s ahead) after a success,
-``retry_after_s`` after a failure. :meth:`unregister` turns the next REGISTER into ``Expires: 0``
-and the client finishes (:attr:`finished`) on its answer.
+``retry_after_s`` after a failure. The granted expiry is the one the 2xx lists for *our* Contact
+(§10.2.4; other devices' bindings of the same AOR are listed too), else its Expires header. A
+``423 Interval Too Brief`` is answered at once with Expires raised to its Min-Expires (§10.2.8);
+one we cannot satisfy ends the registration (:attr:`finished`) with a ``reason``, since sending
+the same REGISTER again would only be refused again. :meth:`unregister` turns the next REGISTER
+into ``Expires: 0`` and the client finishes on its answer.
 """
 
 from __future__ import annotations
@@ -15,13 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voicebot.sip.auth import Credentials, authorized_request
+from voicebot.sip.errors import SipParseError
 from voicebot.sip.events import RegistrationChanged
-from voicebot.sip.headers import Headers
+from voicebot.sip.headers import Headers, parse_name_addr
 from voicebot.sip.message import Request, Response
 from voicebot.sip.transaction import Address
-from voicebot.sip.uri import SipUri
+from voicebot.sip.uri import SipUri, Uri, uri_equal
 
 MAX_AUTH_ATTEMPTS = 2
+# a registrar whose every 423 asks for more than the last is broken; two raises are plenty (§10.2.8)
+MAX_INTERVAL_RETRIES = 2
+# §20.19 / §25.1 delta-seconds: the largest expiry we will send
+MAX_EXPIRES_S = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +70,12 @@ class RegistrationClient:
         self.finished = False
         self._local_tag = local_tag
         self._contact = contact
+        self._contact_uri: Uri = parse_name_addr(contact, "Contact").uri
         self._user_agent = user_agent
         self._retry_after_s = retry_after_s
         self._cseq = 0
         self._auth_attempts = 0
+        self._interval_retries = 0
         self._challenge: Response | None = None
 
     def deadline(self) -> float | None:
@@ -111,11 +122,14 @@ class RegistrationClient:
             self._challenge = response
             return RegistrationResult(None, send_again=True)
         self._auth_attempts = 0
+        if code == 423 and self.active:
+            return self._interval_too_brief(response)
+        self._interval_retries = 0
         if 200 <= code < 300:
             if not self.active:
                 self.finished = True
                 return RegistrationResult(RegistrationChanged(self.registration_id, False, code, 0))
-            expires = _granted_expires(response, self.expires_s)
+            expires = _granted_expires(response, self._contact_uri, self.expires_s)
             # refresh at half the granted time (at least 5 s ahead)
             self.refresh_at = now + max(5.0, expires / 2)
             return RegistrationResult(RegistrationChanged(self.registration_id, True, code, expires))
@@ -123,19 +137,65 @@ class RegistrationClient:
             self.refresh_at = now + self._retry_after_s
         return RegistrationResult(RegistrationChanged(self.registration_id, False, code, 0))
 
+    def _interval_too_brief(self, response: Response) -> RegistrationResult:
+        """423: send again at once with Expires raised to Min-Expires (§10.2.8, §10.3 step 7), or
+        give up when the registrar's minimum is missing, not above what we asked, or keeps rising."""
+        raw = response.headers.get("Min-Expires")
+        min_expires = _delta_seconds(raw)
+        if min_expires is None:
+            why = f"without a usable Min-Expires (got {raw!r})"
+        elif min_expires <= self.expires_s:
+            why = f"with Min-Expires {min_expires} s, not above the {self.expires_s} s we asked for"
+        elif self._interval_retries >= MAX_INTERVAL_RETRIES:
+            why = f"{self._interval_retries + 1} times in a row, last asking for {min_expires} s"
+        else:
+            self._interval_retries += 1
+            self.expires_s = min_expires
+            return RegistrationResult(None, send_again=True)
+        self._interval_retries = 0
+        self.finished = True
+        self.refresh_at = None
+        reason = f"registration abandoned: 423 Interval Too Brief {why}; the registrar is at fault"
+        return RegistrationResult(RegistrationChanged(self.registration_id, False, 423, 0, reason))
+
     def on_timeout(self, now: float) -> RegistrationChanged:
         """Timer F fired on our REGISTER: report 408 and try again (an unREGISTER too) later."""
         self.refresh_at = now + self._retry_after_s
         return RegistrationChanged(self.registration_id, False, 408, 0)
 
 
-def _granted_expires(response: Response, requested_s: int) -> int:
-    """The registrar's expiry: our Contact's ``expires`` parameter, else Expires (§10.2.4)."""
-    for contact in response.contacts:
-        value = next((v for k, v in contact.params if k.lower() == "expires"), None)
-        if value is not None and value.isdigit():
-            return int(value)
-    header = response.headers.get("Expires")
-    if header is not None and header.isdigit():
-        return int(header)
-    return requested_s
+def _granted_expires(response: Response, ours: Uri, requested_s: int) -> int:
+    """The registrar's expiry for our binding (§10.2.4): the ``expires`` parameter of *our* Contact,
+    found by §19.1.4 URI comparison among every binding of the AOR that the 2xx lists, else the
+    Expires header, else what we asked for.
+
+    A registrar behind which our Contact was rewritten (a NAT fix-up) lists no Contact we recognise;
+    then we take the shortest expiry it lists, since refreshing early costs one REGISTER and
+    refreshing late loses the binding."""
+    header = _delta_seconds(response.headers.get("Expires"))
+    try:
+        contacts = response.contacts
+    except SipParseError:
+        contacts = []
+    listed: list[int] = []
+    for contact in contacts:
+        granted = _delta_seconds(next((v for k, v in contact.params if k.lower() == "expires"), None))
+        if uri_equal(contact.uri, ours):
+            if granted is not None:
+                return granted
+            return requested_s if header is None else header
+        if granted is not None:
+            listed.append(granted)
+    if listed:
+        return min([*listed] if header is None else [*listed, header])
+    return requested_s if header is None else header
+
+
+def _delta_seconds(text: str | None) -> int | None:
+    """A delta-seconds value (§25.1: ASCII digits, below 2**32), or None when absent or unusable."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_EXPIRES_S:
+        return None
+    return int(text)
