@@ -17,7 +17,7 @@ advances when the user agent calls ``handle_timer(now)``. Four machines:
   until Timer L (64*T1) so that late INVITE retransmissions are absorbed, never taken for a new
   call (RFC 6026 §7.1); without an ACK, Timer L reports the ACK timeout.
 * non-INVITE server (§17.2.2, Figure 8): retransmissions re-send the last response; Timer J
-  (64*T1) keeps the completed transaction.
+  (64*T1) keeps the completed transaction and then ends it silently (nothing ACKs a non-INVITE).
 
 Matching (§17.1.3, §17.2.3): by top-Via branch, sent-by and method (plus Call-ID and CSeq
 number, which a retransmission, its ACK and its CANCEL share), or, for RFC 2543 peers whose
@@ -310,7 +310,7 @@ class ServerTransaction:
     def receive_request(self, request: Request, now: float) -> None:
         """A retransmission (or, for INVITE, the ACK of a non-2xx final response) arrived."""
         if request.method == "ACK":
-            if self.state == "completed":
+            if self.is_invite and self.state == "completed":
                 self.state = "confirmed"
                 self._retransmit_at = None
                 self._end_at = now + self._timers.t4_s  # Timer I
@@ -334,7 +334,11 @@ class ServerTransaction:
         if self.state == "terminated" or self._end_at is None:
             return False
         if now >= self._end_at:
-            timed_out = self.state == "completed" or (self.state == "accepted" and not self.acked)
+            # Timer J (non-INVITE, §17.2.2) only ends the transaction: a non-INVITE final response
+            # is never ACKed, so its Completed state is not the INVITE's "waiting for the ACK".
+            timed_out = self.is_invite and (
+                self.state == "completed" or (self.state == "accepted" and not self.acked)
+            )
             self.state = "terminated"
             self.ack_timed_out = timed_out
             self._changed()
