@@ -24,7 +24,7 @@ from voicebot.sip.events import RegistrationChanged
 from voicebot.sip.headers import Headers, parse_name_addr
 from voicebot.sip.message import Request, Response
 from voicebot.sip.transaction import Address
-from voicebot.sip.uri import SipUri, Uri, uri_equal
+from voicebot.sip.uri import SipUri, Uri, is_digits, uri_equal
 
 MAX_AUTH_ATTEMPTS = 2
 # a registrar whose every 423 asks for more than the last is broken; two raises are plenty (§10.2.8)
@@ -192,10 +192,10 @@ def _granted_expires(response: Response, ours: Uri, requested_s: int) -> int:
 
 
 def _delta_seconds(text: str | None) -> int | None:
-    """A delta-seconds value (§25.1: ASCII digits, below 2**32), or None when absent or unusable."""
+    """A delta-seconds value (§25.1, below 2**32), or None when absent or unusable."""
     if text is None:
         return None
     text = text.strip()
-    if not (text.isascii() and text.isdigit()) or int(text) > MAX_EXPIRES_S:
+    if not is_digits(text) or int(text) > MAX_EXPIRES_S:
         return None
     return int(text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from voicebot.sip.errors import SdpNegotiationError, SdpParseError
+from voicebot.sip.uri import is_digits
 
 STATIC_CODECS = {0: "PCMU", 8: "PCMA"}
 SUPPORTED_CODECS = ("PCMU", "PCMA")
@@ -198,7 +199,7 @@ def _parse_media_line(value: str, number: int) -> MediaDescription:
     if len(parts) < 4:
         raise SdpParseError(f"SDP line {number}: m= needs media, port, proto and formats")
     port_text = parts[1].split("/", 1)[0]
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if not is_digits(port_text) or int(port_text) > 65535:
         raise SdpParseError(f"SDP line {number}: invalid media port {parts[1]!r}")
     return MediaDescription(media=parts[0], port=int(port_text), proto=parts[2], formats=tuple(parts[3:]))
 
@@ -236,7 +237,7 @@ def _rtpmaps(m: MediaDescription) -> dict[int, str]:
     out: dict[int, str] = {}
     for value in m.attribute_values("rtpmap"):
         pt, _, encoding = value.partition(" ")
-        if pt.isdigit():
+        if is_digits(pt):
             out[int(pt)] = encoding.strip()
     return out
 
@@ -251,7 +252,7 @@ def negotiate(
         rtpmaps = _rtpmaps(m)
         chosen: tuple[int, str] | None = None
         for fmt in m.formats:
-            if not fmt.isdigit():
+            if not is_digits(fmt):
                 continue
             pt = int(fmt)
             encoding = rtpmaps.get(pt)
@@ -269,7 +270,7 @@ def negotiate(
                 break
         ptime_text = m.attribute("ptime") or sdp.attribute("ptime")
         ptime = default_ptime_ms
-        if ptime_text and ptime_text.strip().isdigit() and 10 <= int(ptime_text) <= 60:
+        if ptime_text and is_digits(ptime_text.strip()) and 10 <= int(ptime_text) <= 60:
             ptime = int(ptime_text)
         remote_direction = _direction(m.attributes) or _direction(sdp.attributes) or "sendrecv"
         host = m.connection or sdp.connection

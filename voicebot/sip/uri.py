@@ -64,6 +64,12 @@ def _check_chars(text: str, allowed: frozenset[str], what: str, uri: str) -> Non
         raise SipParseError(f"bad %-escape in {what} of URI {uri!r}")
 
 
+def is_digits(text: str) -> bool:
+    """``1*DIGIT``: RFC 5234's DIGIT is ASCII 0-9 only, while ``str.isdigit`` also takes '²'
+    (which ``int`` then rejects) and '١' (which ``int`` reads as 1)."""
+    return text.isascii() and text.isdigit()
+
+
 def is_valid_host(host: str) -> bool:
     """Hostname, IPv4 address or bracketed IPv6 reference (RFC 3261 §25.1 ``host``)."""
     return bool(_HOSTNAME_RE.match(host) or _IPV6_RE.match(host))
@@ -74,7 +80,7 @@ def is_ip_literal(host: str) -> bool:
     if host.startswith("["):
         return bool(_IPV6_RE.match(host))
     parts = host.split(".")
-    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+    return len(parts) == 4 and all(is_digits(p) and len(p) <= 3 and int(p) <= 255 for p in parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +192,7 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> SipUri:
         raise SipParseError(f"invalid host {host!r} in URI {text!r}")
     port: int | None = None
     if has_port:
-        if not portpart.isdigit() or len(portpart) > 5 or int(portpart) > 65535:
+        if not is_digits(portpart) or len(portpart) > 5 or int(portpart) > 65535:
             raise SipParseError(f"invalid port {portpart!r} in URI {text!r}")
         port = int(portpart)
     params: list[tuple[str, str | None]] = []
