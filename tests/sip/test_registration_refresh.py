@@ -348,3 +348,72 @@ def test_granted_expiry_is_ours_else_the_header_else_the_shortest_listed(
     assert reg.on_response(make_response(request, 200, extra=extra), 0.0).event == RegistrationChanged(
         REG_ID, True, 200, granted_s
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "retry_after", "retry_in_s"),
+    [
+        (503, "120", 120.0),
+        (503, "120 (maintenance);duration=3600", 120.0),
+        (500, "45", 45.0),
+        (480, "60", 60.0),
+        (503, "5", 30.0),  # never sooner than our own retry_after_s
+        (503, "0", 30.0),
+        (503, "soon", 30.0),
+        (503, "\u00b2", 30.0),
+        (503, None, 30.0),
+    ],
+)
+def test_failed_register_is_retried_no_sooner_than_retry_after(
+    code: int, retry_after: str | None, retry_in_s: float
+) -> None:
+    # §20.33 / §21.5.4: Retry-After says when the registrar expects to be back
+    reg = client()
+    request = send(reg, 1)
+    extra = () if retry_after is None else (("Retry-After", retry_after),)
+    result = reg.on_response(make_response(request, code, extra=extra), 100.0)
+    assert result == RegistrationResult(RegistrationChanged(REG_ID, False, code, 0))
+    assert reg.refresh_at == 100.0 + retry_in_s
+
+
+def test_unregister_waits_for_the_register_in_flight_then_goes_at_once() -> None:
+    # §10.2: no new REGISTER for a binding before the previous one got its final response
+    reg = client()
+    reg.on_response(make_response(send(reg, 1), 200), 0.0)
+    refresh = send(reg, 2)
+    assert reg.in_flight
+    reg.unregister()
+    assert reg.in_flight and not reg.finished
+    # the refresh's 200 is not the unREGISTER's: the binding is still there, so the Expires: 0 goes now
+    result = reg.on_response(make_response(refresh, 200), 300.0)
+    assert result == RegistrationResult(None, send_again=True)
+    assert not reg.finished and not reg.in_flight
+    bye = send(reg, 3)
+    assert bye.headers.get("Expires") == "0"
+    assert reg.on_response(make_response(bye, 200), 300.1).event == RegistrationChanged(REG_ID, False, 200, 0)
+    assert reg.finished
+
+
+@pytest.mark.parametrize("outcome", [401, 503, "timeout"])
+def test_unregister_after_a_failed_or_lost_register_in_flight_still_goes_at_once(outcome: int | str) -> None:
+    reg = client()
+    reg.on_response(make_response(send(reg, 1), 200), 0.0)
+    refresh = send(reg, 2)
+    reg.unregister()
+    if outcome == "timeout":
+        assert reg.on_timeout(332.0) == RegistrationChanged(REG_ID, False, 408, 0)
+        assert reg.deadline() == 332.0
+    else:
+        result = reg.on_response(make_response(refresh, int(outcome)), 301.0)
+        assert result == RegistrationResult(
+            RegistrationChanged(REG_ID, False, int(outcome), 0), send_again=True
+        )
+    assert send(reg, 3).headers.get("Expires") == "0"
+
+
+def test_unregister_with_nothing_in_flight_is_sent_by_the_caller_at_once() -> None:
+    reg = client()
+    reg.on_response(make_response(send(reg, 1), 200), 0.0)
+    assert not reg.in_flight
+    reg.unregister()
+    assert send(reg, 2).headers.get("Expires") == "0"

@@ -514,6 +514,30 @@ def test_register_423_is_retried_at_once_with_min_expires_then_abandoned_when_un
         ua.unregister(reg_id, 101.0)
 
 
+def test_unregister_during_a_refresh_waits_for_its_answer() -> None:
+    ua = UserAgent(UaConfig(local_host="10.0.0.1"), rng=random.Random(6))
+    reg_id = ua.register("sip:10.0.0.5", 0.0, aor="sip:100@10.0.0.5", expires_s=120)
+    ((data, dest),) = ua.datagrams_to_send()
+    first = parse_message(data)
+    assert isinstance(first, Request)
+    ua.receive_datagram(make_response(first, 200, to_tag="r").serialize(), dest, 0.1)
+    assert ua.next_event() == RegistrationChanged(reg_id, True, 200, 120)
+    ua.handle_timer(60.1)
+    ((data, _),) = ua.datagrams_to_send()
+    refresh = parse_message(data)
+    assert isinstance(refresh, Request) and refresh.headers.get("Expires") == "120"
+    # §10.2: while the refresh awaits its answer, no second REGISTER for the binding
+    ua.unregister(reg_id, 60.2)
+    assert ua.datagrams_to_send() == []
+    ua.receive_datagram(make_response(refresh, 200, to_tag="r").serialize(), dest, 60.3)
+    ((data, _),) = ua.datagrams_to_send()
+    bye = parse_message(data)
+    assert isinstance(bye, Request) and bye.headers.get("Expires") == "0" and bye.cseq.seq == 3
+    assert ua.next_event() is None  # the refresh's 200 neither registers nor unregisters
+    ua.receive_datagram(make_response(bye, 200, to_tag="r").serialize(), dest, 60.4)
+    assert ua.next_event() == RegistrationChanged(reg_id, False, 200, 0)
+
+
 def test_unanswered_calls_time_out_both_ways() -> None:
     net = make_net(
         a_config=UaConfig(local_host=A_ADDR[0], outbound_timeout_s=100.0),

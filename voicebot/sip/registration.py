@@ -6,12 +6,15 @@ runs it in a client transaction), :meth:`on_response` / :meth:`on_timeout` diges
 a :class:`~voicebot.sip.events.RegistrationChanged` and say whether to send again at once (a digest
 challenge), and :attr:`refresh_at` is the deadline at which the user agent calls
 :meth:`next_request` again: half the granted expiry (at least 5 s ahead) after a success,
-``retry_after_s`` after a failure. The granted expiry is the one the 2xx lists for *our* Contact
-(§10.2.4; other devices' bindings of the same AOR are listed too), else its Expires header. A
-``423 Interval Too Brief`` is answered at once with Expires raised to its Min-Expires (§10.2.8);
-one we cannot satisfy ends the registration (:attr:`finished`) with a ``reason``, since sending
-the same REGISTER again would only be refused again. :meth:`unregister` turns the next REGISTER
-into ``Expires: 0`` and the client finishes on its answer.
+``retry_after_s`` after a failure (or the failure's Retry-After when that is later, §20.33).
+
+The granted expiry is the one the 2xx lists for *our* Contact (§10.2.4; other devices' bindings of
+the same AOR are listed too), else its Expires header. A ``423 Interval Too Brief`` is answered at
+once with Expires raised to its Min-Expires (§10.2.8); one we cannot satisfy ends the registration
+(:attr:`finished`) with a ``reason``, since the same REGISTER would only be refused again. Only one
+REGISTER is in flight at a time (§10.2, :attr:`in_flight`). :meth:`unregister` turns the next
+REGISTER into ``Expires: 0`` (sent when the one in flight is answered) and the client finishes on
+its answer.
 """
 
 from __future__ import annotations
@@ -77,12 +80,21 @@ class RegistrationClient:
         self._auth_attempts = 0
         self._interval_retries = 0
         self._challenge: Response | None = None
+        # the Expires of the REGISTER awaiting its final response (None: nothing in flight)
+        self._sent_expires_s: int | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        """A REGISTER awaits its final response: §10.2 forbids sending another one meanwhile."""
+        return self._sent_expires_s is not None
 
     def deadline(self) -> float | None:
         return None if self.finished else self.refresh_at
 
     def unregister(self) -> None:
-        """The next REGISTER removes the binding (``Expires: 0``); no more refreshes."""
+        """The next REGISTER removes the binding (``Expires: 0``); no more refreshes. Send it now
+        unless :attr:`in_flight`: then the answer to the REGISTER in flight asks for it
+        (``send_again``), since a refresh's 200 does not remove the binding."""
         self.active = False
         self.expires_s = 0
         self.refresh_at = None
@@ -111,12 +123,16 @@ class RegistrationClient:
             if authed is None:
                 return None, RegistrationChanged(self.registration_id, False, challenge.status_code, 0)
             request = authed
+        self._sent_expires_s = self.expires_s
         return request, None
 
     def on_response(self, response: Response, now: float) -> RegistrationResult:
         code = response.status_code
         if code < 200:
             return RegistrationResult(None)
+        # an unregister() that came while a REGISTER with Expires > 0 was in flight
+        unregister_waiting = not self.active and bool(self._sent_expires_s)
+        self._sent_expires_s = None
         if code in (401, 407) and self.credentials is not None and self._auth_attempts < MAX_AUTH_ATTEMPTS:
             self._auth_attempts += 1
             self._challenge = response
@@ -126,6 +142,8 @@ class RegistrationClient:
             return self._interval_too_brief(response)
         self._interval_retries = 0
         if 200 <= code < 300:
+            if unregister_waiting:
+                return RegistrationResult(None, send_again=True)
             if not self.active:
                 self.finished = True
                 return RegistrationResult(RegistrationChanged(self.registration_id, False, code, 0))
@@ -134,8 +152,13 @@ class RegistrationClient:
             self.refresh_at = now + max(5.0, expires / 2)
             return RegistrationResult(RegistrationChanged(self.registration_id, True, code, expires))
         if self.active:
-            self.refresh_at = now + self._retry_after_s
-        return RegistrationResult(RegistrationChanged(self.registration_id, False, code, 0))
+            # §20.33: not before the registrar's Retry-After, nor sooner than our own retry_after_s
+            retry_after_s = _delta_seconds(
+                (response.headers.get("Retry-After") or "").split(";")[0].split("(")[0]
+            )
+            self.refresh_at = now + max(self._retry_after_s, retry_after_s or 0)
+        failed = RegistrationChanged(self.registration_id, False, code, 0)
+        return RegistrationResult(failed, send_again=unregister_waiting)
 
     def _interval_too_brief(self, response: Response) -> RegistrationResult:
         """423: send again at once with Expires raised to Min-Expires (§10.2.8, §10.3 step 7), or
@@ -159,8 +182,11 @@ class RegistrationClient:
         return RegistrationResult(RegistrationChanged(self.registration_id, False, 423, 0, reason))
 
     def on_timeout(self, now: float) -> RegistrationChanged:
-        """Timer F fired on our REGISTER: report 408 and try again (an unREGISTER too) later."""
-        self.refresh_at = now + self._retry_after_s
+        """Timer F fired on our REGISTER: report 408 and try again (an unREGISTER too) later; an
+        unREGISTER that was waiting for this REGISTER goes at once."""
+        unregister_waiting = not self.active and bool(self._sent_expires_s)
+        self._sent_expires_s = None
+        self.refresh_at = now if unregister_waiting else now + self._retry_after_s
         return RegistrationChanged(self.registration_id, False, 408, 0)
 
 

@@ -1081,7 +1081,11 @@ class UserAgent:
         if reg is None:
             raise SipStateError(f"no registration {registration_id!r}")
         reg.unregister()
-        self._send_register(reg, now)
+        if reg.in_flight:
+            # §10.2: one REGISTER at a time; the answer to the one in flight sends the Expires: 0
+            self._timers.schedule(reg)
+        else:
+            self._send_register(reg, now)
 
     def _send_register(self, reg: RegistrationClient, now: float) -> None:
         request, failure = reg.next_request(via=self._via(), cnonce=self._token())
