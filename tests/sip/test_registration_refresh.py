@@ -417,3 +417,39 @@ def test_unregister_with_nothing_in_flight_is_sent_by_the_caller_at_once() -> No
     assert not reg.in_flight
     reg.unregister()
     assert send(reg, 2).headers.get("Expires") == "0"
+
+
+@pytest.mark.parametrize(
+    ("credentials", "challenges"),
+    [
+        (Credentials("100", "pw", realm="other"), ('Digest realm="pbx", nonce="n"',)),
+        (Credentials("100", "pw"), ('Digest realm="pbx", nonce="n", qop="auth-int"',)),
+        (Credentials("100", "pw"), ('Digest realm="pbx", nonce="n", algorithm=SHA-512-256-sess-x',)),
+        (Credentials("100", "pw"), ("Basic realm=pbx",)),
+        (Credentials("100", "pw"), ()),
+    ],
+)
+def test_a_challenge_we_cannot_answer_is_a_failure_retried_later(
+    credentials: Credentials, challenges: tuple[str, ...]
+) -> None:
+    # once left the client with no deadline at all: the REGISTER was never sent and never retried
+    reg = client(credentials)
+    request = send(reg, 1)
+    extra = tuple(("WWW-Authenticate", c) for c in challenges)
+    result = reg.on_response(make_response(request, 401, extra=extra), 10.0)
+    assert result == RegistrationResult(RegistrationChanged(REG_ID, False, 401, 0))
+    assert reg.deadline() == 40.0 and not reg.in_flight
+    # the retry starts fresh, without the unanswerable challenge
+    assert send(reg, 2).headers.get("Authorization") is None
+
+
+def test_one_answerable_challenge_among_several_is_enough() -> None:
+    reg = client(Credentials("100", "pw", realm="pbx"))
+    request = send(reg, 1)
+    extra = (
+        ("WWW-Authenticate", 'Digest realm="elsewhere", nonce="x"'),
+        ("WWW-Authenticate", 'Digest realm="pbx", nonce="n"'),
+    )
+    assert reg.on_response(make_response(request, 401, extra=extra), 0.0).send_again
+    params = parse_auth_params(send(reg, 2).headers.get("Authorization") or "")[1]
+    assert (params["realm"], params["nonce"]) == ("pbx", "n")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voicebot.sip.auth import Credentials, authorized_request
+from voicebot.sip.auth import Credentials, authorized_request, can_answer
 from voicebot.sip.errors import SipParseError
 from voicebot.sip.events import RegistrationChanged
 from voicebot.sip.headers import Headers, parse_name_addr
@@ -133,7 +133,13 @@ class RegistrationClient:
         # an unregister() that came while a REGISTER with Expires > 0 was in flight
         unregister_waiting = not self.active and bool(self._sent_expires_s)
         self._sent_expires_s = None
-        if code in (401, 407) and self.credentials is not None and self._auth_attempts < MAX_AUTH_ATTEMPTS:
+        if (
+            code in (401, 407)
+            and self.credentials is not None
+            and self._auth_attempts < MAX_AUTH_ATTEMPTS
+            # one we cannot answer is a failure retried later, like a challenge without credentials
+            and can_answer(response, self.credentials)
+        ):
             self._auth_attempts += 1
             self._challenge = response
             return RegistrationResult(None, send_again=True)
