@@ -453,3 +453,43 @@ def test_one_answerable_challenge_among_several_is_enough() -> None:
     assert reg.on_response(make_response(request, 401, extra=extra), 0.0).send_again
     params = parse_auth_params(send(reg, 2).headers.get("Authorization") or "")[1]
     assert (params["realm"], params["nonce"]) == ("pbx", "n")
+
+
+def test_unregister_refused_for_good_finishes_the_client() -> None:
+    # a 4xx to the Expires: 0 will not change on a retry; the binding lapses at its expiry anyway
+    reg = client()
+    reg.on_response(make_response(send(reg, 1), 200), 0.0)
+    reg.unregister()
+    result = reg.on_response(make_response(send(reg, 2), 403), 10.0)
+    assert result == RegistrationResult(RegistrationChanged(REG_ID, False, 403, 0))
+    assert reg.finished and reg.deadline() is None
+
+
+@pytest.mark.parametrize(
+    ("code", "retry_after", "retry_at"), [(503, None, 40.0), (500, "100", 110.0), (408, None, 40.0)]
+)
+def test_unregister_that_the_registrar_could_not_handle_now_is_retried(
+    code: int, retry_after: str | None, retry_at: float
+) -> None:
+    reg = client()
+    reg.on_response(make_response(send(reg, 1), 200), 0.0)
+    reg.unregister()
+    extra = () if retry_after is None else (("Retry-After", retry_after),)
+    result = reg.on_response(make_response(send(reg, 2), code, extra=extra), 10.0)
+    assert result == RegistrationResult(RegistrationChanged(REG_ID, False, code, 0))
+    assert not reg.finished and reg.deadline() == retry_at
+    assert send(reg, 3).headers.get("Expires") == "0"
+
+
+@pytest.mark.parametrize("outcome", [503, "timeout"])
+def test_unregister_is_not_retried_past_the_end_of_the_binding(outcome: int | str) -> None:
+    # granted 600 s at 0.0: a retry at 590 + 30 s would find nothing left to remove
+    reg = client()
+    reg.on_response(make_response(send(reg, 1), 200), 0.0)
+    reg.unregister()
+    request = send(reg, 2)
+    if outcome == "timeout":
+        assert reg.on_timeout(590.0) == RegistrationChanged(REG_ID, False, 408, 0)
+    else:
+        reg.on_response(make_response(request, int(outcome)), 590.0)
+    assert reg.finished and reg.deadline() is None

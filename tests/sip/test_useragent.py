@@ -538,6 +538,29 @@ def test_unregister_during_a_refresh_waits_for_its_answer() -> None:
     assert ua.next_event() == RegistrationChanged(reg_id, False, 200, 0)
 
 
+def test_unanswered_unregister_stops_when_the_binding_would_have_ended() -> None:
+    ua = UserAgent(UaConfig(local_host="10.0.0.1"), rng=random.Random(8))
+    reg_id = ua.register("sip:10.0.0.5", 0.0, aor="sip:100@10.0.0.5", expires_s=60)
+    ((data, dest),) = ua.datagrams_to_send()
+    first = parse_message(data)
+    assert isinstance(first, Request)
+    ua.receive_datagram(make_response(first, 200, to_tag="r").serialize(), dest, 0.1)
+    assert ua.next_event() == RegistrationChanged(reg_id, True, 200, 60)
+    ua.unregister(reg_id, 1.0)
+    now = 1.0
+    while (timer := ua.get_timer()) is not None:
+        now = timer
+        ua.handle_timer(now)
+    # Timer F (32 s) ended the only unREGISTER: a retry 30 s later would come after the binding's end
+    assert now == 33.0
+    events = []
+    while (event := ua.next_event()) is not None:
+        events.append(event)
+    assert events == [RegistrationChanged(reg_id, False, 408, 0)]
+    with pytest.raises(SipStateError):
+        ua.unregister(reg_id, now)
+
+
 def test_unanswered_calls_time_out_both_ways() -> None:
     net = make_net(
         a_config=UaConfig(local_host=A_ADDR[0], outbound_timeout_s=100.0),

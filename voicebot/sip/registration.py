@@ -14,7 +14,7 @@ once with Expires raised to its Min-Expires (§10.2.8); one we cannot satisfy en
 (:attr:`finished`) with a ``reason``, since the same REGISTER would only be refused again. Only one
 REGISTER is in flight at a time (§10.2, :attr:`in_flight`). :meth:`unregister` turns the next
 REGISTER into ``Expires: 0`` (sent when the one in flight is answered) and the client finishes on
-its answer.
+its answer: a 2xx, a refusal, or a timeout or 5xx whose retry would come after the binding's end.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class RegistrationClient:
         self._challenge: Response | None = None
         # the Expires of the REGISTER awaiting its final response (None: nothing in flight)
         self._sent_expires_s: int | None = None
+        # when the binding the registrar last granted ends (None: no 2xx yet)
+        self._bound_until: float | None = None
 
     @property
     def in_flight(self) -> bool:
@@ -154,17 +156,27 @@ class RegistrationClient:
                 self.finished = True
                 return RegistrationResult(RegistrationChanged(self.registration_id, False, code, 0))
             expires = _granted_expires(response, self._contact_uri, self.expires_s)
+            self._bound_until = now + expires
             # refresh at half the granted time (at least 5 s ahead)
             self.refresh_at = now + max(5.0, expires / 2)
             return RegistrationResult(RegistrationChanged(self.registration_id, True, code, expires))
-        if self.active:
-            # §20.33: not before the registrar's Retry-After, nor sooner than our own retry_after_s
-            retry_after_s = _delta_seconds(
-                (response.headers.get("Retry-After") or "").split(";")[0].split("(")[0]
-            )
-            self.refresh_at = now + max(self._retry_after_s, retry_after_s or 0)
         failed = RegistrationChanged(self.registration_id, False, code, 0)
-        return RegistrationResult(failed, send_again=unregister_waiting)
+        if unregister_waiting:
+            return RegistrationResult(failed, send_again=True)
+        # §20.33: not before the registrar's Retry-After, nor sooner than our own retry_after_s
+        retry_after_s = _delta_seconds(
+            (response.headers.get("Retry-After") or "").split(";")[0].split("(")[0]
+        )
+        retry_at = now + max(self._retry_after_s, retry_after_s or 0)
+        if self.active:
+            self.refresh_at = retry_at
+        elif code == 408 or code >= 500:
+            # the registrar could not handle the unREGISTER now: again later, while there is a binding
+            self._retry_unregister_at(retry_at)
+        else:
+            # refused for good; the binding lapses at its expiry anyway
+            self.finished = True
+        return RegistrationResult(failed)
 
     def _interval_too_brief(self, response: Response) -> RegistrationResult:
         """423: send again at once with Expires raised to Min-Expires (§10.2.8, §10.3 step 7), or
@@ -192,8 +204,21 @@ class RegistrationClient:
         unREGISTER that was waiting for this REGISTER goes at once."""
         unregister_waiting = not self.active and bool(self._sent_expires_s)
         self._sent_expires_s = None
-        self.refresh_at = now if unregister_waiting else now + self._retry_after_s
+        if unregister_waiting:
+            self.refresh_at = now
+        elif self.active:
+            self.refresh_at = now + self._retry_after_s
+        else:
+            self._retry_unregister_at(now + self._retry_after_s)
         return RegistrationChanged(self.registration_id, False, 408, 0)
+
+    def _retry_unregister_at(self, retry_at: float) -> None:
+        """Send the unREGISTER again at ``retry_at``, unless the binding we know of ends by then."""
+        if self._bound_until is not None and retry_at >= self._bound_until:
+            self.finished = True
+            self.refresh_at = None
+        else:
+            self.refresh_at = retry_at
 
 
 def _granted_expires(response: Response, ours: Uri, requested_s: int) -> int:

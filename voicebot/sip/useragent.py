@@ -1041,6 +1041,8 @@ class UserAgent:
             reg = self._registrations.get(ref)
             if reg is not None:
                 self._events.append(reg.on_timeout(now))
+                if reg.finished:
+                    self._registrations.pop(ref, None)
                 self._timers.schedule(reg)
 
     # ------------------------------------------------------------ registration (registration.py)
