@@ -583,6 +583,26 @@ def test_unanswered_calls_time_out_both_ways() -> None:
     assert net2.b_events[-1] == CallTerminated(second, "cancelled", 487, "Request Terminated")
 
 
+def test_cancelled_invite_without_a_final_response_ends_64_t1_after_the_cancel() -> None:
+    # §9.1: a peer that answers our CANCEL but whose 487 never arrives must not hold the call (and
+    # its slot) forever: 64*T1 after the CANCEL the INVITE transaction is given up
+    net = make_net(a_config=UaConfig(local_host=A_ADDR[0], outbound_timeout_s=5.0))
+    net.drop = lambda data: data.startswith(b"SIP/2.0 487")
+    call_id, _ = call_in(net)
+    net.b.ringing(call_id, net.now)
+    net.pump()
+    net.advance(5.5, step=0.5)
+    assert any(host == "10.0.0.1" and data.startswith(b"CANCEL ") for host, data in net.wire)  # at 5.0 s
+    assert net.a.active_calls == 1
+    net.advance(31.0, step=0.5)
+    assert net.a.active_calls == 1  # still waiting for the 487 at 36.5 s
+    net.advance(1.5, step=0.5)
+    assert net.a_events[-1] == CallTerminated(
+        call_id, "local_cancel", 408, "no final response to INVITE after CANCEL"
+    )
+    assert net.a.active_calls == 0 and net.a.get_timer() is None
+
+
 def test_bye_in_early_dialog_ends_the_invite_with_487() -> None:
     net = make_net()
     call_id, _ = call_in(net)

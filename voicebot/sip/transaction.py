@@ -8,6 +8,8 @@ advances when the user agent calls ``handle_timer(now)``. Four machines:
   request (T1, doubling) until a response, Timer B (64*T1) times it out; a 3xx-6xx is ACKed
   here and its retransmissions absorbed for Timer D (32 s); 2xx responses go to the dialog
   layer, which ACKs them, while Timer M (64*T1) keeps the transaction to route retransmissions.
+  Proceeding has no timer of its own; once we CANCEL (``cancel_sent``) it times out 64*T1 later
+  unless a final response came (§9.1).
 * non-INVITE client (§17.1.2, Figure 6): Timer E retransmits (T1 doubling, capped at T2; T2
   once a provisional arrived), Timer F (64*T1) times out, Timer K (T4) absorbs late responses.
 * INVITE server (§17.2.1, Figure 7, RFC 6026): request retransmissions re-send the last
@@ -207,8 +209,17 @@ class ClientTransaction:
             self._out.append((self._ack, self.destination))
         return False
 
+    def cancel_sent(self, now: float) -> None:
+        """Our CANCEL for this INVITE went out: without a final response within 64*T1 the
+        transaction times out (§9.1), instead of waiting in Proceeding, which has no timer, forever."""
+        if self.is_invite and self.state == "proceeding":
+            self._end_at = min(self._end_at, now + 64 * self._timers.t1_s)
+            if self.on_deadline_changed is not None:
+                self.on_deadline_changed(self)
+
     def handle_timer(self, now: float) -> bool:
-        """Fire due timers; True when the transaction just timed out (Timer B or F)."""
+        """Fire due timers; True when the transaction just timed out (Timer B or F, or §9.1's
+        64*T1 after a CANCEL)."""
         before = self.deadline()
         result = self._handle_timer(now)
         if self.on_deadline_changed is not None and self.deadline() != before:

@@ -886,6 +886,7 @@ class UserAgent:
         ]
         cancel = Request("CANCEL", invite.uri, Headers(tuple(items)))
         self._start_client(cancel, txn.destination, ("cancel", call.call_id), now)
+        txn.cancel_sent(now)
 
     def _start_client(
         self, request: Request, destination: Address, owner: tuple[str, str], now: float
@@ -1034,7 +1035,10 @@ class UserAgent:
         kind, ref = self._client_owner.get(txn.key, ("", ""))
         call = self._calls.get(ref)
         if kind == "invite" and call is not None and call.client_txn is txn and call.state != "ended":
-            self._end(call, now, "timeout", 408, "no response to INVITE")
+            if call.cancel_sent:
+                self._end(call, now, "local_cancel", 408, "no final response to INVITE after CANCEL")
+            else:
+                self._end(call, now, "timeout", 408, "no response to INVITE")
         elif kind == "refer" and call is not None:
             self._events.append(TransferProgressed(ref, 408, "no response to REFER", final=True))
         elif kind == "register":
