@@ -14,7 +14,7 @@ from voicebot.sip.registration import (
     RegistrationClient,
     RegistrationResult,
 )
-from voicebot.sip.uri import SipUri
+from voicebot.sip.uri import SipUri, parse_uri
 
 pytestmark = pytest.mark.unit
 
@@ -493,3 +493,27 @@ def test_unregister_is_not_retried_past_the_end_of_the_binding(outcome: int | st
     else:
         reg.on_response(make_response(request, int(outcome)), 590.0)
     assert reg.finished and reg.deadline() is None
+
+
+def test_request_uri_drops_the_registrars_userinfo_and_headers() -> None:
+    # §10.2: 'The "userinfo" and "@" components of the SIP URI MUST NOT be present'
+    registrar = parse_uri("sip:100:secret@pbx.example:5080;transport=udp?subject=x")
+    assert isinstance(registrar, SipUri)
+    reg = RegistrationClient(
+        registration_id=REG_ID,
+        registrar=registrar,
+        aor="sip:100@pbx.example",
+        destination=("192.0.2.1", 5080),
+        credentials=Credentials("100", "pw"),
+        expires_s=600,
+        local_tag="lt",
+        contact=OUR_CONTACT,
+        user_agent="voicebot/1",
+        retry_after_s=30.0,
+    )
+    first = send(reg, 1)
+    assert first.uri.serialize() == "sip:pbx.example:5080;transport=udp"
+    challenge = (("WWW-Authenticate", 'Digest realm="pbx", nonce="n"'),)
+    reg.on_response(make_response(first, 401, extra=challenge), 0.0)
+    params = parse_auth_params(send(reg, 2).headers.get("Authorization") or "")[1]
+    assert params["uri"] == "sip:pbx.example:5080;transport=udp"

@@ -19,7 +19,7 @@ its answer: a 2xx, a refusal, or a timeout or 5xx whose retry would come after t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from voicebot.sip.auth import Credentials, authorized_request, can_answer
 from voicebot.sip.errors import SipParseError
@@ -63,7 +63,8 @@ class RegistrationClient:
         retry_after_s: float,
     ) -> None:
         self.registration_id = registration_id
-        self.registrar = registrar
+        # §10.2: the Request-URI names the registrar's domain, never a user (nor URI headers)
+        self.registrar = replace(registrar, user=None, password=None, headers=None)
         self.aor = aor
         self.destination = destination
         self.credentials = credentials
