@@ -245,7 +245,7 @@ def _granted_expires(response: Response, ours: Uri, requested_s: int) -> int:
         if granted is not None:
             listed.append(granted)
     if listed:
-        return min([*listed] if header is None else [*listed, header])
+        return min(listed if header is None else [*listed, header])
     return requested_s if header is None else header
 
 
