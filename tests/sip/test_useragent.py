@@ -323,6 +323,67 @@ def test_hold_and_unhold_by_reinvite() -> None:
     assert net.b.call_state(call_id) == "confirmed"
 
 
+def _in_dialog_answered(net: Net, call_id: str, method: str, code: int) -> None:
+    """Send ``method`` in the call from A, but answer it with ``code`` in B's place."""
+    net.drop = lambda data: data.startswith(b"SIP/2.0 ") and f" {method}\r\n".encode() in data
+    if method == "INVITE":
+        net.a.update_media(call_id, net.now, direction="sendonly")
+    elif method == "REFER":
+        net.a.refer(call_id, "sip:agent@10.0.0.7", net.now)
+    else:
+        net.a.send_dtmf_info(call_id, "5", net.now)
+    net.pump()
+    request = [m for m in net.sent_by("10.0.0.1") if isinstance(m, Request) and m.method == method][-1]
+    net.drop = None
+    net.a.receive_datagram(make_response(request, code).serialize(), B_ADDR, net.now)
+    net.pump()
+
+
+@pytest.mark.parametrize(("method", "name"), [("INVITE", "re-INVITE"), ("REFER", "REFER"), ("INFO", "INFO")])
+def test_481_to_an_in_dialog_request_ends_the_call_without_bye(method: str, name: str) -> None:
+    # §12.2.1.2 / §14.1: the peer has no such dialog; a BYE would only get another 481
+    net = make_net()
+    call_id = established(net)
+    _in_dialog_answered(net, call_id, method, 481)
+    assert net.a_events[-1] == CallTerminated(
+        call_id, "failed", 481, f"{name} got 481: the peer has no such dialog"
+    )
+    assert not any(isinstance(m, Request) and m.method == "BYE" for m in net.sent_by("10.0.0.1"))
+    with pytest.raises(SipStateError):
+        net.a.hangup(call_id, net.now)
+
+
+@pytest.mark.parametrize(("method", "name"), [("INVITE", "re-INVITE"), ("REFER", "REFER"), ("INFO", "INFO")])
+def test_408_to_an_in_dialog_request_ends_the_call_with_bye(method: str, name: str) -> None:
+    net = make_net()
+    call_id = established(net)
+    _in_dialog_answered(net, call_id, method, 408)
+    assert net.a_events[-1] == CallTerminated(
+        call_id, "failed", 408, f"{name} got 408: the peer did not answer it"
+    )
+    assert any(isinstance(m, Request) and m.method == "BYE" for m in net.sent_by("10.0.0.1"))
+    assert net.b_events[-1] == CallTerminated(call_id, "remote_bye")
+
+
+@pytest.mark.parametrize(("method", "name"), [("INVITE", "re-INVITE"), ("REFER", "REFER"), ("INFO", "INFO")])
+def test_an_in_dialog_request_never_answered_ends_the_call_with_bye(method: str, name: str) -> None:
+    # §12.2.1.2: "A UAC SHOULD also terminate a dialog if no response at all is received"
+    net = make_net()
+    call_id = established(net)
+    net.drop = lambda data: data.startswith(b"SIP/2.0 ")
+    if method == "INVITE":
+        net.a.update_media(call_id, net.now, direction="sendonly")
+    elif method == "REFER":
+        net.a.refer(call_id, "sip:agent@10.0.0.7", net.now)
+    else:
+        net.a.send_dtmf_info(call_id, "5", net.now)
+    net.pump()
+    net.advance(33.0, step=0.5)
+    ended = [e for e in net.a_events if isinstance(e, CallTerminated)]
+    assert ended == [CallTerminated(call_id, "failed", 408, f"no response to {name}")]
+    assert any(isinstance(m, Request) and m.method == "BYE" for m in net.sent_by("10.0.0.1"))
+
+
 def test_reinvite_without_common_codec_gets_488_and_call_survives() -> None:
     net = make_net()
     call_id = established(net)

@@ -20,6 +20,8 @@ of them leaves no transaction behind. A new INVITE additionally passes admission
 406, 503 for max_calls, draining, unconfirmed calls or calls per source, 400 / 488 for its SDP)
 before the application sees a :class:`CallReceived`; the ACK of our 2xx is reported as
 :class:`AckReceived`, and its absence after Timer H (64*T1) ends the call as ``ack-timeout``.
+A 481 or 408 to a re-INVITE, REFER or INFO we sent in a call, or no answer at all, ends the call
+as ``failed`` (§12.2.1.2, §14.1), with a BYE unless the peer said the dialog does not exist.
 """
 
 from __future__ import annotations
@@ -926,6 +928,26 @@ class UserAgent:
             self._register_response(ref, response, now)
         elif kind == "reinvite":
             self._reinvite_response(ref, txn, response)
+        if kind in _IN_DIALOG_KINDS and response.status_code in (408, 481):
+            self._dialog_gone(ref, kind, response.status_code, now)
+
+    def _dialog_gone(self, call_id: str, kind: str, status_code: int | None, now: float) -> None:
+        """§12.2.1.2 (§14.1 for re-INVITE): a 481 or 408 to a request in the dialog, or none at all
+        (``status_code`` None), ends the dialog; a BYE goes out unless the peer said it has none."""
+        call = self._calls.get(call_id)
+        if call is None or call.state != "confirmed":
+            return
+        name = _IN_DIALOG_KINDS[kind]
+        if status_code == 481:
+            self._end(call, now, "failed", 481, f"{name} got 481: the peer has no such dialog")
+            return
+        self._send_bye(call, now)
+        if status_code is None:
+            self._end(call, now, "failed", 408, f"no response to {name}")
+        else:
+            self._end(
+                call, now, "failed", status_code, f"{name} got {status_code}: the peer did not answer it"
+            )
 
     def _reinvite_response(self, call_id: str, txn: ClientTransaction, response: Response) -> None:
         call = self._calls.get(call_id)
@@ -1048,6 +1070,8 @@ class UserAgent:
                 if reg.finished:
                     self._registrations.pop(ref, None)
                 self._timers.schedule(reg)
+        if kind in _IN_DIALOG_KINDS:
+            self._dialog_gone(ref, kind, None, now)
 
     # ------------------------------------------------------------ registration (registration.py)
 
@@ -1145,6 +1169,10 @@ class UserAgent:
 
     def _contact(self) -> str:
         return f"<sip:{self.config.user}@{self._hostport()}>"
+
+
+# the requests we send inside an established call whose failure may end it (§12.2.1.2)
+_IN_DIALOG_KINDS = {"reinvite": "re-INVITE", "refer": "REFER", "info": "INFO"}
 
 
 def _uri_address(uri: SipUri) -> Address:
