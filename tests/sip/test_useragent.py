@@ -158,6 +158,9 @@ def test_cancel_before_answer_gets_487_and_no_200() -> None:
     sent = net.sent_by("10.0.0.2")
     assert 200 not in [m.status_code for m in sent if isinstance(m, Response) and m.cseq.method == "INVITE"]
     assert [m.status_code for m in sent if isinstance(m, Response) and m.cseq.method == "CANCEL"] == [200]
+    # §9.2: the 200 to the CANCEL carries the To tag of the responses to the INVITE
+    tags = {m.to_addr.tag for m in sent if isinstance(m, Response) and m.status_code > 100}
+    assert len(tags) == 1 and None not in tags
     with pytest.raises(SipStateError, match="does not exist or has ended"):
         net.b.answer(call_id, net.now, local_rtp_port=40000)
     # the 487 was ACKed: nothing is retransmitted afterwards

@@ -434,11 +434,15 @@ class UserAgent:
 
     def _handle_cancel(self, request: Request, txn: ServerTransaction, now: float) -> None:
         invite_txn = self._server_txns[server_key(request, method="INVITE")]  # checked statelessly
-        self._respond(txn, 200, now)
+        call = self._calls.get(request.call_id)
+        # §9.2: the CANCEL's 200 SHOULD carry the To tag of the INVITE's responses
+        tag = call.local_tag if call is not None else None
+        if tag is None and invite_txn.last_response is not None:
+            tag = invite_txn.last_response.to_addr.tag
+        tag = tag or self._token()
+        self._respond(txn, 200, now, to_tag=tag)
         if invite_txn.final_sent:
             return  # too late: the call was answered (or rejected) already (§9.2)
-        call = self._calls.get(request.call_id)
-        tag = call.local_tag if call is not None else None
         self._respond(invite_txn, 487, now, to_tag=tag)
         if call is not None and call.state != "ended":
             self._end(call, now, "cancelled", 487, "Request Terminated")
