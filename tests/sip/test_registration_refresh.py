@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from voicebot.sip.auth import Credentials
 from voicebot.sip.events import RegistrationChanged
@@ -517,3 +519,76 @@ def test_request_uri_drops_the_registrars_userinfo_and_headers() -> None:
     reg.on_response(make_response(first, 401, extra=challenge), 0.0)
     params = parse_auth_params(send(reg, 2).headers.get("Authorization") or "")[1]
     assert params["uri"] == "sip:pbx.example:5080;transport=udp"
+
+
+ANSWERS = st.sampled_from(
+    [
+        (200, ()),
+        (200, (("Contact", f"{OUR_CONTACT};expires=30"),)),
+        (401, (("WWW-Authenticate", 'Digest realm="pbx", nonce="n"'),)),
+        (407, (("Proxy-Authenticate", 'Digest realm="pbx", nonce="n", qop="auth"'),)),
+        (401, (("WWW-Authenticate", 'Digest realm="elsewhere", nonce="n"'),)),
+        (423, (("Min-Expires", "900"),)),
+        (423, (("Min-Expires", "7200"),)),
+        (423, ()),
+        (403, ()),
+        (408, ()),
+        (503, (("Retry-After", "90"),)),
+        (500, ()),
+        (100, ()),
+    ]
+)
+STEPS = st.lists(
+    st.one_of(ANSWERS, st.sampled_from(["timeout", "unregister", "timer"])), min_size=1, max_size=30
+)
+
+
+@given(steps=STEPS, with_credentials=st.booleans())
+def test_the_client_is_never_stalled_and_never_has_two_registers_in_flight(
+    steps: list[object], with_credentials: bool
+) -> None:
+    # driven the way the user agent drives it; after every step the client is finished, waiting
+    # for the answer to exactly one REGISTER, or has a deadline to send the next one
+    reg = client(Credentials("100", "pw", realm="pbx") if with_credentials else None)
+    now = 0.0
+    n = 0
+    pending: Request | None = None
+
+    def send_now() -> None:
+        nonlocal n, pending
+        assert pending is None, "a second REGISTER while one is in flight (§10.2)"
+        n += 1
+        pending = send(reg, n)
+
+    send_now()
+    for step in steps:
+        now += 1.0
+        if step == "unregister":
+            if reg.finished or not reg.active:
+                continue
+            reg.unregister()
+            if not reg.in_flight:
+                send_now()
+        elif step == "timer":
+            deadline = reg.deadline()
+            if deadline is None:
+                continue
+            now = max(now, deadline)
+            send_now()
+        elif pending is not None:
+            if step == "timeout":
+                pending = None
+                reg.on_timeout(now)
+            else:
+                assert isinstance(step, tuple)
+                code, extra = step
+                result = reg.on_response(make_response(pending, code, extra=extra), now)
+                if code >= 200:
+                    pending = None
+                if result.send_again:
+                    send_now()
+        assert reg.in_flight == (pending is not None)
+        assert reg.finished or reg.in_flight or reg.deadline() is not None, (step, vars(reg))
+        if reg.finished:
+            assert reg.deadline() is None and not reg.in_flight
+            return
