@@ -12,6 +12,7 @@ from voicebot.sip.headers import parse_auth_params
 from voicebot.sip.message import Request, make_response
 from voicebot.sip.registration import (
     MAX_AUTH_ATTEMPTS,
+    MAX_BACKOFF_S,
     MAX_INTERVAL_RETRIES,
     RegistrationClient,
     RegistrationResult,
@@ -592,3 +593,53 @@ def test_the_client_is_never_stalled_and_never_has_two_registers_in_flight(
         if reg.finished:
             assert reg.deadline() is None and not reg.in_flight
             return
+
+
+def test_consecutive_failures_back_off_exponentially_up_to_max_backoff_and_reset_on_success() -> None:
+    # RFC 5626 §4.5's shape (base * 2**(failures-1), capped): a wrong password is not tried twice
+    # every 30 s forever, which is what gets an address banned by the registrar's intrusion filter
+    reg = client(Credentials("100", "pw"))
+    challenge = (("WWW-Authenticate", 'Digest realm="pbx", nonce="n"'),)
+    delays: list[float] = []
+    now = 0.0
+    n = 0
+    for failure in range(9):
+        for _ in range(MAX_AUTH_ATTEMPTS):
+            n += 1
+            assert reg.on_response(make_response(send(reg, n), 401, extra=challenge), now).send_again
+        n += 1
+        request = send(reg, n)
+        if failure == 4:
+            assert reg.on_timeout(now).status_code == 408
+        else:
+            assert reg.on_response(make_response(request, 401, extra=challenge), now).event is not None
+        assert reg.refresh_at is not None
+        delays.append(reg.refresh_at - now)
+        now = reg.refresh_at
+    assert delays == [30.0, 60.0, 120.0, 240.0, 480.0, 960.0, MAX_BACKOFF_S, MAX_BACKOFF_S, MAX_BACKOFF_S]
+    n += 1
+    reg.on_response(make_response(send(reg, n), 200), now)
+    n += 1
+    reg.on_response(make_response(send(reg, n), 503), now + 300.0)
+    assert reg.refresh_at == now + 300.0 + 30.0
+
+
+def test_retry_after_longer_than_the_backoff_wins_and_a_long_retry_after_s_is_not_capped() -> None:
+    reg = client()
+    reg.on_response(make_response(send(reg, 1), 503, extra=(("Retry-After", "7200"),)), 0.0)
+    assert reg.refresh_at == 7200.0
+    slow = RegistrationClient(
+        registration_id=REG_ID,
+        registrar=SipUri(host="pbx.example"),
+        aor="sip:100@pbx.example",
+        destination=("192.0.2.1", 5060),
+        credentials=None,
+        expires_s=600,
+        local_tag="lt",
+        contact=OUR_CONTACT,
+        user_agent="voicebot/1",
+        retry_after_s=3600.0,
+    )
+    for n in range(1, 4):
+        slow.on_response(make_response(send(slow, n), 503), 0.0)
+        assert slow.refresh_at == 3600.0

@@ -6,7 +6,8 @@ runs it in a client transaction), :meth:`on_response` / :meth:`on_timeout` diges
 a :class:`~voicebot.sip.events.RegistrationChanged` and say whether to send again at once (a digest
 challenge), and :attr:`refresh_at` is the deadline at which the user agent calls
 :meth:`next_request` again: half the granted expiry (at least 5 s ahead) after a success,
-``retry_after_s`` after a failure (or the failure's Retry-After when that is later, §20.33).
+``retry_after_s`` after a failure, doubling for each failure in a row up to :data:`MAX_BACKOFF_S`
+(RFC 5626 §4.5's shape), or the failure's Retry-After when that is later (§20.33).
 
 The granted expiry is the one the 2xx lists for *our* Contact (§10.2.4; other devices' bindings of
 the same AOR are listed too), else its Expires header. A ``423 Interval Too Brief`` is answered at
@@ -32,6 +33,8 @@ from voicebot.sip.uri import SipUri, Uri, is_digits, uri_equal
 MAX_AUTH_ATTEMPTS = 2
 # a registrar whose every 423 asks for more than the last is broken; two raises are plenty (§10.2.8)
 MAX_INTERVAL_RETRIES = 2
+# consecutive failures wait retry_after_s * 2**(failures-1), at most this (RFC 5626 §4.5 max-time)
+MAX_BACKOFF_S = 1800.0
 # §20.19 / §25.1 delta-seconds: the largest expiry we will send
 MAX_EXPIRES_S = 2**32 - 1
 
@@ -80,6 +83,7 @@ class RegistrationClient:
         self._cseq = 0
         self._auth_attempts = 0
         self._interval_retries = 0
+        self._failures = 0  # REGISTER attempts failed in a row (a challenge answered is no failure)
         self._challenge: Response | None = None
         # the Expires of the REGISTER awaiting its final response (None: nothing in flight)
         self._sent_expires_s: int | None = None
@@ -157,6 +161,7 @@ class RegistrationClient:
                 self.finished = True
                 return RegistrationResult(RegistrationChanged(self.registration_id, False, code, 0))
             expires = _granted_expires(response, self._contact_uri, self.expires_s)
+            self._failures = 0
             self._bound_until = now + expires
             # refresh at half the granted time (at least 5 s ahead)
             self.refresh_at = now + max(5.0, expires / 2)
@@ -168,12 +173,11 @@ class RegistrationClient:
         retry_after_s = _delta_seconds(
             (response.headers.get("Retry-After") or "").split(";")[0].split("(")[0]
         )
-        retry_at = now + max(self._retry_after_s, retry_after_s or 0)
         if self.active:
-            self.refresh_at = retry_at
+            self.refresh_at = now + max(self._backoff_s(), retry_after_s or 0)
         elif code == 408 or code >= 500:
             # the registrar could not handle the unREGISTER now: again later, while there is a binding
-            self._retry_unregister_at(retry_at)
+            self._retry_unregister_at(now + max(self._retry_after_s, retry_after_s or 0))
         else:
             # refused for good; the binding lapses at its expiry anyway
             self.finished = True
@@ -205,13 +209,24 @@ class RegistrationClient:
         unREGISTER that was waiting for this REGISTER goes at once."""
         unregister_waiting = not self.active and bool(self._sent_expires_s)
         self._sent_expires_s = None
+        # the next REGISTER starts a new attempt: its challenges and 423s are counted afresh
+        self._auth_attempts = 0
+        self._interval_retries = 0
         if unregister_waiting:
             self.refresh_at = now
         elif self.active:
-            self.refresh_at = now + self._retry_after_s
+            self.refresh_at = now + self._backoff_s()
         else:
             self._retry_unregister_at(now + self._retry_after_s)
         return RegistrationChanged(self.registration_id, False, 408, 0)
+
+    def _backoff_s(self) -> float:
+        """Count one more failure in a row; the wait before the next attempt. A registrar that
+        refuses us (a wrong password above all) is asked less and less often, not every
+        ``retry_after_s`` forever, which is what gets an address banned by its intrusion filter."""
+        self._failures += 1
+        backoff_s = self._retry_after_s * 2.0 ** min(self._failures - 1, 32)
+        return min(backoff_s, max(MAX_BACKOFF_S, self._retry_after_s))
 
     def _retry_unregister_at(self, retry_at: float) -> None:
         """Send the unREGISTER again at ``retry_at``, unless the binding we know of ends by then."""
