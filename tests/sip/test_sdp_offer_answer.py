@@ -356,6 +356,16 @@ def test_serialize_keeps_rfc4566_line_order() -> None:
     assert lines == ["v", "o", "s", "c", "b", "t", "m", "c", "b"]
 
 
+def test_several_time_descriptions_keep_their_repeat_lines() -> None:
+    # RFC 4566 §5: "t=" then its "r=" lines, once per time description; z= and k= after them all
+    head = "v=0\r\no=peer 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\n"
+    lines = ("t=3034423619 3042462419", "r=7d 1h 0 25h", "t=3042462419 3050462419", "r=1d 1h 0", "z=0 -1h")
+    text = sdp(*lines, "m=audio 4000 RTP/AVP 0", head=head)
+    parsed = parse_sdp(text)
+    assert parsed.timing == "3034423619 3042462419"
+    assert parsed.serialize() == text
+
+
 @given(
     session_lines=st.permutations(
         [

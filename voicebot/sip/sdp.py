@@ -96,11 +96,12 @@ class SessionDescription:
 def _in_order(lines: list[str], order: str) -> list[str]:
     """Put lines in the RFC 4566 §5 order of their types; the sort is stable, so repeated types
     (two ``b=``, ``r=`` after its ``t=``) keep the order they were parsed in. Types the order does
-    not name (a peer's stray line at media level) go after the known ones, before the ``a=`` lines."""
+    not name (a peer's stray line at media level) go after the known ones, before the ``a=`` lines.
+    An ``r=`` ranks with ``t=``, so each time description keeps its own repeat lines."""
     known = order.replace("a", "")
 
     def rank(line: str) -> int:
-        index = known.find(line[0])
+        index = known.find("t" if line[0] == "r" else line[0])
         return len(known) if index < 0 else index
 
     return sorted(lines, key=rank)
@@ -123,6 +124,7 @@ def parse_sdp(data: bytes) -> SessionDescription:
     session_name = "-"
     connection: str | None = None
     timing = "0 0"
+    timing_seen = False  # later time descriptions (t= and its r= lines) stay in ``other``
     attributes: list[tuple[str, str | None]] = []
     other: list[str] = []
     media: list[MediaDescription] = []
@@ -160,8 +162,8 @@ def parse_sdp(data: bytes) -> SessionDescription:
             origin = Origin(parts[0], parts[1], parts[2], parts[5], parts[3], parts[4])
         elif kind == "s":
             session_name = value
-        elif kind == "t":
-            timing = value
+        elif kind == "t" and not timing_seen:
+            timing, timing_seen = value, True
         elif kind in _SESSION_ORDER:
             other.append(line)
         else:
