@@ -17,6 +17,7 @@ from voicebot.sip.events import (
     CallReceived,
     CallTerminated,
     Event,
+    MessageRejected,
 )
 from voicebot.sip.message import Request, Response, parse_message
 from voicebot.sip.useragent import UserAgent
@@ -306,3 +307,69 @@ def test_options_carry_the_load_and_turn_503_while_draining_or_full() -> None:
     sent, _ = drain(ua)
     assert final_codes(sent) == [503] and sent[0].reason == "Busy: max calls reached"  # type: ignore[union-attr]
     assert sent[0].headers.get("X-Voicebot-Load") == "2/2"
+
+
+# ---------------------------------------------------------------- numbers are ASCII digits only
+
+# RFC 5234 DIGIT is %x30-39. Python's str.isdigit() is also true for '²' (which int() rejects with
+# ValueError) and for '١' (which int() reads as 1), so each of these once escaped the parser as a
+# ValueError (no 400, the datagram handler crashed) or was accepted as a number.
+NON_ASCII_DIGITS = ["\u00b2", "\u0661", "\uff11"]  # superscript two, Arabic-Indic one, fullwidth one
+NUMBER_FIELDS = [
+    ("CSeq: 1 OPTIONS", "CSeq: {d} OPTIONS"),
+    ("Content-Length: 0", "Content-Length: {d}"),
+    ("Content-Length: 0", "Expires: {d}\r\nContent-Length: 0"),
+    ("Content-Length: 0", "Max-Forwards: {d}\r\nContent-Length: 0"),
+    ("OPTIONS sip:bot@10.0.0.2 ", "OPTIONS sip:bot@10.0.0.2:5{d} "),
+    (":5060;branch", ":5{d};branch"),
+    ("SIP/2.0\r\nVia", "SIP/{d}.0\r\nVia"),
+]
+
+
+@pytest.mark.parametrize("digit", NON_ASCII_DIGITS)
+@pytest.mark.parametrize(("field", "replacement"), NUMBER_FIELDS)
+def test_a_non_ascii_digit_in_a_number_gets_400_and_the_ua_goes_on(
+    field: str, replacement: str, digit: str
+) -> None:
+    ua = make_ua()
+    bad = options("10.0.0.1", 1).decode().replace(field, replacement.format(d=digit), 1)
+    assert bad != options("10.0.0.1", 1).decode()
+    ua.receive_datagram(bad.encode(), ("10.0.0.1", 5060), 0.0)
+    # the answer echoes the peer's malformed Via, so look at its status line only
+    sent = [data.split(b" ", 2)[1] for data, _ in ua.datagrams_to_send()]
+    assert sent in ([b"400"], [b"505"]), sent
+    event = ua.next_event()
+    assert isinstance(event, MessageRejected) and event.status_code == int(sent[0]), event
+    ua.receive_datagram(options("10.0.0.1", 2), ("10.0.0.1", 5060), 1.0)
+    assert final_codes(drain(ua)[0]) == [200]
+
+
+@pytest.mark.parametrize("digit", NON_ASCII_DIGITS)
+def test_a_non_ascii_digit_in_a_response_status_code_drops_the_response(digit: str) -> None:
+    ua = make_ua()
+    response = (
+        f"SIP/2.0 2{digit}0 OK\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKx\r\n"
+        "From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:b@10.0.0.1>\r\nCall-ID: r1\r\nCSeq: 1 OPTIONS\r\n\r\n"
+    )
+    ua.receive_datagram(response.encode(), ("10.0.0.1", 5060), 0.0)
+    sent, events = drain(ua)
+    assert sent == []
+    assert [type(e).__name__ for e in events] == ["MessageRejected"]
+
+
+@pytest.mark.parametrize("digit", NON_ASCII_DIGITS)
+def test_a_non_ascii_digit_in_the_sdp_media_port_is_refused_and_the_ua_goes_on(digit: str) -> None:
+    ua = make_ua()
+    good = invite("10.0.0.1", 1)
+    bad = good.replace(b"m=audio 6000 ", f"m=audio 600{digit} ".encode())
+    # keep Content-Length true: the digit is more than one byte in UTF-8
+    bad = bad.replace(
+        f"Content-Length: {len(SDP) - 6}".encode(),
+        f"Content-Length: {len(SDP) - 6 + len(bad) - len(good)}".encode(),
+    )
+    ua.receive_datagram(bad, ("10.0.0.1", 5060), 0.0)
+    sent, _ = drain(ua)
+    assert final_codes(sent) and 400 <= final_codes(sent)[0] < 500, sent
+    ua.receive_datagram(invite("10.0.0.1", 2), ("10.0.0.1", 5060), 1.0)
+    _, events = drain(ua)
+    assert any(isinstance(e, CallReceived) for e in events)

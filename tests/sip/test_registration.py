@@ -15,9 +15,16 @@ pytestmark = pytest.mark.unit
 
 def client(credentials: Credentials | None = None) -> RegistrationClient:
     return RegistrationClient(
-        registration_id="r1@10.0.0.2", registrar=SipUri(host="192.0.2.1"), aor="sip:100@192.0.2.1",
-        destination=("192.0.2.1", 5060), credentials=credentials, expires_s=600, local_tag="t1",
-        contact="<sip:voicebot@10.0.0.2:5060>", user_agent="voicebot", retry_after_s=30,
+        registration_id="r1@10.0.0.2",
+        registrar=SipUri(host="192.0.2.1"),
+        aor="sip:100@192.0.2.1",
+        destination=("192.0.2.1", 5060),
+        credentials=credentials,
+        expires_s=600,
+        local_tag="t1",
+        contact="<sip:voicebot@10.0.0.2:5060>",
+        user_agent="voicebot",
+        retry_after_s=30,
     )
 
 
@@ -60,7 +67,8 @@ def test_unanswerable_challenge_is_reported() -> None:
     reg = client(Credentials("100", "pw", realm="other"))
     first = request_of(reg, 1)
     challenge = (("WWW-Authenticate", 'Digest realm="pbx", nonce="n"'),)
-    reg.on_response(make_response(first, 401, extra=challenge), 0.0)
-    request, failure = reg.next_request(via="SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK3", cnonce="c")
-    assert request is None and failure == RegistrationChanged("r1@10.0.0.2", False, 401, 0)
+    # reported with the challenge itself, and retried later like any failure (not left without a deadline)
+    result = reg.on_response(make_response(first, 401, extra=challenge), 0.0)
+    assert result.event == RegistrationChanged("r1@10.0.0.2", False, 401, 0) and not result.send_again
+    assert reg.deadline() == 30.0
     assert isinstance(make_response(first, 200), Response)

@@ -349,17 +349,60 @@ def test_media_description_attribute_helpers() -> None:
     assert session.attribute("ptime") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sdp.SessionDescription.serialize writes kept session lines (b=, z=, k=, r=) right after s=, "
-    "before c= and t=, and media-level b=/k= before c=; RFC 4566 §5 fixes the order "
-    "(session: ...c=, b=, t=, r=, z=, k=, a=; media: m=, i=, c=, b=, k=, a=)",
-)
 def test_serialize_keeps_rfc4566_line_order() -> None:
     text = sdp("b=AS:64", "m=audio 4000 RTP/AVP 0", "c=IN IP4 10.0.0.2", "b=AS:64")
     out = parse_sdp(text).serialize().decode()
     lines = [line[0] for line in out.split("\r\n") if line]
     assert lines == ["v", "o", "s", "c", "b", "t", "m", "c", "b"]
+
+
+def test_several_time_descriptions_keep_their_repeat_lines() -> None:
+    # RFC 4566 §5: "t=" then its "r=" lines, once per time description; z= and k= after them all
+    head = "v=0\r\no=peer 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\n"
+    lines = ("t=3034423619 3042462419", "r=7d 1h 0 25h", "t=3042462419 3050462419", "r=1d 1h 0", "z=0 -1h")
+    text = sdp(*lines, "m=audio 4000 RTP/AVP 0", head=head)
+    parsed = parse_sdp(text)
+    assert parsed.timing == "3034423619 3042462419"
+    assert parsed.serialize() == text
+
+
+@given(
+    session_lines=st.permutations(
+        [
+            "i=about",
+            "u=http://example.com/",
+            "e=ops@example.com",
+            "p=+1 555 0100",
+            "b=CT:128",
+            "r=7d 1h 0 25h",
+            "z=2882844526 -1h",
+            "k=prompt",
+        ]
+    ),
+    media_lines=st.permutations(["i=voice", "b=AS:64", "k=prompt"]),
+)
+def test_serialize_puts_every_kept_line_type_in_rfc4566_order(
+    session_lines: list[str], media_lines: list[str]
+) -> None:
+    # a peer may send its lines in any order (we parse leniently); what we write back is in §5's
+    # order, and writing it again after parsing it changes nothing
+    head = "v=0\r\no=peer 1 1 IN IP4 198.51.100.1\r\ns=-\r\n"
+    text = sdp(
+        *session_lines,
+        "a=tool:x",
+        "t=0 0",
+        "c=IN IP4 198.51.100.1",
+        "m=audio 4000 RTP/AVP 0",
+        *media_lines,
+        "a=ptime:20",
+        "c=IN IP4 10.0.0.2",
+        head=head,
+    )
+    parsed = parse_sdp(text)
+    out = parsed.serialize().decode()
+    kinds = "".join(line[0] for line in out.split("\r\n") if line)
+    assert kinds == "vosiuepcbtrzkamicbka"
+    assert parse_sdp(out.encode()).serialize().decode() == out
 
 
 @given(

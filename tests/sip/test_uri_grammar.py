@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from voicebot.sip.errors import SipParseError
-from voicebot.sip.uri import OtherUri, SipUri, is_ip_literal, is_valid_host, parse_uri, unescape
+from voicebot.sip.uri import OtherUri, SipUri, is_ip_literal, is_valid_host, parse_uri, unescape, uri_equal
 
 pytestmark = pytest.mark.unit
 
@@ -173,6 +173,65 @@ def test_comparison_after_unescape_matches_rfc3261_19_1_4_examples() -> None:
     assert isinstance(c, SipUri)
     assert c.user_unescaped != a.user_unescaped
     assert SipUri(host="h").user_unescaped is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # the equivalent pairs of RFC 3261 §19.1.4
+        ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
+        (
+            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+        ),
+        (
+            "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+            "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+        ),
+        # and ours: escape case, flag parameters, other schemes
+        ("sip:bob@h;x=%6a", "sip:bob@h;X=J"),
+        ("sip:bob@h?to=a%3a", "sip:bob@h?to=a%3A"),
+        ("sip:bob@h;lr", "sip:bob@h;lr"),
+        ("tel:+1-201-555-0123", "TEL:+1-201-555-0123"),
+    ],
+)
+def test_uri_equal_rfc3261_19_1_4_equivalent(a: str, b: str) -> None:
+    assert uri_equal(parse_uri(a), parse_uri(b))
+    assert uri_equal(parse_uri(b), parse_uri(a))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # the non-equivalent pairs of RFC 3261 §19.1.4
+        ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+        ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
+        ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
+        ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
+        ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"),
+        # and ours: scheme, password, an escaped reserved character, the must-match parameters
+        ("sip:bob@h", "sips:bob@h"),
+        ("sip:bob:pw@h", "sip:bob:PW@h"),
+        ("sip:bob@h", "sip:bob:pw@h"),
+        ("sip:a%3Bb@h", "sip:a;b@h"),
+        ("sip:bob@h;user=phone", "sip:bob@h"),
+        ("sip:bob@h;ttl=1", "sip:bob@h"),
+        ("sip:bob@h;method=INVITE", "sip:bob@h"),
+        ("sip:bob@h;maddr=239.0.0.1", "sip:bob@h"),
+        ("sip:bob@h;lr", "sip:bob@h;lr=on"),
+        ("sip:bob@h?a=1", "sip:bob@h?a=2"),
+        ("tel:+1-201-555-0123", "sip:+1-201-555-0123@h"),
+        ("tel:+1-201-555-0123", "tel:+1-201-555-0124"),
+    ],
+)
+def test_uri_equal_rfc3261_19_1_4_not_equivalent(a: str, b: str) -> None:
+    left, right = parse_uri(a), parse_uri(b)
+    assert not uri_equal(left, right)
+    assert not uri_equal(right, left)
 
 
 @given(st.text(min_size=1, max_size=20))

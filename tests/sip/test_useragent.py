@@ -158,6 +158,9 @@ def test_cancel_before_answer_gets_487_and_no_200() -> None:
     sent = net.sent_by("10.0.0.2")
     assert 200 not in [m.status_code for m in sent if isinstance(m, Response) and m.cseq.method == "INVITE"]
     assert [m.status_code for m in sent if isinstance(m, Response) and m.cseq.method == "CANCEL"] == [200]
+    # §9.2: the 200 to the CANCEL carries the To tag of the responses to the INVITE
+    tags = {m.to_addr.tag for m in sent if isinstance(m, Response) and m.status_code > 100}
+    assert len(tags) == 1 and None not in tags
     with pytest.raises(SipStateError, match="does not exist or has ended"):
         net.b.answer(call_id, net.now, local_rtp_port=40000)
     # the 487 was ACKed: nothing is retransmitted afterwards
@@ -323,6 +326,67 @@ def test_hold_and_unhold_by_reinvite() -> None:
     assert net.b.call_state(call_id) == "confirmed"
 
 
+def _in_dialog_answered(net: Net, call_id: str, method: str, code: int) -> None:
+    """Send ``method`` in the call from A, but answer it with ``code`` in B's place."""
+    net.drop = lambda data: data.startswith(b"SIP/2.0 ") and f" {method}\r\n".encode() in data
+    if method == "INVITE":
+        net.a.update_media(call_id, net.now, direction="sendonly")
+    elif method == "REFER":
+        net.a.refer(call_id, "sip:agent@10.0.0.7", net.now)
+    else:
+        net.a.send_dtmf_info(call_id, "5", net.now)
+    net.pump()
+    request = [m for m in net.sent_by("10.0.0.1") if isinstance(m, Request) and m.method == method][-1]
+    net.drop = None
+    net.a.receive_datagram(make_response(request, code).serialize(), B_ADDR, net.now)
+    net.pump()
+
+
+@pytest.mark.parametrize(("method", "name"), [("INVITE", "re-INVITE"), ("REFER", "REFER"), ("INFO", "INFO")])
+def test_481_to_an_in_dialog_request_ends_the_call_without_bye(method: str, name: str) -> None:
+    # §12.2.1.2 / §14.1: the peer has no such dialog; a BYE would only get another 481
+    net = make_net()
+    call_id = established(net)
+    _in_dialog_answered(net, call_id, method, 481)
+    assert net.a_events[-1] == CallTerminated(
+        call_id, "failed", 481, f"{name} got 481: the peer has no such dialog"
+    )
+    assert not any(isinstance(m, Request) and m.method == "BYE" for m in net.sent_by("10.0.0.1"))
+    with pytest.raises(SipStateError):
+        net.a.hangup(call_id, net.now)
+
+
+@pytest.mark.parametrize(("method", "name"), [("INVITE", "re-INVITE"), ("REFER", "REFER"), ("INFO", "INFO")])
+def test_408_to_an_in_dialog_request_ends_the_call_with_bye(method: str, name: str) -> None:
+    net = make_net()
+    call_id = established(net)
+    _in_dialog_answered(net, call_id, method, 408)
+    assert net.a_events[-1] == CallTerminated(
+        call_id, "failed", 408, f"{name} got 408: the peer did not answer it"
+    )
+    assert any(isinstance(m, Request) and m.method == "BYE" for m in net.sent_by("10.0.0.1"))
+    assert net.b_events[-1] == CallTerminated(call_id, "remote_bye")
+
+
+@pytest.mark.parametrize(("method", "name"), [("INVITE", "re-INVITE"), ("REFER", "REFER"), ("INFO", "INFO")])
+def test_an_in_dialog_request_never_answered_ends_the_call_with_bye(method: str, name: str) -> None:
+    # §12.2.1.2: "A UAC SHOULD also terminate a dialog if no response at all is received"
+    net = make_net()
+    call_id = established(net)
+    net.drop = lambda data: data.startswith(b"SIP/2.0 ")
+    if method == "INVITE":
+        net.a.update_media(call_id, net.now, direction="sendonly")
+    elif method == "REFER":
+        net.a.refer(call_id, "sip:agent@10.0.0.7", net.now)
+    else:
+        net.a.send_dtmf_info(call_id, "5", net.now)
+    net.pump()
+    net.advance(33.0, step=0.5)
+    ended = [e for e in net.a_events if isinstance(e, CallTerminated)]
+    assert ended == [CallTerminated(call_id, "failed", 408, f"no response to {name}")]
+    assert any(isinstance(m, Request) and m.method == "BYE" for m in net.sent_by("10.0.0.1"))
+
+
 def test_reinvite_without_common_codec_gets_488_and_call_survives() -> None:
     net = make_net()
     call_id = established(net)
@@ -483,6 +547,84 @@ def test_register_with_digest_and_refresh() -> None:
     assert any(isinstance(m, Request) and m.method == "REGISTER" and m.cseq.seq == 3 for m in refresh)
 
 
+def test_register_423_is_retried_at_once_with_min_expires_then_abandoned_when_unusable() -> None:
+    ua = UserAgent(UaConfig(local_host="10.0.0.1"), rng=random.Random(5))
+    reg_id = ua.register("sip:10.0.0.5", 0.0, aor="sip:100@10.0.0.5", expires_s=60)
+    ((data, dest),) = ua.datagrams_to_send()
+    first = parse_message(data)
+    assert isinstance(first, Request) and first.headers.get("Expires") == "60"
+    too_brief = make_response(first, 423, to_tag="r", extra=(("Min-Expires", "1800"),))
+    ua.receive_datagram(too_brief.serialize(), dest, 0.1)
+    # no event and no waiting for the retry timer: the raised REGISTER goes out with the 423
+    assert ua.next_event() is None
+    ((data, _),) = ua.datagrams_to_send()
+    second = parse_message(data)
+    assert isinstance(second, Request) and second.cseq.seq == 2 and second.headers.get("Expires") == "1800"
+    # a registrar that then asks for no more than that is broken: the registration ends, said why
+    ua.receive_datagram(
+        make_response(second, 423, to_tag="r", extra=(("Min-Expires", "900"),)).serialize(), dest, 0.2
+    )
+    reason = (
+        "registration abandoned: 423 Interval Too Brief with Min-Expires 900 s, not above the 1800 s "
+        "we asked for; the registrar is at fault"
+    )
+    assert ua.next_event() == RegistrationChanged(reg_id, False, 423, 0, reason)
+    ua.handle_timer(100.0)
+    assert not any(
+        isinstance(m, Request) and m.method == "REGISTER"
+        for m in (parse_message(d) for d, _ in ua.datagrams_to_send())
+    )
+    with pytest.raises(SipStateError):
+        ua.unregister(reg_id, 101.0)
+
+
+def test_unregister_during_a_refresh_waits_for_its_answer() -> None:
+    ua = UserAgent(UaConfig(local_host="10.0.0.1"), rng=random.Random(6))
+    reg_id = ua.register("sip:10.0.0.5", 0.0, aor="sip:100@10.0.0.5", expires_s=120)
+    ((data, dest),) = ua.datagrams_to_send()
+    first = parse_message(data)
+    assert isinstance(first, Request)
+    ua.receive_datagram(make_response(first, 200, to_tag="r").serialize(), dest, 0.1)
+    assert ua.next_event() == RegistrationChanged(reg_id, True, 200, 120)
+    ua.handle_timer(60.1)
+    ((data, _),) = ua.datagrams_to_send()
+    refresh = parse_message(data)
+    assert isinstance(refresh, Request) and refresh.headers.get("Expires") == "120"
+    # §10.2: while the refresh awaits its answer, no second REGISTER for the binding
+    ua.unregister(reg_id, 60.2)
+    assert ua.datagrams_to_send() == []
+    ua.receive_datagram(make_response(refresh, 200, to_tag="r").serialize(), dest, 60.3)
+    ((data, _),) = ua.datagrams_to_send()
+    bye = parse_message(data)
+    assert isinstance(bye, Request) and bye.headers.get("Expires") == "0" and bye.cseq.seq == 3
+    assert ua.next_event() is None  # the refresh's 200 neither registers nor unregisters
+    ua.receive_datagram(make_response(bye, 200, to_tag="r").serialize(), dest, 60.4)
+    assert ua.next_event() == RegistrationChanged(reg_id, False, 200, 0)
+
+
+def test_unanswered_unregister_stops_when_the_binding_would_have_ended() -> None:
+    ua = UserAgent(UaConfig(local_host="10.0.0.1"), rng=random.Random(8))
+    reg_id = ua.register("sip:10.0.0.5", 0.0, aor="sip:100@10.0.0.5", expires_s=60)
+    ((data, dest),) = ua.datagrams_to_send()
+    first = parse_message(data)
+    assert isinstance(first, Request)
+    ua.receive_datagram(make_response(first, 200, to_tag="r").serialize(), dest, 0.1)
+    assert ua.next_event() == RegistrationChanged(reg_id, True, 200, 60)
+    ua.unregister(reg_id, 1.0)
+    now = 1.0
+    while (timer := ua.get_timer()) is not None:
+        now = timer
+        ua.handle_timer(now)
+    # Timer F (32 s) ended the only unREGISTER: a retry 30 s later would come after the binding's end
+    assert now == 33.0
+    events = []
+    while (event := ua.next_event()) is not None:
+        events.append(event)
+    assert events == [RegistrationChanged(reg_id, False, 408, 0)]
+    with pytest.raises(SipStateError):
+        ua.unregister(reg_id, now)
+
+
 def test_unanswered_calls_time_out_both_ways() -> None:
     net = make_net(
         a_config=UaConfig(local_host=A_ADDR[0], outbound_timeout_s=100.0),
@@ -503,6 +645,26 @@ def test_unanswered_calls_time_out_both_ways() -> None:
     net2.advance(5.5, step=0.5)
     assert net2.a_events[-1] == CallTerminated(second, "local_cancel", 487, "Request Terminated")
     assert net2.b_events[-1] == CallTerminated(second, "cancelled", 487, "Request Terminated")
+
+
+def test_cancelled_invite_without_a_final_response_ends_64_t1_after_the_cancel() -> None:
+    # §9.1: a peer that answers our CANCEL but whose 487 never arrives must not hold the call (and
+    # its slot) forever: 64*T1 after the CANCEL the INVITE transaction is given up
+    net = make_net(a_config=UaConfig(local_host=A_ADDR[0], outbound_timeout_s=5.0))
+    net.drop = lambda data: data.startswith(b"SIP/2.0 487")
+    call_id, _ = call_in(net)
+    net.b.ringing(call_id, net.now)
+    net.pump()
+    net.advance(5.5, step=0.5)
+    assert any(host == "10.0.0.1" and data.startswith(b"CANCEL ") for host, data in net.wire)  # at 5.0 s
+    assert net.a.active_calls == 1
+    net.advance(31.0, step=0.5)
+    assert net.a.active_calls == 1  # still waiting for the 487 at 36.5 s
+    net.advance(1.5, step=0.5)
+    assert net.a_events[-1] == CallTerminated(
+        call_id, "local_cancel", 408, "no final response to INVITE after CANCEL"
+    )
+    assert net.a.active_calls == 0 and net.a.get_timer() is None
 
 
 def test_bye_in_early_dialog_ends_the_invite_with_487() -> None:

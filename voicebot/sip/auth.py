@@ -124,26 +124,37 @@ def authorized_request(
 ) -> Request | None:
     """``request`` again with credentials for the 401/407's challenges, a new Via and CSeq
     (RFC 3261 §22.2, §8.1.3.5); None when no challenge can be answered with ``credentials``."""
-    header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
     answer_header = "Authorization" if response.status_code == 401 else "Proxy-Authorization"
+    values = _answers(
+        response, credentials, method=request.method, uri=request.uri.serialize(), cnonce=cnonce
+    )
+    if not values:
+        return None
+    headers = request.headers.replaced("Via", [via]).replaced("CSeq", [f"{cseq} {request.method}"])
+    headers = headers.without(answer_header).plus(*((answer_header, v) for v in values))
+    return request.with_headers(headers)
+
+
+def can_answer(response: Response, credentials: Credentials) -> bool:
+    """Whether :func:`authorized_request` can answer this 401/407 with ``credentials``: some
+    challenge parses, is for their realm (when they name one) and offers what we support."""
+    return bool(_answers(response, credentials, method="REGISTER", uri="sip:invalid", cnonce="0"))
+
+
+def _answers(
+    response: Response, credentials: Credentials, *, method: str, uri: str, cnonce: str
+) -> list[str]:
+    header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
     values: list[str] = []
     for raw in response.headers.get_all(header):
         try:
             challenge = parse_challenge(raw)
             if credentials.realm is not None and credentials.realm != challenge.realm:
                 continue
-            values.append(
-                authorization(
-                    challenge, credentials, method=request.method, uri=request.uri.serialize(), cnonce=cnonce
-                )
-            )
+            values.append(authorization(challenge, credentials, method=method, uri=uri, cnonce=cnonce))
         except SipParseError:
             continue
-    if not values:
-        return None
-    headers = request.headers.replaced("Via", [via]).replaced("CSeq", [f"{cseq} {request.method}"])
-    headers = headers.without(answer_header).plus(*((answer_header, v) for v in values))
-    return request.with_headers(headers)
+    return values
 
 
 class DigestServer:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voicebot.sip.errors import SipParseError
+from voicebot.sip.uri import is_digits
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
@@ -45,7 +46,7 @@ def parse_dtmf_info(content_type: str | None, body: bytes) -> InfoDigit:
             name, value = name.strip().lower(), value.strip()
             if name == "signal":
                 digit = value
-            elif name == "duration" and value.isdigit():
+            elif name == "duration" and is_digits(value):
                 duration = int(value)
     digit = _DTMF_EVENT_DIGITS.get(digit or "", digit)
     if digit is None or len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
@@ -57,6 +58,6 @@ def parse_sipfrag_status(body: bytes) -> SipfragStatus:
     """The status line that opens a ``message/sipfrag`` body (``SIP/2.0 200 OK``)."""
     first_line = body.decode("utf-8", errors="replace").strip().splitlines()[:1]
     parts = first_line[0].split(" ", 2) if first_line else []
-    if len(parts) < 2 or not parts[0].upper().startswith("SIP/") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].upper().startswith("SIP/") or not is_digits(parts[1]):
         raise SipParseError("Bad Request: NOTIFY body is not a message/sipfrag")
     return SipfragStatus(int(parts[1]), parts[2] if len(parts) > 2 else "")

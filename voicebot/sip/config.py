@@ -27,7 +27,9 @@ class UaConfig:
     user: str = "voicebot"  # user part of our Contact / From
     display_name: str | None = None
     max_calls: int = 100  # concurrent calls; a new INVITE beyond this gets 503
-    retry_after_s: int = 30  # Retry-After on that 503 (and on OPTIONS while draining)
+    # Retry-After on that 503 (and on OPTIONS while draining); also the first wait before a failed
+    # REGISTER is tried again (doubling for each failure in a row, up to registration.MAX_BACKOFF_S)
+    retry_after_s: int = 30
     codecs: tuple[str, ...] = ("PCMU", "PCMA")  # our preference order when offering
     telephone_event_pt: int = 101
     ptime_ms: int = 20

@@ -115,12 +115,16 @@ class TransferProgressed:
 
 @dataclass(frozen=True, slots=True)
 class RegistrationChanged:
-    """A REGISTER's outcome: bound (``registered``, for ``expires_s``) or not (failure, unregister)."""
+    """A REGISTER's outcome: bound (``registered``, for ``expires_s``) or not (failure, unregister).
+
+    ``reason`` is set when the client gave up for good (no more retries): what the registrar did
+    wrong, for the log."""
 
     registration_id: str
     registered: bool
     status_code: int | None
     expires_s: int
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from voicebot.sip.errors import SipParseError
-from voicebot.sip.uri import OtherUri, SipUri, Uri, is_valid_host, parse_uri
+from voicebot.sip.uri import OtherUri, SipUri, Uri, is_digits, is_valid_host, parse_uri
 
 # RFC 3261 §7.3.3 and the IANA registry: compact form -> full name.
 COMPACT_FORMS: dict[str, str] = {
@@ -483,7 +483,7 @@ def _parse_via_element(value: str) -> Via:
     port: int | None = None
     if sc.accept(":"):
         digits = sc.token("a port in Via")
-        if not digits.isdigit() or int(digits) > 65535:
+        if not is_digits(digits) or int(digits) > 65535:
             raise SipParseError(f"invalid port {digits!r} in Via: {value!r}")
         port = int(digits)
     params = parse_params(sc, "Via")
@@ -504,7 +504,7 @@ class CSeq:
 
 def parse_cseq(value: str) -> CSeq:
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit():
+    if len(parts) != 2 or not is_digits(parts[0]):
         raise SipParseError(f"CSeq must be a number and a method, got {value!r}")
     seq = int(parts[0])
     if seq >= 2**31:

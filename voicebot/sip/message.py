@@ -26,11 +26,11 @@ from voicebot.sip.headers import (
     parse_via,
     split_commas,
 )
-from voicebot.sip.uri import SipUri, Uri, parse_uri
+from voicebot.sip.uri import SipUri, Uri, is_digits, parse_uri
 
 SIP_VERSION = "SIP/2.0"
-_VERSION_RE = re.compile(r"SIP/\d+\.\d+\Z", re.IGNORECASE)
-_STATUS_RE = re.compile(r"(SIP/\d+\.\d+) (\d{3})(?: (.*))?\Z", re.IGNORECASE | re.DOTALL)
+_VERSION_RE = re.compile(r"SIP/\d+\.\d+\Z", re.IGNORECASE | re.ASCII)
+_STATUS_RE = re.compile(r"(SIP/\d+\.\d+) (\d{3})(?: (.*))?\Z", re.IGNORECASE | re.DOTALL | re.ASCII)
 # rfc1123-date (RFC 3261 §20.17): the zone must be GMT.
 _DATE_RE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
@@ -296,7 +296,7 @@ def _validate_headers(headers: Headers) -> None:
         raise SipParseError(f"invalid Call-ID {call_id!r}")
     parse_cseq(headers.get("CSeq") or "")
     max_forwards = headers.get("Max-Forwards")
-    if max_forwards is not None and (not max_forwards.isdigit() or int(max_forwards) > 255):
+    if max_forwards is not None and (not is_digits(max_forwards) or int(max_forwards) > 255):
         raise SipParseError(f"Max-Forwards {max_forwards!r} is not a number from 0 to 255")
     for name in ("Contact", "Route", "Record-Route"):
         for element in headers.values(name):
@@ -304,7 +304,7 @@ def _validate_headers(headers: Headers) -> None:
                 continue
             parse_name_addr(element, name)
     expires = headers.get("Expires")
-    if expires is not None and (not expires.isdigit() or int(expires) >= 2**32):
+    if expires is not None and (not is_digits(expires) or int(expires) >= 2**32):
         raise SipParseError(f"Expires {expires[:20]!r} is not a number of seconds below 2**32")
     date = headers.get("Date")
     if date is not None and not _DATE_RE.match(date):
@@ -323,7 +323,7 @@ def _frame_body(headers: Headers, body: bytes) -> bytes:
     if length is None:
         # Over UDP the body runs to the end of the datagram (RFC 3261 §18.3).
         return body
-    if not length.isdigit():
+    if not is_digits(length):
         raise SipParseError(f"Content-Length {length!r} is not a non-negative number")
     size = int(length)
     if size > len(body):

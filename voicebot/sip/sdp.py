@@ -12,12 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from voicebot.sip.errors import SdpNegotiationError, SdpParseError
+from voicebot.sip.uri import is_digits
 
 STATIC_CODECS = {0: "PCMU", 8: "PCMA"}
 SUPPORTED_CODECS = ("PCMU", "PCMA")
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+# RFC 4566 §5: the order of the line types at session level and within an m= section
 _SESSION_ORDER = "vosiuepcbtrzkam"
+_MEDIA_ORDER = "micbka"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +78,33 @@ class SessionDescription:
     def serialize(self) -> bytes:
         addrtype = "IP6" if self.connection and ":" in self.connection else "IP4"
         lines = ["v=0", f"o={self.origin.serialize()}", f"s={self.session_name}"]
-        lines += list(self.other)
         if self.connection is not None:
             lines.append(f"c=IN {addrtype} {self.connection}")
         lines.append(f"t={self.timing}")
+        lines = _in_order([*lines, *self.other], _SESSION_ORDER)
         lines += [_attr(k, v) for k, v in self.attributes]
         for m in self.media:
-            lines.append(f"m={m.media} {m.port} {m.proto} {' '.join(m.formats)}")
-            lines += list(m.other)
+            media_lines = [f"m={m.media} {m.port} {m.proto} {' '.join(m.formats)}"]
             if m.connection is not None:
                 mtype = "IP6" if ":" in m.connection else "IP4"
-                lines.append(f"c=IN {mtype} {m.connection}")
+                media_lines.append(f"c=IN {mtype} {m.connection}")
+            lines += _in_order([*media_lines, *m.other], _MEDIA_ORDER)
             lines += [_attr(k, v) for k, v in m.attributes]
         return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _in_order(lines: list[str], order: str) -> list[str]:
+    """Put lines in the RFC 4566 §5 order of their types; the sort is stable, so repeated types
+    (two ``b=``, ``r=`` after its ``t=``) keep the order they were parsed in. Types the order does
+    not name (a peer's stray line at media level) go after the known ones, before the ``a=`` lines.
+    An ``r=`` ranks with ``t=``, so each time description keeps its own repeat lines."""
+    known = order.replace("a", "")
+
+    def rank(line: str) -> int:
+        index = known.find("t" if line[0] == "r" else line[0])
+        return len(known) if index < 0 else index
+
+    return sorted(lines, key=rank)
 
 
 def _attr(key: str, value: str | None) -> str:
@@ -107,6 +124,7 @@ def parse_sdp(data: bytes) -> SessionDescription:
     session_name = "-"
     connection: str | None = None
     timing = "0 0"
+    timing_seen = False  # later time descriptions (t= and its r= lines) stay in ``other``
     attributes: list[tuple[str, str | None]] = []
     other: list[str] = []
     media: list[MediaDescription] = []
@@ -144,8 +162,8 @@ def parse_sdp(data: bytes) -> SessionDescription:
             origin = Origin(parts[0], parts[1], parts[2], parts[5], parts[3], parts[4])
         elif kind == "s":
             session_name = value
-        elif kind == "t":
-            timing = value
+        elif kind == "t" and not timing_seen:
+            timing, timing_seen = value, True
         elif kind in _SESSION_ORDER:
             other.append(line)
         else:
@@ -183,7 +201,7 @@ def _parse_media_line(value: str, number: int) -> MediaDescription:
     if len(parts) < 4:
         raise SdpParseError(f"SDP line {number}: m= needs media, port, proto and formats")
     port_text = parts[1].split("/", 1)[0]
-    if not port_text.isdigit() or int(port_text) > 65535:
+    if not is_digits(port_text) or int(port_text) > 65535:
         raise SdpParseError(f"SDP line {number}: invalid media port {parts[1]!r}")
     return MediaDescription(media=parts[0], port=int(port_text), proto=parts[2], formats=tuple(parts[3:]))
 
@@ -221,7 +239,7 @@ def _rtpmaps(m: MediaDescription) -> dict[int, str]:
     out: dict[int, str] = {}
     for value in m.attribute_values("rtpmap"):
         pt, _, encoding = value.partition(" ")
-        if pt.isdigit():
+        if is_digits(pt):
             out[int(pt)] = encoding.strip()
     return out
 
@@ -236,7 +254,7 @@ def negotiate(
         rtpmaps = _rtpmaps(m)
         chosen: tuple[int, str] | None = None
         for fmt in m.formats:
-            if not fmt.isdigit():
+            if not is_digits(fmt):
                 continue
             pt = int(fmt)
             encoding = rtpmaps.get(pt)
@@ -254,7 +272,7 @@ def negotiate(
                 break
         ptime_text = m.attribute("ptime") or sdp.attribute("ptime")
         ptime = default_ptime_ms
-        if ptime_text and ptime_text.strip().isdigit() and 10 <= int(ptime_text) <= 60:
+        if ptime_text and is_digits(ptime_text.strip()) and 10 <= int(ptime_text) <= 60:
             ptime = int(ptime_text)
         remote_direction = _direction(m.attributes) or _direction(sdp.attributes) or "sendrecv"
         host = m.connection or sdp.connection

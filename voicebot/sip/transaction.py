@@ -8,6 +8,8 @@ advances when the user agent calls ``handle_timer(now)``. Four machines:
   request (T1, doubling) until a response, Timer B (64*T1) times it out; a 3xx-6xx is ACKed
   here and its retransmissions absorbed for Timer D (32 s); 2xx responses go to the dialog
   layer, which ACKs them, while Timer M (64*T1) keeps the transaction to route retransmissions.
+  Proceeding has no timer of its own; once we CANCEL (``cancel_sent``) it times out 64*T1 later
+  unless a final response came (§9.1).
 * non-INVITE client (§17.1.2, Figure 6): Timer E retransmits (T1 doubling, capped at T2; T2
   once a provisional arrived), Timer F (64*T1) times out, Timer K (T4) absorbs late responses.
 * INVITE server (§17.2.1, Figure 7, RFC 6026): request retransmissions re-send the last
@@ -17,7 +19,7 @@ advances when the user agent calls ``handle_timer(now)``. Four machines:
   until Timer L (64*T1) so that late INVITE retransmissions are absorbed, never taken for a new
   call (RFC 6026 §7.1); without an ACK, Timer L reports the ACK timeout.
 * non-INVITE server (§17.2.2, Figure 8): retransmissions re-send the last response; Timer J
-  (64*T1) keeps the completed transaction.
+  (64*T1) keeps the completed transaction and then ends it silently (nothing ACKs a non-INVITE).
 
 Matching (§17.1.3, §17.2.3): by top-Via branch, sent-by and method (plus Call-ID and CSeq
 number, which a retransmission, its ACK and its CANCEL share), or, for RFC 2543 peers whose
@@ -207,8 +209,17 @@ class ClientTransaction:
             self._out.append((self._ack, self.destination))
         return False
 
+    def cancel_sent(self, now: float) -> None:
+        """Our CANCEL for this INVITE went out: without a final response within 64*T1 the
+        transaction times out (§9.1), instead of waiting in Proceeding, which has no timer, forever."""
+        if self.is_invite and self.state == "proceeding":
+            self._end_at = min(self._end_at, now + 64 * self._timers.t1_s)
+            if self.on_deadline_changed is not None:
+                self.on_deadline_changed(self)
+
     def handle_timer(self, now: float) -> bool:
-        """Fire due timers; True when the transaction just timed out (Timer B or F)."""
+        """Fire due timers; True when the transaction just timed out (Timer B or F, or §9.1's
+        64*T1 after a CANCEL)."""
         before = self.deadline()
         result = self._handle_timer(now)
         if self.on_deadline_changed is not None and self.deadline() != before:
@@ -310,7 +321,7 @@ class ServerTransaction:
     def receive_request(self, request: Request, now: float) -> None:
         """A retransmission (or, for INVITE, the ACK of a non-2xx final response) arrived."""
         if request.method == "ACK":
-            if self.state == "completed":
+            if self.is_invite and self.state == "completed":
                 self.state = "confirmed"
                 self._retransmit_at = None
                 self._end_at = now + self._timers.t4_s  # Timer I
@@ -334,7 +345,11 @@ class ServerTransaction:
         if self.state == "terminated" or self._end_at is None:
             return False
         if now >= self._end_at:
-            timed_out = self.state == "completed" or (self.state == "accepted" and not self.acked)
+            # Timer J (non-INVITE, §17.2.2) only ends the transaction: a non-INVITE final response
+            # is never ACKed, so its Completed state is not the INVITE's "waiting for the ACK".
+            timed_out = self.is_invite and (
+                self.state == "completed" or (self.state == "accepted" and not self.acked)
+            )
             self.state = "terminated"
             self.ack_timed_out = timed_out
             self._changed()

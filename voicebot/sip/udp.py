@@ -418,6 +418,7 @@ class SipEndpoint:
                 registered=event.registered,
                 status_code=event.status_code,
                 expires_s=event.expires_s,
+                reason=event.reason,
             )
             return
         if isinstance(event, CallReceived):

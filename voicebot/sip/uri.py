@@ -2,7 +2,8 @@
 
 ``parse_uri`` validates the characters of each part (user, password, host, port, parameters,
 headers) and keeps escapes as written, so ``serialize()`` round-trips byte for byte;
-``unescape()`` decodes ``%XX`` where a comparison needs the real value (RFC 3261 §19.1.4).
+``unescape()`` decodes ``%XX`` where a comparison needs the real value, and ``uri_equal()`` is the
+URI comparison of RFC 3261 §19.1.4 (a registrar's Contact against ours, §10.2.4).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ _HOSTNAME_RE = re.compile(
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
 _ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _OPAQUE_BAD = frozenset(' \t\r\n<>"')
+_HEX_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+# RFC 3261 §25.1 reserved: an escaped reserved character is not the same as the character itself
+_RESERVED = frozenset(";/?:@&=+$,")
+# §19.1.4: a parameter named here that only one URI has makes the two URIs differ
+_PARAMS_THAT_MUST_MATCH = frozenset({"transport", "user", "ttl", "method", "maddr"})
 
 
 def unescape(text: str) -> str:
@@ -58,6 +64,12 @@ def _check_chars(text: str, allowed: frozenset[str], what: str, uri: str) -> Non
         raise SipParseError(f"bad %-escape in {what} of URI {uri!r}")
 
 
+def is_digits(text: str) -> bool:
+    """``1*DIGIT``: RFC 5234's DIGIT is ASCII 0-9 only, while ``str.isdigit`` also takes '²'
+    (which ``int`` then rejects) and '١' (which ``int`` reads as 1)."""
+    return text.isascii() and text.isdigit()
+
+
 def is_valid_host(host: str) -> bool:
     """Hostname, IPv4 address or bracketed IPv6 reference (RFC 3261 §25.1 ``host``)."""
     return bool(_HOSTNAME_RE.match(host) or _IPV6_RE.match(host))
@@ -68,7 +80,7 @@ def is_ip_literal(host: str) -> bool:
     if host.startswith("["):
         return bool(_IPV6_RE.match(host))
     parts = host.split(".")
-    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+    return len(parts) == 4 and all(is_digits(p) and len(p) <= 3 and int(p) <= 255 for p in parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +192,7 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> SipUri:
         raise SipParseError(f"invalid host {host!r} in URI {text!r}")
     port: int | None = None
     if has_port:
-        if not portpart.isdigit() or len(portpart) > 5 or int(portpart) > 65535:
+        if not is_digits(portpart) or len(portpart) > 5 or int(portpart) > 65535:
             raise SipParseError(f"invalid port {portpart!r} in URI {text!r}")
         port = int(portpart)
     params: list[tuple[str, str | None]] = []
@@ -205,3 +217,73 @@ def _parse_sip_uri(scheme: str, rest: str, text: str) -> SipUri:
         headers=headers,
         scheme=scheme,
     )
+
+
+def uri_equal(a: Uri, b: Uri) -> bool:
+    """RFC 3261 §19.1.4 URI comparison.
+
+    sip and sips never match; user and password compare case-sensitively, everything else
+    case-insensitively, each after decoding escapes of unreserved characters; a URI with a port
+    never matches one without (even 5060); ``transport``, ``user``, ``ttl``, ``method`` and ``maddr``
+    must be in both or neither, other parameters only have to agree where both have them; headers
+    must all be in both. Other schemes compare by scheme and opaque part as written.
+    """
+    if isinstance(a, OtherUri) or isinstance(b, OtherUri):
+        if not (isinstance(a, OtherUri) and isinstance(b, OtherUri)):
+            return False
+        return a.scheme.lower() == b.scheme.lower() and a.opaque == b.opaque
+    return (
+        a.scheme == b.scheme
+        and _escapes_normalized(a.user) == _escapes_normalized(b.user)
+        and _escapes_normalized(a.password) == _escapes_normalized(b.password)
+        and a.host.lower() == b.host.lower()
+        and a.port == b.port
+        and _params_agree(a.params, b.params)
+        and _headers_of(a.headers) == _headers_of(b.headers)
+    )
+
+
+def _escapes_normalized(text: str | None) -> str | None:
+    """Decode the escapes of characters that need none; write the rest with upper-case hex."""
+    if text is None or "%" not in text:
+        return text
+
+    def one(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        if char.isascii() and char.isprintable() and char not in _RESERVED and char != "%":
+            return char
+        return "%" + match.group(1).upper()
+
+    return _HEX_ESCAPE_RE.sub(one, text)
+
+
+def _lowered(text: str | None) -> str | None:
+    normalized = _escapes_normalized(text)
+    return None if normalized is None else normalized.lower()
+
+
+def _params_agree(a: tuple[tuple[str, str | None], ...], b: tuple[tuple[str, str | None], ...]) -> bool:
+    ours: dict[str, str | None] = {}
+    for key, value in a:
+        ours.setdefault(key.lower(), _lowered(value))
+    theirs: dict[str, str | None] = {}
+    for key, value in b:
+        theirs.setdefault(key.lower(), _lowered(value))
+    for name in ours.keys() | theirs.keys():
+        if name in ours and name in theirs:
+            if ours[name] != theirs[name]:
+                return False
+        elif name in _PARAMS_THAT_MUST_MATCH:
+            return False
+    return True
+
+
+def _headers_of(headers: str | None) -> frozenset[tuple[str, str | None]]:
+    """URI headers as an unordered set: names case-insensitive, values after escape decoding."""
+    if not headers:
+        return frozenset()
+    out: set[tuple[str, str | None]] = set()
+    for item in headers.split("&"):
+        name, _, value = item.partition("=")
+        out.add(((_escapes_normalized(name) or "").lower(), _escapes_normalized(value)))
+    return frozenset(out)

@@ -20,6 +20,8 @@ of them leaves no transaction behind. A new INVITE additionally passes admission
 406, 503 for max_calls, draining, unconfirmed calls or calls per source, 400 / 488 for its SDP)
 before the application sees a :class:`CallReceived`; the ACK of our 2xx is reported as
 :class:`AckReceived`, and its absence after Timer H (64*T1) ends the call as ``ack-timeout``.
+A 481 or 408 to a re-INVITE, REFER or INFO we sent in a call, or no answer at all, ends the call
+as ``failed`` (§12.2.1.2, §14.1), with a BYE unless the peer said the dialog does not exist.
 """
 
 from __future__ import annotations
@@ -432,11 +434,15 @@ class UserAgent:
 
     def _handle_cancel(self, request: Request, txn: ServerTransaction, now: float) -> None:
         invite_txn = self._server_txns[server_key(request, method="INVITE")]  # checked statelessly
-        self._respond(txn, 200, now)
+        call = self._calls.get(request.call_id)
+        # §9.2: the CANCEL's 200 SHOULD carry the To tag of the INVITE's responses
+        tag = call.local_tag if call is not None else None
+        if tag is None and invite_txn.last_response is not None:
+            tag = invite_txn.last_response.to_addr.tag
+        tag = tag or self._token()
+        self._respond(txn, 200, now, to_tag=tag)
         if invite_txn.final_sent:
             return  # too late: the call was answered (or rejected) already (§9.2)
-        call = self._calls.get(request.call_id)
-        tag = call.local_tag if call is not None else None
         self._respond(invite_txn, 487, now, to_tag=tag)
         if call is not None and call.state != "ended":
             self._end(call, now, "cancelled", 487, "Request Terminated")
@@ -886,6 +892,7 @@ class UserAgent:
         ]
         cancel = Request("CANCEL", invite.uri, Headers(tuple(items)))
         self._start_client(cancel, txn.destination, ("cancel", call.call_id), now)
+        txn.cancel_sent(now)
 
     def _start_client(
         self, request: Request, destination: Address, owner: tuple[str, str], now: float
@@ -925,6 +932,26 @@ class UserAgent:
             self._register_response(ref, response, now)
         elif kind == "reinvite":
             self._reinvite_response(ref, txn, response)
+        if kind in _IN_DIALOG_KINDS and response.status_code in (408, 481):
+            self._dialog_gone(ref, kind, response.status_code, now)
+
+    def _dialog_gone(self, call_id: str, kind: str, status_code: int | None, now: float) -> None:
+        """§12.2.1.2 (§14.1 for re-INVITE): a 481 or 408 to a request in the dialog, or none at all
+        (``status_code`` None), ends the dialog; a BYE goes out unless the peer said it has none."""
+        call = self._calls.get(call_id)
+        if call is None or call.state != "confirmed":
+            return
+        name = _IN_DIALOG_KINDS[kind]
+        if status_code == 481:
+            self._end(call, now, "failed", 481, f"{name} got 481: the peer has no such dialog")
+            return
+        self._send_bye(call, now)
+        if status_code is None:
+            self._end(call, now, "failed", 408, f"no response to {name}")
+        else:
+            self._end(
+                call, now, "failed", status_code, f"{name} got {status_code}: the peer did not answer it"
+            )
 
     def _reinvite_response(self, call_id: str, txn: ClientTransaction, response: Response) -> None:
         call = self._calls.get(call_id)
@@ -1034,14 +1061,21 @@ class UserAgent:
         kind, ref = self._client_owner.get(txn.key, ("", ""))
         call = self._calls.get(ref)
         if kind == "invite" and call is not None and call.client_txn is txn and call.state != "ended":
-            self._end(call, now, "timeout", 408, "no response to INVITE")
+            if call.cancel_sent:
+                self._end(call, now, "local_cancel", 408, "no final response to INVITE after CANCEL")
+            else:
+                self._end(call, now, "timeout", 408, "no response to INVITE")
         elif kind == "refer" and call is not None:
             self._events.append(TransferProgressed(ref, 408, "no response to REFER", final=True))
         elif kind == "register":
             reg = self._registrations.get(ref)
             if reg is not None:
                 self._events.append(reg.on_timeout(now))
+                if reg.finished:
+                    self._registrations.pop(ref, None)
                 self._timers.schedule(reg)
+        if kind in _IN_DIALOG_KINDS:
+            self._dialog_gone(ref, kind, None, now)
 
     # ------------------------------------------------------------ registration (registration.py)
 
@@ -1081,7 +1115,11 @@ class UserAgent:
         if reg is None:
             raise SipStateError(f"no registration {registration_id!r}")
         reg.unregister()
-        self._send_register(reg, now)
+        if reg.in_flight:
+            # §10.2: one REGISTER at a time; the answer to the one in flight sends the Expires: 0
+            self._timers.schedule(reg)
+        else:
+            self._send_register(reg, now)
 
     def _send_register(self, reg: RegistrationClient, now: float) -> None:
         request, failure = reg.next_request(via=self._via(), cnonce=self._token())
@@ -1135,6 +1173,10 @@ class UserAgent:
 
     def _contact(self) -> str:
         return f"<sip:{self.config.user}@{self._hostport()}>"
+
+
+# the requests we send inside an established call whose failure may end it (§12.2.1.2)
+_IN_DIALOG_KINDS = {"reinvite": "re-INVITE", "refer": "REFER", "info": "INFO"}
 
 
 def _uri_address(uri: SipUri) -> Address:
