@@ -87,7 +87,9 @@ def test_n_best_an_alternative_finds_what_the_top_missed() -> None:
 
 
 def test_n_best_the_top_wins_a_tie_and_a_weak_alternative_is_a_guess() -> None:
-    assert _read("menu", "balance", "operator") == ("intent", "act", "balance")
+    # Two hypotheses, two intents: the top is the one asked about, never acted on silently.
+    assert _read("menu", "balance", "operator") == ("intent", "confirm", "balance")
+    assert _read("menu", "balance", "my balance") == ("intent", "act", "balance")
     # The recognizer was unsure of the alternative: 0.9 * 0.6 / 0.8 = 0.675 -> confirm.
     assert _read("menu", ("ballon", 0.7), ("operator", 0.6)) == ("intent", "confirm", "operator")
 
