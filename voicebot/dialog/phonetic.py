@@ -10,9 +10,8 @@ with a normalized Levenshtein distance and returns a score in [0, 1]: 1 for the 
 for an inflection ("balances"), at most :data:`FUZZY_WEIGHT` for a sound-alike, and 0 below
 :data:`MIN_RATIO` or for short words, whose keys collide too easily ("by", "buy", "boy", "bee").
 Keys are compared with a weighted distance (:func:`key_distance`): a sound swapped for a close one
-(m/n, p/t/k) or a stop lost in a cluster of stops ("goo(d)bye") costs half an
-edit, and a word that starts with "h" may be heard without it ("'ang up" for "hang up"), as accents
-and the narrow telephone band do. Pure, no dependencies.
+(m/n, p/t/k) costs half an edit, and a word that starts with "h" may be heard without it ("'ang
+up" for "hang up"), as accents and the narrow telephone band do. Pure, no dependencies.
 """
 
 from __future__ import annotations
@@ -68,7 +67,6 @@ _SIMILAR_CLASSES = ("mn", "ptk")
 MIN_WEIGHTED_KEY = 3
 _CLASS = {ch: i for i, group in enumerate(_SIMILAR_CLASSES) for ch in group}
 SIMILAR_COST = 0.5
-_STOPS = frozenset("ptk")
 
 
 def _substitution_cost(a: str, b: str) -> float:
@@ -78,25 +76,14 @@ def _substitution_cost(a: str, b: str) -> float:
     return SIMILAR_COST if same else 1.0
 
 
-def _indel_cost(key: str, i: int) -> float:
-    """Cost of dropping (or adding) ``key[i]``: a stop between two stops is lost in running speech
-    ("goodbye" said "goo'bye"), the rest costs a whole edit."""
-    ch = key[i]
-    if ch in _STOPS and 0 < i < len(key) - 1 and key[i - 1] in _STOPS and key[i + 1] in _STOPS:
-        return SIMILAR_COST
-    return 1.0
-
-
 @lru_cache(maxsize=65536)
 def key_distance(a: str, b: str) -> float:
     """Weighted edit distance between two phonetic keys (see the module docstring)."""
-    previous = [0.0]
-    for j in range(len(b)):
-        previous.append(previous[j] + _indel_cost(b, j))
+    previous = [float(j) for j in range(len(b) + 1)]
     for i in range(len(a)):
-        current = [previous[0] + _indel_cost(a, i)]
+        current = [float(i + 1)]
         for j in range(len(b)):
-            current.append(min(previous[j + 1] + _indel_cost(a, i), current[j] + _indel_cost(b, j),
+            current.append(min(previous[j + 1] + 1.0, current[j] + 1.0,
                                previous[j] + _substitution_cost(a[i], b[j])))
         previous = current
     return previous[-1]
