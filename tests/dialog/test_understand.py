@@ -167,3 +167,17 @@ def test_a_contested_intent_with_confirming_off_is_no_match() -> None:
     assert (found.kind, found.decision) == ("intent", "reject")
     alone = understand([Hypothesis("balance")], listen, DEMO.global_intents)
     assert contested(alone, [Hypothesis("balance")], listen.intents, listen.confirm) is alone
+
+
+def test_a_forced_yes_against_a_free_no_is_asked_about() -> None:
+    # The recognizer's menu rescoring forced "i can" (yes) while its own decode heard "I can't":
+    # a "no" must not be acted on as a yes without asking.
+    reminder = load_dialplan(Path(__file__).parents[2] / "dialplans" / "reminder.yaml")
+    listen = reminder.states["ask"].listen
+    assert listen is not None
+    found = understand([Hypothesis("i can", 0.98), Hypothesis("I can't make it.", 0.68)], listen,
+                       reminder.global_intents)
+    assert (found.kind, found.decision, found.intent and found.intent.name) == ("intent", "confirm", "confirm")
+    sure = understand([Hypothesis("i can", 0.98), Hypothesis("I can make it.", 0.68)], listen,
+                      reminder.global_intents)
+    assert (sure.decision, sure.intent and sure.intent.name) == ("act", "confirm")
