@@ -177,7 +177,7 @@ def test_a_forced_yes_against_a_free_no_is_asked_about() -> None:
     assert listen is not None
     found = understand([Hypothesis("i can", 0.98), Hypothesis("I can't make it.", 0.68)], listen,
                        reminder.global_intents)
-    assert (found.kind, found.decision, found.intent and found.intent.name) == ("intent", "confirm", "confirm")
+    assert (found.decision, found.intent and found.intent.name) == ("confirm", "confirm")
     sure = understand([Hypothesis("i can", 0.98), Hypothesis("I can make it.", 0.68)], listen,
                       reminder.global_intents)
     assert (sure.decision, sure.intent and sure.intent.name) == ("act", "confirm")
