@@ -6,6 +6,8 @@ import pytest
 
 from voicebot.dialog.ir import Intent
 from voicebot.dialog.match import (
+    FILLER_WORDS,
+    FUNCTION_SWAP,
     collapse_repeated_text,
     collapse_repeats,
     digits_in,
@@ -102,6 +104,11 @@ def test_inflections_and_split_words(said: str, phrase: str, hit: bool) -> None:
     ("Good boy.", "goodbye", 0.7, 0.75),
     ("Barrens", "balance", 0.5, 0.7),
     ("check my Barrens", "check my balance", 0.5, 0.7),  # one guessed word makes the phrase a guess
+    # A function word heard as another: a guess, confirmed before acting.
+    ("on course", "of course", FUNCTION_SWAP, FUNCTION_SWAP),
+    ("talk to the person", "a person", FUNCTION_SWAP, FUNCTION_SWAP),
+    ("and up please", "hang up", 0.5, 0.75),          # no h, a stop heard as its neighbour
+    ("let me talk to you man", "human", 0.7, 0.75),   # two words joined, no h
 ])
 def test_phrase_scores(said: str, phrase: str, low: float, high: float) -> None:
     assert low <= phrase_score(normalize(said), normalize(phrase)) <= high
@@ -116,6 +123,15 @@ def test_phrase_scores(said: str, phrase: str, low: float, high: float) -> None:
     ("it isn't my balance", "my balance"),
     ("balance", "my balance"),                        # every word is needed
     ("", "operator"),
+    # Filler and politeness words stand for themselves only (issue 12: "please" ~ "balance" made
+    # every unrecognized "... please" a "did you say balance?").
+    ("please", "balance"),
+    ("hurry up please", "balance"),
+    ("thanks", "thanks a lot"),
+    # A function word may stand for another, never for nothing, and only beside enough content.
+    ("course", "of course"),
+    ("see it", "see you"),
+    ("it isn't the balance", "my balance"),
 ])
 def test_phrases_that_do_not_occur(said: str, phrase: str) -> None:
     assert phrase_score(normalize(said), normalize(phrase)) == 0.0
@@ -199,3 +215,10 @@ def test_spoken_digits(text: str, digits: str, confidence: float) -> None:
     spoken = parse_digits(text)
     assert (spoken.digits, spoken.confidence) == (digits, confidence)
     assert digits_in(text) == digits
+
+
+@pytest.mark.parametrize("filler", sorted(FILLER_WORDS))
+def test_a_filler_word_matches_only_itself(filler: str) -> None:
+    for phrase in ("balance", "operator", "goodbye", "hang up", "agent", "human", "yes", "nope"):
+        assert phrase_score((filler,), normalize(phrase)) == 0.0
+    assert phrase_score((filler,), (filler,)) == 1.0

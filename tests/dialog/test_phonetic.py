@@ -11,9 +11,16 @@ from hypothesis import strategies as st
 from voicebot.dialog.phonetic import (
     FUZZY_WEIGHT,
     INFLECTION_SCORE,
+    MIN_H_DROPPED_RATIO,
+    MIN_RATIO,
+    SIMILAR_COST,
+    key_distance,
+    key_ratio,
+    key_variants,
     levenshtein,
     phonetic_key,
     ratio,
+    sound_ratio,
     syllables,
     word_similarity,
 )
@@ -82,6 +89,13 @@ def test_sound_alikes_score_as_guesses(said: str, expected: str, low: float, hig
     ("weather", "operator"),
     ("agent007", "agent"),
     ("1234", "operator"),
+    ("need", "nope"),           # two-sound keys: a close sound is still a different word
+    ("rick", "right"),
+    ("barbara", "operator"),    # no looser than a plain edit distance for a whole word
+    ("keep", "goodbye"),        # a lost stop is a whole edit: "kp" is not "ktp"
+    ("good", "goodbye"),
+    ("imdone", "human"),        # "I'm done": without its h, "human" must match closely
+    ("soil", "sure"),           # l/r is not a close pair (it made off-topic guesses)
 ])
 def test_different_words_are_not_sound_alikes(said: str, expected: str) -> None:
     assert word_similarity(said, expected) == 0.0
@@ -106,3 +120,44 @@ def test_keys_are_short_consonant_skeletons(word: str) -> None:
     assert set(key) <= set("abcdfghjklmnprstwXyz0")
     assert not set(key[1:]) & set("aeiouy")  # no vowels after the first letter
     assert all(a != b for a, b in pairwise(key))  # no doubled letters
+
+
+@pytest.mark.parametrize(("a", "b", "distance"), [
+    ("ant", "ank", SIMILAR_COST),   # stops: the telephone band cuts the bursts that tell them apart
+    ("amn", "ann", SIMILAR_COST),   # nasals
+    ("kls", "krs", 1.0),            # other pairs are whole edits
+    ("ktp", "kp", 1.0),
+    ("aprtr", "aprtr", 0.0),
+    ("", "plns", 4.0),
+])
+def test_key_distance_weighs_close_sounds(a: str, b: str, distance: float) -> None:
+    assert key_distance(a, b) == distance
+    assert key_distance(b, a) == distance
+
+
+@given(st.text(alphabet="ptkmnlrsa", max_size=8), st.text(alphabet="ptkmnlrsa", max_size=8))
+def test_key_distance_is_between_half_and_all_of_the_plain_distance(a: str, b: str) -> None:
+    plain = levenshtein(a, b)
+    assert SIMILAR_COST * plain <= key_distance(a, b) <= plain
+    assert 0.0 <= key_ratio(a, b) <= 1.0
+
+
+def test_short_keys_are_compared_plainly() -> None:
+    assert key_ratio("nt", "np") == ratio("nt", "np") == 0.5
+    assert key_ratio("ant", "ank") == pytest.approx(1 - SIMILAR_COST / 3)
+
+
+def test_a_leading_h_may_be_dropped() -> None:
+    assert key_variants(phonetic_key("hang")) == ("hnk", "ank")
+    assert key_variants(phonetic_key("balance")) == ("plns",)
+    assert MIN_H_DROPPED_RATIO > MIN_RATIO  # the dropped h is a difference of its own
+
+
+@pytest.mark.parametrize(("said", "expected"), [
+    ("and", "hang"),     # "'ang up": no h, and a stop heard as its neighbour
+    ("aint", "hang"),
+    ("youman", "human"),  # "you man" joined, no h
+])
+def test_dropped_h_sound_alikes_are_guesses(said: str, expected: str) -> None:
+    assert 0.5 < word_similarity(said, expected) <= FUZZY_WEIGHT
+    assert sound_ratio(said, expected) >= MIN_H_DROPPED_RATIO

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from voicebot.dialog.loader import load_dialplan
 from voicebot.dialog.understand import (
     ALTERNATIVE_WEIGHT,
     Hypothesis,
+    contested,
     decide,
     hypothesis_weight,
     understand,
@@ -44,6 +46,10 @@ def _read(state: str, *texts: str | tuple[str, float]) -> tuple[str, str, str]:
     ("Barrens", ("intent", "confirm", "balance")),
     ("Barrens please", ("intent", "confirm", "balance")),
     ("1 2 3 4", ("none", "reject", "")),  # digits mean nothing in the menu
+    # Politeness alone is no sound-alike: these were "did you say balance?" (issue 12).
+    ("Hurry up please.", ("none", "reject", "")),
+    ("Yes, please.", ("none", "reject", "")),
+    ("And up, please.", ("intent", "confirm", "goodbye")),
 ])
 def test_menu_readings(said: str, reading: tuple[str, str, str]) -> None:
     assert _read("menu", said) == reading
@@ -87,7 +93,9 @@ def test_n_best_an_alternative_finds_what_the_top_missed() -> None:
 
 
 def test_n_best_the_top_wins_a_tie_and_a_weak_alternative_is_a_guess() -> None:
-    assert _read("menu", "balance", "operator") == ("intent", "act", "balance")
+    # Two hypotheses, two intents: the top is the one asked about, never acted on silently.
+    assert _read("menu", "balance", "operator") == ("intent", "confirm", "balance")
+    assert _read("menu", "balance", "my balance") == ("intent", "act", "balance")
     # The recognizer was unsure of the alternative: 0.9 * 0.6 / 0.8 = 0.675 -> confirm.
     assert _read("menu", ("ballon", 0.7), ("operator", 0.6)) == ("intent", "confirm", "operator")
 
@@ -139,3 +147,37 @@ def test_digits_the_recognizer_doubted_are_no_match_not_a_stored_number() -> Non
     assert _read("ask_account", ("10600000", 0.03))[0] == "none"
     assert _read("ask_account", ("4 7 9 2", 0.7)) == ("digits", "act", "4792")
     assert _read("ask_account", "4 7 9 2") == ("digits", "act", "4792")  # no confidence: as before
+
+
+def test_an_intent_another_hypothesis_contradicts_is_asked_about() -> None:
+    # The recognizer heard "balance" and, almost as sure, "operator": neither is acted on.
+    assert _read("menu", ("balance", 0.95), ("operator", 0.7)) == ("intent", "confirm", "balance")
+    # A rival below reject_below (0.9 * 0.3 / 0.8 = 0.34) does not contest.
+    assert _read("menu", ("balance", 0.95), ("operator", 0.3)) == ("intent", "act", "balance")
+    # Hypotheses that agree, and two intents in one hypothesis (precedence decides), are no contest.
+    assert _read("menu", ("balance", 0.95), ("my balance", 0.9)) == ("intent", "act", "balance")
+    assert _read("menu", "operator, my balance") == ("intent", "act", "balance")
+    # A contested global is asked about too.
+    assert _read("menu", "operator", "goodbye") == ("intent", "confirm", "operator")
+
+
+def test_a_contested_intent_with_confirming_off_is_no_match() -> None:
+    listen = dataclasses.replace(_listen("menu"), confirm=Confirm(enabled=False))
+    found = understand([Hypothesis("balance"), Hypothesis("operator")], listen, DEMO.global_intents)
+    assert (found.kind, found.decision) == ("intent", "reject")
+    alone = understand([Hypothesis("balance")], listen, DEMO.global_intents)
+    assert contested(alone, [Hypothesis("balance")], listen.intents, listen.confirm) is alone
+
+
+def test_a_forced_yes_against_a_free_no_is_asked_about() -> None:
+    # The recognizer's menu rescoring forced "i can" (yes) while its own decode heard "I can't":
+    # a "no" must not be acted on as a yes without asking.
+    reminder = load_dialplan(Path(__file__).parents[2] / "dialplans" / "reminder.yaml")
+    listen = reminder.states["ask"].listen
+    assert listen is not None
+    found = understand([Hypothesis("i can", 0.98), Hypothesis("I can't make it.", 0.68)], listen,
+                       reminder.global_intents)
+    assert (found.decision, found.intent and found.intent.name) == ("confirm", "confirm")
+    sure = understand([Hypothesis("i can", 0.98), Hypothesis("I can make it.", 0.68)], listen,
+                      reminder.global_intents)
+    assert (sure.decision, sure.intent and sure.intent.name) == ("act", "confirm")

@@ -273,6 +273,24 @@ MIN_JOIN_LETTERS = 3
 _NEGATORS = frozenset({"not", "don't", "dont", "never", "isn't", "didn't", "doesn't", "wasn't", "aren't"})
 # Long utterances are free text; matching looks at their start only.
 MAX_MATCH_TOKENS = 60
+# Politeness and filler: callers add them everywhere and recognizers hear them well, so a said
+# filler word stands for itself only, never as a sound-alike of a phrase word ("please" is not a
+# misheard "balance"; "hurry up please" must not become a guess on the strength of "please").
+FILLER_WORDS = frozenset({
+    "please", "thanks", "thank", "okay", "ok", "well", "um", "uh", "er", "ah", "hmm", "mm",
+    "so", "just", "like", "sorry", "hello", "hi", "hey", "oh", "yeah", "now", "then", "really",
+})
+# Function words of a phrase ("a person", "of course", "talk to someone") carry little sound and
+# are the ones a recognizer swaps ("on course", "talk to the person"). In a phrase with at least
+# MIN_CONTENT_LETTERS letters of content words, a said function word may stand for the phrase's,
+# at FUNCTION_SWAP: as much a guess as a sound-alike, so it is confirmed before it is acted on.
+# The content words themselves are always needed.
+FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "to", "of", "my", "me", "i", "i'd", "i'm", "it", "is", "in", "on", "for",
+    "with", "at", "and", "you", "your",
+})
+FUNCTION_SWAP = 0.75
+MIN_CONTENT_LETTERS = 5
 
 
 def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
@@ -290,6 +308,7 @@ def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
         return 0.0
     at_memo: dict[tuple[int, int], float] = {}
     after_memo: dict[tuple[int, int], float] = {}
+    swappable = sum(len(w) for w in words if w not in FUNCTION_WORDS) >= MIN_CONTENT_LETTERS
 
     def at(i: int, j: int) -> float:
         """Best score for words[i:] with words[i] matched starting exactly at said[j]."""
@@ -301,10 +320,14 @@ def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
         if key in at_memo:
             return at_memo[key]
         best = 0.0
-        # A negation is never part of a sound-alike ("don't transfer" ~ "transfer").
-        plain = said[j] not in _NEGATIONS
-        steps = [(1, 1, word_similarity(said[j], words[i]) if plain or said[j] == words[i] else 0.0)]
-        if (j + 1 < n and plain and said[j + 1] not in _NEGATIONS
+        # A negation is never part of a sound-alike ("don't transfer" ~ "transfer"), nor is a
+        # filler word (see FILLER_WORDS): both stand for themselves only.
+        plain = said[j] not in _NEGATIONS and said[j] not in FILLER_WORDS
+        score = word_similarity(said[j], words[i]) if plain or said[j] == words[i] else 0.0
+        if swappable and words[i] in FUNCTION_WORDS and said[j] in FUNCTION_WORDS:
+            score = max(score, FUNCTION_SWAP)
+        steps = [(1, 1, score)]
+        if (j + 1 < n and plain and said[j + 1] not in _NEGATIONS and said[j + 1] not in FILLER_WORDS
                 and min(len(said[j]), len(said[j + 1])) >= MIN_JOIN_LETTERS):
             steps.append((1, 2, word_similarity(said[j] + said[j + 1], words[i])))
         if i + 1 < m and said[j] == words[i] + words[i + 1]:

@@ -7,7 +7,9 @@ capture and the global handlers. Each candidate gets a confidence in [0, 1]: the
 weight for the hypothesis (1 for the best text, :data:`ALTERNATIVE_WEIGHT` for the others, scaled
 down when the recognizer itself was less than :data:`CONFIDENT_RECOGNITION` sure). The decision
 then follows the intent's ``confirm`` policy: at or above ``act_above`` act, from
-``reject_below`` ask "Did you say ...?" (if confirming is enabled), else no match.
+``reject_below`` ask "Did you say ...?" (if confirming is enabled), else no match. An intent sure
+enough to act on is still asked about when another hypothesis of the same final reads as a
+different intent at ``reject_below`` or more (:func:`contested`): the recognizer was torn.
 
 Precedence, as before: a state intent to act on; valid digits (the most confident hypothesis);
 a global to act on; digits of the wrong length (the machine counts the no-match); free text; the
@@ -74,16 +76,25 @@ def decide(confidence: float, policy: Confirm) -> Decision:
     return "reject"
 
 
+def intent_readings(
+    hypotheses: Sequence[Hypothesis], intents: Sequence[Intent]
+) -> list[tuple[float, int, IntentMatch]]:
+    """Each hypothesis's best intent: (weighted confidence, hypothesis index, match)."""
+    readings: list[tuple[float, int, IntentMatch]] = []
+    for index, hypothesis in enumerate(hypotheses):
+        found = match_intent(normalize(hypothesis.text), intents)
+        if found is not None:
+            confidence = round(found.confidence * hypothesis_weight(index, hypothesis.confidence), 6)
+            readings.append((confidence, index, found))
+    return readings
+
+
 def best_intent(
     hypotheses: Sequence[Hypothesis], intents: Sequence[Intent], policy: Confirm, *, is_global: bool
 ) -> Understanding:
     """The most confident intent over all hypotheses, with the decision its policy gives."""
     best: tuple[float, int, IntentMatch] | None = None
-    for index, hypothesis in enumerate(hypotheses):
-        found = match_intent(normalize(hypothesis.text), intents)
-        if found is None:
-            continue
-        confidence = round(found.confidence * hypothesis_weight(index, hypothesis.confidence), 6)
+    for confidence, index, found in intent_readings(hypotheses, intents):
         if best is None or (confidence, found.length) > (best[0], best[2].length):
             best = (confidence, index, found)
     if best is None:
@@ -91,6 +102,25 @@ def best_intent(
     confidence, index, found = best
     decision = decide(confidence, policy.merged(found.intent.confirm))
     return Understanding("intent", decision, confidence, found.intent, is_global, hypothesis=index)
+
+
+def contested(
+    chosen: Understanding, hypotheses: Sequence[Hypothesis], intents: Sequence[Intent], policy: Confirm
+) -> Understanding:
+    """``chosen`` (an intent to act on), unless another hypothesis of the same final reads as a
+    different intent surely enough to be asked about (``reject_below``): the recognizer heard two
+    things ("i can" and "I can't lurk it"), so acting on either would be a guess. Then it is
+    confirmed (or, with confirming off, rejected): the caller settles it in one turn."""
+    if chosen.decision != "act" or chosen.intent is None:
+        return chosen
+    for confidence, index, found in intent_readings(hypotheses, intents):
+        if (index != chosen.hypothesis and found.intent is not chosen.intent
+                and confidence >= policy.merged(found.intent.confirm).reject_below):
+            own = policy.merged(chosen.intent.confirm)
+            decision: Decision = "confirm" if own.enabled else "reject"
+            return Understanding("intent", decision, chosen.confidence, chosen.intent, chosen.is_global,
+                                 hypothesis=chosen.hypothesis)
+    return chosen
 
 
 def understand(
@@ -104,9 +134,10 @@ def understand(
     hypotheses = [h for h in hypotheses if h.text.strip()]
     if not hypotheses:
         return NOTHING
+    every_intent = (*listen.intents, *global_intents)
     local = best_intent(hypotheses, listen.intents, listen.confirm, is_global=False)
     if local.decision == "act":
-        return local
+        return contested(local, hypotheses, every_intent, listen.confirm)
     capture = listen.capture
     wrong_length: Understanding | None = None
     if capture is not None and capture.kind in ("digits", "number"):
@@ -130,7 +161,7 @@ def understand(
             return valid
     glob = best_intent(hypotheses, global_intents, listen.confirm, is_global=True)
     if glob.decision == "act":
-        return glob
+        return contested(glob, hypotheses, every_intent, listen.confirm)
     if wrong_length is not None:
         return wrong_length
     if capture is not None and capture.kind == "text":
