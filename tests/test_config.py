@@ -119,6 +119,10 @@ def test_environment_list_and_empty_optional() -> None:
         ('[sip]\nmax_calls = "many"\n', r"voicebot.toml: \[sip\] max_calls must be an integer, got 'many'"),
         ('[sip]\nlisten = "localhost"\n', r"\[sip\] listen expected HOST:PORT, got 'localhost' \(no port\)"),
         ('[sip]\nlisten = "h:99999"\n', r"\[sip\] listen port must be 1..65535"),
+        # str.isdigit takes '²' and int() refuses it: the config error, not int()'s own message
+        ('[sip]\nlisten = "h:50²"\n', r"voicebot.toml: \[sip\] listen port must be 1..65535, got '50²'"),
+        ('[rtp]\nports = "20000-3000²"\n', r"voicebot.toml: \[rtp\] ports expected LOW-HIGH, "
+                                           r"got '20000-3000²'"),
         ('[sip]\nlisten_port = 5060\n', r"voicebot.toml: \[sip\] unknown key 'listen_port'; known: listen"),
         ("[sipp]\n", r"unknown section \[sipp\]"),
         ('[sip]\ntrunk_allow = ["10.0.0.300/8"]\n', r"\[sip\] trunk_allow has '10.0.0.300/8'"),
@@ -185,14 +189,14 @@ def test_parse_host_port(text: str, expected: HostPort) -> None:
 
 def test_parse_host_port_default_and_errors() -> None:
     assert parse_host_port("pbx", default_port=5060) == HostPort("pbx", 5060)
-    for bad in (":5060", "host:port", "[::1", "[::1]x"):
+    for bad in (":5060", "host:port", "[::1", "[::1]x", "host:²", "host:50²", "host:٥٠٦٠", "[::1]:¹"):
         with pytest.raises(ValueError):
             parse_host_port(bad)
 
 
 def test_parse_port_range() -> None:
     assert parse_port_range("20000-20010") == PortRange(20000, 20010)
-    for bad in ("20000", "a-b", "80-90", "30000-70000"):
+    for bad in ("20000", "a-b", "80-90", "30000-70000", "20000-2000²", "²0000-30000", "٢٠٠٠٠-٣٠٠٠٠"):
         with pytest.raises(ValueError):
             parse_port_range(bad)
 

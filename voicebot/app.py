@@ -45,6 +45,7 @@ from voicebot.observe.metrics import CallMetrics
 from voicebot.prompts import MemoSynthesizer, Prompts, open_prompts, plan_voices
 from voicebot.records import CallRecordStore
 from voicebot.records.backend import redact_url
+from voicebot.sip.errors import SipStateError
 from voicebot.sip.uri import SipUri, parse_uri
 from voicebot.stt.client import ClientSettings, open_channel
 from voicebot.telephony import CallFailed, CallLeg, Credentials, Telephony, telephony_config
@@ -58,6 +59,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def _redacted(target: Path | str) -> str:
     return redact_url(target) if isinstance(target, str) else str(target)
+
+
+def redact_sip_uri(uri: str) -> str:
+    """``uri`` without the password of its userinfo (``sip:100:secret@pbx`` -> ``sip:100:***@pbx``;
+    RFC 3261 §19.1.1 deprecates it, but a config may still carry one), for logs and messages."""
+    head, at, hostport = uri.rpartition("@")  # rpartition: a password with an '@' is still hidden
+    if not at:
+        return uri
+    scheme, colon, userinfo = head.partition(":")
+    if scheme.strip().lower() not in ("sip", "sips"):
+        scheme, colon, userinfo = "", "", head
+    user, sep, _password = userinfo.partition(":")
+    return f"{scheme}{colon}{user}:***@{hostport}" if sep else uri
 
 
 def _voices(plans: Iterable[Dialplan]) -> set[str]:
@@ -284,27 +298,34 @@ class App:
         assert sip.registrar and sip.register_user and sip.register_password  # config validation
         registrar = parse_uri(sip.registrar)
         if not isinstance(registrar, SipUri):
-            raise ConfigError(f"[sip] registrar must be a sip: URI, got {sip.registrar!r}")
+            raise ConfigError(f"[sip] registrar must be a sip: URI, got {redact_sip_uri(sip.registrar)!r}")
         aor = f"sip:{sip.register_user}@{registrar.host}"
         self.registration_id = self.telephony.endpoint.register(
             sip.registrar, aor=aor, credentials=Credentials(sip.register_user, sip.register_password),
             expires_s=sip.register_expires_s)
-        log.info("app.registering", registrar=sip.registrar, aor=aor, expires_s=sip.register_expires_s)
+        log.info("app.registering", registrar=redact_sip_uri(sip.registrar), aor=aor,
+                 expires_s=sip.register_expires_s)
 
     async def _unregister(self, timeout_s: float = 2.0) -> None:
         """Remove our binding at the registrar (REGISTER with ``Expires: 0``) so the PBX stops
-        sending calls to an instance that is going away; waits briefly for the answer."""
+        sending calls to an instance that is going away; waits briefly for the answer. Whatever the
+        last answer was: with the first REGISTER still in flight (no answer yet) or a refresh just
+        refused, the registrar may hold a binding all the same, and only an unREGISTER removes it
+        before it expires (the SIP layer sends it once the REGISTER in flight is answered)."""
         if self.registration_id is None or self._telephony is None:
             return
         endpoint = self._telephony.endpoint
-        state = endpoint.registrations.get(self.registration_id)
-        if state is None or not state.registered:
+        before = endpoint.registrations.get(self.registration_id)
+        try:
+            endpoint.unregister(self.registration_id)
+        except SipStateError:  # the SIP layer gave up on it for good (logged): nothing to remove
+            self.registration_id = None
             return
-        endpoint.unregister(self.registration_id)
         log.info("app.unregistering", registration=self.registration_id)
         for _ in range(int(timeout_s / 0.05)):
+            # done at the unREGISTER's answer: the first report after this one that is not bound
             state = endpoint.registrations.get(self.registration_id)
-            if state is None or not state.registered:
+            if state is not before and state is not None and not state.registered:
                 break
             await asyncio.sleep(0.05)
         self.registration_id = None

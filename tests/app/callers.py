@@ -256,3 +256,58 @@ REGISTRAR_UNREGISTER_SCENARIO = REGISTRAR_SCENARIO.replace(
     ]]>
   </send>
   <Reference variables="user,gone"/>""")
+
+# A registrar slow to answer the first REGISTER (100 Trying at once, so it is not retransmitted, the
+# challenge a second later): the robot shuts down meanwhile, and the answer to that REGISTER must be
+# followed by a REGISTER with Expires: 0, or the binding outlives the robot until it expires.
+REGISTRAR_SLOW_FIRST_ANSWER_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="registrar: slow first answer, then the unREGISTER">
+  <recv request="REGISTER"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 100 Trying
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="1000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 401 Unauthorized
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]Reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      WWW-Authenticate: Digest realm="pbx.test", nonce="4f1c2a0b9d", qop="auth", algorithm=MD5
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="REGISTER" timeout="30000">
+    <action>
+      <ereg regexp="(Expires: *0[^0-9]|expires=0[^0-9])" search_in="msg" check_it="true" assign_to="gone"/>
+      <ereg regexp="username=\\"robot\\"" search_in="hdr" header="Authorization:" check_it="true"
+            assign_to="user"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]Reg[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <Reference variables="user,gone"/>
+</scenario>
+"""

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from tests.app.callers import (
     DTMF_PCAP_DIR,
     REGISTRAR_SCENARIO,
+    REGISTRAR_SLOW_FIRST_ANSWER_SCENARIO,
     REGISTRAR_UNREGISTER_SCENARIO,
     run_caller,
     scenario,
@@ -286,6 +288,25 @@ async def test_shutdown_removes_the_registration_with_expires_0(make_app: Callab
     # Leaving the block closed the app: the registrar got REGISTER with Expires: 0 and answered it.
     _, stderr = await asyncio.wait_for(registrar.communicate(), 30)
     assert registrar.returncode == 0, stderr.decode(errors="replace")
+
+
+async def test_shutdown_before_the_first_register_is_answered_still_unregisters(
+        make_app: Callable[..., App], tmp_path: Path) -> None:
+    """The robot stops while its first REGISTER awaits an answer: it must not leave the binding
+    that answer makes. The registrar URI carries a password (deprecated, RFC 3261 §19.1.1), which
+    must reach no log line."""
+    registrar, port = await start_callee(REGISTRAR_SLOW_FIRST_ANSWER_SCENARIO, tmp_path,
+                                         name="registrar-slow")
+    overrides = {"sip.registrar": f"sip:robot:uri-secret@127.0.0.1:{port}", "sip.register_user": "robot",
+                 "sip.register_expires_s": "120"}
+    with structlog.testing.capture_logs() as logs:
+        async with make_app(overrides=overrides, env={"VOICEBOT_SIP_REGISTER_PASSWORD": "pw"}) as app:
+            assert app.registered is None  # no answer yet: the registrar waits a second
+    _, stderr = await asyncio.wait_for(registrar.communicate(), 30)
+    assert registrar.returncode == 0, stderr.decode(errors="replace")  # challenged, then Expires: 0
+    [registering] = [e for e in logs if e["event"] == "app.registering"]
+    assert registering["registrar"] == f"sip:robot:***@127.0.0.1:{port}"
+    assert not [e for e in logs if "uri-secret" in repr(e)]
 
 
 async def test_four_concurrent_calls_each_follow_their_own_caller(app: App, tmp_path: Path) -> None:

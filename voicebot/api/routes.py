@@ -137,8 +137,12 @@ def _client(scope: Scope) -> str | None:
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body, or 413 as soon as it is known to be larger than ``limit`` (header or bytes read)."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(413, f"the body is {length} bytes; at most {limit} are accepted")
+    if length is not None:
+        # RFC 9110 §8.6: 1*DIGIT, ASCII; str.isdigit also takes '²' (a latin-1 byte), which int() refuses
+        if not (length.isascii() and length.isdigit()):
+            raise ApiError(400, f"Content-Length {length!r} is not a number of bytes (RFC 9110 §8.6)")
+        if int(length) > limit:
+            raise ApiError(413, f"the body is {length} bytes; at most {limit} are accepted")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

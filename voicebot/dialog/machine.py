@@ -582,9 +582,12 @@ class DialogMachine(MachineBase):
         assert state is not None and state.listen is not None and state.listen.capture is not None
         capture = state.listen.capture
         digits, self._digits = self._digits, ""
-        if not capture.min_digits <= len(digits) <= capture.max_digits:
+        # Spoken digits are whatever the recognizer wrote that str.isdigit takes: '²' (which int()
+        # refuses) is no answer; '١٢' (Arabic-Indic) is 12, kept in ASCII as keyed digits are.
+        if not capture.min_digits <= len(digits) <= capture.max_digits or not digits.isdecimal():
             self._no_match()
             return
+        digits = "".join(str(int(d)) for d in digits)
         self.variables[capture.into] = str(int(digits)) if capture.kind == "number" else digits
         self._take(capture.goto)
 

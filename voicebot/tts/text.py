@@ -77,7 +77,9 @@ def ordinal(n: int) -> str:
 
 def digits(text: str) -> str:
     """``"4507"`` -> "four five zero seven"."""
-    return " ".join(_ONES[int(d)] for d in text if d.isdigit())
+    # isdecimal, not isdigit: '²' is a digit that int() refuses; '٤' (Arabic-Indic four) is decimal
+    # and int() reads it, as the rules' \d does
+    return " ".join(_ONES[int(d)] for d in text if d.isdecimal())
 
 
 def year(n: int) -> str:
@@ -112,19 +114,29 @@ def clock_time(hour: int, minute: int, meridiem: str | None = None) -> str:
 
 def money(symbol: str, whole_text: str, cents_text: str | None) -> str:
     one, many, sub_one, sub_many = _CURRENCIES[symbol]
-    whole = int(whole_text.replace(",", "")) if whole_text else 0
+    whole = _whole_number(whole_text)
     cents = int((cents_text + "0")[:2]) if cents_text else 0
     parts = []
-    if whole or not cents:
-        parts.append(f"{cardinal(whole)} {one if whole == 1 else many}")
+    if whole != "zero" or not cents:
+        parts.append(f"{whole} {one if whole == 'one' else many}")
     if cents:
         parts.append(f"{cardinal(cents)} {sub_one if cents == 1 else sub_many}")
     return " and ".join(parts)
 
 
+def _whole_number(text: str) -> str:
+    """Digits, thousands commas allowed, said as one number ("" is zero); digit by digit when they
+    are more than int() converts (4300 by default, CVE-2020-10735), which no one says as a number."""
+    plain = text.replace(",", "") or "0"
+    try:
+        return cardinal(int(plain))
+    except ValueError:
+        return digits(plain)
+
+
 def _decimal(text: str) -> str:
     whole, _, frac = text.partition(".")
-    spoken = cardinal(int(whole.replace(",", "") or "0"))
+    spoken = _whole_number(whole)
     return f"{spoken} point {digits(frac)}" if frac else spoken
 
 
@@ -176,7 +188,10 @@ def _percent(m: re.Match[str]) -> str:
 
 def _ordinal(m: re.Match[str]) -> str:
     # "21th" is a typo for "21st": the number says which ordinal is meant, not the letters.
-    return ordinal(int(m.group(1)))
+    try:
+        return ordinal(int(m.group(1)))
+    except ValueError:  # more digits than int() converts: no ordinal anyone says
+        return digits(m.group(1))
 
 
 def _number(m: re.Match[str]) -> str:
