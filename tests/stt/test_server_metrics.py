@@ -153,7 +153,9 @@ def test_http_listen_flag(text: str, parsed: tuple[str, int]) -> None:
     assert parse_http_listen(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["9102", ":9102", "host:", "host:http", "host:70000"])
+@pytest.mark.parametrize(
+    "text", ["9102", ":9102", "host:", "host:http", "host:70000", "host:50\u00b2", "host:\u0665\u0660"]
+)
 def test_http_listen_flag_refuses_garbage(text: str) -> None:
     with pytest.raises(ConfigError, match=r"must be host:port, e\.g\. 127\.0\.0\.1:9102"):
         parse_http_listen(text)
@@ -177,3 +179,11 @@ async def test_final_latency_counts_from_the_utterance_end_arriving(
     # At least the pause less one chunk (the chunk holding the end may hold some of the pause too);
     # the upper bound is generous for a busy shared machine.
     assert DEFAULT_PAUSE_MS / 1000 - 0.2 <= latency_s < DEFAULT_PAUSE_MS / 1000 + 2.0
+
+
+@pytest.mark.parametrize(
+    "listen", ["127.0.0.1", "127.0.0.1:grpc", "127.0.0.1:50\u00b2", "127.0.0.1:\u0665\u0660"]
+)
+async def test_server_refuses_a_listen_address_without_an_ascii_port(listen: str) -> None:
+    with pytest.raises(ConfigError, match=r"must be host:port, e\.g\. 127\.0\.0\.1:50051"):
+        await start_server(ServerConfig(listen=listen, allow_no_auth=True))

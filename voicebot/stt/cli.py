@@ -74,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def parse_http_listen(text: str) -> tuple[str, int]:
     """``--http-listen HOST:PORT`` (port 0 picks a free one)."""
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ConfigError(f"--http-listen {text!r} must be host:port, e.g. 127.0.0.1:9102")
     return host.strip("[]"), int(port)
 

@@ -85,7 +85,7 @@ class ServerConfig:
 
 def _listen_host(listen: str) -> str:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"listen address {listen!r} must be host:port, e.g. 127.0.0.1:50051")
     return host.strip("[]")
 
