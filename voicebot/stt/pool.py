@@ -48,9 +48,6 @@ Normalizer = Callable[[str, str], str]  # (text, language) -> normalized text
 DoneCallback = Callable[[DecodeResult | BaseException], None]
 
 _FINAL, _SPECULATIVE, _PARTIAL = 0, 1, 2
-# On a busy pool a speculative final waits this long in the queue before a worker takes it: half the
-# default 600 ms end-of-utterance pause. A comma's pause is shorter and voids it there, for free.
-SPECULATION_SETTLE_S = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +71,7 @@ class PoolStats:
 class Ticket:
     """A submitted job; ``cancel()`` drops it if it has not started (its result is never delivered)."""
 
-    __slots__ = (
-        "callback", "cancelled", "job", "loop", "speculating", "submitted_s", "taken", "void_running",
-    )
+    __slots__ = ("callback", "cancelled", "job", "loop", "speculating", "submitted_s", "taken")
 
     def __init__(self, job: DecodeJob, callback: DoneCallback, loop: asyncio.AbstractEventLoop) -> None:
         self.job = job
@@ -86,7 +81,6 @@ class Ticket:
         self.submitted_s = time.monotonic()
         self.speculating = job.final and job.speculative  # not committed yet
         self.taken = False  # a worker popped it (a committed speculation may sit in the heap twice)
-        self.void_running = False  # cancelled while a worker runs it (counted in _busy_void)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -129,8 +123,6 @@ class InferencePool:
         self._decode_s_total = 0.0
         self._busy_partials = 0
         self._busy_speculating = 0
-        self._busy_void = 0  # workers still running a job that was cancelled meanwhile
-        self._running: set[Ticket] = set()
         self._final_wait_s_total = 0.0
         self._final_wait_s_max = 0.0
         self._finals_behind_partial = 0
@@ -216,15 +208,10 @@ class InferencePool:
         against the speculation slots: its worker is lost until it ends, but the session's next
         speculation (the real end of the utterance after a comma) must not wait for it."""
         with self._cv:
-            if ticket.cancelled:
-                return
             ticket.cancel()
-            if ticket.taken and not ticket.void_running and ticket in self._running:
-                ticket.void_running = True
-                self._busy_void += 1
-                if ticket.speculating:
-                    ticket.speculating = False
-                    self._busy_speculating -= 1
+            if ticket.taken and ticket.speculating:
+                ticket.speculating = False
+                self._busy_speculating -= 1
                 self._cv.notify_all()
 
     def commit(self, ticket: Ticket) -> None:
@@ -241,9 +228,8 @@ class InferencePool:
                 heapq.heappush(self._heap, (_FINAL, next(self._seq), ticket))
             self._cv.notify_all()
 
-    def _runnable(self) -> float | None:
-        """Drop stale heap entries; 0.0 when the first job may start on a worker now, else how long
-        to wait before asking again (None: until notified)."""
+    def _runnable(self) -> bool:
+        """Drop stale heap entries; True when the first job may start on a worker now."""
         while self._heap:
             ticket = self._heap[0][2]
             if ticket.taken:
@@ -254,27 +240,14 @@ class InferencePool:
                 ticket.taken = True
                 self._cancelled += 1
                 continue
-            if not ticket.speculating:
-                return 0.0
-            if self._busy_speculating >= self._partial_slots:
-                return None
-            # On an idle pool a speculation starts at once (its head start is the whole pause). On a
-            # busy one it first waits SPECULATION_SETTLE_S in the queue, where a pause that was only a
-            # comma voids it for free instead of costing a worker a whole decode.
-            if self._busy - self._busy_void <= 0:
-                return 0.0
-            left_s = ticket.submitted_s + SPECULATION_SETTLE_S - time.monotonic()
-            return 0.0 if left_s <= 0 else left_s
-        return None
+            return not ticket.speculating or self._busy_speculating < self._partial_slots
+        return False
 
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._stopping:
-                    until_s = self._runnable()
-                    if until_s == 0.0:
-                        break
-                    self._cv.wait(until_s)
+                while not self._stopping and not self._runnable():
+                    self._cv.wait()
                 if self._stopping:
                     return
                 _prio, _seq, ticket = heapq.heappop(self._heap)
@@ -282,7 +255,6 @@ class InferencePool:
                 if ticket.cancelled:
                     self._cancelled += 1
                     continue
-                self._running.add(ticket)
                 if ticket.speculating:
                     self._busy_speculating += 1
                 self._busy += 1
@@ -304,13 +276,9 @@ class InferencePool:
             elapsed = time.monotonic() - started
             with self._cv:
                 self._busy -= 1
-                self._running.discard(ticket)
                 if ticket.speculating:
                     self._busy_speculating -= 1
                     ticket.speculating = False
-                if ticket.void_running:
-                    self._busy_void -= 1
-                    ticket.void_running = False
                 self._decode_s_total += elapsed
                 self._cv.notify_all()  # a speculation may have been waiting for this worker
                 if ticket.job.final:
