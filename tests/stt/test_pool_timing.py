@@ -133,24 +133,3 @@ async def test_a_cancelled_speculation_frees_its_place_and_one_worker_runs_every
         assert pool.stats().cancelled == 1 and pool.stats().finals_done == 2
     finally:
         pool.stop()
-
-
-async def test_the_next_speculation_does_not_wait_for_a_voided_one_still_running() -> None:
-    # One call: a speculation at the comma of "My account balance, please." runs, speech resumes
-    # (voided), and the speculation at the real end must start on the idle worker at once.
-    engine = FakeEngine(delay_s=0.6)
-    pool = InferencePool(engine, workers=2, max_queued=8)
-    pool.start()
-    finished = asyncio.Event()
-    try:
-        comma = pool.submit(_speculation(1), lambda _outcome: None)
-        assert comma is not None
-        await _started(engine, 1)
-        pool.cancel(comma)
-        end = pool.submit(_speculation(2), lambda _outcome: finished.set())
-        assert end is not None
-        await _started(engine, 2)
-        assert engine.calls[1][1] - engine.calls[0][1] < 0.5, "it started before the voided one ended"
-        await asyncio.wait_for(finished.wait(), 10)
-    finally:
-        pool.stop()

@@ -8,8 +8,8 @@ the event loop. Scheduling rules, in order of importance:
   moment of a pause (``DecodeJob.speculative``), which is void if speech resumes (a comma, a breath)
   and then only wasted a worker. Such a job queues behind committed finals, is moved up when its
   session commits it (:meth:`InferencePool.commit`: the pause became long enough), and, with two or
-  more workers, live uncommitted speculations never occupy the last ``reserved_for_finals`` workers,
-  so a final that is due does not wait out a doomed speculation (measured at 4 concurrent calls of "My
+  more workers, uncommitted speculations never occupy the last ``reserved_for_finals`` workers, so a
+  final that is due never waits out a doomed speculation (measured at 4 concurrent calls of "My
   account balance, please.": two voided comma speculations held both workers 2.4-2.7 s while the
   committed finals queued, issue 12);
 * a partial never queues: it is admitted only when nothing is waiting and, with two or more
@@ -202,17 +202,6 @@ class InferencePool:
             heapq.heappush(self._heap, (priority, next(self._seq), ticket))
             self._cv.notify()
         return ticket
-
-    def cancel(self, ticket: Ticket) -> None:
-        """``ticket.cancel()``, and a voided speculation that is already running stops counting
-        against the speculation slots: its worker is lost until it ends, but the session's next
-        speculation (the real end of the utterance after a comma) must not wait for it."""
-        with self._cv:
-            ticket.cancel()
-            if ticket.taken and ticket.speculating:
-                ticket.speculating = False
-                self._busy_speculating -= 1
-                self._cv.notify_all()
 
     def commit(self, ticket: Ticket) -> None:
         """The session made this speculative final its utterance's final: it now runs before

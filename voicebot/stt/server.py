@@ -282,7 +282,7 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                     elif isinstance(command, CancelDecode):
                         cancelled = tickets.pop(command.job_id, None)
                         if cancelled is not None:
-                            self._pool.cancel(cancelled)
+                            cancelled.cancel()
                     elif isinstance(command, Close):
                         grpc_code, close_message = command.grpc_code, command.message
                         if grpc_code != "OK":
@@ -307,7 +307,7 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
         finally:
             reader.cancel()
             for ticket in tickets.values():
-                self._pool.cancel(ticket)
+                ticket.cancel()
             stats = session.stats()
             self._metrics.sessions.labels(code=grpc_code).inc()
             self._metrics.audio_seconds.inc(stats.audio_ms / 1000)
