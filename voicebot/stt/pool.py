@@ -4,14 +4,6 @@ Inference (``Engine.transcribe``; CTranslate2 releases the GIL) runs only on the
 the event loop. Scheduling rules, in order of importance:
 
 * finals before partials: the queue is a priority heap, finals first, then by arrival;
-* committed finals before speculative ones: a session starts a final *speculatively* at the first
-  moment of a pause (``DecodeJob.speculative``), which is void if speech resumes (a comma, a breath)
-  and then only wasted a worker. Such a job queues behind committed finals, is moved up when its
-  session commits it (:meth:`InferencePool.commit`: the pause became long enough), and, with two or
-  more workers, uncommitted speculations never occupy the last ``reserved_for_finals`` workers, so a
-  final that is due never waits out a doomed speculation (measured at 4 concurrent calls of "My
-  account balance, please.": two voided comma speculations held both workers 2.4-2.7 s while the
-  committed finals queued, issue 12);
 * a partial never queues: it is admitted only when nothing is waiting and, with two or more
   workers, at least one worker stays free for finals (``reserved_for_finals``); otherwise it is
   *skipped* (the session tries again after more audio). So under load partials get rarer on their
@@ -47,7 +39,7 @@ log = get_logger(__name__)
 Normalizer = Callable[[str, str], str]  # (text, language) -> normalized text
 DoneCallback = Callable[[DecodeResult | BaseException], None]
 
-_FINAL, _SPECULATIVE, _PARTIAL = 0, 1, 2
+_FINAL, _PARTIAL = 0, 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +63,7 @@ class PoolStats:
 class Ticket:
     """A submitted job; ``cancel()`` drops it if it has not started (its result is never delivered)."""
 
-    __slots__ = ("callback", "cancelled", "job", "loop", "speculating", "submitted_s", "taken")
+    __slots__ = ("callback", "cancelled", "job", "loop", "submitted_s")
 
     def __init__(self, job: DecodeJob, callback: DoneCallback, loop: asyncio.AbstractEventLoop) -> None:
         self.job = job
@@ -79,8 +71,6 @@ class Ticket:
         self.loop = loop
         self.cancelled = False
         self.submitted_s = time.monotonic()
-        self.speculating = job.final and job.speculative  # not committed yet
-        self.taken = False  # a worker popped it (a committed speculation may sit in the heap twice)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -106,8 +96,7 @@ class InferencePool:
         self.max_sessions = max_sessions
         self._normalizer = normalizer
         self._on_decoded = on_decoded  # (final, seconds on the worker); called on the worker thread
-        # Workers a partial or an uncommitted speculative final may not take (never all of them: one
-        # worker must be able to run them).
+        # Workers a partial may not take (never all of them: one worker must be able to run partials).
         self._partial_slots = max(1, workers - reserved_for_finals)
         self._cv = threading.Condition()
         self._heap: list[tuple[int, int, Ticket]] = []
@@ -122,7 +111,6 @@ class InferencePool:
         self._cancelled = 0
         self._decode_s_total = 0.0
         self._busy_partials = 0
-        self._busy_speculating = 0
         self._final_wait_s_total = 0.0
         self._final_wait_s_max = 0.0
         self._finals_behind_partial = 0
@@ -196,56 +184,24 @@ class InferencePool:
                     return None
                 priority = _PARTIAL
             else:
-                priority = _SPECULATIVE if ticket.speculating else _FINAL
+                priority = _FINAL
                 if self._busy >= self.workers and self._busy_partials:
                     self._finals_behind_partial += 1
             heapq.heappush(self._heap, (priority, next(self._seq), ticket))
             self._cv.notify()
         return ticket
 
-    def commit(self, ticket: Ticket) -> None:
-        """The session made this speculative final its utterance's final: it now runs before
-        speculations and may take any worker."""
-        with self._cv:
-            if not ticket.speculating:
-                return
-            ticket.speculating = False
-            if ticket.taken:  # running: it no longer counts against the speculation slots
-                self._busy_speculating -= 1
-            elif not ticket.cancelled:
-                # heapq cannot raise a priority in place: queue it again; the old entry is skipped.
-                heapq.heappush(self._heap, (_FINAL, next(self._seq), ticket))
-            self._cv.notify_all()
-
-    def _runnable(self) -> bool:
-        """Drop stale heap entries; True when the first job may start on a worker now."""
-        while self._heap:
-            ticket = self._heap[0][2]
-            if ticket.taken:
-                heapq.heappop(self._heap)  # the old entry of a committed speculation
-                continue
-            if ticket.cancelled:
-                heapq.heappop(self._heap)
-                ticket.taken = True
-                self._cancelled += 1
-                continue
-            return not ticket.speculating or self._busy_speculating < self._partial_slots
-        return False
-
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._stopping and not self._runnable():
+                while not self._heap and not self._stopping:
                     self._cv.wait()
                 if self._stopping:
                     return
                 _prio, _seq, ticket = heapq.heappop(self._heap)
-                ticket.taken = True
                 if ticket.cancelled:
                     self._cancelled += 1
                     continue
-                if ticket.speculating:
-                    self._busy_speculating += 1
                 self._busy += 1
                 started = time.monotonic()
                 wait_s = started - ticket.submitted_s
@@ -265,11 +221,7 @@ class InferencePool:
             elapsed = time.monotonic() - started
             with self._cv:
                 self._busy -= 1
-                if ticket.speculating:
-                    self._busy_speculating -= 1
-                    ticket.speculating = False
                 self._decode_s_total += elapsed
-                self._cv.notify_all()  # a speculation may have been waiting for this worker
                 if ticket.job.final:
                     self._finals_done += 1
                 else:

@@ -177,7 +177,6 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
         inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         room = asyncio.Event()
         tickets: dict[int, Ticket] = {}
-        speculating: set[int] = set()  # job ids of speculative finals not yet committed
         # (audio ms received, loop time it arrived): when an utterance's end was here, for final_latency.
         arrivals: deque[tuple[int, float]] = deque()
         started_s = time.monotonic()
@@ -277,8 +276,6 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                             work.extend(session.decode_skipped(job.job_id))
                         else:
                             tickets[job.job_id] = ticket
-                            if job.speculative:
-                                speculating.add(job.job_id)
                     elif isinstance(command, CancelDecode):
                         cancelled = tickets.pop(command.job_id, None)
                         if cancelled is not None:
@@ -289,14 +286,6 @@ class RecognizerServicer(stt_service_pb2_grpc.RecognizerServicer):  # type: igno
                             context.set_code(grpc.StatusCode[grpc_code])
                             context.set_details(command.message)
                         return
-                if speculating:
-                    # A speculation the session no longer holds as one, and did not cancel, has
-                    # become its utterance's final: let the pool run it ahead of other speculations.
-                    for job_id in [j for j in speculating if j != session.speculation_job_id]:
-                        speculating.discard(job_id)
-                        committed = tickets.get(job_id)
-                        if committed is not None:
-                            self._pool.commit(committed)
         except Exception as exc:
             # A bug of ours: this session ends with INTERNAL, the server and other sessions go on.
             slog.exception("stt.session.crashed")

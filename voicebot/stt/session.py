@@ -112,9 +112,6 @@ class DecodeJob:
     language: str | None
     normalize: bool
     hints: RecognitionHints | None = None  # the session's recognition hints, None = plain decode
-    # A final started at the first moment of a pause, before the pause is long enough to end the
-    # utterance: voided if speech resumes (a comma). The pool runs committed finals first.
-    speculative: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,12 +299,6 @@ class Session:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    @property
-    def speculation_job_id(self) -> int | None:
-        """The job of the speculative final still waiting for its pause to end, if any. A
-        speculative job that is neither this nor cancelled has been committed: it is the final."""
-        return self._speculation.job_id if self._speculation is not None else None
 
     @property
     def received_data_ms(self) -> int:
@@ -587,7 +578,7 @@ class Session:
 
     def _speculate(self, event: PauseStarted, out: list[Command]) -> None:
         self._drop_speculation(out)
-        job = self._job(event.utterance_start_ms, event.pause_start_ms, final=True, speculative=True)
+        job = self._job(event.utterance_start_ms, event.pause_start_ms, final=True)
         self._speculation = _Speculation(job.job_id, event.utterance_start_ms, event.pause_start_ms)
         out.append(StartDecode(job))
 
@@ -654,7 +645,7 @@ class Session:
             del self._pcm[: 2 * excess]
             self._pcm_start_sample = keep_sample
 
-    def _job(self, start_ms: int, end_ms: int, *, final: bool, speculative: bool = False) -> DecodeJob:
+    def _job(self, start_ms: int, end_ms: int, *, final: bool) -> DecodeJob:
         first_ms = max(0, start_ms - self.config.preroll_ms)
         last_ms = min(self.received_data_ms, end_ms + self.config.postroll_ms) if final else end_ms
         first = max(first_ms * self._rate_hz // 1000, self._pcm_start_sample)
@@ -673,7 +664,6 @@ class Session:
             language=self._language,
             normalize=final and self._normalize,
             hints=self.hints,
-            speculative=speculative,
         )
 
     def _cancel(self, job_id: int, out: list[Command]) -> None:
