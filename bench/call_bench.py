@@ -2,14 +2,21 @@
 to the robot's answer, per number of simultaneous calls.
 
 Usage: .venv/bin/python bench/call_bench.py [--calls 1,4,8,16] [--lead-s 13] [--stagger-ms 0]
-                                            [--stt-workers 2]
+                                            [--stt-workers 2] [--no-hints]
+       CT2_FORCE_CPU_ISA=GENERIC .venv/bin/python bench/call_bench.py --calls 1,4   (another ISA)
 
 Starts ``voicebot run`` (demo dialplan, embedded recognizer, free SIP port and RTP range, temp
 records and TTS cache) and, for each N, places N sipp calls at once (one sipp process each;
 ``--stagger-ms`` spreads their starts so that their speech ends do not all coincide). Every caller
 stays silent for ``--lead-s`` (the menu greeting plays out), says "My account balance, please."
 (espeak-ng -> 8 kHz -> G.711 mu-law pcap), listens, and hangs up; the demo answers with "Please
-say or key in your account number, then press pound.".
+say or key in your account number, then press pound.". The robot runs as a real deployment does:
+recognition hints on (the app's default: each listening state tells the embedded recognizer its
+prompt and phrases, and the menu's finals are rescored against the demo menu's phrases);
+``--no-hints`` turns them off for comparison. The caller's audio is the same bytes on every run and
+every machine (voicebot.testing.speech), and ``CT2_FORCE_CPU_ISA`` (GENERIC, AVX2, AVX512; unset:
+the best the CPU has) is passed to the robot, so runs with different ISAs differ only in the model's
+arithmetic.
 
 A ``dumpcap`` capture on lo (filtered to the robot's RTP port range) gives both directions of every
 call, keyed by the robot's RTP port. Per call:
@@ -19,11 +26,19 @@ call, keyed by the robot's RTP port. Per call:
               measured only for completed calls, where it is the account-number question);
   reaction    answer - speech end. It includes the recognizer's end-of-utterance pause (VAD
               max pause), the final decode, the dialog step and the prompt start.
-A call counts as completed when sipp finished without error and the call record shows the robot
-went to ``ask_account``. Per N it prints reaction p50/p95/max, completed/failed, and the voicebot
+A call counts as completed when sipp finished without error and the dialog routed it where the
+caller asked to go: the call record shows the robot went to ``ask_account`` (the menu's "balance"
+intent), whatever words the recognizer wrote. The other outcomes are counted by where the dialog
+went instead: ``misrouted`` (another state, e.g. the operator), ``no route`` (it stayed in the menu:
+no match, no input, or a "did you say ...?" question the silent caller never answers). Each round
+also prints what the recognizer heard, per distinct text, so a run on another CPU shows what changed.
+Per N it prints reaction p50/p95/max, completed/failed, and the voicebot
 process's CPU% over the round (/proc/<pid>/stat utime+stime, children included; 200 % = both cores
 of this 2-core machine), the N sipp callers' CPU% (they share the machine), and the app's own
-``call.reaction`` log p50 (its VAD's speech end -> answer queued).
+``call.reaction`` log p50 (its VAD's speech end -> answer queued), and for the round's finals the
+embedded recognizer's queue wait for a decode worker and decode time (p50/max, from its
+``stt.pool.final_decoded`` log lines): reaction ~ pause (600 ms) + wait + decode - the speculative
+head start. The 1-minute load average at the start of each round is printed (the machine is shared).
 Bounded: every call has a deadline of its pcap length + 60 s.
 """
 
@@ -59,6 +74,8 @@ from tests.sip.peers import SippResult
 
 SOUND_RMS = 300
 SENTENCE = "My account balance, please."
+ROUTED_TO = "ask_account"  # the demo menu's "balance" intent goes here
+MENU = "menu"
 HOLD_AFTER_SPEECH_S = 6.0
 
 
@@ -80,6 +97,22 @@ def quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
+def outcome_of(sipp_ok: bool, visited: list[str]) -> str:
+    """Where the dialog routed a call: completed, misrouted (to which state), no route, or a sipp error."""
+    if ROUTED_TO in visited:
+        return "completed" if sipp_ok else "completed, sipp failed"
+    elsewhere = [state for state in visited if state != MENU]
+    if elsewhere:
+        return f"misrouted to {elsewhere[0]}"
+    return "no route (stayed in the menu)" if visited else "no call record"
+
+
+def p50_max(values: list[float]) -> str:
+    if not values:
+        return f"{'-':>11}"
+    return f"{statistics.median(values):>5.0f}/{max(values):<5.0f}"
+
+
 async def staggered_call(delay_s: float, *args: Any, **kwargs: Any) -> SippResult:
     await asyncio.sleep(delay_s)
     return await call(*args, **kwargs)
@@ -91,6 +124,8 @@ async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: fl
     round_dir.mkdir()
     call_ids = [new_call_id(f"bench{n}-{i}") for i in range(n)]
     reactions_logged_before = len(bot.log_events("call.reaction"))
+    finals_logged_before = len(bot.log_events("stt.pool.final_decoded"))
+    load_1min = os.getloadavg()[0]
     with Capture(round_dir / "rtp.pcap", bot.rtp_ports) as capture:
         cpu0, wall0, sipp0 = cpu_seconds(bot.pid), time.monotonic(), children_cpu_seconds()
         results = await asyncio.gather(*(
@@ -103,15 +138,20 @@ async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: fl
 
     completed, errors = 0, []
     completed_ids: set[str] = set()
+    outcomes: Counter[str] = Counter()
+    heard: Counter[str] = Counter()
     for cid, result in zip(call_ids, results, strict=True):
         record = bot.calls_show(cid)
         visited = [s["state"] for s in record["states"]] if record else []
-        if result.returncode == 0 and "ask_account" in visited:
+        texts = [u["text"] for u in record["utterances"]] if record else []
+        heard.update(texts[:1] or ["(nothing)"])
+        outcome = outcome_of(result.returncode == 0, visited)
+        outcomes[outcome] += 1
+        if outcome == "completed":
             completed += 1
             completed_ids.add(cid)
         else:
-            errors.append(f"{cid}: sipp exit {result.returncode}, states {visited}, "
-                          f"heard {[u['text'] for u in record['utterances']] if record else None}")
+            errors.append(f"{cid}: {outcome}, sipp exit {result.returncode}, states {visited}, heard {texts}")
 
     # Which call each robot RTP port served: the robot sends to the caller's SDP port, which its
     # sip.invite.received log line names with the Call-ID.
@@ -136,6 +176,9 @@ async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: fl
             reactions.append((answer.time_s - speech_end) * 1000)
     logged = [e.get("reaction_ms") for e in bot.log_events("call.reaction")[reactions_logged_before:]]
     logged_ms = [float(x) for x in logged if isinstance(x, int | float)]
+    finals = bot.log_events("stt.pool.final_decoded")[finals_logged_before:]
+    wait_ms = [float(e["wait_ms"]) for e in finals if not e.get("cancelled")]
+    decode_ms = [float(e["decode_ms"]) for e in finals if not e.get("cancelled")]
 
     if reactions:
         line = (f"{n:>3}  {quantile(reactions, 0.5):>8.0f}  {quantile(reactions, 0.95):>8.0f}  "
@@ -145,6 +188,10 @@ async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: fl
     else:
         line = (f"{n:>3}  {'-':>8}  {'-':>8}  {'-':>8}  {completed:>5}/{n - completed:<5}  {cpu_pct:>6.0f}  "
                 f"{sipp_pct:>6.0f}  {'-':>9}")
+    line += f"  {p50_max(wait_ms)}  {p50_max(decode_ms)}  {load_1min:>5.1f}"
+    line += "\n     heard: " + "; ".join(f"{text!r} x{count}" for text, count in heard.most_common())
+    if set(outcomes) != {"completed"}:
+        line += "\n     outcomes: " + "; ".join(f"{o} x{c}" for o, c in outcomes.most_common())
     if overlapped:
         line += f"  ({overlapped} callers spoke into the greeting)"
     for error in errors[:3]:
@@ -155,12 +202,16 @@ async def one_round(bot: Voicebot, n: int, pcap: Path, pcap_s: float, lead_s: fl
 async def main_async(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="call-bench-"))
     t0 = time.monotonic()
+    isa = os.environ.get("CT2_FORCE_CPU_ISA", "")
     bot = start_voicebot(work / "bot", tts_cache=work / "tts-cache",
+                         recognizer={"hints": not args.no_hints},
                          extra_args=("--max-calls", "40", "--stt-workers", str(args.stt_workers)))
     print(f"voicebot run pid {bot.pid} on 127.0.0.1:{bot.sip_port}, "
           f"RTP {bot.rtp_ports[0]}-{bot.rtp_ports[1]}, --stt-workers {args.stt_workers}, "
           f"ready in {time.monotonic() - t0:.1f} s")
-    print("machine: busy shared 2-core VM (other engineers' tests running); "
+    print(f"CT2_FORCE_CPU_ISA={isa or '(unset: ' + cpu_isa() + ')'}, recognition hints "
+          f"{'off (--no-hints)' if args.no_hints else 'on (the default)'}")
+    print(f"machine: shared {os.cpu_count()}-core VM (other engineers' tests running); "
           "sipp and dumpcap share the cores\n")
     script: list[Say | Pause] = [Pause(int(args.lead_s * 1000)), Say(SENTENCE),
                                  Pause(int(HOLD_AFTER_SPEECH_S * 1000))]
@@ -170,8 +221,10 @@ async def main_async(args: argparse.Namespace) -> None:
           f"{HOLD_AFTER_SPEECH_S:.0f} s listening\n")
     if args.stagger_ms:
         print(f"calls of a round start {args.stagger_ms:.0f} ms apart\n")
-    print("  N  react p50  react p95  react max  done/failed  CPU %  sipp %  app p50 ms")
-    print("     (ms, end of caller speech -> first packet of the robot's answer, from the capture)")
+    print("  N  react p50  react p95  react max  done/failed  CPU %  sipp %  app p50 ms"
+          "  wait p50/max  decode p50/max  load")
+    print("     (ms, end of caller speech -> first packet of the robot's answer, from the capture;"
+          " wait/decode: the recognizer's finals, ms)")
     try:
         for n in args.calls:
             line = await one_round(bot, n, speech.path, speech.duration_s, args.lead_s, work,
@@ -182,6 +235,18 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"\nwork files (captures, sipp logs, voicebot log): {work}")
 
 
+def cpu_isa() -> str:
+    """The widest vector ISA CTranslate2 would pick here by itself (from /proc/cpuinfo's flags)."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return "unknown CPU"
+    if "avx512f" in flags:
+        return "AVX512"
+    return "AVX2" if "avx2" in flags else "GENERIC"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", default="1,4,8,16", help="concurrent calls per round (default: 1,4,8,16)")
@@ -190,6 +255,8 @@ def main() -> None:
     parser.add_argument("--stagger-ms", type=float, default=0.0,
                         help="start call i of a round i x this later (default: 0, all at once)")
     parser.add_argument("--stt-workers", type=int, default=2, help="embedded recognizer decode workers (2)")
+    parser.add_argument("--no-hints", action="store_true",
+                        help="run the robot without recognition hints ([recognizer] hints = false)")
     args = parser.parse_args()
     args.calls = [int(x) for x in args.calls.split(",")]
     asyncio.run(main_async(args))

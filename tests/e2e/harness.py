@@ -6,8 +6,9 @@ Used by the e2e tests (tests/e2e) and by bench/call_bench.py. Everything runs on
   SIP port, RTP port range, records database and TTS cache, and waits for its ``app.ready`` log
   event. :meth:`Voicebot.stop` always ends it (SIGTERM, then SIGKILL).
 * :func:`speech_pcap` renders a script of speech and silence (espeak-ng -> 8 kHz -> G.711 mu-law,
-  via :func:`voicebot.testing.speech.telephone_speech`) into a pcap that sipp's
-  ``play_pcap_audio`` sends as 20 ms RTP, and says where each utterance starts and ends.
+  via :func:`voicebot.testing.speech.telephone_speech`, the same bytes on every run and machine)
+  into a pcap that sipp's ``play_pcap_audio`` sends as 20 ms RTP, and says where each utterance
+  starts and ends.
 * :func:`render_scenario` fills a sipp scenario template from ``scenarios/``; :func:`call` runs it
   with :func:`tests.sip.peers.run_sipp` and a Call-ID the test chooses, so the call record can be
   looked up afterwards.

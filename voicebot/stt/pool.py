@@ -204,8 +204,10 @@ class InferencePool:
                     continue
                 self._busy += 1
                 started = time.monotonic()
+                wait_s = started - ticket.submitted_s
+                # What the other workers were doing when this job started (for the final's log line).
+                others_busy, others_partial = self._busy - 1, self._busy_partials
                 if ticket.job.final:
-                    wait_s = started - ticket.submitted_s
                     self._final_wait_s_total += wait_s
                     self._final_wait_s_max = max(self._final_wait_s_max, wait_s)
                 else:
@@ -230,6 +232,13 @@ class InferencePool:
                     self._on_decoded(ticket.job.final, elapsed)
                 except Exception:  # a metrics hook must not kill a worker
                     log.exception("stt.pool.on_decoded_failed")
+            if ticket.job.final:
+                # One line per final: how long it queued for a worker and how long it decoded, so a
+                # slow reaction can be split into queueing and decoding (bench/call_bench.py reads it).
+                log.info("stt.pool.final_decoded", wait_ms=round(wait_s * 1000, 1),
+                         decode_ms=round(elapsed * 1000, 1), others_busy=others_busy,
+                         others_partial=others_partial, cancelled=ticket.cancelled,
+                         hints_mode=ticket.job.hints.mode if ticket.job.hints is not None else None)
             if ticket.cancelled:
                 continue
             with contextlib.suppress(RuntimeError):  # a closed loop: the server is gone

@@ -41,11 +41,19 @@ def _need(tool: str) -> str:
 
 
 def to_telephone_band(wav_path: Path) -> bytes:
-    """Any WAV file -> 16-bit mono 8 kHz PCM, band-limited to 300-3400 Hz like a phone line."""
+    """Any WAV file -> 16-bit mono 8 kHz PCM, band-limited to 300-3400 Hz like a phone line.
+
+    Deterministic: the same file gives the same bytes on every run. sox adds TPDF dither from a
+    time-seeded generator whenever an effect (here ``sinc`` and the rate change) raises the internal
+    bit depth, so without ``-D`` every synthesis of one text differed in its low bits and a bench
+    or test result could change run to run on identical input (issue 12). ``-D`` turns dither off
+    rather than fixing its seed (``-R``): the output then does not depend on sox's generator, and
+    silence stays digital silence.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.raw"
         subprocess.run(
-            [_need("sox"), "-q", str(wav_path), "-r", str(SAMPLE_RATE_HZ), "-c", "1", "-b", "16",
+            [_need("sox"), "-q", "-D", str(wav_path), "-r", str(SAMPLE_RATE_HZ), "-c", "1", "-b", "16",
              "-e", "signed-integer", "-t", "raw", str(out), "sinc", "300-3400"],
             check=True,
         )
