@@ -5,7 +5,7 @@ telephone path of ``voicebot.testing.speech`` (300-3400 Hz, 8 kHz, G.711 round t
 16 kHz as the server does). Every case is one of a fixed set written from the demo dialplan and the
 issue (all phrases of each intent, digit strings of 2-8 digits, unrelated sentences), never picked
 by what the model decodes; assertions allow one miss per set, because the decode depends on the
-CPU's rounding (issue 12: AVX2 vs AVX-512 vs generic) and sox dithers, so the audio differs per run.
+CPU's rounding (issue 12: AVX2 vs AVX-512 vs generic); the audio itself is the same bytes every run.
 """
 
 from __future__ import annotations

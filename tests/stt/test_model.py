@@ -62,7 +62,7 @@ def heard(text: str, reference: str) -> float:
 
     espeak speech through G.711 sits where the CPU's rounding decides single words (issue 12: "My
     account balance, please." -> "My account, ma'er, l'en, please." on AVX-512, "my account mail
-    and please" with CT2_FORCE_CPU_ISA=AVX2), and sox dithers, so the audio differs per run. So the
+    and please" with CT2_FORCE_CPU_ISA=AVX2) while the audio is the same bytes every run. So the
     espeak tests ask for most of the words, never for one particular word.
     """
     said = words_of(text.replace("good bye", "goodbye"))
@@ -186,7 +186,7 @@ def test_spoken_digits(engine: WhisperEngine) -> None:
     speech = telephone_speech("my account number is four five six seven")
     audio = phone_audio(silence(300) + speech + silence(300))
     hyp = engine.transcribe(audio, language="en", partial=False)
-    # Whisper writes digits itself. On espeak's voice (sox dithers, so the audio differs per run)
+    # Whisper writes digits itself. On espeak's voice (and depending on the CPU's rounding)
     # it gives "4567", "456, and...", "4.67" or "456,000": at least three of the four in order.
     assert lcs_length(re.sub(r"\D", "", hyp.text), "4567") >= 3, hyp.text
     assert heard(hyp.text, "my account number is") >= 0.5, hyp.text

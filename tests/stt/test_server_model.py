@@ -99,8 +99,8 @@ async def test_done_real_server_real_model_real_speech(engine: Engine) -> None:
     eou = next(r for r in responses if r.WhichOneof("Event") == "eou_update")
     alternative = final.final.alternatives[0]
     text = alternative.text.lower()
-    # Most of the words, not each one: espeak speech on another CPU (issue 12) or with other sox
-    # dither may lose a word ("My account, ma'er, l'en, please.").
+    # Most of the words, not each one: espeak speech decoded on another CPU (issue 12) may lose a
+    # word ("My account, ma'er, l'en, please.").
     wanted = ("account", "number", "please", "check", "balance")
     assert sum(word in text for word in wanted) >= 3, text
     assert alternative.words and all(w.end_time_ms >= w.start_time_ms for w in alternative.words)
