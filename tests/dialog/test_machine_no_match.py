@@ -76,3 +76,58 @@ def test_silence_after_the_question_with_no_retries_is_the_states_no_input() -> 
     ])
     assert driver.machine.state_name == "gone"
     assert "guess" not in driver.machine.variables
+
+
+PROMPTED = """
+dialplan: q
+start: menu
+states:
+  menu:
+    prompt: "Say balance."
+    listen:
+      intents:
+        balance: {phrases: ["balance"], goto: done}
+    no_input: {retries: 1, goto: gone, prompt: "Sorry, I did not hear you."}
+    no_match: {retries: 0, goto: gone}
+  done: {hangup: true}
+  gone: {hangup: true}
+"""
+
+
+def test_speech_whose_final_is_late_is_not_taken_for_silence() -> None:
+    """A busy recognizer may answer seconds after the caller stopped: the no-input time running out
+    meanwhile must not re-prompt over the answer (call_bench at 4 calls: the re-prompt's new
+    recognition session re-decoded the same words and misheard them)."""
+    driver = Driver(load_dialplan_text(PROMPTED))
+    driver.run([
+        ("start", None, None),
+        ("done", None, None),
+        ("vad", None, ["cancel:no_input", "timer:no_input+5"]),
+        ("vad_end", None, []),
+        ("wait", 5, ["timer:no_input+5"]),  # the caller spoke, the final is still out: no re-prompt
+        ("say", "balance", None),
+    ])
+    assert driver.machine.state_name == "done"
+
+
+def test_speech_that_never_gets_a_final_ends_in_no_input_after_one_more_wait() -> None:
+    driver = Driver(load_dialplan_text(PROMPTED))
+    driver.run([
+        ("start", None, None),
+        ("done", None, None),
+        ("vad", None, None),
+        ("wait", 5, ["timer:no_input+5"]),  # the one extra wait for the recognizer
+        ("wait", 5, ["play:Sorry, I did not hear you.", "listen"]),  # then it is the first no-input
+    ])
+    assert driver.machine.state_name == "menu"
+
+
+def test_a_final_clears_the_wait_so_later_silence_counts_at_once() -> None:
+    driver = Driver(load_dialplan_text(PROMPTED))
+    driver.run([
+        ("start", None, None),
+        ("done", None, None),
+        ("vad", None, None),
+        ("say", "", None),  # the recognizer heard nothing it could write
+        ("wait", 5, ["play:Sorry, I did not hear you.", "listen"]),
+    ])

@@ -12,7 +12,8 @@ prompt allows barge-in (otherwise once the prompt has played) and arms the no-in
 prompt is playing; a *webhook* state calls out immediately and moves on the answer; *transfer*,
 *hangup* and plain *goto* states act once every queued prompt has played. While listening, a
 non-empty partial transcript, ``SpeechStarted`` or a DTMF key stops a barge-in prompt at once and
-pushes the no-input deadline back. A final transcript (its text and the recognizer's
+pushes the no-input deadline back; speech with no final since does not run out as silence (one more
+no-input period waits for the recognizer's answer). A final transcript (its text and the recognizer's
 alternatives) is read by :func:`voicebot.dialog.understand.understand`: the state's intents, then
 its digit/number capture, then the global handlers, then its free-text capture, each with a
 confidence. A sure match is acted on; a guess asks "Did you say {guess}?" (the state's
@@ -124,6 +125,7 @@ class DialogMachine(MachineBase):
             self._callee_speech(speaking=False)
         elif isinstance(event, FinalTranscript):
             self._callee_speech(speaking=False)
+            self._final_pending = False
             self._on_final(event.hypotheses())
         elif isinstance(event, AnswerClassified):
             self._on_answer_classified(event)
@@ -218,6 +220,7 @@ class DialogMachine(MachineBase):
     def _on_speech_activity(self) -> None:
         if not self._listening:
             return
+        self._final_pending = True
         if not self._barge_in() and NO_INPUT in self._timers:
             self._arm_no_input()
 
@@ -394,6 +397,13 @@ class DialogMachine(MachineBase):
                 self._ask_confirm(guess.intent, guess.policy, again=True)
         elif kind == NO_INPUT and self._held:
             self._arm_no_input()  # not silence: the caller spoke, the judgement is still out
+        elif kind == NO_INPUT and self._final_pending:
+            # Not silence either: the caller spoke and the recognizer has not answered yet (a busy
+            # recognizer can take seconds). Re-prompting now would talk over the answer and open a
+            # new recognition session on the same words; wait one more no-input period, once per
+            # burst of speech, so a recognizer that never answers still ends in no-input.
+            self._final_pending = False
+            self._arm_no_input()
         elif kind == NO_INPUT:
             self._no_input()
         elif kind == INTER_DIGIT:
@@ -471,6 +481,7 @@ class DialogMachine(MachineBase):
         self.variables.pop("guess", None)
         self._prompt_text = ""
         self._held = []  # held finals answer the state they were said in, not this one
+        self._final_pending = False
         if not (self._draining and state.listen is not None):
             # Keys typed ahead stay with the state they were typed in; only the rest of a burst
             # that moved the caller on carries into the next state, and only if that one listens.

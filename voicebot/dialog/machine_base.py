@@ -87,6 +87,9 @@ class MachineBase:
         self._held: list[tuple[Hypothesis, ...]] = []
         self._beep_wait: ir.WaitForBeep | None = None
         self._callee_speaking = False
+        # The caller spoke while we listened and no final has come since: the recognizer is still
+        # deciding what was said, so running out of no-input time is not silence (see _on_timer).
+        self._final_pending = False
 
     # -- public --------------------------------------------------------------------------------
 
