@@ -173,6 +173,9 @@ def test_a_repeated_short_utterance_matches_as_said_once() -> None:
     ("double four", "44", 1.0),
     ("double oh seven", "007", 1.0),
     ("triple nine one", "9991", 1.0),
+    ("Double 419.", "4419", 1.0),                  # Whisper writes the digits after "double" as a group
+    ("3 1 double 0.", "3100", 1.0),
+    ("Two oh, oh seven, six.", "20076", 1.0),
     ("forty seven ninety two", "4792", 1.0),
     ("twelve thirty four", "1234", 1.0),
     ("twenty twenty four", "2024", 1.0),

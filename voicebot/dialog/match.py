@@ -205,7 +205,8 @@ def _digit_tokens(tokens: Sequence[str]) -> list[str]:
 def parse_digits(text: str) -> SpokenDigits:
     """The digit string in an utterance of digits and filler, with spoken corrections applied.
 
-    "1, 2, 3 4" / "one two three four" / "3-1-0-0" -> "1234"-style strings; "double four" -> "44";
+    "1, 2, 3 4" / "one two three four" / "3-1-0-0" -> "1234"-style strings; "double four" -> "44"
+    (and "Double 419." -> "4419": "double" repeats the next digit, not a written group);
     "forty seven ninety two" -> "4792"; "four five, no, four six" -> "46" (a correction of k digits
     replaces the last k digits said, or all of them when it is as long). Any other word makes the
     result empty, so "operator" never reads as digits -- except up to two words after three or
@@ -218,7 +219,9 @@ def parse_digits(text: str) -> SpokenDigits:
         if token.isdigit():
             if trailing:
                 return SpokenDigits("", 0.0)  # words between digits: not a digit string
-            segments[-1].append(token * repeat)
+            # "double" repeats the digit said next: "double 4" -> 44, and Whisper's "Double 419." for
+            # "double four one nine" -> 4419 (only the first digit of a written group is doubled).
+            segments[-1].append(token[0] * repeat + token[1:])
             repeat = 1
         elif token in _REPEAT:
             repeat = _REPEAT[token]
