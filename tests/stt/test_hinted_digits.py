@@ -12,6 +12,7 @@ from voicebot.stt.hinted import (
     DIGITS_REJECT_MARGIN,
     DIGITS_REJECTED_CONFIDENCE,
     digits_confidence,
+    loops_one_word,
     margin_confidence,
     read_digits,
 )
@@ -69,3 +70,16 @@ def test_confidences_are_monotonic(a: float, b: float) -> None:
     low, high = sorted((a, b))
     assert digits_confidence(low) <= digits_confidence(high)
     assert margin_confidence(low) <= margin_confidence(high)
+
+
+@pytest.mark.parametrize(("text", "loops"), [
+    ("Oh, oh, oh, oh, oh, oh.", True),
+    ("One, one, one, one", True),
+    ("Oh, oh, oh.", False),            # three is an account number's "oh oh oh"
+    ("Four four four one.", False),
+    ("Double four, double four.", False),
+    ("4 4 4 4", True),
+    ("", False),
+])
+def test_loops_one_word(text: str, loops: bool) -> None:
+    assert loops_one_word(text) is loops

@@ -19,6 +19,7 @@ model, the tokenizer and the special token ids it declares.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,17 +58,21 @@ DIGIT_WORDS: dict[str, str] = {
 }
 DIGIT_REPEATS: dict[str, int] = {"double": 2, "triple": 3}
 DIGIT_SEPARATORS = (",", ".", "-")
-# Digits mode, which readings count: a reading whose mean token log-probability forced against the
-# audio (plain prompt) is below this gets a confidence below 0.4, which the dialog rejects. Measured on
-# the intent bench's digit strings and out-of-grammar speech in the digit state (docs/stt-server.md):
-# at -3.0, 49 of 134 strings right, 20 wrong and no off-topic utterance read as digits; at -3.5, 53 /
-# 23 / 0; at -2.5, 42 / 17 / 0. The confidence is 1.0 at log-probability 0 and 0.5 at the threshold.
-DIGITS_MIN_LOGPROB = -3.0
-# ... and a constrained reading this much less likely than the free decode is rejected the same way:
-# the model heard words, not digits ("my dog is called Rex" forced into "oh, oh, oh, oh, oh, oh" scored
-# 1.8-2.2 below "My dog is called Rex."; right digit strings the free decode misheard scored at most
-# 1.5 below it, on the same bench run).
+# Digits mode, which readings count. A reading's confidence comes from its mean token log-probability
+# forced against the audio with the decode's prompt: 1.0 at 0, 0.5 at DIGITS_MIN_LOGPROB, and below it
+# at most DIGITS_REJECTED_CONFIDENCE, which the dialog rejects. The threshold is loose: Whisper prefers
+# numerals, so a right reading of clear speech may score -3.0 to -3.4 as words and worse as numerals
+# (Piper joe, "eight six seven five three oh nine", "double four one nine"); on the intent bench a
+# stricter threshold turned as many right strings into no-matches as it kept wrong ones out.
+DIGITS_MIN_LOGPROB = -4.0
+# A constrained reading this much less likely than the free decode is rejected the same way: the model
+# heard words, not digits ("my dog is called Rex" forced into "oh, oh, oh, oh, oh, oh" scored 1.8-4.5
+# below "My dog is called Rex."; right strings the free decode misheard 0.1-1.5 below it).
 DIGITS_REJECT_MARGIN = -2.0
+# A constrained reading that says one word this many times in a row is the decoder filling speech it
+# cannot spell with digit words ("Oh, oh, oh, oh, oh, oh" for "my dog is called Rex"), as the guard's
+# loop rule (voicebot.stt.guard.LOOP_REPEATS) says of any other word; the free decode still counts.
+DIGIT_LOOP_REPEATS = 4
 DIGITS_REJECTED_CONFIDENCE = 0.39
 # Menu / yes-no rescoring. Each candidate phrase is forced against the audio; its mean token
 # log-probability minus the free decode's (how much less likely the phrase is than what the model
@@ -122,6 +127,17 @@ def read_digits(text: str) -> str:
         else:
             return ""
     return "".join(digits)
+
+
+def loops_one_word(text: str) -> bool:
+    """Whether a constrained reading says one word :data:`DIGIT_LOOP_REPEATS` times in a row."""
+    words = text.lower().replace("-", " ").replace(",", " ").replace(".", " ").split()
+    run = 1
+    for previous, word in itertools.pairwise(words):
+        run = run + 1 if word == previous else 1
+        if run >= DIGIT_LOOP_REPEATS:
+            return True
+    return False
 
 
 def margin_confidence(margin: float) -> float:
@@ -283,8 +299,35 @@ class HintedDecoding:
             self._digit_suppress = [-1, *(t for t in range(self._eot) if t not in allowed)]
         return self._digit_suppress
 
+    def _score_readings(
+        self, encoded: Any, code: str, hints: RecognitionHints, readings: Sequence[str], num_frames: int
+    ) -> list[float]:
+        """Digits mode: each reading forced against the audio in one batch, with the prompt the
+        readings were decoded with (what the caller just heard makes "4792" more likely than "For
+        family"); its mean token log-probability. Unlike a menu phrase, a reading is the model's
+        own output under that prompt, so it is scored in the same context."""
+        tokens = [self.encode_text(" " + text) for text in readings]
+        one = np.asarray(encoded)
+        frames = min(one.shape[1], num_frames // 2 + RESCORE_MARGIN_FRAMES)
+        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(tokens), axis=0))
+        prompt = self._prompt(code, hints)
+        results = self._model.align(
+            ctranslate2.StorageView.from_array(batch), prompt, tokens, min(num_frames, 2 * frames)
+        )
+        scores: list[float] = []
+        for ids, result in zip(tokens, results, strict=True):
+            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(ids)]
+            scores.append(float(np.mean(np.log(np.maximum(probs, 1e-12)))) if probs.size else -math.inf)
+        return scores
+
     def _digit_readings(
-        self, encoded: Any, code: str, samples: Float32Array, free: DetectedHypothesis, constrained: str
+        self,
+        encoded: Any,
+        code: str,
+        samples: Float32Array,
+        hints: RecognitionHints,
+        free: DetectedHypothesis,
+        constrained: str,
     ) -> DetectedHypothesis:
         """Digits mode: the constrained reading (``constrained``, "" when it looped; reported as its
         digit string) first and the free decode last, each forced against the audio (the constrained
@@ -299,7 +342,8 @@ class HintedDecoding:
         if not readings:
             return free
         num_frames = max(1, len(samples) // HOP_LENGTH)
-        scores = [s.mean_logprob for s in self.score_phrases(encoded, code, readings, num_frames)]
+        texts = [text for _reported, text in readings]
+        scores = self._score_readings(encoded, code, hints, texts, num_frames)
         if not digits:
             return dataclasses.replace(free, confidence=digits_confidence(scores[0]))
         heard = max(scores[:2])

@@ -23,7 +23,8 @@ Decoding: beam 2 for finals, greedy for partials (temperature 0, no timestamps):
 sets beam 5 cost ~1.5x the time for no fewer word errors, beam 2 about greedy's time while avoiding
 greedy's loops on short unsure answers, and a final's decode time is what the caller waits for after
 the pause; a final that still loops is decoded again with beam 5 (voicebot.stt.guard). Recognition
-hints (voicebot.stt.hints) add prompt biasing, a digits-only mode and menu / yes-no rescoring
+hints (voicebot.stt.hints) add prompt biasing, a digits mode (a free and a digit-word reading, both
+scored against the audio) and menu / yes-no rescoring
 (:mod:`voicebot.stt.hinted`). ``confidence`` is exp(average token log-probability) of the chosen
 hypothesis (CTranslate2's length-normalized score), so 1.0 means the model was certain of
 every token. A window the model thinks holds no speech (no-speech probability > 0.6 and confidence <
@@ -73,7 +74,7 @@ from voicebot.stt.features import (
     window_s,
 )
 from voicebot.stt.guard import collapse_repeats, looks_degenerate
-from voicebot.stt.hinted import HintedDecoding, PhraseScore, read_digits
+from voicebot.stt.hinted import HintedDecoding, PhraseScore, loops_one_word, read_digits
 from voicebot.stt.hints import RecognitionHints
 from voicebot.stt.modelfiles import (
     BASE_MODEL_SHA256,
@@ -357,8 +358,10 @@ class WhisperEngine(HintedDecoding):
             assert hints is not None
             reading = self._decode(encoded, code, duration_s, partial, hints, voiced_s=voiced_s)
             # A reading that still loops after the beam fallback (ran into its token cap, more
-            # digits a second than anyone says) is the constrained decoder filling silence or words.
-            if not looks_degenerate(reading.text, hit_token_cap=reading.hit_token_cap, voiced_s=voiced_s):
+            # digits a second than anyone says, one word over and over) is the constrained decoder
+            # filling silence or words it cannot spell.
+            looping = looks_degenerate(reading.text, hit_token_cap=reading.hit_token_cap, voiced_s=voiced_s)
+            if not looping and not loops_one_word(reading.text):
                 constrained = reading.text
             hints = RecognitionHints(mode="free", prompt=hints.prompt, min_digits=hints.min_digits,
                                      max_digits=hints.max_digits)
@@ -380,7 +383,8 @@ class WhisperEngine(HintedDecoding):
         if digits:
             free = DetectedHypothesis(decoded.text, spread_words(decoded.text, samples), confidence,
                                       choice[code], language_probability=probability)
-            return self._digit_readings(encoded, code, samples, free, constrained)
+            assert hints is not None
+            return self._digit_readings(encoded, code, samples, hints, free, constrained)
         if partial or not self.word_alignment:
             words = spread_words(decoded.text, samples)
         else:
