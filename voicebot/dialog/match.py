@@ -166,8 +166,10 @@ _HOMOPHONES = {"to": "two", "too": "two", "for": "four", "fore": "four", "won": 
 # Said between digits to take back what came before ("four five, no, four six").
 _CORRECTIONS = frozenset({"no", "sorry", "correction", "wait", "actually", "oops", "mean", "scratch"})
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
-# A digit string followed by at most this many words that are neither digits nor filler still
-# counts (recognizers append words to short utterances: "3-1-0-0 I made."), as a guess.
+# A digit string with at most this many words around it that are neither digits nor filler still
+# counts, as a guess: recognizers append words to short utterances ("3-1-0-0 I made.") and mishear
+# a carrier phrase ("My count number is 6251.", "In my account number, in six, two, five, one.").
+# The words may come before the digits or after them, never between.
 MAX_TRAILING_WORDS = 2
 MIN_DIGITS_BEFORE_TRAILING = 3
 TRAILING_CONFIDENCE = 0.7
@@ -209,12 +211,14 @@ def parse_digits(text: str) -> SpokenDigits:
     (and "Double 419." -> "4419": "double" repeats the next digit, not a written group);
     "forty seven ninety two" -> "4792"; "four five, no, four six" -> "46" (a correction of k digits
     replaces the last k digits said, or all of them when it is as long). Any other word makes the
-    result empty, so "operator" never reads as digits -- except up to two words after three or
-    more digits, which give the digits with a lower confidence.
+    result empty, so "operator" never reads as digits -- except up to two words before or after
+    three or more digits (a misheard carrier phrase, words appended to the digits), which give the
+    digits with a lower confidence.
     """
     segments: list[list[str]] = [[]]
     repeat = 1
     trailing = 0
+    leading = 0
     for token in _number_groups(_digit_tokens(tokenize(text))):
         if token.isdigit():
             if trailing:
@@ -230,9 +234,13 @@ def parse_digits(text: str) -> SpokenDigits:
                 segments.append([])
         elif token in _FILLER:
             continue
+        elif not any(segments):
+            leading += 1  # a misheard carrier phrase, if enough digits follow
+            if leading > MAX_TRAILING_WORDS:
+                return SpokenDigits("", 0.0)
         elif sum(len(d) for s in segments for d in s) >= MIN_DIGITS_BEFORE_TRAILING:
             trailing += 1
-            if trailing > MAX_TRAILING_WORDS:
+            if leading + trailing > MAX_TRAILING_WORDS:
                 return SpokenDigits("", 0.0)
         else:
             return SpokenDigits("", 0.0)
@@ -242,9 +250,9 @@ def parse_digits(text: str) -> SpokenDigits:
         if not repair:
             return SpokenDigits("", 0.0)  # "1 2 3 4, no": taken back, nothing said instead
         said = repair if len(repair) >= len(said) else said[:len(said) - len(repair)] + repair
-    if not said:
+    if not said or (leading and len(said) < MIN_DIGITS_BEFORE_TRAILING):
         return SpokenDigits("", 0.0)
-    return SpokenDigits(said, TRAILING_CONFIDENCE if trailing else 1.0)
+    return SpokenDigits(said, TRAILING_CONFIDENCE if trailing or leading else 1.0)
 
 
 def digits_in(text: str) -> str:
