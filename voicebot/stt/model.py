@@ -446,8 +446,8 @@ class WhisperEngine(HintedDecoding):
         new_tokens = max_new_tokens(duration_s) if self.cap_tokens else MAX_TEXT_TOKENS - len(prompt)
         options: dict[str, Any] = {}
         if hints is not None and hints.mode == "digits":
-            # Digits, digit words and separators only; a digit string needs at most about two tokens a
-            # digit (" four", ","), and a reading that does not stop there is a loop, not an answer.
+            # Digit words and separators only (voicebot.stt.hinted); a digit string needs at most about
+            # two tokens a digit (" four", ","), and a reading that does not stop there is a loop.
             options["suppress_tokens"] = self._digit_suppress_tokens()
             new_tokens = min(new_tokens, 2 * hints.max_digits + 4)
         rescoring = hints is not None and hints.mode in ("menu", "yesno") and beam_size == 1
