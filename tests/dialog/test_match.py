@@ -189,6 +189,9 @@ def test_a_repeated_short_utterance_matches_as_said_once() -> None:
     ("double four", "44", 1.0),
     ("double oh seven", "007", 1.0),
     ("triple nine one", "9991", 1.0),
+    ("Double 419.", "4419", 1.0),                  # Whisper writes the digits after "double" as a group
+    ("3 1 double 0.", "3100", 1.0),
+    ("Two oh, oh seven, six.", "20076", 1.0),
     ("forty seven ninety two", "4792", 1.0),
     ("twelve thirty four", "1234", 1.0),
     ("twenty twenty four", "2024", 1.0),
@@ -205,6 +208,12 @@ def test_a_repeated_short_utterance_matches_as_said_once() -> None:
     ("one two for three", "1243", 1.0),            # "for" next to digits
     ("3-1-0-0 I made.", "3100", 0.7),              # two trailing words after 3+ digits: a guess
     ("1 2 3 4 and that is it", "1234", 1.0),       # filler only
+    ("My count number is 6251.", "6251", 0.7),     # a misheard carrier phrase: a guess
+    ("In my account number, in six, two, five, one.", "6251", 0.7),
+    ("call me at 1 2 3 4 please", "", 0.0),        # three words before the digits
+    ("room 1 2", "", 0.0),                         # a word before fewer than three digits
+    ("in 1 2 3 4 we made", "", 0.0),               # more than two words around them in all
+    ("number one", "1", 1.0),                      # filler only: any length, the capture checks it
     ("1 2 3 4 is my old one from home", "", 0.0),  # more than two other words
     ("one for the money", "", 0.0),
     ("for you", "", 0.0),

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from voicebot.dialog.match import parse_digits
 from voicebot.stt.audio import pcm16_to_float32, resample
 from voicebot.stt.guard import collapse_repeats, looks_degenerate
 from voicebot.stt.hints import RecognitionHints, menu_hints
@@ -127,28 +128,76 @@ def test_yesno_mode_reports_yes_or_no(engine: WhisperEngine, joe: Any) -> None:
     assert len(wrong) <= 1, wrong
 
 
+ACCOUNT_HINTS = RecognitionHints(mode="digits", prompt="Please say or key in your account number.",
+                                 min_digits=2, max_digits=8)
+# Ways callers read a digit string that the old digits-only decode could not write (issue 12).
+SPOKEN_STYLES = (
+    ("double four one nine", "4419"),
+    ("two oh oh seven six", "20076"),
+    ("three one double zero", "3100"),
+    ("five oh one two", "5012"),
+    ("my account number is six two five one", "6251"),
+    ("it's eight oh two one five", "80215"),
+)
+
+
+def stored_digits(hyp: Any, min_digits: int = 4, max_digits: int = 8) -> str:
+    """What the dialog would store from this final: the most confident hypothesis whose digits (by
+    the dialog's own parser) have a valid length and whose confidence it acts on (>= 0.4 for the
+    first text, >= 0.45 for the others; voicebot.dialog.understand)."""
+    best: tuple[float, str] | None = None
+    for index, h in enumerate((hyp, *hyp.alternatives)):
+        digits = parse_digits(h.text).digits
+        weight = (1.0 if index == 0 else 0.9) * min(1.0, h.confidence / 0.8)
+        if min_digits <= len(digits) <= max_digits and weight >= 0.5 and (best is None or weight > best[0]):
+            best = (weight, digits)
+    return best[1] if best else ""
+
+
 def test_digits_mode_turns_spoken_digits_into_a_digit_string(engine: WhisperEngine, joe: Any) -> None:
-    hints = RecognitionHints(mode="digits", prompt="Please say or key in your account number.",
-                             min_digits=2, max_digits=8)
     wrong = []
     for digits in DIGIT_STRINGS:
         spoken = " ".join(DIGIT_WORDS[int(d)] for d in digits)
         hyp = engine.transcribe(phone_audio(joe_speech(joe, spoken)), language="en-US", partial=False,
-                                hints=hints)
-        # Whatever was heard, digits mode reports only digits, at most max_digits of them.
-        assert re.fullmatch(r"\d{0,8}", hyp.text), hyp.text
-        if hyp.text != digits:
-            wrong.append((digits, hyp.text))
+                                hints=ACCOUNT_HINTS)
+        # The constrained reading comes first, as a bare digit string (never cut to max_digits).
+        if hyp.text != digits or hyp.confidence < 0.5:
+            wrong.append((digits, hyp.text, round(hyp.confidence, 2)))
     assert len(wrong) <= 1, wrong
 
 
-def test_digits_mode_on_espeak_only_writes_digits(engine: WhisperEngine) -> None:
+def test_digits_mode_lets_oh_double_and_a_carrier_phrase_through(engine: WhisperEngine, joe: Any) -> None:
+    wrong = []
+    for spoken, digits in SPOKEN_STYLES:
+        hyp = engine.transcribe(phone_audio(joe_speech(joe, spoken)), language="en-US", partial=False,
+                                hints=ACCOUNT_HINTS)
+        got = stored_digits(hyp)
+        if got != digits:
+            wrong.append((spoken, got, [(h.text, round(h.confidence, 2)) for h in (hyp, *hyp.alternatives)]))
+    assert len(wrong) <= 1, wrong
+
+
+def test_digits_mode_on_espeak_reads_digits(engine: WhisperEngine) -> None:
     hints = RecognitionHints(mode="digits", min_digits=4, max_digits=6)
     for digits in ("4792", "123456"):
         spoken = " ".join(DIGIT_WORDS[int(d)] for d in digits)
         hyp = engine.transcribe(phone_audio(telephone_speech(spoken)), language="en-US", partial=False,
                                 hints=hints)
-        assert re.fullmatch(r"\d{1,6}", hyp.text), hyp.text
+        # The first hypothesis is the constrained reading: digits only.
+        assert re.fullmatch(r"\d{1,12}", hyp.text), hyp.text
+
+
+def test_digits_mode_does_not_turn_off_topic_speech_into_a_number(engine: WhisperEngine, joe: Any) -> None:
+    stored = []
+    for sentence in OFF_TOPIC:
+        for voice, pcm in (("joe", joe_speech(joe, sentence)), ("espeak", telephone_speech(sentence))):
+            hyp = engine.transcribe(phone_audio(pcm), language="en-US", partial=False, hints=ACCOUNT_HINTS)
+            # What was said stays available as the last hypothesis; no number is acted on.
+            assert (hyp, *hyp.alternatives)[-1].text, (voice, sentence)
+            if stored_digits(hyp, min_digits=2):
+                stored.append((voice, sentence, [(h.text, round(h.confidence, 2))
+                                                 for h in (hyp, *hyp.alternatives)]))
+    assert len(stored) <= 1, stored
 
 
 def test_without_hints_the_decode_is_the_plain_one(engine: WhisperEngine, joe: Any) -> None:

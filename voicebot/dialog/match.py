@@ -166,8 +166,10 @@ _HOMOPHONES = {"to": "two", "too": "two", "for": "four", "fore": "four", "won": 
 # Said between digits to take back what came before ("four five, no, four six").
 _CORRECTIONS = frozenset({"no", "sorry", "correction", "wait", "actually", "oops", "mean", "scratch"})
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
-# A digit string followed by at most this many words that are neither digits nor filler still
-# counts (recognizers append words to short utterances: "3-1-0-0 I made."), as a guess.
+# A digit string with at most this many words around it that are neither digits nor filler still
+# counts, as a guess: recognizers append words to short utterances ("3-1-0-0 I made.") and mishear
+# a carrier phrase ("My count number is 6251.", "In my account number, in six, two, five, one.").
+# The words may come before the digits or after them, never between.
 MAX_TRAILING_WORDS = 2
 MIN_DIGITS_BEFORE_TRAILING = 3
 TRAILING_CONFIDENCE = 0.7
@@ -205,20 +207,25 @@ def _digit_tokens(tokens: Sequence[str]) -> list[str]:
 def parse_digits(text: str) -> SpokenDigits:
     """The digit string in an utterance of digits and filler, with spoken corrections applied.
 
-    "1, 2, 3 4" / "one two three four" / "3-1-0-0" -> "1234"-style strings; "double four" -> "44";
+    "1, 2, 3 4" / "one two three four" / "3-1-0-0" -> "1234"-style strings; "double four" -> "44"
+    (and "Double 419." -> "4419": "double" repeats the next digit, not a written group);
     "forty seven ninety two" -> "4792"; "four five, no, four six" -> "46" (a correction of k digits
     replaces the last k digits said, or all of them when it is as long). Any other word makes the
-    result empty, so "operator" never reads as digits -- except up to two words after three or
-    more digits, which give the digits with a lower confidence.
+    result empty, so "operator" never reads as digits -- except up to two words before or after
+    three or more digits (a misheard carrier phrase, words appended to the digits), which give the
+    digits with a lower confidence.
     """
     segments: list[list[str]] = [[]]
     repeat = 1
     trailing = 0
+    leading = 0
     for token in _number_groups(_digit_tokens(tokenize(text))):
         if token.isdigit():
             if trailing:
                 return SpokenDigits("", 0.0)  # words between digits: not a digit string
-            segments[-1].append(token * repeat)
+            # "double" repeats the digit said next: "double 4" -> 44, and Whisper's "Double 419." for
+            # "double four one nine" -> 4419 (only the first digit of a written group is doubled).
+            segments[-1].append(token[0] * repeat + token[1:])
             repeat = 1
         elif token in _REPEAT:
             repeat = _REPEAT[token]
@@ -227,9 +234,13 @@ def parse_digits(text: str) -> SpokenDigits:
                 segments.append([])
         elif token in _FILLER:
             continue
+        elif not any(segments):
+            leading += 1  # a misheard carrier phrase, if enough digits follow
+            if leading > MAX_TRAILING_WORDS:
+                return SpokenDigits("", 0.0)
         elif sum(len(d) for s in segments for d in s) >= MIN_DIGITS_BEFORE_TRAILING:
             trailing += 1
-            if trailing > MAX_TRAILING_WORDS:
+            if leading + trailing > MAX_TRAILING_WORDS:
                 return SpokenDigits("", 0.0)
         else:
             return SpokenDigits("", 0.0)
@@ -239,9 +250,9 @@ def parse_digits(text: str) -> SpokenDigits:
         if not repair:
             return SpokenDigits("", 0.0)  # "1 2 3 4, no": taken back, nothing said instead
         said = repair if len(repair) >= len(said) else said[:len(said) - len(repair)] + repair
-    if not said:
+    if not said or (leading and len(said) < MIN_DIGITS_BEFORE_TRAILING):
         return SpokenDigits("", 0.0)
-    return SpokenDigits(said, TRAILING_CONFIDENCE if trailing else 1.0)
+    return SpokenDigits(said, TRAILING_CONFIDENCE if trailing or leading else 1.0)
 
 
 def digits_in(text: str) -> str:

@@ -23,7 +23,8 @@ Decoding: beam 2 for finals, greedy for partials (temperature 0, no timestamps):
 sets beam 5 cost ~1.5x the time for no fewer word errors, beam 2 about greedy's time while avoiding
 greedy's loops on short unsure answers, and a final's decode time is what the caller waits for after
 the pause; a final that still loops is decoded again with beam 5 (voicebot.stt.guard). Recognition
-hints (voicebot.stt.hints) add prompt biasing, a digits-only mode and menu / yes-no rescoring
+hints (voicebot.stt.hints) add prompt biasing, a digits mode (a free and a digit-word reading, both
+scored against the audio) and menu / yes-no rescoring
 (:mod:`voicebot.stt.hinted`). ``confidence`` is exp(average token log-probability) of the chosen
 hypothesis (CTranslate2's length-normalized score), so 1.0 means the model was certain of
 every token. A window the model thinks holds no speech (no-speech probability > 0.6 and confidence <
@@ -73,7 +74,7 @@ from voicebot.stt.features import (
     window_s,
 )
 from voicebot.stt.guard import collapse_repeats, looks_degenerate
-from voicebot.stt.hinted import HintedDecoding, PhraseScore
+from voicebot.stt.hinted import HintedDecoding, PhraseScore, loops_one_word, read_digits
 from voicebot.stt.hints import RecognitionHints
 from voicebot.stt.modelfiles import (
     BASE_MODEL_SHA256,
@@ -349,9 +350,22 @@ class WhisperEngine(HintedDecoding):
             code, probability = self._detect(encoded, choice)
         digits = hints is not None and hints.mode == "digits"
         voiced_start_ms, voiced_end_ms = voiced_span_ms(samples)
-        decoded = self._decode(
-            encoded, code, duration_s, partial, hints, voiced_s=(voiced_end_ms - voiced_start_ms) / 1000
-        )
+        voiced_s = (voiced_end_ms - voiced_start_ms) / 1000
+        constrained = ""
+        if digits and not partial:
+            # Digits mode reads a final twice: free (prompt-biased) and constrained to digit words
+            # (voicebot.stt.hinted); the free decode decides whether there was speech at all.
+            assert hints is not None
+            reading = self._decode(encoded, code, duration_s, partial, hints, voiced_s=voiced_s)
+            # A reading that still loops after the beam fallback (ran into its token cap, more
+            # digits a second than anyone says, one word over and over) is the constrained decoder
+            # filling silence or words it cannot spell.
+            looping = looks_degenerate(reading.text, hit_token_cap=reading.hit_token_cap, voiced_s=voiced_s)
+            if not looping and not loops_one_word(reading.text):
+                constrained = reading.text
+            hints = RecognitionHints(mode="free", prompt=hints.prompt, min_digits=hints.min_digits,
+                                     max_digits=hints.max_digits)
+        decoded = self._decode(encoded, code, duration_s, partial, hints, voiced_s=voiced_s)
         if (
             not decoded.text
             or decoded.no_speech_prob > NO_SPEECH_PROB_ALONE
@@ -359,16 +373,18 @@ class WhisperEngine(HintedDecoding):
         ):
             return DetectedHypothesis("", (), 0.0, choice[code], language_probability=probability)
         confidence = float(min(1.0, max(0.0, math.exp(decoded.avg_logprob))))
-        if digits:
-            assert hints is not None
-            # Only digit tokens could be generated; report the bare digit string, at most max_digits.
-            text = "".join(c for c in decoded.text if c.isdigit())[: hints.max_digits]
-            if not text:
-                return DetectedHypothesis("", (), 0.0, choice[code], language_probability=probability)
+        if digits and partial:
+            # A partial is the constrained reading alone, as its digit string when it reads as one.
+            text = read_digits(decoded.text) or decoded.text
             return DetectedHypothesis(
                 text, spread_words(text, samples), confidence, choice[code],
                 language_probability=probability,
             )
+        if digits:
+            free = DetectedHypothesis(decoded.text, spread_words(decoded.text, samples), confidence,
+                                      choice[code], language_probability=probability)
+            assert hints is not None
+            return self._digit_readings(encoded, code, samples, hints, free, constrained)
         if partial or not self.word_alignment:
             words = spread_words(decoded.text, samples)
         else:
@@ -430,7 +446,8 @@ class WhisperEngine(HintedDecoding):
         new_tokens = max_new_tokens(duration_s) if self.cap_tokens else MAX_TEXT_TOKENS - len(prompt)
         options: dict[str, Any] = {}
         if hints is not None and hints.mode == "digits":
-            # Digits and separators only; a digit string needs at most about two tokens a digit.
+            # Digit words and separators only (voicebot.stt.hinted); a digit string needs at most about
+            # two tokens a digit (" four", ","), and a reading that does not stop there is a loop.
             options["suppress_tokens"] = self._digit_suppress_tokens()
             new_tokens = min(new_tokens, 2 * hints.max_digits + 4)
         rescoring = hints is not None and hints.mode in ("menu", "yesno") and beam_size == 1
