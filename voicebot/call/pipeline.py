@@ -134,7 +134,7 @@ def final_readings(event: FinalReceived, *, trust_confidence: bool = False) -> d
     the confidences when there are several (voicebot's server rescored a menu against the audio:
     the matched phrase at 0.5-1, the free decode after it). A lone hypothesis carries its
     confidence only with ``trust_confidence``: the embedded recognizer (a cloud server's may mean
-    something else or be 0) in a state that expects digits, where the digits-only decode cannot
+    something else or be 0) in a state that expects digits, where a lone digit reading cannot
     answer "no match" and its doubt is the only sign of a misheard number. For intents Whisper's
     plain token probability is too low on good answers to weigh them (measured: menu intents
     85 % -> 72 % when it did)."""
