@@ -164,19 +164,22 @@ async def phone_chunks(chunks: AsyncGenerator[PcmAudio, None]) -> AsyncGenerator
     as :func:`trim_silence` trims it, whole 20 ms frames, and the audio after the last sound held
     back until the next chunk shows whether it is a pause between sentences (played) or the end of
     the prompt (cut to ``KEEP_TAIL_MS``). Closing this closes ``chunks``."""
-    held = b""  # not yet yielded: a partial frame of sound and the silence after it
+    lead_bytes = KEEP_LEAD_MS * 16
+    held = b""  # not yet yielded: silence before the first sound; later a partial frame of sound
     sound_end = 0  # in ``held``: where its last sound ends
     started = False
     async with contextlib.aclosing(chunks):
         async for chunk in chunks:
             pcm = chunk.pcm
-            span = _loud_span(pcm)
             if not started:
-                if span is None:
-                    continue  # silence before the first sound
-                pcm = pcm[max(0, span[0] - KEEP_LEAD_MS * 16) // 2 * 2:]
+                pcm = held + pcm
                 span = _loud_span(pcm)
-                started = True
+                if span is None:
+                    held = pcm[-lead_bytes:]  # silence before the first sound: its end may be kept
+                    continue
+                pcm = pcm[max(0, span[0] - lead_bytes):]
+                held, started = b"", True
+            span = _loud_span(pcm)
             if span is None:
                 held += pcm  # a silent chunk: all of it held
                 continue
@@ -186,7 +189,7 @@ async def phone_chunks(chunks: AsyncGenerator[PcmAudio, None]) -> AsyncGenerator
             if cut:
                 yield held[:cut]
                 held, sound_end = held[cut:], sound_end - cut
-    tail = held[:min(len(held), sound_end + KEEP_TAIL_MS * 16) // 2 * 2]
+    tail = held[:min(len(held), sound_end + KEEP_TAIL_MS * 16)] if started else b""
     if tail:
         yield tail
 

@@ -125,6 +125,11 @@ def test_impossible_dates_and_times_are_not_read_as_dates_or_times(text: str) ->
      "ships today."),
     ("Averyveryverylongwordwithoutanybreaksatallwhatsoever in it.",
      "Averyveryverylongwordwithoutanybreaksatallwhatsoever in it.", ""),
+    # no clause boundary within 80 characters: before the verb that ends the long subject
+    ("The balance of account seven eight seven zero seven two one four is sixty-two thousand three "
+     "hundred sixty dollars and eighty cents.",
+     "The balance of account seven eight seven zero seven two one four",
+     "is sixty-two thousand three hundred sixty dollars and eighty cents."),
 ])
 def test_first_clause_split(text: str, head: str, rest: str) -> None:
     assert first_clause_split(text) == (head, rest)

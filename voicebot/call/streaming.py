@@ -112,7 +112,16 @@ class PromptFeeds:
                                                       name=f"prompt-feed-{prompt_seq}")
         feed.task = task
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._feed_done(done, rest))
+
+    def _feed_done(self, task: asyncio.Task[None], rest: AsyncGenerator[bytes, None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            # A feed cancelled before its first step never entered its ``aclosing``: close the
+            # stream here (a no-op if it is closed already), so its synthesis stops all the same.
+            closing = asyncio.get_running_loop().create_task(rest.aclose(), name=task.get_name() + "-close")
+            self._tasks.add(closing)
+            closing.add_done_callback(self._tasks.discard)
 
     async def _feed(self, prompt_seq: int, feed: _Feed, rest: AsyncGenerator[bytes, None]) -> None:
         try:

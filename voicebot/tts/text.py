@@ -208,6 +208,9 @@ def normalize_for_speech(text: str) -> str:
 
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _CLAUSE_BREAK_RE = re.compile(r"[,;:]\s+|\s+(?=(?:and|but|or|so|because|which|then)\s)")
+# Weaker: before a verb or preposition, where a long subject or phrase ends ("The balance of account
+# one two three four | is ...").
+_PHRASE_BREAK_RE = re.compile(r"\s+(?=(?:is|are|was|were|will|on|at|for|in|of|to|with|from|as)\s)")
 
 
 def first_clause_split(text: str, *, max_chars: int = 40, min_chars: int = 8) -> tuple[str, str]:
@@ -216,8 +219,11 @@ def first_clause_split(text: str, *, max_chars: int = 40, min_chars: int = 8) ->
     Neural TTS time grows with the sentence, so a long first sentence delays the first audio of a
     dynamic prompt. When the first sentence is longer than ``max_chars``, cut it at the last clause
     boundary (a comma, semicolon or colon, or before a conjunction) between ``min_chars`` and
-    ``max_chars``, or failing that at its first one; the cut falls where a speaker pauses anyway.
-    Returns ``(head, rest)``; ``rest`` is empty when there is nothing worth cutting.
+    ``max_chars``, or failing that at its first one within ``2 * max_chars``; the cut falls where a
+    speaker pauses anyway. With no clause boundary that early (a subject with an account number read
+    digit by digit), cut before the last verb or preposition within ``2 * max_chars``, a phrase
+    boundary, and only then at a later clause boundary. Returns ``(head, rest)``; ``rest`` is empty
+    when there is nothing worth cutting.
     """
     text = text.strip()
     parts = _SENTENCE_END_RE.split(text, maxsplit=1)
@@ -232,6 +238,10 @@ def first_clause_split(text: str, *, max_chars: int = 40, min_chars: int = 8) ->
             cut = m
         if m.start() > max_chars:
             break
+    if cut is None or cut.start() > 2 * max_chars:
+        phrase = [m for m in _PHRASE_BREAK_RE.finditer(first)
+                  if min_chars <= m.start() <= 2 * max_chars and len(first) - m.end() >= min_chars]
+        cut = phrase[-1] if phrase else cut
     if cut is None:
         return text, ""
     head = first[:cut.start()] + (first[cut.start()] if first[cut.start()] in ",;:" else "")
