@@ -13,7 +13,8 @@ notes the arrival of the first packet whose decoded audio is above the silence t
 ``whole`` (the path before streaming: ``Prompts.render`` waits for the whole prompt) and ``stream``
 (``StreamingRenderer.render`` returns with the first sentence, the rest is fed into the playout as
 the voice renders it). The next prompt starts once the previous one has played out. p50/p95/max
-per mode, with the load average before and after.
+per mode, with the load average before and after, and the CPU seconds this process spent until
+the packet arrived (all threads: about what the wait would be on an idle core).
 
 Voices: espeak-ng (``espeak:en-us``), Piper with the bundled joe voice (``piper:en_US-joe-medium``)
 and SpeechKit TTS v3 through voicebot's client against the local fake server of the tests
@@ -202,9 +203,9 @@ class FirstSound(asyncio.DatagramProtocol):
     """The receiving end: when the first packet with sound arrives after :meth:`arm`."""
 
     def __init__(self) -> None:
-        self.arrived: asyncio.Future[float] | None = None
+        self.arrived: asyncio.Future[tuple[float, float]] | None = None
 
-    def arm(self) -> asyncio.Future[float]:
+    def arm(self) -> asyncio.Future[tuple[float, float]]:
         self.arrived = asyncio.get_running_loop().create_future()
         return self.arrived
 
@@ -212,7 +213,7 @@ class FirstSound(asyncio.DatagramProtocol):
         if self.arrived is None or self.arrived.done() or len(data) <= 12:
             return
         if audioop.rms(audioop.ulaw2lin(data[12:], 2), 2) >= SOUND_RMS:
-            self.arrived.set_result(time.perf_counter())
+            self.arrived.set_result((time.perf_counter(), cpu_s()))
 
 
 async def run_call_path(count: int) -> None:
@@ -253,13 +254,14 @@ async def run_call_path(count: int) -> None:
         feeds = PromptFeeds(play, lambda prompt_seq: None)
         rng = random.Random(11)
         results: dict[str, list[float]] = {"whole": [], "stream": []}
+        cpu: dict[str, list[float]] = {"whole": [], "stream": []}
         try:
             await prompts.render(PlayPrompt(0, "Warm up, please.", None, "en-us", True))
             for i in range(2 * count):
                 mode = ("whole", "stream")[i % 2]
                 prompt = PlayPrompt(i + 1, dynamic_text(rng), None, "en-us", True)
                 arrived = receiver.arm()
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), cpu_s()
                 if mode == "whole":
                     play(await prompts.render(prompt), prompt.prompt_seq)
                 else:
@@ -267,7 +269,9 @@ async def run_call_path(count: int) -> None:
                     rest = streaming.take_rest(prompt.prompt_seq)
                     if rest is not None:
                         feeds.start(prompt.prompt_seq, rest)
-                results[mode].append(await asyncio.wait_for(arrived, 30) - start)
+                at, at_cpu = await asyncio.wait_for(arrived, 30)
+                results[mode].append(at - start)
+                cpu[mode].append(at_cpu - start_cpu)
                 await feeds.drained()
                 await quiet.wait()  # the next prompt starts on a quiet line
         finally:
@@ -280,13 +284,15 @@ async def run_call_path(count: int) -> None:
     print(f"PlayPrompt -> first RTP packet with sound, dynamic text, Piper joe, {count} prompts per mode; "
           f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after "
           f"{load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} (shared 2-core VM)\n")
-    print(f"{'mode':<30}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}{'<300 ms':>9}")
+    print(f"{'mode':<30}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}{'<300 ms':>9}{'CPU p50':>9}{'CPU p95':>9}")
     for mode, label in (("whole", "whole prompt (before)"), ("stream", "first sentence streamed")):
         values = sorted(1000 * v for v in results[mode])
         p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
         under = sum(v < 300 for v in values)
+        cpus = sorted(1000 * v for v in cpu[mode])
+        cpu_p95 = cpus[round(0.95 * (len(cpus) - 1))]
         print(f"{label:<30}{statistics.median(values):>8.0f}{p95:>8.0f}{values[-1]:>8.0f}"
-              f"{under:>5}/{len(values)}")
+              f"{under:>6}/{len(values):<3}{statistics.median(cpus):>8.0f}{cpu_p95:>9.0f}")
 
 
 def main() -> int:

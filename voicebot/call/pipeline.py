@@ -176,7 +176,7 @@ class CallPipeline:
         self.record_audio = parts.record_calls if record is None else record  # from the answer
         # The dialog's renderer, noting each prompt's text for the recording's timeline; dynamic
         # text comes sentence by sentence, the rest fed into the prompt's playout (call/streaming.py).
-        self._streaming = StreamingRenderer(parts.renderer)
+        self._streaming = StreamingRenderer(parts.renderer, clock=parts.clock)
         self._feeds = PromptFeeds(self._play_chunk, self._prompt_played)
         self.renderer = PromptTextTap(self._streaming, self._prompt_rendered)
         self.runner = DialogRunner(plan, self, self.renderer, clock=LoopClock(parts.clock),

@@ -27,6 +27,7 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
+from voicebot.clock import Clock, monotonic
 from voicebot.dialog.events import PlayPrompt
 from voicebot.dialog.runner import PromptRenderer
 from voicebot.errors import VoicebotError
@@ -55,16 +56,22 @@ class StreamingRenderer:
     """The dialog's renderer in a call: the first audio of a streamed prompt, the rest kept for
     :meth:`take_rest` (module docstring). Renderers that cannot open prompts are used as they are."""
 
-    def __init__(self, renderer: PromptRenderer) -> None:
+    def __init__(self, renderer: PromptRenderer, *, clock: Clock = monotonic) -> None:
         self.renderer = renderer
+        self._clock = clock
         self._rest: dict[int, AsyncGenerator[bytes, None]] = {}
 
     async def render(self, prompt: PlayPrompt) -> bytes:
         renderer = self.renderer
         if not isinstance(renderer, OpeningRenderer):
             return await renderer.render(prompt)
+        started_s = self._clock()
         opened = await renderer.open(prompt)
         if opened.rest is not None:
+            # How long the prompt lane waited for the first sentence's audio (a cached prompt's
+            # wait is a lookup); bench/tts_bench.py --call-path measures it on the wire.
+            log.info("call.prompt.streamed", prompt_seq=prompt.prompt_seq,
+                     first_audio_ms=round((self._clock() - started_s) * 1000, 1))
             # The runner plays what render returns before it awaits anything else, so the
             # pipeline takes this at once (take_rest); a stale one is closed, not leaked.
             stale = self._rest.pop(prompt.prompt_seq, None)
