@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/tts_bench.py [--repeat N] [--verbose]
        .venv/bin/python bench/tts_bench.py --call-path N
+       .venv/bin/python bench/tts_bench.py --wire N [--voicebot-src DIR]
 
 ``--call-path N``: the issue's measure for dynamic text, time from ``PlayPrompt`` to the first RTP
 packet with sound on the wire, N prompts per mode, modes alternating. A dynamic prompt (a balance,
@@ -15,6 +16,13 @@ notes the arrival of the first packet whose decoded audio is above the silence t
 the voice renders it). The next prompt starts once the previous one has played out. p50/p95/max
 per mode, with the load average before and after, and the CPU seconds this process spent until
 the packet arrived (all threads: about what the wait would be on an idle core).
+
+``--wire N``: the same on a real call, N sipp calls to a real ``voicebot run`` (tests/e2e/harness)
+with tests/e2e/dialplans/dynamic.yaml, whose greeting says the call's reference (a fresh Call-ID of
+ten digits each call, so never cached), captured with dumpcap on lo: per call, the time from the
+robot's first RTP packet (it starts sending at the answer, when the dialog plays the greeting) to
+its first packet with sound. ``--voicebot-src DIR`` runs the robot from another checkout (its
+PYTHONPATH), e.g. the main branch for the numbers before streaming.
 
 Voices: espeak-ng (``espeak:en-us``), Piper with the bundled joe voice (``piper:en_US-joe-medium``)
 and SpeechKit TTS v3 through voicebot's client against the local fake server of the tests
@@ -295,6 +303,46 @@ async def run_call_path(count: int) -> None:
               f"{under:>6}/{len(values):<3}{statistics.median(cpus):>8.0f}{cpu_p95:>9.0f}")
 
 
+async def run_wire(count: int, voicebot_src: Path) -> None:
+    from tests.e2e.harness import DIALPLANS, Capture, Pause, call, flows, speech_pcap, start_voicebot
+
+    load_before = os.getloadavg()
+    waits_ms: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        bot = await asyncio.to_thread(
+            start_voicebot, work / "bot", tts_cache=work / "tts", dialplan=DIALPLANS / "dynamic.yaml",
+            env={"PYTHONPATH": str(voicebot_src)})
+        try:
+            speech = speech_pcap(work, [Pause(20000)])
+            rng = random.Random()
+            for i in range(count):
+                call_id = "".join(rng.choice("0123456789") for _ in range(10))
+                with Capture(work / f"rtp-{i}.pcap", bot.rtp_ports) as capture:
+                    result = await call(bot, "caller_bye", work, call_id=call_id, timeout_s=60,
+                                        pcap=speech.path, pause_ms=0, bye_timeout_ms=40000)
+                if result.returncode != 0:
+                    raise RuntimeError(f"call {i} failed: {result.explain()}")
+                (_, flow), *_ = flows(capture.datagrams(), bot.rtp_ports).items()
+                robot = [p for p in flow["robot"] if p.payload_type == 0]
+                sound = [p for p in robot if p.rms > SOUND_RMS]
+                waits_ms.append((sound[0].time_s - robot[0].time_s) * 1000)
+        finally:
+            bot.stop()
+        # The streaming robot logs how long the dialog's prompt lane waited for the first sentence.
+        lane_ms = sorted(float(e["first_audio_ms"]) for e in bot.log_events("call.prompt.streamed"))
+    load_after = os.getloadavg()
+    values = sorted(waits_ms)
+    print(f"robot from {voicebot_src}: first robot RTP packet -> first with sound, dynamic greeting, "
+          f"{count} calls; load average before {load_before[0]:.2f} {load_before[1]:.2f} "
+          f"{load_before[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    print(f"p50 {statistics.median(values):.0f} ms, p95 {values[round(0.95 * (len(values) - 1))]:.0f} ms, "
+          f"max {values[-1]:.0f} ms, under 300 ms: {sum(v < 300 for v in values)}/{len(values)}")
+    if lane_ms:
+        print(f"prompt lane's wait for the first sentence (call.prompt.streamed): p50 "
+              f"{statistics.median(lane_ms):.0f} ms, p95 {lane_ms[round(0.95 * (len(lane_ms) - 1))]:.0f} ms")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -303,8 +351,14 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="print each transcript")
     parser.add_argument("--call-path", type=int, default=0, metavar="N",
                         help="measure PlayPrompt -> first RTP audio of N dynamic prompts per mode instead")
+    parser.add_argument("--wire", type=int, default=0, metavar="N",
+                        help="measure it on N real calls to voicebot run (sipp, dumpcap) instead")
+    parser.add_argument("--voicebot-src", type=Path, default=ROOT,
+                        help="checkout the robot runs from with --wire (default: this one)")
     args = parser.parse_args()
-    if args.call_path > 0:
+    if args.wire > 0:
+        asyncio.run(run_wire(args.wire, args.voicebot_src.resolve()))
+    elif args.call_path > 0:
         asyncio.run(run_call_path(args.call_path))
     else:
         asyncio.run(run(args.repeat, args.verbose))
