@@ -228,8 +228,8 @@ def first_clause_split(text: str, *, max_chars: int = 40, min_chars: int = 8) ->
     between ``min_chars`` and ``max_chars``; the last phrase boundary there (before a verb or a
     preposition, or before a number read digit by digit, after at least three words); the first
     clause boundary within ``2 * max_chars``; the last phrase boundary within that; the first
-    clause boundary at all. The cut falls where a speaker may pause anyway. Returns ``(head, rest)``; ``rest`` is empty when
-    there is nothing worth cutting.
+    clause boundary at all. The cut falls where a speaker may pause anyway. Returns
+    ``(head, rest)``; ``rest`` is empty when there is nothing worth cutting.
     """
     text = text.strip()
     parts = _SENTENCE_END_RE.split(text, maxsplit=1)
