@@ -70,7 +70,7 @@ async def test_a_dynamic_prompt_is_streamed_heard_whole_and_cached(
     assert robot, "no PCMU RTP from the robot"
     runs = [run for run in sound_runs([p for p in robot if p.rms > 300], gap_s=1.0)]
     assert runs, "the robot sent no audible RTP"
-    # "Thank you for calling. Your reference is <ten digits>. We will call you back tomorrow.
+    # "Your reference is <ten digits>. Thank you for calling, we will call you back tomorrow.
     # Goodbye." is well over 6 s of speech: all of it arrived, as one prompt (pauses between
     # sentences, no gap of a second), not just the first sentence.
     longest = max(runs, key=len)
