@@ -7,7 +7,7 @@ leg and closes the stream (its synthesis stops)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +15,12 @@ import pytest
 import structlog
 
 from voicebot.call.pipeline import CallParts, CallPipeline
+from voicebot.call.recording import RecordingSettings, TimelineMark
 from voicebot.call.streaming import PromptFeeds, StreamingRenderer
 from voicebot.config import load_config
 from voicebot.dialog.events import PlayPrompt
 from voicebot.dialog.loader import load_dialplan
-from voicebot.media.frames import BYTES_PER_FRAME
+from voicebot.media.frames import BYTES_PER_FRAME, Frame, FrameKind
 from voicebot.prompts import PromptAudio
 from voicebot.records import CallRecordStore
 from voicebot.rtp.session import PlayoutFinished, RemoteMedia, RtpSession
@@ -29,6 +30,7 @@ from voicebot.tts.errors import SynthesisError
 pytestmark = pytest.mark.unit
 
 DEMO = load_dialplan(Path(__file__).resolve().parents[2] / "dialplans" / "demo.yaml")
+Tap = Callable[[Frame, int | None, bytes | None, bool], None]
 
 
 def frames(count: int, level: int) -> bytes:
@@ -85,6 +87,10 @@ class MediaLeg:
         self.session.set_remote(RemoteMedia(("127.0.0.1", 40000), 0, 101, 20))
         self._ids: dict[int, int] = {}
         self.sent: list[tuple[int, bytes]] = []  # (prompt id, 20 ms of PCM) per tick with audio
+        self.tap: Tap | None = None
+
+    def set_media_tap(self, tap: Tap | None) -> None:
+        self.tap = tap
 
     def play(self, pcm16_8k: bytes, *, prompt_id: int | None = None) -> int:
         assert prompt_id is not None
@@ -99,21 +105,29 @@ class MediaLeg:
         finished = []
         for _ in range(count):
             self.session.tick()
+            caller = Frame(FrameKind.AUDIO, bytes(BYTES_PER_FRAME))
             if self.session.last_played is not None:
                 playout_id, pcm = self.session.last_played
                 self.sent.append((self._ids[playout_id], pcm))
+                if self.tap is not None:
+                    self.tap(caller, self._ids[playout_id], pcm, True)
+            elif self.tap is not None:
+                self.tap(caller, None, None, True)
             finished += [self._ids[e.prompt_id] for e in self.session.events()
                          if isinstance(e, PlayoutFinished)]
         return finished
 
 
-def make(renderer: Sentences) -> tuple[CallPipeline, MediaLeg]:
+def make(renderer: Sentences, recordings: Path | None = None) -> tuple[CallPipeline, MediaLeg]:
     config = load_config(None, env={}, overrides={})
     settings = ClientSettings.from_config(config.recognizer, target="127.0.0.1:1", api_key="k")
     parts = CallParts(records=CallRecordStore(":memory:"), stt_settings=settings, stt_channel=None,
-                      renderer=renderer)
+                      renderer=renderer,
+                      recording=RecordingSettings(recordings) if recordings is not None else None)
     leg = MediaLeg()
-    return CallPipeline(parts, leg, DEMO, {}), leg  # type: ignore[arg-type]
+    pipeline = CallPipeline(parts, leg, DEMO, {})  # type: ignore[arg-type]
+    pipeline.outcome.answered = True
+    return pipeline, leg
 
 
 async def play(pipeline: CallPipeline, seq: int) -> None:
@@ -170,6 +184,23 @@ async def test_barge_in_flushes_the_leg_and_stops_the_streams_synthesis() -> Non
     await settle()
     leg.tick(10)
     assert renderer.rendered == [] and len(leg.sent) == 2 and not leg.session.playing
+
+
+async def test_the_recordings_timeline_has_one_prompt_mark_for_a_streamed_prompt(tmp_path: Path) -> None:
+    renderer = Sentences()
+    pipeline, leg = make(renderer, tmp_path / "rec")
+    assert pipeline.start_recording()
+    recording = pipeline.recording
+    assert recording is not None
+    leg.tick(5)
+    await play(pipeline, 1)
+    leg.tick(2)
+    renderer.gate.set()
+    await settle()
+    leg.tick(20)
+    pipeline.stop_recording()
+    # One prompt, its id and text, from its first frame to its last (3 sentences x 5 frames).
+    assert recording.marks == [TimelineMark("prompt", 100, 400, 1, "prompt 1")]
 
 
 async def test_a_whole_prompt_is_played_as_before() -> None:
