@@ -16,6 +16,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from voicebot.app import prompt_cache_counts
 from voicebot.dialog.events import PlayPrompt
 from voicebot.media.frames import BYTES_PER_FRAME
 from voicebot.media.onset import trim_silence
@@ -143,6 +144,8 @@ async def test_a_completed_stream_is_cached_for_the_next_call_and_the_next_proce
     from_disk = await restarted.open(play(TEXT))
     assert from_disk.rest is None and from_disk.first == streamed
     assert other_engine.rendered == [] and restarted.cache_counts() == {"memory": 0, "disk": 1, "miss": 0}
+    # The metric reads the same public counts (voicebot_prompt_cache_total).
+    assert prompt_cache_counts(prompts.synthesizer) == {"memory": 1, "disk": 0, "miss": 1}
 
 
 async def test_closing_a_stream_mid_way_stops_its_synthesis_and_caches_nothing(tmp_path: Path) -> None:

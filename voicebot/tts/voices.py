@@ -13,6 +13,10 @@ timeout, a crash), logs ``tts.fallback`` and says the prompt with espeak-ng inst
 hears a plainer voice, never silence, and the call goes on. Every engine has its own disk cache
 (:class:`~voicebot.tts.cache.CachingSynthesizer`), so a fallback rendering is cached under the
 espeak-ng key and never served later as if SpeechKit had said it.
+
+Dynamic text is streamed where the engine can (Piper): :meth:`VoiceRouter.synthesize_or_stream`
+returns a prompt its voice's cache already has whole, and otherwise the engine's sentence-by-sentence
+stream, which is written to that cache (:class:`~voicebot.tts.cache.PromptCache`) once it completes.
 """
 
 from __future__ import annotations
