@@ -177,7 +177,7 @@ class PromptFeeds:
     async def aclose(self) -> None:
         """The call's end: cancel the feeds and wait until their streams are closed."""
         self.cancel_all()
-        if self._tasks:
+        while self._tasks:  # feeds, then the closing of streams whose feed never started
             await asyncio.wait(set(self._tasks))
 
 
