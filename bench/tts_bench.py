@@ -240,14 +240,19 @@ async def run_call_path(count: int) -> None:
     session.set_remote(RemoteMedia(rx_transport.get_extra_info("sockname")[:2], 0, None, 20))
 
     quiet = asyncio.Event()  # nothing left to play
+    underrun_ms: list[int] = []  # per streamed prompt: ticks with nothing to send while it streamed
+    feeding = False
 
     async def media_clock() -> None:
         next_s = time.perf_counter()
         while True:  # one tick per 20 ms on an absolute schedule, as the RTP adapter does
             next_s += 0.020
             await asyncio.sleep(max(0.0, next_s - time.perf_counter()))
+            idle = not session.playing  # before the tick: no audio for this packet
             for datagram in session.tick():
                 tx_transport.sendto(datagram, session.send_address)
+            if feeding and idle:
+                underrun_ms[-1] += 20  # the next sentence was not rendered in time: a gap
             if not session.playing:
                 quiet.set()
 
@@ -277,10 +282,13 @@ async def run_call_path(count: int) -> None:
                     rest = streaming.take_rest(prompt.prompt_seq)
                     if rest is not None:
                         feeds.start(prompt.prompt_seq, rest)
+                        underrun_ms.append(0)
+                        feeding = True
                 at, at_cpu = await asyncio.wait_for(arrived, 30)
                 results[mode].append(at - start)
                 cpu[mode].append(at_cpu - start_cpu)
                 await feeds.drained()
+                feeding = False
                 await quiet.wait()  # the next prompt starts on a quiet line
         finally:
             await feeds.aclose()
@@ -301,6 +309,10 @@ async def run_call_path(count: int) -> None:
         cpu_p95 = cpus[round(0.95 * (len(cpus) - 1))]
         print(f"{label:<30}{statistics.median(values):>8.0f}{p95:>8.0f}{values[-1]:>8.0f}"
               f"{under:>6}/{len(values):<3}{statistics.median(cpus):>8.0f}{cpu_p95:>9.0f}")
+    gaps = [g for g in underrun_ms if g]
+    detail = f", {sum(gaps)} ms in all, longest {max(gaps)} ms" if gaps else ""
+    print(f"\nstreamed prompts with a gap (the next sentence not rendered before the last one ended): "
+          f"{len(gaps)}/{len(underrun_ms)}{detail}")
 
 
 async def run_wire(count: int, voicebot_src: Path) -> None:

@@ -161,11 +161,12 @@ def _loud_span(pcm16: bytes) -> tuple[int, int] | None:
 
 async def phone_chunks(chunks: AsyncGenerator[PcmAudio, None]) -> AsyncGenerator[bytes, None]:
     """A stream's chunks shaped like a cached prompt (module docstring): leading silence trimmed
-    as :func:`trim_silence` trims it, whole 20 ms frames, and the audio after the last sound held
-    back until the next chunk shows whether it is a pause between sentences (played) or the end of
-    the prompt (cut to ``KEEP_TAIL_MS``). Closing this closes ``chunks``."""
-    lead_bytes = KEEP_LEAD_MS * 16
-    held = b""  # not yet yielded: silence before the first sound; later a partial frame of sound
+    as :func:`trim_silence` trims it, whole 20 ms frames, and the silence after the last sound
+    played up to ``KEEP_TAIL_MS``, the rest held back until the next chunk shows whether it is a
+    pause between sentences (played) or the end of the prompt (dropped). Closing this closes
+    ``chunks``."""
+    lead_bytes, tail_bytes = KEEP_LEAD_MS * 16, KEEP_TAIL_MS * 16
+    held = b""  # not yet yielded: silence before the first sound; later what follows the last cut
     sound_end = 0  # in ``held``: where its last sound ends
     started = False
     async with contextlib.aclosing(chunks):
@@ -180,16 +181,17 @@ async def phone_chunks(chunks: AsyncGenerator[PcmAudio, None]) -> AsyncGenerator
                 pcm = pcm[max(0, span[0] - lead_bytes):]
                 held, started = b"", True
             span = _loud_span(pcm)
-            if span is None:
-                held += pcm  # a silent chunk: all of it held
-                continue
-            sound_end = len(held) + span[1]
+            if span is not None:
+                sound_end = len(held) + span[1]
             held += pcm
-            cut = sound_end // BYTES_PER_FRAME * BYTES_PER_FRAME
-            if cut:
+            # Up to the tail a prompt's end keeps, in whole frames: played now, so the end of the
+            # prompt never waits for the stream's end (its cache write); the rest of a pause is
+            # played only if more sound follows.
+            cut = min(len(held), sound_end + tail_bytes) // BYTES_PER_FRAME * BYTES_PER_FRAME
+            if cut > 0:
                 yield held[:cut]
                 held, sound_end = held[cut:], sound_end - cut
-    tail = held[:min(len(held), sound_end + KEEP_TAIL_MS * 16)] if started else b""
+    tail = held[:max(0, min(len(held), sound_end + tail_bytes))] if started else b""
     if tail:
         yield tail
 
