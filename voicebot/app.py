@@ -42,14 +42,14 @@ from voicebot.dialog.loader import load_dialplan
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.observe.http import OpsServer, build_app, start_ops_server
 from voicebot.observe.metrics import CallMetrics
-from voicebot.prompts import MemoSynthesizer, Prompts, open_prompts, plan_voices
+from voicebot.prompts import Prompts, open_prompts, plan_voices
 from voicebot.records import CallRecordStore
 from voicebot.records.backend import redact_url
 from voicebot.sip.errors import SipStateError
 from voicebot.sip.uri import SipUri, parse_uri
 from voicebot.stt.client import ClientSettings, open_channel
 from voicebot.telephony import CallFailed, CallLeg, Credentials, Telephony, telephony_config
-from voicebot.tts.cache import CachingSynthesizer
+from voicebot.tts.cache import CacheCounted
 from voicebot.tts.speechkit import SpeechKitTtsSettings
 
 log = structlog.get_logger(logger_name=__name__)
@@ -88,26 +88,13 @@ def resolve_dialplan_path(path: Path) -> Path:
 
 
 def prompt_cache_counts(synthesizer: object) -> dict[str, int]:
-    """Prompt syntheses by cache result, read from the caches' own counters: ``memory`` (the
-    in-memory LRU), ``disk`` (the on-disk cache), ``miss`` (the engine had to synthesize)."""
+    """Prompt syntheses by cache result, read from the caches' own counters (their public
+    ``cache_counts()``): ``memory`` (the in-memory LRU), ``disk`` (the on-disk cache), ``miss`` (the
+    engine had to synthesize)."""
     counts = {"memory": 0, "disk": 0, "miss": 0}
-    todo = [synthesizer]
-    while todo:
-        synth = todo.pop()
-        if isinstance(synth, MemoSynthesizer):
-            counts["memory"] += synth.hits
-            inner = getattr(synth, "_inner", None)
-            if isinstance(inner, CachingSynthesizer):
-                todo.append(inner)
-            else:  # no disk cache behind the LRU: its misses went to the engine
-                counts["miss"] += synth.misses
-        elif isinstance(synth, CachingSynthesizer):
-            counts["disk"] += synth.hits
-            counts["miss"] += synth.misses
-        else:
-            engines = getattr(synth, "_engines", None)  # the voice router: one chain per engine
-            if isinstance(engines, dict):
-                todo.extend(engines.values())
+    if isinstance(synthesizer, CacheCounted):
+        for key, value in synthesizer.cache_counts().items():
+            counts[key] = counts.get(key, 0) + value
     return counts
 
 

@@ -162,16 +162,16 @@ async def test_shutdown_refuses_new_calls_with_503_and_ends_running_ones(
 
 async def test_a_crash_in_one_call_ends_that_call_only(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
-    original = app.prompts.render
+    original = app.prompts.open  # what a call's prompt lane asks (first audio, then the rest)
 
-    async def render_crashing_first_call(command: object) -> object:
+    async def open_crashing_first_call(command: object) -> object:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("renderer exploded")
         return await original(command)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(app.prompts, "render", render_crashing_first_call)
+    monkeypatch.setattr(app.prompts, "open", open_crashing_first_call)
     caller = await _caller()
     try:
         first = await caller.dial(app.contact_uri, timeout_s=10)

@@ -119,12 +119,24 @@ def test_impossible_dates_and_times_are_not_read_as_dates_or_times(text: str) ->
     ("Hello.", "Hello.", ""),
     ("Your balance is one thousand two hundred dollars, as of today. Bye.",
      "Your balance is one thousand two hundred dollars,", "as of today. Bye."),
+    # no clause boundary within 40 characters: the last phrase boundary there (before "of")
     ("Thank you for calling the support line of the example company and have a nice day.",
-     "Thank you for calling the support line of the example company", "and have a nice day."),
+     "Thank you for calling the support line", "of the example company and have a nice day."),
+    ("Thank you for calling the support line and have a nice day.",
+     "Thank you for calling the support line", "and have a nice day."),
     ("Hi, your order, number one two three, ships today.", "Hi, your order, number one two three,",
      "ships today."),
     ("Averyveryverylongwordwithoutanybreaksatallwhatsoever in it.",
      "Averyveryverylongwordwithoutanybreaksatallwhatsoever in it.", ""),
+    # before a number read digit by digit (not inside it), not after a two-word head ("The balance")
+    ("The balance of account seven eight seven zero seven two one four is sixty-two thousand three "
+     "hundred sixty dollars and eighty cents.",
+     "The balance of account",
+     "seven eight seven zero seven two one four is sixty-two thousand three hundred sixty dollars and "
+     "eighty cents."),
+    # no boundary within 40 characters nor a clause within 80: the last phrase boundary within 80
+    ("Supercalifragilisticexpialidocious words everywhere is what we said today.",
+     "Supercalifragilisticexpialidocious words everywhere", "is what we said today."),
 ])
 def test_first_clause_split(text: str, head: str, rest: str) -> None:
     assert first_clause_split(text) == (head, rest)

@@ -47,6 +47,7 @@ from voicebot.call.answering import AmdOptions, AnswerDetection
 from voicebot.call.outcome import CallOutcome, final_cause, first_leaf
 from voicebot.call.recording import CallRecording, PromptTextTap, RecordingSettings, TimelineMark
 from voicebot.call.records import RecordLane
+from voicebot.call.streaming import PromptFeeds, StreamingRenderer
 from voicebot.clock import Clock, monotonic
 from voicebot.dialog.expect import Expectation
 from voicebot.dialog.ir import Dialplan
@@ -173,8 +174,11 @@ class CallPipeline:
         self._records = RecordLane(parts.records, leg.call_id)
         self.recording: CallRecording | None = None
         self.record_audio = parts.record_calls if record is None else record  # from the answer
-        # The dialog's renderer, noting each prompt's text for the recording's timeline.
-        self.renderer = PromptTextTap(parts.renderer, self._prompt_rendered)
+        # The dialog's renderer, noting each prompt's text for the recording's timeline; dynamic
+        # text comes sentence by sentence, the rest fed into the prompt's playout (call/streaming.py).
+        self._streaming = StreamingRenderer(parts.renderer, clock=parts.clock)
+        self._feeds = PromptFeeds(self._play_chunk, self._prompt_played)
+        self.renderer = PromptTextTap(self._streaming, self._prompt_rendered)
         self.runner = DialogRunner(plan, self, self.renderer, clock=LoopClock(parts.clock),
                                    on_event_handled=self.sync_record)
         self.stream: RecognitionStream | None = None
@@ -262,6 +266,12 @@ class CallPipeline:
         if self.record_audio:
             self.start_recording()
         variables = {**self.variables}
+        try:
+            return await self._run_tasks(variables)
+        finally:
+            await self._feeds.aclose()  # streamed prompts' synthesis stops with the call
+
+    async def _run_tasks(self, variables: dict[str, str]) -> LegEnded:
         async with asyncio.TaskGroup() as group:
             tasks = [
                 group.create_task(self._audio_in(), name="call-audio"),
@@ -432,21 +442,38 @@ class CallPipeline:
                 self._publish("dtmf", {"digit": event.digit, "source": event.source})
                 self._records.write(self.parts.records.dtmf, event.digit)
             elif isinstance(event, PlaybackFinished):
-                if self._prompts.pop(event.prompt_id, None) is not None:
-                    self.runner.prompt_finished(event.prompt_id)
-                if not self._barge_in_playing():
-                    # Nothing left to barge into: the next barge-in prompt measures afresh.
-                    self._vad.reset()
-                    self._speech_onset_s = None
+                if not self._feeds.chunk_played(event.prompt_id):  # not a sentence of a streamed prompt
+                    self._prompt_played(event.prompt_id)
             elif isinstance(event, MediaChanged):
                 log.info("call.media_changed", held=event.held, codec=event.codec)
             elif isinstance(event, LegEnded):
                 return
 
+    def _prompt_played(self, prompt_id: int) -> None:
+        if self._prompts.pop(prompt_id, None) is not None:
+            self.runner.prompt_finished(prompt_id)
+        if not self._barge_in_playing():
+            # Nothing left to barge into: the next barge-in prompt measures afresh.
+            self._vad.reset()
+            self._speech_onset_s = None
+
+    def _play_chunk(self, pcm16: bytes, prompt_seq: int) -> None:
+        if not self.leg.is_ended:
+            self.leg.play(pcm16, prompt_id=prompt_seq)
+
     # ---- CallControl ----
 
     async def play_prompt(self, pcm16: bytes, *, prompt_seq: int, barge_in: bool) -> None:
+        rest = self._streaming.take_rest(prompt_seq)  # a streamed prompt's sentences after pcm16
+        try:
+            await self._feeds.drained()  # a streamed prompt before this one is still arriving
+        except BaseException:
+            if rest is not None:
+                await rest.aclose()
+            raise
         if self.leg.is_ended:
+            if rest is not None:
+                await rest.aclose()
             self.runner.prompt_finished(prompt_seq)
             return
         now = self._clock()
@@ -465,8 +492,11 @@ class CallPipeline:
             self._vad.reset()
         self.leg.play(pcm16, prompt_id=prompt_seq)
         self._prompts[prompt_seq] = barge_in
+        if rest is not None:
+            self._feeds.start(prompt_seq, rest)
 
     async def stop_prompt(self) -> list[int]:
+        self._feeds.cancel_all()  # streamed prompts: no more sentences, their synthesis stops
         if not self.leg.is_ended:
             self.leg.flush()
         # Stopped prompts are finished for the dialog (the runner reports them); the leg's later

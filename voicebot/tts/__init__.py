@@ -3,7 +3,7 @@
 
 from voicebot.tts.audio import AudioPromptStore, load_wav
 from voicebot.tts.base import PROMPT_SAMPLE_RATE_HZ, PcmAudio, PromptSynthesizer, resample_pcm16
-from voicebot.tts.cache import CachingSynthesizer, default_cache_dir
+from voicebot.tts.cache import CacheCounted, CachingSynthesizer, PromptCache, default_cache_dir
 from voicebot.tts.errors import (
     AudioFileError,
     SynthesisError,
@@ -26,9 +26,11 @@ __all__ = [
     "PROMPT_SAMPLE_RATE_HZ",
     "AudioFileError",
     "AudioPromptStore",
+    "CacheCounted",
     "CachingSynthesizer",
     "EspeakSynthesizer",
     "PcmAudio",
+    "PromptCache",
     "PromptSynthesizer",
     "SpeechKitTtsSettings",
     "SynthesisError",

@@ -10,6 +10,12 @@ Files are raw 16-bit 8 kHz mono PCM named ``<key>.pcm``; a file that is not whol
 want the same prompt at the same time share one synthesis (one ``asyncio.Future`` per key); across
 processes, each writer writes a temporary file in the same directory and ``os.replace``s it into
 place, which is atomic on POSIX, so a reader sees either no file or a whole one.
+
+Streamed prompts (dynamic text said sentence by sentence, :meth:`VoiceRouter.stream
+<voicebot.tts.voices.VoiceRouter.stream>`) use the cache in two steps instead of one:
+:meth:`CachingSynthesizer.cached` before the stream starts (a hit is played whole, a miss is counted
+as one, the engine is about to render it) and :meth:`CachingSynthesizer.keep` once the stream has
+completed, so the next call that says the same text gets it from here.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from voicebot.tts.base import PROMPT_SAMPLE_RATE_HZ, PcmAudio, PromptSynthesizer
 
@@ -31,6 +38,29 @@ def default_cache_dir() -> Path:
 
 
 CACHE_KEY_FORMAT = 2
+
+
+@runtime_checkable
+class CacheCounted(Protocol):
+    """Anything that counts its prompt lookups by cache result (caches, the voice router, the app's
+    prompts): what the ``voicebot_prompt_cache_total`` metric reads."""
+
+    def cache_counts(self) -> dict[str, int]:
+        """Lookups so far by result: ``memory``, ``disk``, ``miss`` (the keys this layer has)."""
+        ...
+
+
+@runtime_checkable
+class PromptCache(CacheCounted, Protocol):
+    """A cache layer that can be asked without synthesizing and filled from outside (a stream)."""
+
+    async def cached(self, text: str, *, voice: str) -> PcmAudio | None:
+        """The audio if this layer (or one behind it) has it; None (counted as a miss) if not."""
+        ...
+
+    async def keep(self, text: str, *, voice: str, audio: PcmAudio) -> None:
+        """Remember ``audio``, rendered elsewhere (a completed stream), as what ``text`` sounds like."""
+        ...
 
 
 def cache_key(engine_id: str, voice: str, text: str, *, sample_rate_hz: int = PROMPT_SAMPLE_RATE_HZ) -> str:
@@ -55,6 +85,29 @@ class CachingSynthesizer:
 
     def path_for(self, text: str, voice: str) -> Path:
         return self.cache_dir / f"{cache_key(self.engine_id, voice, text)}.pcm"
+
+    def cache_counts(self) -> dict[str, int]:
+        """``disk``: prompts served from the disk; ``miss``: prompts the engine had to render."""
+        return {"disk": self.hits, "miss": self.misses}
+
+    async def cached(self, text: str, *, voice: str) -> PcmAudio | None:
+        """The prompt from disk (or from a synthesis of it in flight), without rendering it; None
+        when it is not there, counted as a miss: the caller is about to have the engine render it."""
+        key = cache_key(self.engine_id, voice, text)
+        pending = self._pending.get(key)
+        if pending is not None:
+            self.hits += 1
+            return await asyncio.shield(pending)
+        data = await asyncio.to_thread(_read_or_none, self.cache_dir / f"{key}.pcm")
+        if data is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return PcmAudio(data)
+
+    async def keep(self, text: str, *, voice: str, audio: PcmAudio) -> None:
+        """Write ``audio`` (a completed stream of ``text``) as the prompt's cache file."""
+        await asyncio.to_thread(_write_atomically, self.path_for(text, voice), audio.pcm)
 
     async def synthesize(self, text: str, *, voice: str) -> PcmAudio:
         key = cache_key(self.engine_id, voice, text)

@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -180,7 +180,7 @@ class PiperSynthesizer:
             raise SynthesisError(f"piper failed on {len(text)} characters: {exc}") from exc
         return PcmAudio(pcm)
 
-    async def stream(self, text: str, *, voice: str = JOE_VOICE) -> AsyncIterator[PcmAudio]:
+    async def stream(self, text: str, *, voice: str = JOE_VOICE) -> AsyncGenerator[PcmAudio, None]:
         """8 kHz audio per sentence, each yielded as soon as Piper has rendered it.
 
         Closing the iterator early (the caller barged in, the call ended) stops synthesis after

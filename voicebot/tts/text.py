@@ -223,31 +223,47 @@ def normalize_for_speech(text: str) -> str:
 
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _CLAUSE_BREAK_RE = re.compile(r"[,;:]\s+|\s+(?=(?:and|but|or|so|because|which|then)\s)")
+_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+# Weaker: before a verb or preposition, where a long subject or phrase ends, or before a number read
+# digit by digit ("The balance of account | seven eight seven zero ... | is ...").
+_PHRASE_BREAK_RE = re.compile(
+    r"\s+(?=(?:is|are|was|were|will|on|at|for|in|of|to|with|from|as)\s)|"
+    + "".join(f"(?<!{w})" for w in _DIGIT_WORD[3:-1].split("|"))  # the start of the number only
+    + rf"\s+(?={_DIGIT_WORD}(?:\s+{_DIGIT_WORD}){{2,}}\b)"
+)
+_PHRASE_MIN_WORDS = 3  # a shorter head ("The balance") is no phrase a speaker would pause after
 
 
 def first_clause_split(text: str, *, max_chars: int = 40, min_chars: int = 8) -> tuple[str, str]:
     """Split off a short first clause of ``text`` so streaming synthesis can start speaking sooner.
 
     Neural TTS time grows with the sentence, so a long first sentence delays the first audio of a
-    dynamic prompt. When the first sentence is longer than ``max_chars``, cut it at the last clause
-    boundary (a comma, semicolon or colon, or before a conjunction) between ``min_chars`` and
-    ``max_chars``, or failing that at its first one; the cut falls where a speaker pauses anyway.
-    Returns ``(head, rest)``; ``rest`` is empty when there is nothing worth cutting.
+    dynamic prompt. When the first sentence is longer than ``max_chars``, cut it, in this order of
+    preference, at: the last clause boundary (a comma, semicolon or colon, or before a conjunction)
+    between ``min_chars`` and ``max_chars``; the last phrase boundary there (before a verb or a
+    preposition, or before a number read digit by digit, after at least three words); the first
+    clause boundary within ``2 * max_chars``; the last phrase boundary within that; the first
+    clause boundary at all. The cut falls where a speaker may pause anyway. Returns
+    ``(head, rest)``; ``rest`` is empty when there is nothing worth cutting.
     """
     text = text.strip()
     parts = _SENTENCE_END_RE.split(text, maxsplit=1)
     first = parts[0]
     if len(first) <= max_chars:
         return text, ""
-    cut = None
-    for m in _CLAUSE_BREAK_RE.finditer(first):
-        if m.start() < min_chars or len(first) - m.end() < min_chars:
-            continue
-        if cut is None or m.start() <= max_chars:
-            cut = m
-        if m.start() > max_chars:
-            break
-    if cut is None:
+
+    def fits(m: re.Match[str]) -> bool:
+        return m.start() >= min_chars and len(first) - m.end() >= min_chars
+
+    clauses = [m for m in _CLAUSE_BREAK_RE.finditer(first) if fits(m)]
+    phrases = [m for m in _PHRASE_BREAK_RE.finditer(first)
+               if fits(m) and len(first[:m.start()].split()) >= _PHRASE_MIN_WORDS]
+    short = [m for m in clauses if m.start() <= max_chars] or [m for m in phrases if m.start() <= max_chars]
+    longer = [m for m in clauses if m.start() <= 2 * max_chars][:1] or [
+        m for m in phrases if m.start() <= 2 * max_chars]
+    candidates = short or longer or clauses[:1]
+    if not candidates:
         return text, ""
+    cut = candidates[-1]
     head = first[:cut.start()] + (first[cut.start()] if first[cut.start()] in ",;:" else "")
     return head, text[cut.end():]

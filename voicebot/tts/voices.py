@@ -13,13 +13,18 @@ timeout, a crash), logs ``tts.fallback`` and says the prompt with espeak-ng inst
 hears a plainer voice, never silence, and the call goes on. Every engine has its own disk cache
 (:class:`~voicebot.tts.cache.CachingSynthesizer`), so a fallback rendering is cached under the
 espeak-ng key and never served later as if SpeechKit had said it.
+
+Dynamic text is streamed where the engine can (Piper): :meth:`VoiceRouter.synthesize_or_stream`
+returns a prompt its voice's cache already has whole, and otherwise the engine's sentence-by-sentence
+stream, which is written to that cache (:class:`~voicebot.tts.cache.PromptCache`) once it completes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -27,7 +32,7 @@ from typing import Literal, Protocol, runtime_checkable
 import structlog
 
 from voicebot.tts.base import PcmAudio, PromptSynthesizer
-from voicebot.tts.cache import CachingSynthesizer
+from voicebot.tts.cache import CacheCounted, CachingSynthesizer, PromptCache
 from voicebot.tts.errors import SynthesisError, TtsError, VoiceSpecError, VoiceUnavailableError
 
 log = structlog.get_logger(logger_name=__name__)
@@ -97,7 +102,7 @@ def parse_voice_spec(spec: str, *, default: VoiceSpec | None = None) -> VoiceSpe
 class StreamingSynthesizer(Protocol):
     """A synthesizer that can hand over audio sentence by sentence (Piper)."""
 
-    def stream(self, text: str, *, voice: str) -> AsyncIterator[PcmAudio]: ...
+    def stream(self, text: str, *, voice: str) -> AsyncGenerator[PcmAudio, None]: ...
 
 
 class VoiceRouter:
@@ -180,31 +185,73 @@ class VoiceRouter:
         fallback, espeak_voice = self._fallback(spec)
         return await fallback.synthesize(text, voice=espeak_voice)
 
-    async def stream(self, text: str, *, voice: str) -> AsyncIterator[PcmAudio]:
+    def cache_counts(self) -> dict[str, int]:
+        """Prompt lookups by result (``memory``, ``disk``, ``miss``), summed over every engine's
+        cache chain (:class:`~voicebot.tts.cache.PromptCache`); engines without one count nothing."""
+        counts: dict[str, int] = {}
+        for engine in self._engines.values():
+            if isinstance(engine, CacheCounted):
+                for key, value in engine.cache_counts().items():
+                    counts[key] = counts.get(key, 0) + value
+        return counts
+
+    async def synthesize_or_stream(
+        self, text: str, *, voice: str
+    ) -> PcmAudio | AsyncGenerator[PcmAudio, None]:
+        """The whole audio when it is at hand (in the voice's cache) or the voice's engine cannot
+        stream (espeak-ng, SpeechKit: :meth:`synthesize`, cached as always); otherwise a stream of
+        it sentence by sentence (:meth:`stream`), kept in the cache once it completes."""
+        spec = self.resolve(voice)
+        engine = self._engines.get(spec.engine)
+        streamer = self._streaming.get(spec.engine)
+        if engine is None or not isinstance(streamer, StreamingSynthesizer):
+            return await self.synthesize(text, voice=voice)
+        if isinstance(engine, PromptCache):
+            hit = await engine.cached(text, voice=spec.voice)
+            if hit is not None:
+                return hit
+        return self._stream(spec, engine, streamer, text)
+
+    async def stream(self, text: str, *, voice: str) -> AsyncGenerator[PcmAudio, None]:
         """Audio for dynamic text, sentence by sentence where the engine can (Piper), else whole.
 
-        Not cached: per-call text (balances, names) would only fill the disk. An engine failure
-        before the first audio falls back to espeak-ng for the whole text; after it, the rest of
-        the text is lost (logged) rather than said twice.
+        A prompt already in the voice's cache comes whole from there; a stream that completes is
+        kept in the cache (:meth:`synthesize_or_stream`), so the next call that says the same text
+        does not render it again. An engine failure before the first audio falls back to espeak-ng
+        for the whole text; after it, the rest of the text is lost (logged) rather than said twice,
+        and nothing is cached.
         """
-        spec = self.resolve(voice)
-        streamer = self._streaming.get(spec.engine)
-        if not isinstance(streamer, StreamingSynthesizer):
-            yield await self.synthesize(text, voice=voice)
+        got = await self.synthesize_or_stream(text, voice=voice)
+        if isinstance(got, PcmAudio):
+            yield got
             return
-        sent_any = False
-        try:
-            async for chunk in streamer.stream(text, voice=spec.voice):
-                sent_any = True
+        async with contextlib.aclosing(got):
+            async for chunk in got:
                 yield chunk
-            return
+
+    async def _stream(self, spec: VoiceSpec, engine: PromptSynthesizer, streamer: StreamingSynthesizer,
+                      text: str) -> AsyncGenerator[PcmAudio, None]:
+        chunks: list[bytes] = []
+        try:
+            async with contextlib.aclosing(streamer.stream(text, voice=spec.voice)) as stream:
+                async for chunk in stream:
+                    chunks.append(chunk.pcm)
+                    yield chunk
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if sent_any:
+            if chunks:
                 log.warning("tts.stream_failed", voice=str(spec), reason=_reason(exc))
                 return
             self._log_fallback(spec, _reason(exc), once=isinstance(exc, VoiceUnavailableError))
+        else:
+            # Completed (not closed early by a barge-in or a hang-up): the next call gets it whole.
+            if chunks and isinstance(engine, PromptCache):
+                try:
+                    await engine.keep(text, voice=spec.voice, audio=PcmAudio(b"".join(chunks)))
+                except OSError as exc:  # a full or read-only disk costs a later render, not this call
+                    log.warning("tts.cache_write_failed", voice=str(spec), error=str(exc))
+            return
         fallback, espeak_voice = self._fallback(spec)
         yield await fallback.synthesize(text, voice=espeak_voice)
 
