@@ -279,3 +279,17 @@ def test_a_clock_stall_puts_the_gap_into_the_robots_next_silence(tmp_path: Path)
     # The prompt is whole and uninterrupted (as the caller heard it); the 40 ms gap follows it.
     assert right.tolist() == [900] * 10 * 160 + [0] * 6 * 160
     assert marks == [TimelineMark("prompt", 0, 200, prompt_id, None)]
+
+
+def test_a_prompt_resumed_after_a_gap_keeps_its_text(tmp_path: Path) -> None:
+    """A streamed prompt pauses between sentences while the next is synthesized: the audio after
+    the gap is a second mark of the same prompt, saying what it plays like the first."""
+    marks: list[TimelineMark] = []
+    rec = CallRecording(RecordingSettings(tmp_path), "g@b", started_at=STARTED_AT, on_mark=marks.append)
+    rec.prompt_text(7, "Your balance is twelve dollars. Anything else?")
+    audio = tone(1, 500)
+    for n, prompt_id in enumerate([7] * 5 + [None] * 3 + [7] * 4 + [None] * 2):
+        rec.on_media(caller_frame(n), prompt_id, audio if prompt_id is not None else None)
+    rec.close()
+    text = "Your balance is twelve dollars. Anything else?"
+    assert marks == [TimelineMark("prompt", 0, 100, 7, text), TimelineMark("prompt", 160, 240, 7, text)]

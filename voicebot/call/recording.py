@@ -206,8 +206,10 @@ class CallRecording:
             return
         prompt_id, start = self._prompt
         self._prompt = None
+        # The text stays: a streamed prompt that pauses between sentences while the next one is
+        # synthesized resumes as a second mark of the same id, which says what it plays too.
         self._mark(TimelineMark("prompt", start * FRAME_MS, at * FRAME_MS, prompt_id,
-                                self._prompt_texts.pop(prompt_id, None)))
+                                self._prompt_texts.get(prompt_id)))
 
     # ---- from the pipeline ----
 

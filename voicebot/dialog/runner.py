@@ -41,7 +41,8 @@ class CallControl(Protocol):
     """What the dialog needs from the call; implemented by the call pipeline."""
 
     async def play_prompt(self, pcm16: bytes, *, prompt_seq: int, barge_in: bool) -> None:
-        """Queue ``pcm16`` (16-bit 8 kHz mono) for playout and return at once; report
+        """Queue ``pcm16`` (16-bit 8 kHz mono) for playout and return (at once, or once an earlier
+        streamed prompt has fully arrived, so prompts keep their order); report
         :meth:`DialogRunner.prompt_finished` (``prompt_seq``) when it has played to the end."""
         ...
 
