@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
+from voicebot.stt.engine import WordTiming
 from voicebot.stt.features import (
     ENCODER_FRAMES_PER_S,
     HOP_LENGTH,
@@ -42,15 +43,27 @@ MAX_PROMPT_TOKENS = MAX_TEXT_TOKENS // 2 - 1
 # Digits mode: characters a token may consist of (digits and the separators Whisper writes between
 # spoken digits: "4-7-9-2", "4 7 9 2", "479, 2.").
 DIGIT_TOKEN_CHARS = frozenset("0123456789 ,.-")
-# Menu / yes-no rescoring. Each candidate phrase is forced against the audio; its mean token
-# log-probability minus the free decode's (how much less likely the phrase is than what the model
-# would write unconstrained) is the phrase's margin. The best phrase is accepted when its margin is
-# at least REJECT_MARGIN and its own mean log-probability at least MIN_PHRASE_LOGPROB. Measured on
-# espeak-ng (en-us, en) and Piper joe telephone speech, demo menu (docs/stt-server.md): in-grammar
-# margins -0.0 to -2.4, out-of-grammar -3.1 to -5.2; in-grammar mean log-probabilities >= -4.1.
-REJECT_MARGIN = -2.75
+# Menu / yes-no rescoring. Each candidate phrase is forced against the audio, followed by a full stop
+# (the sentence-end probe, see below); its score is the mean log-probability of the phrase's tokens
+# and the probe, the probe weighted END_WEIGHT. The score minus the free decode's mean token
+# log-probability (how much less likely the phrase is than what the model writes unconstrained) is
+# the phrase's margin. The best phrase is accepted when its margin is at least REJECT_MARGIN and its
+# score at least MIN_PHRASE_LOGPROB. Measured on the intent bench's espeak-ng and Piper joe
+# telephone speech (docs/stt-server.md "Rescoring, measured").
+REJECT_MARGIN = -3.25
 MIN_PHRASE_LOGPROB = -5.0
-RESCORE_MARGIN_FRAMES = ENCODER_FRAMES_PER_S // 2
+# The sentence-end probe: the probability that the caller's sentence ends after the phrase. A phrase
+# that is only the beginning of what was said ("i can" of "I can't make it", "not" of "not right")
+# explains its first tokens as well as the whole sentence does, and a mean over its own tokens alone
+# cannot see the words left over; the model's probability of a full stop right after it can (measured
+# log-probabilities: -4.4 after "I can" of "I can't make it", -0.5 after "I can't make it").
+# Weighted half a token: a caller's "please" or "thanks" after a phrase costs it a little, not all.
+END_WEIGHT = 0.5
+# The encoder frames given to the forced decoder: the audio's and this much after it. Whisper's
+# decoder is unsure of words near the end of what it attends to: with only 0.5 s after the audio the
+# forced scores of right phrases fell by 1-4 nats a token on short espeak answers ("of course" -8.3
+# against -4.5 with 1 s; "balance" -7.7 against -7.1), so short answers were rejected.
+RESCORE_MARGIN_FRAMES = ENCODER_FRAMES_PER_S
 # Only the candidates whose first token is among this many most probable first tokens of the free
 # decode's first step are forced (a menu of 19 phrases has 18 distinct first tokens): forcing costs
 # ~12 ms a phrase on an idle core and several times that under load.
@@ -66,11 +79,20 @@ YESNO_CANDIDATES: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class PhraseScore:
-    """One candidate phrase forced against the audio: the text to report and the mean token logprob."""
+    """One candidate phrase forced against the audio: the text to report, the mean log-probability
+    of its tokens, and the log-probability of a sentence end (a full stop) right after it."""
 
     reported: str
     phrase: str
     mean_logprob: float
+    end_logprob: float = 0.0
+    n_tokens: int = 1
+
+    @property
+    def score(self) -> float:
+        """Mean log-probability of the phrase's tokens and the sentence end (weighted END_WEIGHT)."""
+        total = self.mean_logprob * self.n_tokens + END_WEIGHT * self.end_logprob
+        return total / (self.n_tokens + END_WEIGHT)
 
 
 def phrase_key(text: str) -> str:
@@ -91,6 +113,11 @@ class HintedDecoding:
     _startofprev: int | None
     _lang_token: dict[str, int]
     _digit_suppress: list[int] | None
+
+    def _alignment_words(
+        self, token_ids: Sequence[int], alignment: Any, samples: Float32Array
+    ) -> tuple[WordTiming, ...]:
+        raise NotImplementedError  # the engine's (voicebot.stt.model)
 
     def _candidates(self, hints: RecognitionHints) -> list[tuple[str, str]]:
         """(text to report, phrase to score) for a menu or yes/no hint."""
@@ -124,28 +151,39 @@ class HintedDecoding:
         return self.encode_text(" " + phrase[:1].upper() + phrase[1:])
 
     def score_phrases(
-        self, encoded: Any, code: str, candidates: Sequence[tuple[str, str]], num_frames: int
-    ) -> list[PhraseScore]:
-        """Force every candidate phrase against the audio in one batch (CTranslate2 ``align``):
-        the mean log-probability of the phrase's tokens given the audio, plain prompt."""
-        if not candidates:
-            return []
+        self, encoded: Any, code: str, candidates: Sequence[tuple[str, str]], num_frames: int,
+        extra: Sequence[Sequence[int]] = (),
+    ) -> tuple[list[PhraseScore], list[Any]]:
+        """Force every candidate phrase, followed by a full stop, against the audio in one batch
+        (CTranslate2 ``align``), plain prompt. ``extra`` token lists (the free decode, for its word
+        times) ride in the same batch; their alignment results are returned after the scores."""
+        if not candidates and not extra:
+            return [], []
         tokens = [self._phrase_tokens(phrase) for _reported, phrase in candidates]
+        end = self._sentence_end()
+        forced = [[*t, end] for t in tokens] + [list(t) for t in extra]
         one = np.asarray(encoded)  # [1, frames, d_model], float32 on the CPU
-        # Only the encoder frames of the audio (+ 0.5 s): every batch entry recomputes the decoder's
-        # cross-attention keys and values over its frames, which is most of the cost (measured
-        # 48 ms a phrase over an 8 s window, 13 ms over 2 s).
+        # Only the encoder frames of the audio (+ RESCORE_MARGIN_FRAMES): every batch entry
+        # recomputes the decoder's cross-attention keys and values over its frames, which is most of
+        # the cost (measured 48 ms a phrase over an 8 s window, 13 ms over 2 s).
         frames = min(one.shape[1], num_frames // 2 + RESCORE_MARGIN_FRAMES)
-        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(tokens), axis=0))
+        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(forced), axis=0))
         results = self._model.align(
-            ctranslate2.StorageView.from_array(batch), self._prompt(code), tokens, min(num_frames, 2 * frames)
+            ctranslate2.StorageView.from_array(batch), self._prompt(code), forced, min(num_frames, 2 * frames)
         )
         scores: list[PhraseScore] = []
-        for (reported, phrase), result in zip(candidates, results, strict=True):
-            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(tokens[len(scores)])]
-            mean = float(np.mean(np.log(np.maximum(probs, 1e-12)))) if probs.size else -math.inf
-            scores.append(PhraseScore(reported, phrase, mean))
-        return scores
+        for (reported, phrase), phrase_tokens, result in zip(candidates, tokens, results, strict=False):
+            n = len(phrase_tokens)
+            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: n + 1]
+            logprobs = np.log(np.maximum(probs, 1e-12))
+            if n == 0 or logprobs.size < n + 1:
+                scores.append(PhraseScore(reported, phrase, -math.inf, -math.inf, 1))
+                continue
+            scores.append(PhraseScore(reported, phrase, float(np.mean(logprobs[:n])), float(logprobs[n]), n))
+        return scores, list(results[len(candidates):])
+
+    def _sentence_end(self) -> int:
+        return self.encode_text(".")[0]
 
     def _rescored(
         self,
@@ -156,28 +194,37 @@ class HintedDecoding:
         free: DetectedHypothesis,
         free_logprob: float,
         first_logprobs: npt.NDArray[np.float32] | None = None,
+        free_tokens: Sequence[int] = (),
     ) -> DetectedHypothesis:
         """Menu / yes-no: the best candidate first and the free decode after it, or only the free
         decode when the speech is out of grammar. Confidence of a match: 1.0 when the phrase is as
         likely as the free decode, falling linearly to 0.5 at :data:`REJECT_MARGIN`; a rejected
-        free decode keeps at most 0.49 (the same scale), so ``>= 0.5`` always means "in grammar"."""
+        free decode keeps at most 0.49 (the same scale), so ``>= 0.5`` always means "in grammar".
+        ``free_tokens``: the free decode's tokens, whose word times are aligned in the same batch as
+        the phrases (one pass over the audio's frames instead of a second one over the window)."""
         candidates = self._candidates(hints)
         said = phrase_key(free.text)
-        for reported, phrase in candidates:
-            if phrase_key(phrase) == said:  # the model wrote the phrase unconstrained: no need to force
-                return self._matched(reported, 1.0, samples, free)
+        # The model wrote a phrase unconstrained: no need to force any.
+        exact = next((reported for reported, phrase in candidates if phrase_key(phrase) == said), None)
         longest = max(len(phrase.split()) for _reported, phrase in candidates)
-        if len(said.split()) > longest + RESCORE_EXTRA_WORDS:
-            return self._rejected(free, free.confidence)
-        candidates = self._likely(candidates, first_logprobs)
+        # A free decode much longer than any phrase is a sentence no phrase can explain: none is forced.
+        sentence = len(said.split()) > longest + RESCORE_EXTRA_WORDS
+        forced = [] if exact is not None or sentence else self._likely(candidates, first_logprobs)
         num_frames = max(1, len(samples) // HOP_LENGTH)
-        scores = self.score_phrases(encoded, code, candidates, num_frames)
+        extra = [list(free_tokens)] if free_tokens else []
+        scores, aligned = self.score_phrases(encoded, code, forced, num_frames, extra)
+        if aligned:
+            free = dataclasses.replace(free, words=self._alignment_words(free_tokens, aligned[0], samples))
+        if exact is not None:
+            return self._matched(exact, 1.0, samples, free)
+        if sentence:
+            return self._rejected(free, free.confidence)
         if not scores:
             return free
-        best = max(scores, key=lambda s: s.mean_logprob)
-        margin = best.mean_logprob - free_logprob
+        best = max(scores, key=lambda s: s.score)
+        margin = best.score - free_logprob
         confidence = float(min(1.0, max(0.0, 1.0 + 0.5 * margin / -REJECT_MARGIN)))
-        if margin < REJECT_MARGIN or best.mean_logprob < MIN_PHRASE_LOGPROB:
+        if margin < REJECT_MARGIN or best.score < MIN_PHRASE_LOGPROB:
             return self._rejected(free, confidence)
         return self._matched(best.reported, confidence, samples, free)
 
@@ -227,7 +274,7 @@ class HintedDecoding:
 
 
 __all__ = [
-    "DIGIT_TOKEN_CHARS", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB", "REJECT_MARGIN", "RESCORE_EXTRA_WORDS",
+    "DIGIT_TOKEN_CHARS", "END_WEIGHT", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB", "REJECT_MARGIN", "RESCORE_EXTRA_WORDS",
     "RESCORE_FIRST_TOKENS", "RESCORE_MARGIN_FRAMES", "YESNO_CANDIDATES", "HintedDecoding", "PhraseScore",
     "phrase_key",
 ]
