@@ -43,31 +43,36 @@ MAX_PROMPT_TOKENS = MAX_TEXT_TOKENS // 2 - 1
 # Digits mode: characters a token may consist of (digits and the separators Whisper writes between
 # spoken digits: "4-7-9-2", "4 7 9 2", "479, 2.").
 DIGIT_TOKEN_CHARS = frozenset("0123456789 ,.-")
-# Menu / yes-no rescoring. Each candidate phrase is forced against the audio, followed by a full stop
-# (the sentence-end probe, see below); its score is the mean log-probability of the phrase's tokens
-# and the probe, the probe weighted END_WEIGHT. The score minus the free decode's mean token
-# log-probability (how much less likely the phrase is than what the model writes unconstrained) is
-# the phrase's margin. The best phrase is accepted when its margin is at least REJECT_MARGIN and its
-# score at least MIN_PHRASE_LOGPROB. Measured on the intent bench's espeak-ng and Piper joe
-# telephone speech (docs/stt-server.md "Rescoring, measured").
-REJECT_MARGIN = -3.25
+# Menu / yes-no rescoring. Each candidate phrase is forced against the audio followed by a full stop
+# (the sentence-end probe), and so is the free decode, in one batch on the same frames with the same
+# plain prompt. A reading's log-probability is the sum over its tokens plus END_WEIGHT times the
+# probe's (the free decode's own final punctuation is its probe); the phrase's margin is its
+# log-probability minus the free decode's: the log of how much less likely the model finds the
+# phrase than its own reading of the same audio. Accepted when the margin is at least REJECT_MARGIN
+# and the phrase's mean log-probability per token (probe included) at least MIN_PHRASE_LOGPROB.
+# A sum, not a mean per token: a mean cannot see what a phrase leaves out, so "i will be there" for
+# "I will not be there" (one very unlikely token among five) or "i can" for "I can't make it" (two
+# likely tokens) scored as well as the whole sentence. Measured on the intent bench's audio
+# (docs/stt-server.md "Rescoring, measured"): the accuracy is flat for REJECT_MARGIN -5.5 .. -6.
+REJECT_MARGIN = -6.0
 MIN_PHRASE_LOGPROB = -5.0
 # The sentence-end probe: the probability that the caller's sentence ends after the phrase. A phrase
-# that is only the beginning of what was said ("i can" of "I can't make it", "not" of "not right")
-# explains its first tokens as well as the whole sentence does, and a mean over its own tokens alone
-# cannot see the words left over; the model's probability of a full stop right after it can (measured
-# log-probabilities: -4.4 after "I can" of "I can't make it", -0.5 after "I can't make it").
-# Weighted half a token: a caller's "please" or "thanks" after a phrase costs it a little, not all.
+# that is only the beginning of what was said has words left over, and the model's probability of a
+# full stop right after it says so (measured log-probabilities: -4.4 after "I can" of "I can't make
+# it", -0.5 after "I can't make it"). Weighted half a token: a caller's "please" or "thanks" after a
+# phrase costs it a little, not all.
 END_WEIGHT = 0.5
 # The encoder frames given to the forced decoder: the audio's and this much after it. Whisper's
 # decoder is unsure of words near the end of what it attends to: with only 0.5 s after the audio the
-# forced scores of right phrases fell by 1-4 nats a token on short espeak answers ("of course" -8.3
-# against -4.5 with 1 s; "balance" -7.7 against -7.1), so short answers were rejected.
-RESCORE_MARGIN_FRAMES = ENCODER_FRAMES_PER_S
+# forced scores of right phrases on short espeak answers fell by 1-4 nats a token ("of course" -8.3
+# a token against -4.0 over the whole window; "balance" -7.7 against -5.9), so short answers were
+# rejected; 2 s gives nearly the whole window's scores.
+RESCORE_MARGIN_FRAMES = 2 * ENCODER_FRAMES_PER_S
 # Only the candidates whose first token is among this many most probable first tokens of the free
 # decode's first step are forced (a menu of 19 phrases has 18 distinct first tokens): forcing costs
-# ~12 ms a phrase on an idle core and several times that under load.
-RESCORE_FIRST_TOKENS = 5
+# ~12 ms a phrase on an idle core and several times that under load. 4 and 5 gave the same results
+# on the intent bench's audio (3 lost two cases), and 4 pays for the longer frames above.
+RESCORE_FIRST_TOKENS = 4
 # A free decode this many words longer than the longest candidate is a sentence, not a menu answer:
 # no phrase can explain its audio (measured margins below -3.8), so none is forced.
 RESCORE_EXTRA_WORDS = 3
@@ -79,20 +84,24 @@ YESNO_CANDIDATES: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class PhraseScore:
-    """One candidate phrase forced against the audio: the text to report, the mean log-probability
-    of its tokens, and the log-probability of a sentence end (a full stop) right after it."""
+    """One reading forced against the audio: the text to report, the log-probabilities of its tokens
+    (summed) and of the sentence-end probe after them."""
 
     reported: str
     phrase: str
-    mean_logprob: float
-    end_logprob: float = 0.0
-    n_tokens: int = 1
+    token_logprob: float
+    end_logprob: float
+    n_tokens: int
 
     @property
-    def score(self) -> float:
-        """Mean log-probability of the phrase's tokens and the sentence end (weighted END_WEIGHT)."""
-        total = self.mean_logprob * self.n_tokens + END_WEIGHT * self.end_logprob
-        return total / (self.n_tokens + END_WEIGHT)
+    def logprob(self) -> float:
+        """The reading's log-probability: its tokens and the probe, weighted END_WEIGHT."""
+        return self.token_logprob + END_WEIGHT * self.end_logprob
+
+    @property
+    def mean_logprob(self) -> float:
+        """Per token, the probe counted as END_WEIGHT of a token."""
+        return self.logprob / (self.n_tokens + END_WEIGHT)
 
 
 def phrase_key(text: str) -> str:
@@ -152,16 +161,21 @@ class HintedDecoding:
 
     def score_phrases(
         self, encoded: Any, code: str, candidates: Sequence[tuple[str, str]], num_frames: int,
-        extra: Sequence[Sequence[int]] = (),
-    ) -> tuple[list[PhraseScore], list[Any]]:
-        """Force every candidate phrase, followed by a full stop, against the audio in one batch
-        (CTranslate2 ``align``), plain prompt. ``extra`` token lists (the free decode, for its word
-        times) ride in the same batch; their alignment results are returned after the scores."""
-        if not candidates and not extra:
-            return [], []
+        free_tokens: Sequence[int] = (),
+    ) -> tuple[list[PhraseScore], PhraseScore | None, Any]:
+        """Force every candidate phrase, followed by a full stop, and the free decode's tokens against
+        the audio in one batch (CTranslate2 ``align``), plain prompt: the phrases' scores, the free
+        decode's (None without ``free_tokens``) and its alignment result (for word times)."""
         tokens = [self._phrase_tokens(phrase) for _reported, phrase in candidates]
         end = self._sentence_end()
-        forced = [[*t, end] for t in tokens] + [list(t) for t in extra]
+        forced = [[*t, end] for t in tokens]
+        if free_tokens:
+            # A free decode that ends a sentence itself ("Balance.") has its probe already.
+            last = self._tokenizer.decode([int(free_tokens[-1])]).strip()
+            own_end = bool(last) and last[-1] in ".?!"
+            forced.append(list(free_tokens) if own_end else [*free_tokens, end])
+        if not forced:
+            return [], None, None
         one = np.asarray(encoded)  # [1, frames, d_model], float32 on the CPU
         # Only the encoder frames of the audio (+ RESCORE_MARGIN_FRAMES): every batch entry
         # recomputes the decoder's cross-attention keys and values over its frames, which is most of
@@ -171,16 +185,22 @@ class HintedDecoding:
         results = self._model.align(
             ctranslate2.StorageView.from_array(batch), self._prompt(code), forced, min(num_frames, 2 * frames)
         )
+        readings = [*candidates, ("", "")] if free_tokens else list(candidates)
         scores: list[PhraseScore] = []
-        for (reported, phrase), phrase_tokens, result in zip(candidates, tokens, results, strict=False):
-            n = len(phrase_tokens)
-            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: n + 1]
+        for (reported, phrase), sequence, result in zip(readings, forced, results, strict=True):
+            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(sequence)]
             logprobs = np.log(np.maximum(probs, 1e-12))
-            if n == 0 or logprobs.size < n + 1:
+            if logprobs.size < len(sequence) or not sequence:
                 scores.append(PhraseScore(reported, phrase, -math.inf, -math.inf, 1))
-                continue
-            scores.append(PhraseScore(reported, phrase, float(np.mean(logprobs[:n])), float(logprobs[n]), n))
-        return scores, list(results[len(candidates):])
+            elif (reported, phrase) == ("", "") and len(sequence) == len(free_tokens):
+                # The free decode's own final punctuation is part of what the model wrote: in full.
+                scores.append(PhraseScore("", "", float(logprobs.sum()), 0.0, len(sequence)))
+            else:
+                scores.append(PhraseScore(reported, phrase, float(logprobs[:-1].sum()), float(logprobs[-1]),
+                                          len(sequence) - 1))
+        if free_tokens:
+            return scores[:-1], scores[-1], results[-1]
+        return scores, None, None
 
     def _sentence_end(self) -> int:
         return self.encode_text(".")[0]
@@ -192,16 +212,17 @@ class HintedDecoding:
         samples: Float32Array,
         hints: RecognitionHints,
         free: DetectedHypothesis,
-        free_logprob: float,
+        free_tokens: Sequence[int],
         first_logprobs: npt.NDArray[np.float32] | None = None,
-        free_tokens: Sequence[int] = (),
+        align_words: bool = True,
     ) -> DetectedHypothesis:
         """Menu / yes-no: the best candidate first and the free decode after it, or only the free
         decode when the speech is out of grammar. Confidence of a match: 1.0 when the phrase is as
         likely as the free decode, falling linearly to 0.5 at :data:`REJECT_MARGIN`; a rejected
         free decode keeps at most 0.49 (the same scale), so ``>= 0.5`` always means "in grammar".
-        ``free_tokens``: the free decode's tokens, whose word times are aligned in the same batch as
-        the phrases (one pass over the audio's frames instead of a second one over the window)."""
+        ``free_tokens`` (the free decode's) are forced in the phrases' batch: the margin's reference
+        and, with ``align_words``, the free decode's word times (one pass over the audio's frames
+        instead of a second one over the whole window)."""
         candidates = self._candidates(hints)
         said = phrase_key(free.text)
         # The model wrote a phrase unconstrained: no need to force any.
@@ -210,21 +231,22 @@ class HintedDecoding:
         # A free decode much longer than any phrase is a sentence no phrase can explain: none is forced.
         sentence = len(said.split()) > longest + RESCORE_EXTRA_WORDS
         forced = [] if exact is not None or sentence else self._likely(candidates, first_logprobs)
+        if not forced and not align_words:
+            free_tokens = ()
         num_frames = max(1, len(samples) // HOP_LENGTH)
-        extra = [list(free_tokens)] if free_tokens else []
-        scores, aligned = self.score_phrases(encoded, code, forced, num_frames, extra)
-        if aligned:
-            free = dataclasses.replace(free, words=self._alignment_words(free_tokens, aligned[0], samples))
+        scores, reference, alignment = self.score_phrases(encoded, code, forced, num_frames, free_tokens)
+        if align_words and alignment is not None:
+            free = dataclasses.replace(free, words=self._alignment_words(free_tokens, alignment, samples))
         if exact is not None:
             return self._matched(exact, 1.0, samples, free)
         if sentence:
             return self._rejected(free, free.confidence)
-        if not scores:
+        if not scores or reference is None:
             return free
-        best = max(scores, key=lambda s: s.score)
-        margin = best.score - free_logprob
+        best = max(scores, key=lambda s: s.logprob)
+        margin = best.logprob - reference.logprob
         confidence = float(min(1.0, max(0.0, 1.0 + 0.5 * margin / -REJECT_MARGIN)))
-        if margin < REJECT_MARGIN or best.score < MIN_PHRASE_LOGPROB:
+        if margin < REJECT_MARGIN or best.mean_logprob < MIN_PHRASE_LOGPROB:
             return self._rejected(free, confidence)
         return self._matched(best.reported, confidence, samples, free)
 
@@ -274,7 +296,7 @@ class HintedDecoding:
 
 
 __all__ = [
-    "DIGIT_TOKEN_CHARS", "END_WEIGHT", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB", "REJECT_MARGIN", "RESCORE_EXTRA_WORDS",
-    "RESCORE_FIRST_TOKENS", "RESCORE_MARGIN_FRAMES", "YESNO_CANDIDATES", "HintedDecoding", "PhraseScore",
-    "phrase_key",
+    "DIGIT_TOKEN_CHARS", "END_WEIGHT", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB", "REJECT_MARGIN",
+    "RESCORE_EXTRA_WORDS", "RESCORE_FIRST_TOKENS", "RESCORE_MARGIN_FRAMES", "YESNO_CANDIDATES",
+    "HintedDecoding", "PhraseScore", "phrase_key",
 ]

@@ -383,8 +383,8 @@ class WhisperEngine(HintedDecoding):
             return free
         assert hints is not None
         return self._rescored(
-            encoded, code, samples, hints, free, decoded.avg_logprob, decoded.first_logprobs,
-            free_tokens=decoded.token_ids if self.word_alignment else (),
+            encoded, code, samples, hints, free, decoded.token_ids, decoded.first_logprobs,
+            align_words=self.word_alignment,
         )
 
     def _detect(self, encoded: Any, choice: Mapping[str, str]) -> tuple[str, float]:
