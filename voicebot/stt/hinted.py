@@ -230,7 +230,14 @@ class HintedDecoding:
         longest = max(len(phrase.split()) for _reported, phrase in candidates)
         # A free decode much longer than any phrase is a sentence no phrase can explain: none is forced.
         sentence = len(said.split()) > longest + RESCORE_EXTRA_WORDS
-        forced = [] if exact is not None or sentence else self._likely(candidates, first_logprobs)
+        if exact is not None or sentence:
+            forced = []
+        else:
+            # A phrase the free decode wrote and then went on ("i can" of "I can't make it", "not"
+            # of "Not right.") is no reading of the whole audio: only the dialog knows whether the
+            # words after it are a filler ("please") or change the meaning; it reads the free decode.
+            whole = [c for c in candidates if not self._continued(c[1], said, free_tokens)]
+            forced = self._likely(whole, first_logprobs)
         if not forced and not align_words:
             free_tokens = ()
         num_frames = max(1, len(samples) // HOP_LENGTH)
@@ -249,6 +256,17 @@ class HintedDecoding:
         if margin < REJECT_MARGIN or best.mean_logprob < MIN_PHRASE_LOGPROB:
             return self._rejected(free, confidence)
         return self._matched(best.reported, confidence, samples, free)
+
+    def _continued(self, phrase: str, said: str, free_tokens: Sequence[int]) -> bool:
+        """The free decode (``said``: its phrase_key) begins with ``phrase`` and has more words:
+        word by word, or token by token ("I can" + "'t make it")."""
+        words, free_words = phrase_key(phrase).split(), said.split()
+        if len(free_words) > len(words) and free_words[: len(words)] == words:
+            return True
+        tokens = self._phrase_tokens(phrase)
+        if len(free_tokens) <= len(tokens) or [int(t) for t in free_tokens[: len(tokens)]] != tokens:
+            return False
+        return bool(phrase_key(self._tokenizer.decode([int(t) for t in free_tokens[len(tokens):]])))
 
     def _likely(
         self, candidates: list[tuple[str, str]], first_logprobs: npt.NDArray[np.float32] | None
