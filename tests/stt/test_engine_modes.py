@@ -229,3 +229,52 @@ def test_short_answers_come_back_without_repeats(engine: WhisperEngine, joe: Any
             partial = engine.transcribe(phone_audio(pcm), language="en-US", partial=True)
             # Partials get no beam fallback (too costly), but repeated sentences are still said once.
             assert collapse_repeats(partial.text) == partial.text, partial.text
+
+
+# The yes/no answers of reminder.yaml's question as the dialog sends them (its own phrases and the
+# built-in yes / no sets of voicebot.dialog.match): the yes set holds "i can" and "i will", which
+# are the first words of these no-answers.
+YES_SET = ("yes", "yeah", "yep", "yup", "sure", "correct", "right", "that's right", "that is right",
+           "confirm", "confirmed", "ok", "okay", "absolutely", "of course", "i can", "i will",
+           "definitely", "i'll be there", "i will be there", "see you")
+NO_SET = ("no", "nope", "nah", "not", "negative", "cancel", "can't", "cannot", "i can't", "won't",
+          "i won't", "incorrect", "wrong", "cancel it", "i can't make it")
+REMINDER = menu_hints("Will you be there? Please say yes, no, or reschedule.",
+                      ["reschedule", "another time", *YES_SET, *NO_SET])
+# No-answers whose first words are a yes-phrase ("I can" + "'t make it", "I will" + " not ...").
+NO_WITH_A_YES_PREFIX = ("I can't make it", "I can't come tomorrow", "I will not be there")
+
+
+def no_answers(engine: WhisperEngine, joe: Any) -> list[tuple[str, str, str, float]]:
+    """(voice, said, reported text, confidence) for every no-answer in both voices."""
+    out = []
+    for said in NO_WITH_A_YES_PREFIX:
+        for voice, pcm in (("joe", joe_speech(joe, said)), ("espeak", telephone_speech(said))):
+            hyp = engine.transcribe(phone_audio(pcm), language="en-US", partial=False, hints=REMINDER)
+            out.append((voice, said, hyp.text, hyp.confidence))
+    return out
+
+
+def test_menu_mode_does_not_take_the_first_words_of_a_sentence_for_a_phrase(
+    engine: WhisperEngine, joe: Any
+) -> None:
+    """A phrase that is only the beginning of what was said ("i can" of "I can't make it") must not
+    be reported as the match: that turned a no into a yes (issue 12, intent bench)."""
+    yes_keys = {key_of(p) for p in YES_SET}
+    wrong = [(voice, said, text, round(conf, 2)) for voice, said, text, conf in no_answers(engine, joe)
+             if conf >= 0.5 and key_of(text) in yes_keys and key_of(said).startswith(key_of(text))]
+    assert not wrong, wrong
+
+
+@pytest.mark.xfail(reason="known limit (docs/stt-server.md): a yes-phrase that skips one word of the "
+                   "sentence ('i will be there' for espeak's 'I will not be there') can stay within the "
+                   "reject margin that garbled espeak answers need", strict=False)
+def test_menu_mode_does_not_report_a_yes_phrase_for_a_no_answer(engine: WhisperEngine, joe: Any) -> None:
+    yes_keys = {key_of(p) for p in YES_SET}
+    wrong = [(voice, said, text, round(conf, 2)) for voice, said, text, conf in no_answers(engine, joe)
+             if conf >= 0.5 and key_of(text) in yes_keys]
+    assert not wrong, wrong
+
+
+def key_of(text: str) -> str:
+    return re.sub(r"[^\w' ]", "", text.lower()).strip()

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
+from voicebot.stt.engine import WordTiming
 from voicebot.stt.features import (
     ENCODER_FRAMES_PER_S,
     HOP_LENGTH,
@@ -74,19 +75,40 @@ DIGITS_REJECT_MARGIN = -2.0
 # loop rule (voicebot.stt.guard.LOOP_REPEATS) says of any other word; the free decode still counts.
 DIGIT_LOOP_REPEATS = 4
 DIGITS_REJECTED_CONFIDENCE = 0.39
-# Menu / yes-no rescoring. Each candidate phrase is forced against the audio; its mean token
-# log-probability minus the free decode's (how much less likely the phrase is than what the model
-# would write unconstrained) is the phrase's margin. The best phrase is accepted when its margin is
-# at least REJECT_MARGIN and its own mean log-probability at least MIN_PHRASE_LOGPROB. Measured on
-# espeak-ng (en-us, en) and Piper joe telephone speech, demo menu (docs/stt-server.md): in-grammar
-# margins -0.0 to -2.4, out-of-grammar -3.1 to -5.2; in-grammar mean log-probabilities >= -4.1.
-REJECT_MARGIN = -2.75
+# Digits mode forces its readings on the audio's encoder frames + 0.5 s: the thresholds above were
+# measured so (the menu's rescoring later moved to 2 s, RESCORE_MARGIN_FRAMES; digit readings keep
+# the frames they were calibrated on).
+DIGITS_MARGIN_FRAMES = ENCODER_FRAMES_PER_S // 2
+# Menu / yes-no rescoring. Each candidate phrase is forced against the audio followed by a full stop
+# (the sentence-end probe), and so is the free decode, in one batch on the same frames with the same
+# plain prompt. A reading's log-probability is the sum over its tokens plus END_WEIGHT times the
+# probe's (the free decode's own final punctuation is its probe); the phrase's margin is its
+# log-probability minus the free decode's: the log of how much less likely the model finds the
+# phrase than its own reading of the same audio. Accepted when the margin is at least REJECT_MARGIN
+# and the phrase's mean log-probability per token (probe included) at least MIN_PHRASE_LOGPROB.
+# A sum, not a mean per token: a mean cannot see what a phrase leaves out, so "i will be there" for
+# "I will not be there" (one very unlikely token among five) or "i can" for "I can't make it" (two
+# likely tokens) scored as well as the whole sentence. Measured on the intent bench's audio
+# (docs/stt-server.md "Rescoring, measured"): the accuracy is flat for REJECT_MARGIN -5.5 .. -6.
+REJECT_MARGIN = -6.0
 MIN_PHRASE_LOGPROB = -5.0
-RESCORE_MARGIN_FRAMES = ENCODER_FRAMES_PER_S // 2
+# The sentence-end probe: the probability that the caller's sentence ends after the phrase. A phrase
+# that is only the beginning of what was said has words left over, and the model's probability of a
+# full stop right after it says so (measured log-probabilities: -4.4 after "I can" of "I can't make
+# it", -0.5 after "I can't make it"). Weighted half a token: a caller's "please" or "thanks" after a
+# phrase costs it a little, not all.
+END_WEIGHT = 0.5
+# The encoder frames given to the forced decoder: the audio's and this much after it. Whisper's
+# decoder is unsure of words near the end of what it attends to: with only 0.5 s after the audio the
+# forced scores of right phrases on short espeak answers fell by 1-4 nats a token ("of course" -8.3
+# a token against -4.0 over the whole window; "balance" -7.7 against -5.9), so short answers were
+# rejected; 2 s gives nearly the whole window's scores.
+RESCORE_MARGIN_FRAMES = 2 * ENCODER_FRAMES_PER_S
 # Only the candidates whose first token is among this many most probable first tokens of the free
 # decode's first step are forced (a menu of 19 phrases has 18 distinct first tokens): forcing costs
-# ~12 ms a phrase on an idle core and several times that under load.
-RESCORE_FIRST_TOKENS = 5
+# ~12 ms a phrase on an idle core and several times that under load. 4 and 5 gave the same results
+# on the intent bench's audio (3 lost two cases), and 4 pays for the longer frames above.
+RESCORE_FIRST_TOKENS = 4
 # A free decode this many words longer than the longest candidate is a sentence, not a menu answer:
 # no phrase can explain its audio (measured margins below -3.8), so none is forced.
 RESCORE_EXTRA_WORDS = 3
@@ -98,11 +120,24 @@ YESNO_CANDIDATES: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class PhraseScore:
-    """One candidate phrase forced against the audio: the text to report and the mean token logprob."""
+    """One reading forced against the audio: the text to report, the log-probabilities of its tokens
+    (summed) and of the sentence-end probe after them."""
 
     reported: str
     phrase: str
-    mean_logprob: float
+    token_logprob: float
+    end_logprob: float
+    n_tokens: int
+
+    @property
+    def logprob(self) -> float:
+        """The reading's log-probability: its tokens and the probe, weighted END_WEIGHT."""
+        return self.token_logprob + END_WEIGHT * self.end_logprob
+
+    @property
+    def mean_logprob(self) -> float:
+        """Per token, the probe counted as END_WEIGHT of a token."""
+        return self.logprob / (self.n_tokens + END_WEIGHT)
 
 
 def phrase_key(text: str) -> str:
@@ -172,6 +207,11 @@ class HintedDecoding:
     _lang_token: dict[str, int]
     _digit_suppress: list[int] | None
 
+    def _alignment_words(
+        self, token_ids: Sequence[int], alignment: Any, samples: Float32Array
+    ) -> tuple[WordTiming, ...]:
+        raise NotImplementedError  # the engine's (voicebot.stt.model)
+
     def _candidates(self, hints: RecognitionHints) -> list[tuple[str, str]]:
         """(text to report, phrase to score) for a menu or yes/no hint."""
         pairs = [(p.strip(), p.strip()) for p in hints.phrases]
@@ -204,28 +244,50 @@ class HintedDecoding:
         return self.encode_text(" " + phrase[:1].upper() + phrase[1:])
 
     def score_phrases(
-        self, encoded: Any, code: str, candidates: Sequence[tuple[str, str]], num_frames: int
-    ) -> list[PhraseScore]:
-        """Force every candidate phrase against the audio in one batch (CTranslate2 ``align``):
-        the mean log-probability of the phrase's tokens given the audio, plain prompt."""
-        if not candidates:
-            return []
+        self, encoded: Any, code: str, candidates: Sequence[tuple[str, str]], num_frames: int,
+        free_tokens: Sequence[int] = (),
+    ) -> tuple[list[PhraseScore], PhraseScore | None, Any]:
+        """Force every candidate phrase, followed by a full stop, and the free decode's tokens against
+        the audio in one batch (CTranslate2 ``align``), plain prompt: the phrases' scores, the free
+        decode's (None without ``free_tokens``) and its alignment result (for word times)."""
         tokens = [self._phrase_tokens(phrase) for _reported, phrase in candidates]
+        end = self._sentence_end()
+        forced = [[*t, end] for t in tokens]
+        if free_tokens:
+            # A free decode that ends a sentence itself ("Balance.") has its probe already.
+            last = self._tokenizer.decode([int(free_tokens[-1])]).strip()
+            own_end = bool(last) and last[-1] in ".?!"
+            forced.append(list(free_tokens) if own_end else [*free_tokens, end])
+        if not forced:
+            return [], None, None
         one = np.asarray(encoded)  # [1, frames, d_model], float32 on the CPU
-        # Only the encoder frames of the audio (+ 0.5 s): every batch entry recomputes the decoder's
-        # cross-attention keys and values over its frames, which is most of the cost (measured
-        # 48 ms a phrase over an 8 s window, 13 ms over 2 s).
+        # Only the encoder frames of the audio (+ RESCORE_MARGIN_FRAMES): every batch entry
+        # recomputes the decoder's cross-attention keys and values over its frames, which is most of
+        # the cost (measured 48 ms a phrase over an 8 s window, 13 ms over 2 s).
         frames = min(one.shape[1], num_frames // 2 + RESCORE_MARGIN_FRAMES)
-        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(tokens), axis=0))
+        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(forced), axis=0))
         results = self._model.align(
-            ctranslate2.StorageView.from_array(batch), self._prompt(code), tokens, min(num_frames, 2 * frames)
+            ctranslate2.StorageView.from_array(batch), self._prompt(code), forced, min(num_frames, 2 * frames)
         )
+        readings = [*candidates, ("", "")] if free_tokens else list(candidates)
         scores: list[PhraseScore] = []
-        for (reported, phrase), result in zip(candidates, results, strict=True):
-            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(tokens[len(scores)])]
-            mean = float(np.mean(np.log(np.maximum(probs, 1e-12)))) if probs.size else -math.inf
-            scores.append(PhraseScore(reported, phrase, mean))
-        return scores
+        for (reported, phrase), sequence, result in zip(readings, forced, results, strict=True):
+            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(sequence)]
+            logprobs = np.log(np.maximum(probs, 1e-12))
+            if logprobs.size < len(sequence) or not sequence:
+                scores.append(PhraseScore(reported, phrase, -math.inf, -math.inf, 1))
+            elif (reported, phrase) == ("", "") and len(sequence) == len(free_tokens):
+                # The free decode's own final punctuation is part of what the model wrote: in full.
+                scores.append(PhraseScore("", "", float(logprobs.sum()), 0.0, len(sequence)))
+            else:
+                scores.append(PhraseScore(reported, phrase, float(logprobs[:-1].sum()), float(logprobs[-1]),
+                                          len(sequence) - 1))
+        if free_tokens:
+            return scores[:-1], scores[-1], results[-1]
+        return scores, None, None
+
+    def _sentence_end(self) -> int:
+        return self.encode_text(".")[0]
 
     def _rescored(
         self,
@@ -234,32 +296,61 @@ class HintedDecoding:
         samples: Float32Array,
         hints: RecognitionHints,
         free: DetectedHypothesis,
-        free_logprob: float,
+        free_tokens: Sequence[int],
         first_logprobs: npt.NDArray[np.float32] | None = None,
+        align_words: bool = True,
     ) -> DetectedHypothesis:
         """Menu / yes-no: the best candidate first and the free decode after it, or only the free
         decode when the speech is out of grammar. Confidence of a match: 1.0 when the phrase is as
         likely as the free decode, falling linearly to 0.5 at :data:`REJECT_MARGIN`; a rejected
-        free decode keeps at most 0.49 (the same scale), so ``>= 0.5`` always means "in grammar"."""
+        free decode keeps at most 0.49 (the same scale), so ``>= 0.5`` always means "in grammar".
+        ``free_tokens`` (the free decode's) are forced in the phrases' batch: the margin's reference
+        and, with ``align_words``, the free decode's word times (one pass over the audio's frames
+        instead of a second one over the whole window)."""
         candidates = self._candidates(hints)
         said = phrase_key(free.text)
-        for reported, phrase in candidates:
-            if phrase_key(phrase) == said:  # the model wrote the phrase unconstrained: no need to force
-                return self._matched(reported, 1.0, samples, free)
+        # The model wrote a phrase unconstrained: no need to force any.
+        exact = next((reported for reported, phrase in candidates if phrase_key(phrase) == said), None)
         longest = max(len(phrase.split()) for _reported, phrase in candidates)
-        if len(said.split()) > longest + RESCORE_EXTRA_WORDS:
-            return self._rejected(free, free.confidence)
-        candidates = self._likely(candidates, first_logprobs)
+        # A free decode much longer than any phrase is a sentence no phrase can explain: none is forced.
+        sentence = len(said.split()) > longest + RESCORE_EXTRA_WORDS
+        if exact is not None or sentence:
+            forced = []
+        else:
+            # A phrase the free decode wrote and then went on ("i can" of "I can't make it", "not"
+            # of "Not right.") is no reading of the whole audio: only the dialog knows whether the
+            # words after it are a filler ("please") or change the meaning; it reads the free decode.
+            whole = [c for c in candidates if not self._continued(c[1], said, free_tokens)]
+            forced = self._likely(whole, first_logprobs)
+        if not forced and not align_words:
+            free_tokens = ()
         num_frames = max(1, len(samples) // HOP_LENGTH)
-        scores = self.score_phrases(encoded, code, candidates, num_frames)
-        if not scores:
+        scores, reference, alignment = self.score_phrases(encoded, code, forced, num_frames, free_tokens)
+        if align_words and alignment is not None:
+            free = dataclasses.replace(free, words=self._alignment_words(free_tokens, alignment, samples))
+        if exact is not None:
+            return self._matched(exact, 1.0, samples, free)
+        if sentence:
+            return self._rejected(free, free.confidence)
+        if not scores or reference is None:
             return free
-        best = max(scores, key=lambda s: s.mean_logprob)
-        margin = best.mean_logprob - free_logprob
+        best = max(scores, key=lambda s: s.logprob)
+        margin = best.logprob - reference.logprob
         confidence = float(min(1.0, max(0.0, 1.0 + 0.5 * margin / -REJECT_MARGIN)))
         if margin < REJECT_MARGIN or best.mean_logprob < MIN_PHRASE_LOGPROB:
             return self._rejected(free, confidence)
         return self._matched(best.reported, confidence, samples, free)
+
+    def _continued(self, phrase: str, said: str, free_tokens: Sequence[int]) -> bool:
+        """The free decode (``said``: its phrase_key) begins with ``phrase`` and has more words:
+        word by word, or token by token ("I can" + "'t make it")."""
+        words, free_words = phrase_key(phrase).split(), said.split()
+        if len(free_words) > len(words) and free_words[: len(words)] == words:
+            return True
+        tokens = self._phrase_tokens(phrase)
+        if len(free_tokens) <= len(tokens) or [int(t) for t in free_tokens[: len(tokens)]] != tokens:
+            return False
+        return bool(phrase_key(self._tokenizer.decode([int(t) for t in free_tokens[len(tokens):]])))
 
     def _likely(
         self, candidates: list[tuple[str, str]], first_logprobs: npt.NDArray[np.float32] | None
@@ -308,7 +399,7 @@ class HintedDecoding:
         own output under that prompt, so it is scored in the same context."""
         tokens = [self.encode_text(" " + text) for text in readings]
         one = np.asarray(encoded)
-        frames = min(one.shape[1], num_frames // 2 + RESCORE_MARGIN_FRAMES)
+        frames = min(one.shape[1], num_frames // 2 + DIGITS_MARGIN_FRAMES)
         batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(tokens), axis=0))
         prompt = self._prompt(code, hints)
         results = self._model.align(
@@ -369,7 +460,7 @@ class HintedDecoding:
 
 
 __all__ = [
-    "DIGIT_TOKEN_CHARS", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB", "REJECT_MARGIN", "RESCORE_EXTRA_WORDS",
-    "RESCORE_FIRST_TOKENS", "RESCORE_MARGIN_FRAMES", "YESNO_CANDIDATES", "HintedDecoding", "PhraseScore",
-    "phrase_key",
+    "DIGIT_TOKEN_CHARS", "END_WEIGHT", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB", "REJECT_MARGIN",
+    "RESCORE_EXTRA_WORDS", "RESCORE_FIRST_TOKENS", "RESCORE_MARGIN_FRAMES", "YESNO_CANDIDATES",
+    "HintedDecoding", "PhraseScore", "phrase_key",
 ]

@@ -385,17 +385,22 @@ class WhisperEngine(HintedDecoding):
                                       choice[code], language_probability=probability)
             assert hints is not None
             return self._digit_readings(encoded, code, samples, hints, free, constrained)
+        rescoring = not partial and hints is not None and hints.mode in ("menu", "yesno")
         if partial or not self.word_alignment:
             words = spread_words(decoded.text, samples)
+        elif rescoring:
+            words = ()  # aligned in the rescoring's batch, with the phrases (voicebot.stt.hinted)
         else:
             words = self._aligned_words(encoded, decoded, samples)
         free = DetectedHypothesis(
             decoded.text, words, confidence, choice[code], language_probability=probability
         )
-        if partial or hints is None or hints.mode not in ("menu", "yesno"):
+        if not rescoring:
             return free
+        assert hints is not None
         return self._rescored(
-            encoded, code, samples, hints, free, decoded.avg_logprob, decoded.first_logprobs
+            encoded, code, samples, hints, free, decoded.token_ids, decoded.first_logprobs,
+            align_words=self.word_alignment,
         )
 
     def _detect(self, encoded: Any, choice: Mapping[str, str]) -> tuple[str, float]:
@@ -498,13 +503,22 @@ class WhisperEngine(HintedDecoding):
     def _aligned_words(
         self, encoded: Any, decoded: _Decoded, samples: Float32Array
     ) -> tuple[WordTiming, ...]:
-        groups = self._word_groups(decoded.token_ids)
-        if not groups:
+        if not self._word_groups(decoded.token_ids):
             return ()
         num_frames = max(1, len(samples) // HOP_LENGTH)
         alignment = self._model.align(
             encoded, self._prompt(decoded.language), [list(decoded.token_ids)], num_frames
         )[0]
+        return self._alignment_words(decoded.token_ids, alignment, samples)
+
+    def _alignment_words(
+        self, token_ids: Sequence[int], alignment: Any, samples: Float32Array
+    ) -> tuple[WordTiming, ...]:
+        """Word times from an ``align()`` result for ``token_ids`` (extra forced tokens after them,
+        such as a sentence-end probe, are ignored)."""
+        groups = self._word_groups(token_ids)
+        if not groups:
+            return ()
         # The DTW path pairs (text token index, encoder frame of 20 ms); a token starts where the
         # path first reaches it. The end-of-text token closes the last word.
         token_start_ms: dict[int, int] = {}
@@ -513,7 +527,7 @@ class WhisperEngine(HintedDecoding):
         # The DTW path always starts at frame 0 and ends at the last frame, so leading and trailing
         # silence would be given to the first and last words: clamp into the voiced span.
         voiced_start_ms, voiced_end_ms = voiced_span_ms(samples)
-        n_tokens = len(decoded.token_ids)
+        n_tokens = len(token_ids)
         words: list[WordTiming] = []
         for word_index, (text, indices) in enumerate(groups):
             start_ms = token_start_ms.get(indices[0], words[-1].end_ms if words else 0)
