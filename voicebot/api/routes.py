@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from voicebot.api.campaign_schema import MAX_CAMPAIGN_BODY_BYTES, create_campaign_request
 from voicebot.api.errors import ApiError
-from voicebot.api.events import CallEvent, EventBus, EventsDropped
+from voicebot.api.events import EventBus, EventId, EventsDropped, ReplayGap, StreamItem
 from voicebot.api.openapi import openapi_document
 from voicebot.api.registry import RECENT_CALLS, CallEntry, CallRegistry
 from voicebot.api.schema import (
@@ -51,7 +51,8 @@ from voicebot.errors import VoicebotError
 log = structlog.get_logger(logger_name=__name__)
 
 PROBLEM_JSON = "application/problem+json"
-SSE_HEARTBEAT_S = 15.0
+SSE_HEARTBEAT_S = 15.0  # a comment this often: proxies close a stream idle for long (nginx: 60 s)
+SSE_RETRY_MS = 2000  # the reconnection delay a client's EventSource is told (WHATWG HTML §9.2.6)
 
 PlaceCall = Callable[[str, Dialplan, Mapping[str, str], float], CallEntry]
 
@@ -247,17 +248,21 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
 
     async def events(request: Request) -> Response:
         call_id = request.query_params.get("call_id") or None
-        unknown = set(request.query_params) - {"call_id"}
+        unknown = set(request.query_params) - {"call_id", "last_event_id"}
         if unknown:
-            raise ApiError(422, f"unknown query parameter {sorted(unknown)[0]!r}; known: call_id",
-                           field=sorted(unknown)[0])
-        # Subscribed before the response starts: whatever happens after the client sees the
-        # headers is in its stream.
-        sub = ctx.bus.subscribe(call_id=call_id)
+            raise ApiError(422, f"unknown query parameter {sorted(unknown)[0]!r}; known: call_id, "
+                                "last_event_id", field=sorted(unknown)[0])
+        after = _last_event_id(request)
+        # Subscribed (and the replay taken) before the response starts, in one synchronous step:
+        # whatever happens after the client sees the headers is in its stream, nothing twice.
+        sub = ctx.bus.subscribe(call_id=call_id, after=after)
+        boot_id = ctx.bus.boot_id
+        if after is not None:
+            log.info("api.events.resumed", last_event_id=str(after), replayed=sub.replay_pending)
 
         async def stream() -> AsyncIterator[bytes]:
             with sub:
-                yield b": subscribed\n\n"
+                yield f": subscribed\nretry: {SSE_RETRY_MS}\n\n".encode()
                 while True:
                     batch = await sub.next_batch(SSE_HEARTBEAT_S)
                     if batch is None:
@@ -265,10 +270,11 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
                     if not batch:
                         yield b": keepalive\n\n"
                         continue
-                    yield b"".join(sse_frame(item) for item in batch)
+                    yield b"".join(sse_frame(item, boot_id) for item in batch)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                                          "X-Voicebot-Boot-Id": boot_id})
 
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_document())
@@ -353,13 +359,31 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
     ]
 
 
-def sse_frame(item: CallEvent | EventsDropped) -> bytes:
-    """One server-sent event (WHATWG HTML §9.2): ``id`` is the bus sequence number."""
+def _last_event_id(request: Request) -> EventId | None:
+    """The client's last event: the ``Last-Event-ID`` header an EventSource sends when it reconnects
+    (WHATWG HTML §9.2.4), else ``?last_event_id=`` (for clients that cannot set headers)."""
+    header = request.headers.get("last-event-id")
+    text, field = ((header, "Last-Event-ID") if header is not None
+                   else (request.query_params.get("last_event_id"), "last_event_id"))
+    if text is None or not text.strip():
+        return None  # an empty Last-Event-ID is what a stream that never saw an id sends
+    try:
+        return EventId.parse(text)
+    except ValueError as exc:
+        raise ApiError(400 if header is not None else 422, f"{field}: {exc}", field=field) from None
+
+
+def sse_frame(item: StreamItem, boot_id: str) -> bytes:
+    """One server-sent event (WHATWG HTML §9.2): ``id`` is ``<boot_id>-<seq>``, the bus's sequence
+    number qualified by the process (it restarts at 1 with the process). A ``gap`` or ``dropped``
+    notice has no id: the client's last id stays that of the last event it really got."""
     if isinstance(item, EventsDropped):
         data = json.dumps({"dropped": item.count})
         return f"event: dropped\ndata: {data}\n\n".encode()
+    if isinstance(item, ReplayGap):
+        return f"event: gap\ndata: {json.dumps(item.to_json())}\n\n".encode()
     data = json.dumps(item.to_json(), ensure_ascii=False)
-    return f"id: {item.seq}\nevent: {item.kind}\ndata: {data}\n\n".encode()
+    return f"id: {boot_id}-{item.seq}\nevent: {item.kind}\ndata: {data}\n\n".encode()
 
 
 async def _http_problem(_: Request, exc: Exception) -> Response:
