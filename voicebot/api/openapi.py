@@ -122,18 +122,33 @@ _DOCUMENT: dict[str, Any] = {
             "get": {
                 "operationId": "events",
                 "summary": "Server-sent events of every call (or of one call)",
-                "description": "`text/event-stream`; each event has `id` (a sequence number), `event` "
-                               "(started, answered, utterance, state, dtmf, transfer, ended) and `data` (a "
-                               "CallEvent). A client that reads too slowly loses events: it gets an "
-                               "`event: dropped` with `{\"dropped\": n}` before the next one. Comment lines "
-                               "keep the connection alive every 15 s.",
+                "description": "`text/event-stream`; each event has `id` (`<boot id>-<seq>`: a "
+                               "sequence number that restarts with the process, qualified by a random id "
+                               "of the process), `event` (started, answered, utterance, state, dtmf, "
+                               "transfer, ended) and `data` (a CallEvent). A client that reads too slowly "
+                               "loses events: it gets an `event: dropped` with `{\"dropped\": n}` before "
+                               "the next one. Comment lines keep the connection alive every 15 s; `retry: "
+                               "2000` is sent first. A client reconnecting with `Last-Event-ID` (or "
+                               "`?last_event_id=`) first gets the kept events after it (the last [http] "
+                               "events_replay events), preceded by an `event: gap` (a Gap) when some are "
+                               "gone or the id is another process's.",
                 "parameters": [{"name": "call_id", "in": "query", "required": False,
                                 "description": "only this call's events (API id or SIP Call-ID)",
+                                "schema": {"type": "string"}},
+                               {"name": "last_event_id", "in": "query", "required": False,
+                                "description": "replay the kept events after this id (for clients that "
+                                               "cannot send the Last-Event-ID header, which wins)",
+                                "schema": {"type": "string", "pattern": "^([0-9a-f]+-)?[0-9]+$"}},
+                               {"name": "Last-Event-ID", "in": "header", "required": False,
+                                "description": "the id of the last event the client got (an EventSource "
+                                               "sends it when it reconnects)",
                                 "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "The event stream", "content": {"text/event-stream": {
                     "schema": {"type": "string"},
-                    "itemSchema": {"$ref": "#/components/schemas/CallEvent"}}}},
-                    "401": _PROBLEM, "422": _PROBLEM},
+                    "itemSchema": {"$ref": "#/components/schemas/CallEvent"}}},
+                    "headers": {"X-Voicebot-Boot-Id": {
+                        "schema": {"type": "string"}, "description": "this process's id (in event ids)"}}},
+                    "400": _PROBLEM, "401": _PROBLEM, "422": _PROBLEM},
             },
         },
         "/campaigns": {
@@ -257,6 +272,16 @@ _DOCUMENT: dict[str, Any] = {
                                       "ended"]},
                     "call_id": {"type": "string"}, "sip_call_id": {"type": ["string", "null"]},
                     "time": {"type": "number"}, "data": {"type": "object"},
+                },
+            },
+            "Gap": {
+                "type": "object", "required": ["reason", "last_event_id", "first_id", "missed"],
+                "description": "data of an `event: gap`: some events after last_event_id are gone",
+                "properties": {
+                    "reason": {"enum": ["expired", "restart", "unknown"]},
+                    "last_event_id": {"type": "string", "description": "the id the client gave"},
+                    "first_id": {"type": "string", "description": "the first event it will get"},
+                    "missed": {"type": "integer", "description": "this process's events it will not see"},
                 },
             },
             "CreateCampaign": {
