@@ -187,6 +187,18 @@ _DOCUMENT: dict[str, Any] = {
                 "parameters": [_CAMPAIGN_ID],
                 "responses": {"200": _campaign_response("The campaign"), "401": _PROBLEM, "404": _PROBLEM},
             },
+            "patch": {
+                "operationId": "update_campaign",
+                "summary": "Change a campaign's do-not-call list (also while it runs)",
+                "description": "Exactly one of `dnc_file` (null: no list any more) and `dnc_numbers`. A "
+                               "running dialer checks the new list from its next dial round on. A campaign "
+                               "that is cancelled or finished: 409.",
+                "parameters": [_CAMPAIGN_ID],
+                "requestBody": {"required": True, "content": _json("UpdateCampaign")},
+                "responses": {"200": _campaign_response("The campaign with its new list"), "400": _PROBLEM,
+                              "401": _PROBLEM, "404": _PROBLEM, "409": _PROBLEM, "413": _PROBLEM,
+                              "415": _PROBLEM, "422": _PROBLEM},
+            },
         },
         **_control_paths(),
         "/campaigns/{campaign_id}/results": {
@@ -284,6 +296,18 @@ _DOCUMENT: dict[str, Any] = {
                     "missed": {"type": "integer", "description": "this process's events it will not see"},
                 },
             },
+            "DncFile": {"type": ["string", "null"],
+                        "description": "absolute path, on the voicebot server, of a do-not-call file (one "
+                                       "number a line, `#` comments; as `campaign create --dnc`); it must be "
+                                       "readable now and is read again whenever it changes"},
+            "DncNumbers": {"type": "array", "maxItems": 100000, "items": {"type": "string"},
+                           "description": "do-not-call numbers (+ and 3-15 digits, or sip: URIs), kept in a "
+                                          "file next to the campaigns' database"},
+            "UpdateCampaign": {
+                "type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+                "properties": {"dnc_file": {"$ref": "#/components/schemas/DncFile"},
+                               "dnc_numbers": {"$ref": "#/components/schemas/DncNumbers"}},
+            },
             "CreateCampaign": {
                 "type": "object", "additionalProperties": False, "required": ["name", "dialplan", "contacts"],
                 "properties": {
@@ -318,6 +342,8 @@ _DOCUMENT: dict[str, Any] = {
                                "description": "HH:MM-HH:MM in the callee's time zone"},
                     "tz": {"type": "string", "default": "UTC", "description": "zone of contacts without tz"},
                     "ring_timeout_s": {"type": "number", "minimum": 1, "maximum": 300, "default": 30},
+                    "dnc_file": {"$ref": "#/components/schemas/DncFile"},
+                    "dnc_numbers": {"$ref": "#/components/schemas/DncNumbers"},
                     "amd": {"type": "boolean", "default": True},
                     "variables": {"type": "object", "additionalProperties": {"type": "string"}},
                     "webhook_url": {"type": "string"},
@@ -336,6 +362,7 @@ _DOCUMENT: dict[str, Any] = {
                     "attempts": {"type": "integer"},
                     "dialing": {"type": "boolean", "description": "a dialer runs it in this instance"},
                     "error": {"type": ["string", "null"], "description": "why its dialer stopped"},
+                    "dnc_file": {"type": ["string", "null"], "description": "the do-not-call list it checks"},
                 },
             },
             "ContactResult": {

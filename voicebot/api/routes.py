@@ -12,12 +12,14 @@ dialplans, a function that places a call in the background, the readiness probe)
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
@@ -29,7 +31,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from voicebot.api.campaign_schema import MAX_CAMPAIGN_BODY_BYTES, create_campaign_request
+from voicebot.api.campaign_schema import (
+    MAX_CAMPAIGN_BODY_BYTES,
+    create_campaign_request,
+    update_campaign_request,
+)
 from voicebot.api.errors import ApiError
 from voicebot.api.events import EventBus, EventId, EventsDropped, ReplayGap, StreamItem
 from voicebot.api.openapi import openapi_document
@@ -60,7 +66,10 @@ PlaceCall = Callable[[str, Dialplan, Mapping[str, str], float], CallEntry]
 class CampaignController(Protocol):
     """What the campaign routes need (:class:`voicebot.campaign.control.CampaignControl`)."""
 
-    async def create(self, campaign_id: str, settings: CampaignSettings, contacts: list[Contact]) -> None: ...
+    async def create(self, campaign_id: str, settings: CampaignSettings, contacts: list[Contact], *,
+                     dnc_numbers: list[str] | None = None) -> None: ...
+    async def set_dnc(self, campaign_id: str, *, dnc_file: str | None = None,
+                      dnc_numbers: list[str] | None = None) -> CampaignStatus: ...
     async def list_all(self) -> list[CampaignStatus]: ...
     async def status(self, campaign_id: str) -> CampaignStatus: ...
     async def command(self, campaign_id: str, name: str) -> CampaignStatus: ...
@@ -301,13 +310,26 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
                           request.headers.get("content-type"))
         req = create_campaign_request(body, known_dialplan=lambda name: name in ctx.dialplans,
                                       dialplans=_dialplan_names(ctx), trunk=ctx.trunk)
+        if req.settings.dnc_file is not None:
+            await _check_dnc_file(req.settings.dnc_file)
         try:
-            await campaigns.create(req.name, req.settings, req.contacts)
+            await campaigns.create(req.name, req.settings, req.contacts, dnc_numbers=req.dnc_numbers)
         except CampaignError as exc:  # the name is taken
             raise ApiError(409, exc.message, field="name") from None
         status = await campaigns.status(req.name)
         return JSONResponse(status.to_json(), status_code=201,
                             headers={"Location": f"/v1/campaigns/{req.name}"})
+
+    async def update_campaign(request: Request) -> Response:
+        cid = request.path_params["campaign_id"]
+        controller()
+        req = update_campaign_request(parse_json(await read_body(request, MAX_CAMPAIGN_BODY_BYTES),
+                                                 request.headers.get("content-type")))
+        if req.dnc_file is not None:
+            await _check_dnc_file(req.dnc_file)
+        status: CampaignStatus = await campaign_call(
+            lambda c: c.set_dnc(cid, dnc_file=req.dnc_file, dnc_numbers=req.dnc_numbers))
+        return JSONResponse(status.to_json())
 
     async def list_campaigns(_: Request) -> Response:
         statuses: list[CampaignStatus] = await campaign_call(lambda c: c.list_all())
@@ -352,11 +374,24 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
         Route("/campaigns", _endpoint(create_campaign), methods=["POST"], name="create_campaign"),
         Route("/campaigns", _endpoint(list_campaigns), methods=["GET"], name="list_campaigns"),
         Route("/campaigns/{campaign_id}", _endpoint(get_campaign), methods=["GET"], name="get_campaign"),
+        Route("/campaigns/{campaign_id}", _endpoint(update_campaign), methods=["PATCH"],
+              name="update_campaign"),
         *(Route(f"/campaigns/{{campaign_id}}/{command}", _endpoint(control(command)), methods=["POST"],
                 name=f"{command}_campaign") for command in ("start", "pause", "resume", "cancel")),
         Route("/campaigns/{campaign_id}/results", _endpoint(campaign_results), methods=["GET"],
               name="campaign_results"),
     ]
+
+
+async def _check_dnc_file(path: str) -> None:
+    """The do-not-call file a request names must be readable now, as ``campaign create --dnc``
+    checks it (the dialer reads it again before every round and pauses the campaign if it cannot)."""
+    from voicebot.campaign.csvload import load_dnc
+
+    try:
+        await asyncio.to_thread(load_dnc, Path(path))
+    except CampaignError as exc:
+        raise ApiError(422, f"dnc_file: {exc.message}", field="dnc_file") from None
 
 
 def _last_event_id(request: Request) -> EventId | None:
