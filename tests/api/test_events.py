@@ -189,7 +189,7 @@ def test_event_ids_parse_with_or_without_the_boot_id_and_print_back() -> None:
     assert EventId.parse("1a2b3c4d-42") == EventId("1a2b3c4d", 42)
     assert EventId.parse(" 42 ") == EventId(None, 42)
     assert str(EventId("1a2b3c4d", 42)) == "1a2b3c4d-42" and str(EventId(None, 7)) == "7"
-    for bad in ("x", "-5", "ab-", "ab-4x", "4.5", "ab-²"):
+    for bad in ("x", "-5", "ab-", "ab-4x", "4.5", "ab-²", "9" * 65):
         with pytest.raises(ValueError, match=f"event id {bad!r} is not <boot id>-<sequence number>"):
             EventId.parse(bad)
 

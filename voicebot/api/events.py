@@ -79,7 +79,7 @@ class EventId:
     @classmethod
     def parse(cls, text: str) -> EventId:
         boot, sep, seq = text.strip().rpartition("-")
-        if not (seq.isascii() and seq.isdigit()) or (sep and not boot):
+        if len(text) > 64 or not (seq.isascii() and seq.isdigit()) or (sep and not boot):
             raise ValueError(f"event id {text!r} is not <boot id>-<sequence number> or a sequence number "
                              "(as the stream's id: lines give them)")
         return cls(boot if sep else None, int(seq))
