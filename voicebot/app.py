@@ -142,7 +142,9 @@ class App:
         self.recording = RecordingSettings(r.dir, r.format, r.retention_days)
         self._retention_task: asyncio.Task[None] | None = None
         # The calls as the control API shows them, and the event bus their pipelines publish to.
-        self.calls = CallRegistry(EventBus(registry=self.metrics.registry))
+        self.calls = CallRegistry(EventBus(registry=self.metrics.registry,
+                                           replay_events=config.http.events_replay,
+                                           replay_max_age_s=config.http.events_replay_s))
         self.dialplans: dict[str, Dialplan] = {}  # what POST /v1/calls may name: plan name or path
         self.campaigns: CampaignControl | None = None  # /v1/campaigns ([http] campaigns_db)
 

@@ -250,6 +250,11 @@ class HttpConfig:
     campaigns_db: Path | None = field(default=None, metadata=_doc(
         "SQLite file of the campaigns /v1/campaigns creates and runs inside voicebot run (the same file"
         " voicebot campaign --campaign-db uses); unset = the campaign routes are off", "path"))
+    events_replay: int = field(default=1000, metadata=_doc(
+        "call events kept for /v1/events clients that reconnect with Last-Event-ID (replayed to them);"
+        " 0 = none", "events"))
+    events_replay_s: float = field(default=600.0, metadata=_doc(
+        "and none kept longer than this before the newest event", "s"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,6 +523,10 @@ def _validate_http(c: Config, fail: typing.Callable[[str, str], typing.NoReturn]
         fail("[http] api_no_auth", f"refuses to serve the control API without a token on "
              f"{h.listen or 'no address'}: only a loopback listen address (127.0.0.1, ::1) may go without "
              "one; set VOICEBOT_API_TOKEN")
+    if not 0 <= h.events_replay <= 100_000:
+        fail("[http] events_replay", f"must be 0..100000 events, got {h.events_replay}")
+    if h.events_replay_s <= 0:
+        fail("[http] events_replay_s", f"must be positive, got {h.events_replay_s}")
     if h.trunk is not None and not h.trunk.startswith(("sip:", "sips:")):
         fail("[http] trunk", f"must be a sip: or sips: URI, got {h.trunk!r}")
     if h.trunk is not None:

@@ -76,6 +76,7 @@ class EventStream:
         self.params = params
         self.events: list[dict[str, Any]] = []
         self.names: list[str] = []
+        self.ids: list[str] = []  # the SSE id of each of events
         self._subscribed = asyncio.Event()
         self._changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -95,7 +96,7 @@ class EventStream:
         async with self.http.stream("GET", "/v1/events", params=self.params, timeout=None) as reply:
             assert reply.status_code == 200, await reply.aread()
             assert reply.headers["content-type"].startswith("text/event-stream")
-            name, data = "", ""
+            name, data, event_id = "", "", ""
             async for line in reply.aiter_lines():
                 if line.startswith(": subscribed"):
                     self._subscribed.set()
@@ -103,10 +104,13 @@ class EventStream:
                     name = line[7:]
                 elif line.startswith("data: "):
                     data = line[6:]
+                elif line.startswith("id: "):
+                    event_id = line[4:]
                 elif line == "" and name:
                     self.names.append(name)
                     self.events.append(json.loads(data))
-                    name, data = "", ""
+                    self.ids.append(event_id)
+                    name, data, event_id = "", "", ""
                     self._changed.set()
 
     async def wait_for(self, call_id: str, kind: str, timeout_s: float = 60) -> dict[str, Any]:
@@ -205,6 +209,21 @@ async def test_place_a_call_watch_its_events_and_hang_it_up(bot: Voicebot, tmp_p
             assert (await http.get("/v1/calls")).json() == {"calls": []}
             again = await http.post(f"/v1/calls/{call_id}/hangup")
             assert again.status_code == 409 and "already ended" in again.json()["detail"]
+
+            # A client that lost its stream after `started` gets the rest of the call back when it
+            # reconnects with the id it last saw (the instance's replay buffer, [http] events_replay).
+            started_id = stream.ids[stream.events.index(started)]
+            replayed: list[dict[str, Any]] = []
+            async with (asyncio.timeout(10),
+                        http.stream("GET", "/v1/events", params={"call_id": call_id},
+                                    headers={"Last-Event-ID": started_id}) as reply):
+                assert started_id.startswith(reply.headers["x-voicebot-boot-id"] + "-")
+                async for line in reply.aiter_lines():
+                    if line.startswith("data: "):
+                        replayed.append(json.loads(line[6:]))
+                        if replayed[-1]["type"] == "ended":
+                            break
+            assert replayed == [e for e in stream.events if e["call_id"] == call_id][1:]
         result = await callee
         assert result.returncode == 0, f"{result.explain()}\n{bot.log_tail()}"
         record = await asyncio.to_thread(bot.wait_call_ended, sip_call_id)

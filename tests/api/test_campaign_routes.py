@@ -332,7 +332,8 @@ async def test_start_without_the_trunk_password_is_a_409_and_changes_nothing(
 
 async def test_a_dialer_that_fails_leaves_the_campaign_paused_with_its_error(
         served: tuple[Served, httpx.AsyncClient], tmp_path: Path) -> None:
-    # A do-not-call file is only given by the CLI; one that cannot be read stops the dialer.
+    # A do-not-call file that was readable at create (the CLI and the API check) and is gone at the
+    # first dial round stops the dialer.
     import dataclasses
 
     from voicebot.campaign.csvload import parse_contacts
@@ -352,3 +353,116 @@ async def test_a_dialer_that_fails_leaves_the_campaign_paused_with_its_error(
     campaign = (await http.post("/v1/campaigns/cli/resume")).json()
     assert campaign["state"] == "running" and campaign["error"] is None
     assert (await wait_state(http, "cli", "finished"))["counts"] == {"done:answered": 1}
+
+
+# ---- do-not-call lists over HTTP ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("over", "field", "detail"), [
+    ({"dnc_file": "dnc.txt"}, "dnc_file",
+     "dnc_file 'dnc.txt' must be an absolute path on the voicebot server"),
+    ({"dnc_file": "/nonexistent/dnc.txt"}, "dnc_file",
+     "dnc_file: cannot read the do-not-call list /nonexistent/dnc.txt: No such file or directory"),
+    ({"dnc_file": "/"}, "dnc_file", "dnc_file: cannot read the do-not-call list /: Is a directory"),
+    ({"dnc_file": 3}, "dnc_file", "dnc_file must be a string, got number"),
+    ({"dnc_numbers": "+15550100"}, "dnc_numbers", "dnc_numbers must be a list of numbers, got string"),
+    ({"dnc_numbers": ["+15550100", "12ab", 7]}, "dnc_numbers",
+     "dnc_numbers[1]: '12ab' is not a phone number (+ and 3-15 digits) or a sip: URI (and 1 more problems"),
+    ({"dnc_numbers": [], "dnc_file": "/etc/hostname"}, "dnc_numbers",
+     "give dnc_file or dnc_numbers, not both"),
+])
+async def test_a_bad_do_not_call_list_is_a_field_named_422_and_creates_nothing(
+        served: tuple[Served, httpx.AsyncClient], over: dict[str, Any], field: str, detail: str) -> None:
+    s, http = served
+    reply = await http.post("/v1/campaigns", json=body(**over))
+    assert reply.status_code == 422, reply.text
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.json()["field"] == field and detail in reply.json()["detail"], reply.json()
+    assert (await http.get("/v1/campaigns")).json() == {"campaigns": []}
+    assert not s.control.dnc_dir.exists()
+
+
+async def test_numbers_on_the_inline_list_are_never_dialed(served: tuple[Served, httpx.AsyncClient]) -> None:
+    s, http = served
+    contacts = "number\nsip:c-a@127.0.0.1\nsip:c-b@127.0.0.1\nsip:c-c@127.0.0.1\n"
+    reply = await http.post("/v1/campaigns", json=body(contacts=contacts, dnc_numbers=[
+        "sip:c-b@127.0.0.1", "+1 555 0100", "+15550100"]))
+    assert reply.status_code == 201, reply.text
+    path = s.control.dnc_path("spring")
+    assert reply.json()["dnc_file"] == str(path)
+    assert path.read_text().splitlines()[1:] == ["sip:c-b@127.0.0.1", "+15550100"]  # normalized, once
+    # a second create under the same name is refused and leaves the first one's list alone
+    reply = await http.post("/v1/campaigns", json=body(dnc_numbers=["sip:c-a@127.0.0.1"]))
+    assert reply.status_code == 409
+    assert path.read_text().splitlines()[1:] == ["sip:c-b@127.0.0.1", "+15550100"]
+    assert [p.name for p in s.control.dnc_dir.iterdir()] == ["spring.txt"]
+
+    assert (await http.post("/v1/campaigns/spring/start")).status_code == 200
+    campaign = await wait_state(http, "spring", "finished")
+    assert campaign["counts"] == {"done:answered": 2, "done:dnc": 1}
+    assert sorted(s.placer.placed) == ["sip:c-a@127.0.0.1", "sip:c-c@127.0.0.1"]
+    results = {r["number"]: r for r in (await http.get("/v1/campaigns/spring/results")).json()["results"]}
+    assert (results["sip:c-b@127.0.0.1"]["final_outcome"], results["sip:c-b@127.0.0.1"]["attempts"]) == (
+        "dnc", 0)
+
+
+async def test_a_server_side_dnc_file_is_checked_and_honoured(
+        served: tuple[Served, httpx.AsyncClient], tmp_path: Path) -> None:
+    s, http = served
+    dnc = tmp_path / "opt-out.txt"
+    dnc.write_text("# opted out by phone\nsip:c-a@127.0.0.1:5070\n")
+    reply = await http.post("/v1/campaigns", json=body(dnc_file=str(dnc)))
+    assert reply.status_code == 201 and reply.json()["dnc_file"] == str(dnc), reply.text
+    assert (await http.post("/v1/campaigns/spring/start")).status_code == 200
+    campaign = await wait_state(http, "spring", "finished")
+    assert campaign["counts"] == {"done:answered": 1, "done:dnc": 1}
+    assert s.placer.placed == ["sip:c-b@127.0.0.1:5070"]
+
+
+async def test_patch_switches_the_list_of_a_running_campaign_from_its_next_dial_on(
+        served: tuple[Served, httpx.AsyncClient], tmp_path: Path) -> None:
+    s, http = served
+    s.placer.gate = asyncio.Event()  # the first call stays in progress until the gate opens
+    contacts = "number\nsip:c-a@127.0.0.1\nsip:c-b@127.0.0.1\nsip:c-c@127.0.0.1\n"
+    assert (await http.post("/v1/campaigns", json=body(
+        contacts=contacts, pacing={"max_concurrent": 1, "calls_per_s": 50}))).status_code == 201
+    assert (await http.patch("/v1/campaigns/spring", json={"dnc_file": None})).json()["dnc_file"] is None
+    assert (await http.post("/v1/campaigns/spring/start")).status_code == 200
+
+    async def placed() -> bool:
+        return bool(s.placer.placed)
+
+    await until(placed)
+    reply = await http.patch("/v1/campaigns/spring", json={"dnc_numbers": ["sip:c-c@127.0.0.1"]})
+    assert reply.status_code == 200 and reply.json()["state"] == "running", reply.text
+    assert reply.json()["dnc_file"] == str(s.control.dnc_path("spring"))
+    # refusals change nothing
+    for patch, status, detail in (
+            ({}, 422, "nothing to change; give one of: dnc_file, dnc_numbers"),
+            ({"dnc_file": "/nonexistent"}, 422, "dnc_file: cannot read the do-not-call list /nonexistent"),
+            ({"dnc_numbers": None}, 422, "dnc_numbers must be a list of numbers, got null"),
+            ({"dnc_file": None, "dnc_numbers": []}, 422, "give dnc_file or dnc_numbers, not both"),
+            ({"window": "00:00-24:00"}, 422, "unknown field 'window'; known fields: dnc_file, dnc_numbers")):
+        reply = await http.patch("/v1/campaigns/spring", json=patch)
+        assert reply.status_code == status and detail in reply.json()["detail"], (patch, reply.text)
+    assert (await http.patch("/v1/campaigns/nope", json={"dnc_numbers": []})).status_code == 404
+    assert (await http.get("/v1/campaigns/spring")).json()["dnc_file"] == str(s.control.dnc_path("spring"))
+    s.placer.gate.set()
+    campaign = await wait_state(http, "spring", "finished")
+    assert campaign["counts"] == {"done:answered": 2, "done:dnc": 1}
+    assert s.placer.placed == ["sip:c-a@127.0.0.1", "sip:c-b@127.0.0.1"]
+    reply = await http.patch("/v1/campaigns/spring", json={"dnc_numbers": []})
+    assert reply.status_code == 409
+    assert reply.json()["detail"] == "campaign 'spring' is finished; its do-not-call list no longer matters"
+
+    # a stored campaign (state created) switched to a file: the store has it, a later dialer reads it
+    dnc = tmp_path / "dnc.txt"
+    dnc.write_text("sip:c-b@127.0.0.1\n")
+    assert (await http.post("/v1/campaigns", json=body(name="autumn", contacts=contacts))).status_code == 201
+    reply = await http.patch("/v1/campaigns/autumn", json={"dnc_file": str(dnc)})
+    assert reply.status_code == 200 and reply.json()["dnc_file"] == str(dnc)
+    s.placer.gate = None
+    s.placer.placed.clear()
+    assert (await http.post("/v1/campaigns/autumn/start")).status_code == 200
+    assert (await wait_state(http, "autumn", "finished"))["counts"] == {"done:answered": 2, "done:dnc": 1}
+    assert sorted(s.placer.placed) == ["sip:c-a@127.0.0.1", "sip:c-c@127.0.0.1"]

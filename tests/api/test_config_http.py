@@ -76,3 +76,13 @@ def test_voicebot_run_refuses_to_start_without_a_token_on_a_public_address(tmp_p
                             cwd=tmp_path)
     assert result.returncode == 2, result
     assert "[http] api_no_auth refuses to serve the control API without a token on 0.0.0.0:9" in result.stderr
+
+
+def test_the_event_replay_buffer_is_configurable_and_bounded() -> None:
+    c = load_config(env={"VOICEBOT_HTTP_EVENTS_REPLAY": "50", "VOICEBOT_HTTP_EVENTS_REPLAY_S": "30"})
+    assert (c.http.events_replay, c.http.events_replay_s) == (50, 30.0)
+    assert (load_config(env={}).http.events_replay, load_config(env={}).http.events_replay_s) == (1000, 600.0)
+    with pytest.raises(ConfigError, match=r"\[http\] events_replay must be 0..100000 events, got -1"):
+        load_config(env={"VOICEBOT_HTTP_EVENTS_REPLAY": "-1"})
+    with pytest.raises(ConfigError, match=r"\[http\] events_replay_s must be positive, got 0.0"):
+        load_config(env={"VOICEBOT_HTTP_EVENTS_REPLAY_S": "0"})

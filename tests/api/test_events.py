@@ -4,11 +4,12 @@ that drops and counts without ever blocking the publisher, close; entries that f
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from voicebot.api.events import EVENT_KINDS, CallEvent, EventBus, EventsDropped
+from voicebot.api.events import EVENT_KINDS, CallEvent, EventBus, EventId, EventsDropped, ReplayGap
 from voicebot.api.registry import RECENT_CALLS, CallRegistry
 from voicebot.call.outcome import CallOutcome
 
@@ -175,3 +176,123 @@ async def test_aclose_cancels_dials_and_ends_the_streams() -> None:
     task = registry.dial(entry, asyncio.sleep(30))
     await registry.aclose()
     assert task.cancelled() and sub.closed
+
+
+# ---- replay (Last-Event-ID) ------------------------------------------------------------------
+
+
+def seqs(items: list[Any]) -> list[int]:
+    return [e.seq for e in items if isinstance(e, CallEvent)]
+
+
+def test_event_ids_parse_with_or_without_the_boot_id_and_print_back() -> None:
+    assert EventId.parse("1a2b3c4d-42") == EventId("1a2b3c4d", 42)
+    assert EventId.parse(" 42 ") == EventId(None, 42)
+    assert str(EventId("1a2b3c4d", 42)) == "1a2b3c4d-42" and str(EventId(None, 7)) == "7"
+    for bad in ("x", "-5", "ab-", "ab-4x", "4.5", "ab-²", "9" * 65):
+        with pytest.raises(ValueError, match=f"event id {bad!r} is not <boot id>-<sequence number>"):
+            EventId.parse(bad)
+
+
+def test_a_subscriber_after_an_id_gets_everything_after_it_then_live_events() -> None:
+    bus = EventBus(boot_id="b0")
+    for i in range(5):
+        bus.publish("dtmf", "c-1", None, float(i), {"digit": str(i)})
+    sub = bus.subscribe(after=EventId("b0", 2))
+    assert sub.replay_pending == 3
+    bus.publish("ended", "c-1", None, 9.0)
+    assert seqs(sub.take()) == [3, 4, 5, 6]  # the replay first, then what came live, nothing twice
+    assert seqs(bus.subscribe(after=EventId(None, 4)).take()) == [5, 6]  # a bare seq: this process's
+    assert bus.subscribe(after=EventId("b0", 6)).take() == []  # up to date: nothing, no gap
+    assert bus.last_seq == 6
+
+
+def test_replay_honours_the_call_filter() -> None:
+    bus = EventBus(boot_id="b0")
+    bus.publish("started", "c-1", None, 1.0)
+    bus.publish("started", "c-2", None, 2.0)
+    bus.publish("answered", "c-1", "sip-1", 3.0)
+    bus.publish("answered", "c-2", "sip-2", 4.0)
+    assert seqs(bus.subscribe(call_id="c-2", after=EventId("b0", 0)).take()) == [2, 4]
+    assert seqs(bus.subscribe(call_id="sip-1", after=EventId("b0", 0)).take()) == [3]
+
+
+def test_an_id_older_than_the_buffer_is_reported_as_a_gap_before_the_replay() -> None:
+    bus = EventBus(boot_id="b0", replay_events=3)
+    for i in range(10):
+        bus.publish("dtmf", "c-1", None, float(i))
+    items = bus.subscribe(after=EventId("b0", 4)).take()
+    assert items[0] == ReplayGap(EventId("b0", 4), "expired", "b0", first_seq=8, missed=3)
+    assert items[0].to_json() == {"reason": "expired", "last_event_id": "b0-4", "first_id": "b0-8",
+                                  "missed": 3}
+    assert seqs(items[1:]) == [8, 9, 10]
+    # the id just before the buffer's first event: nothing is missing
+    assert seqs(bus.subscribe(after=EventId("b0", 7)).take()) == [8, 9, 10]
+
+
+def test_the_buffer_keeps_only_events_young_enough_by_their_own_time() -> None:
+    bus = EventBus(boot_id="b0", replay_events=100, replay_max_age_s=60.0)
+    for t in (0.0, 30.0, 61.0, 100.0):
+        bus.publish("dtmf", "c-1", None, t)
+    # at t=100 the window is [40, 100]: events 1 (t=0) and 2 (t=30) are gone
+    items = bus.subscribe(after=EventId("b0", 0)).take()
+    assert isinstance(items[0], ReplayGap) and (items[0].first_seq, items[0].missed) == (3, 2)
+    assert seqs(items) == [3, 4]
+    bus.publish("dtmf", "c-1", None, 500.0)  # the newest event always stays
+    assert seqs(bus.subscribe(after=EventId("b0", 4)).take()) == [5]
+
+
+def test_an_id_of_another_process_or_from_the_future_is_a_gap_and_replays_all_kept() -> None:
+    bus = EventBus(boot_id="b1", replay_events=2)
+    for i in range(3):
+        bus.publish("dtmf", "c-1", None, float(i))
+    items = bus.subscribe(after=EventId("b0", 1)).take()  # b0's event 1 is not b1's event 1
+    assert items[0] == ReplayGap(EventId("b0", 1), "restart", "b1", first_seq=2, missed=1)
+    assert seqs(items) == [2, 3]
+    items = bus.subscribe(after=EventId(None, 99)).take()
+    assert items[0] == ReplayGap(EventId(None, 99), "unknown", "b1", first_seq=2, missed=1)
+    assert seqs(items) == [2, 3]
+
+
+def test_without_a_buffer_a_reconnect_learns_what_it_missed() -> None:
+    bus = EventBus(boot_id="b0", replay_events=0)
+    for i in range(4):
+        bus.publish("dtmf", "c-1", None, float(i))
+    assert bus.subscribe(after=EventId("b0", 1)).take() == [
+        ReplayGap(EventId("b0", 1), "expired", "b0", first_seq=5, missed=3)]
+    assert bus.subscribe(after=EventId("b0", 4)).take() == []
+
+
+def test_the_replay_is_not_limited_by_the_live_queue_and_publishing_still_never_blocks() -> None:
+    bus = EventBus(boot_id="b0", max_queue=2, replay_events=50)
+    for i in range(20):
+        bus.publish("dtmf", "c-1", None, float(i))
+    sub = bus.subscribe(after=EventId("b0", 0))
+    for i in range(5):  # the client has not read yet: the live queue fills and drops, the replay stays
+        bus.publish("dtmf", "c-1", None, 20.0 + i)
+    items = sub.take()
+    assert seqs(items[:20]) == list(range(1, 21))
+    assert items[20] == EventsDropped(3) and seqs(items[21:]) == [21, 22]
+    assert bus.kept == 25  # bounded by replay_events
+
+
+def test_the_buffer_is_bounded_by_count_and_settings_are_checked() -> None:
+    bus = EventBus(boot_id="b0", replay_events=10, replay_max_age_s=None)
+    for i in range(1000):
+        bus.publish("dtmf", "c-1", None, float(i))
+    assert seqs(bus.subscribe(after=EventId("b0", 990)).take()) == list(range(991, 1001))
+    with pytest.raises(ValueError, match="replay_events must not be negative, got -1"):
+        EventBus(replay_events=-1)
+    with pytest.raises(ValueError, match="replay_max_age_s must be positive or None, got 0"):
+        EventBus(replay_max_age_s=0)
+    with pytest.raises(ValueError, match="boot_id must be non-empty without '-', got 'a-b'"):
+        EventBus(boot_id="a-b")
+    assert EventBus().boot_id != EventBus().boot_id  # random per process (per bus)
+
+
+async def test_a_replay_wakes_a_waiting_reader_at_once() -> None:
+    bus = EventBus(boot_id="b0")
+    bus.publish("started", "c-1", None, 1.0)
+    sub = bus.subscribe(after=EventId("b0", 0))
+    batch = await sub.next_batch(5)
+    assert batch is not None and seqs(batch) == [1]

@@ -100,7 +100,7 @@ async def test_an_open_event_stream_does_not_hold_the_server_at_shutdown() -> No
         # The owner ends the streams (App.aclose does: registry.aclose), then the server stops.
         await stand.registry.aclose()
         rest = [line async for line in lines]
-        assert rest == [""]
+        assert rest == ["retry: 2000", ""]
     started = asyncio.get_running_loop().time()
     await server.aclose()
     assert asyncio.get_running_loop().time() - started < 2

@@ -88,3 +88,17 @@ def test_control_status_and_export(tmp_path: Path, capsys: pytest.CaptureFixture
     ]
     code, _, err = run(capsys, "campaign", "--campaign-db", db, "status", "autumn")
     assert code == 2 and "no campaign 'autumn'" in err
+
+
+def test_create_refuses_a_do_not_call_list_it_cannot_read(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "dnc.txt"
+    code, _, err = create(tmp_path, capsys, "number\nsip:a@127.0.0.1\n", "--dnc", str(missing))
+    assert code == 2
+    assert err.strip() == (f"voicebot campaign create: cannot read the do-not-call list {missing}: "
+                           "No such file or directory")
+    missing.write_bytes(b"\xff\xfe+1555\n")
+    code, _, err = create(tmp_path, capsys, "number\nsip:a@127.0.0.1\n", "--dnc", str(missing))
+    assert code == 2 and "is not UTF-8 text" in err
+    missing.write_text("+1 555 0100\n")
+    assert create(tmp_path, capsys, "number\nsip:a@127.0.0.1\n", "--dnc", str(missing))[0] == 0

@@ -1,7 +1,10 @@
 """Request validation for ``POST /v1/campaigns``: the settings the CLI's ``campaign create`` takes,
 as a JSON object, and the contacts as CSV text (checked by the CLI's own loader, every bad row
 with its line) or as a JSON list (the same checks, every bad item with its index). Nothing here
-does I/O; every problem is a 422 naming the field.
+does I/O; every problem is a 422 naming the field. A ``dnc_file`` is only checked to be an absolute
+path here; the route reads it (:func:`voicebot.campaign.csvload.load_dnc`) before anything is stored.
+
+``PATCH /v1/campaigns/{id}`` takes the do-not-call fields alone (:func:`update_campaign_request`).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from voicebot.api.errors import ApiError
@@ -29,12 +33,14 @@ from voicebot.campaign.model import (
 MAX_CAMPAIGN_BODY_BYTES = 4 * 1024 * 1024
 MAX_CONTACTS = 20_000
 MAX_SHOWN_PROBLEMS = 50
+MAX_DNC_NUMBERS = 100_000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 T = TypeVar("T")
 
 FIELDS = ("name", "dialplan", "contacts", "trunk", "pacing", "retry", "window", "tz", "ring_timeout_s",
-          "amd", "variables", "webhook_url", "webhook_timeout_s")
+          "amd", "variables", "webhook_url", "webhook_timeout_s", "dnc_file", "dnc_numbers")
+UPDATE_FIELDS = ("dnc_file", "dnc_numbers")
 _TRUNK = ("proxy", "username", "password_env", "caller_id")
 _PACING = {"max_concurrent": int, "calls_per_s": float, "burst": int}
 _RETRY: dict[str, type] = {"max_attempts": int, "busy_delay_s": float, "no_answer_delay_s": float,
@@ -44,9 +50,22 @@ _RETRY: dict[str, type] = {"max_attempts": int, "busy_delay_s": float, "no_answe
 
 @dataclass(frozen=True, slots=True)
 class CreateCampaignRequest:
+    """``settings.dnc_file`` is the request's ``dnc_file`` (still to be read); ``dnc_numbers`` the
+    normalized inline list (the control writes it to a file)."""
+
     name: str
     settings: CampaignSettings
     contacts: list[Contact]
+    dnc_numbers: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCampaignRequest:
+    """A new do-not-call list: ``dnc_file``, or ``dnc_numbers``, or neither (``"dnc_file": null``:
+    no list any more)."""
+
+    dnc_file: str | None
+    dnc_numbers: list[str] | None
 
 
 def _object(body: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -153,6 +172,55 @@ def contacts_from_json(items: list[Any]) -> list[Contact]:
     return contacts
 
 
+def _dnc(body: Mapping[str, Any]) -> tuple[str | None, list[str] | None]:
+    """``dnc_file`` (an absolute path on this server) or ``dnc_numbers`` (normalized), not both."""
+    if body.get("dnc_file") is not None and body.get("dnc_numbers") is not None:
+        raise ApiError(422, "give dnc_file or dnc_numbers, not both", field="dnc_numbers")
+    path = _string(body, "dnc_file", required=False, max_chars=4096)
+    if path is not None and not PurePosixPath(path).is_absolute():
+        raise ApiError(422, f"dnc_file {path!r} must be an absolute path on the voicebot server (a file of "
+                            "one number a line, as voicebot campaign create --dnc reads it)",
+                       field="dnc_file")
+    value = body.get("dnc_numbers")
+    if value is None:
+        return path, None
+    if not isinstance(value, list):
+        raise ApiError(422, f"dnc_numbers must be a list of numbers, got {_type_name(value)}",
+                       field="dnc_numbers")
+    if len(value) > MAX_DNC_NUMBERS:
+        raise ApiError(422, f"dnc_numbers has {len(value)} entries; at most {MAX_DNC_NUMBERS} (use dnc_file)",
+                       field="dnc_numbers")
+    numbers: dict[str, None] = {}  # normalized, first-seen order, no duplicates
+    problems: list[str] = []
+    for index, raw in enumerate(value):
+        number = normalize_number(raw) if isinstance(raw, str) else None
+        if number is None:
+            shown = repr(raw) if isinstance(raw, str) else _type_name(raw)
+            problems.append(f"dnc_numbers[{index}]: {shown} is not a phone number (+ and 3-15 digits) or a "
+                            "sip: URI")
+            if len(problems) >= MAX_SHOWN_PROBLEMS:
+                break
+        else:
+            numbers[number] = None
+    if problems:
+        raise _problems(problems, field="dnc_numbers")
+    return None, list(numbers)
+
+
+def update_campaign_request(body: Mapping[str, Any]) -> UpdateCampaignRequest:
+    """``PATCH /v1/campaigns/{id}``: exactly one of ``dnc_file`` (null: no list) and ``dnc_numbers``."""
+    _reject_unknown(body, UPDATE_FIELDS)
+    if not body:
+        raise ApiError(422, f"nothing to change; give one of: {', '.join(UPDATE_FIELDS)}")
+    if "dnc_numbers" in body and body["dnc_numbers"] is None:
+        raise ApiError(422, "dnc_numbers must be a list of numbers, got null (\"dnc_file\": null removes "
+                            "the list)", field="dnc_numbers")
+    if "dnc_file" in body and "dnc_numbers" in body:
+        raise ApiError(422, "give dnc_file or dnc_numbers, not both", field="dnc_numbers")
+    path, numbers = _dnc(body)
+    return UpdateCampaignRequest(path, numbers)
+
+
 def _contacts(body: Mapping[str, Any]) -> list[Contact]:
     value = body.get("contacts")
     if value is None:
@@ -208,6 +276,7 @@ def create_campaign_request(body: Mapping[str, Any], *, known_dialplan: Callable
     if webhook is not None and not webhook.startswith(("http://", "https://")):
         raise ApiError(422, f"webhook_url must be an http:// or https:// URL, got {webhook!r}",
                        field="webhook_url")
+    dnc_file, dnc_numbers = _dnc(body)
     default = CampaignSettings(dialplan="")
     settings = CampaignSettings(
         dialplan=dialplan, trunk=Trunk(**trunk_values), pacing=pacing, retry=retry,
@@ -216,14 +285,14 @@ def create_campaign_request(body: Mapping[str, Any], *, known_dialplan: Callable
         webhook_url=webhook,
         webhook_timeout_s=_number(body, "webhook_timeout_s", default.webhook_timeout_s, minimum=0.1,
                                   maximum=60),
-        amd=amd, variables=_variables(body))
+        amd=amd, variables=_variables(body), dnc_file=dnc_file)
     contacts = _contacts(body)
     unroutable = [c for c in contacts if not c.number.startswith(("sip:", "sips:"))]
     if unroutable and settings.trunk.proxy is None:
         raise ApiError(422, f"contact {unroutable[0].number} is a phone number but the campaign has no trunk "
                             "proxy (give trunk.proxy, or set [http] trunk)", field="trunk.proxy")
-    return CreateCampaignRequest(name, settings, contacts)
+    return CreateCampaignRequest(name, settings, contacts, dnc_numbers)
 
 
-__all__ = ["MAX_CAMPAIGN_BODY_BYTES", "CreateCampaignRequest", "contacts_from_json",
-           "create_campaign_request"]
+__all__ = ["MAX_CAMPAIGN_BODY_BYTES", "MAX_DNC_NUMBERS", "CreateCampaignRequest", "UpdateCampaignRequest",
+           "contacts_from_json", "create_campaign_request", "update_campaign_request"]

@@ -122,18 +122,33 @@ _DOCUMENT: dict[str, Any] = {
             "get": {
                 "operationId": "events",
                 "summary": "Server-sent events of every call (or of one call)",
-                "description": "`text/event-stream`; each event has `id` (a sequence number), `event` "
-                               "(started, answered, utterance, state, dtmf, transfer, ended) and `data` (a "
-                               "CallEvent). A client that reads too slowly loses events: it gets an "
-                               "`event: dropped` with `{\"dropped\": n}` before the next one. Comment lines "
-                               "keep the connection alive every 15 s.",
+                "description": "`text/event-stream`; each event has `id` (`<boot id>-<seq>`: a "
+                               "sequence number that restarts with the process, qualified by a random id "
+                               "of the process), `event` (started, answered, utterance, state, dtmf, "
+                               "transfer, ended) and `data` (a CallEvent). A client that reads too slowly "
+                               "loses events: it gets an `event: dropped` with `{\"dropped\": n}` before "
+                               "the next one. Comment lines keep the connection alive every 15 s; `retry: "
+                               "2000` is sent first. A client reconnecting with `Last-Event-ID` (or "
+                               "`?last_event_id=`) first gets the kept events after it (the last [http] "
+                               "events_replay events), preceded by an `event: gap` (a Gap) when some are "
+                               "gone or the id is another process's.",
                 "parameters": [{"name": "call_id", "in": "query", "required": False,
                                 "description": "only this call's events (API id or SIP Call-ID)",
+                                "schema": {"type": "string"}},
+                               {"name": "last_event_id", "in": "query", "required": False,
+                                "description": "replay the kept events after this id (for clients that "
+                                               "cannot send the Last-Event-ID header, which wins)",
+                                "schema": {"type": "string", "pattern": "^([0-9a-f]+-)?[0-9]+$"}},
+                               {"name": "Last-Event-ID", "in": "header", "required": False,
+                                "description": "the id of the last event the client got (an EventSource "
+                                               "sends it when it reconnects)",
                                 "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "The event stream", "content": {"text/event-stream": {
                     "schema": {"type": "string"},
-                    "itemSchema": {"$ref": "#/components/schemas/CallEvent"}}}},
-                    "401": _PROBLEM, "422": _PROBLEM},
+                    "itemSchema": {"$ref": "#/components/schemas/CallEvent"}}},
+                    "headers": {"X-Voicebot-Boot-Id": {
+                        "schema": {"type": "string"}, "description": "this process's id (in event ids)"}}},
+                    "400": _PROBLEM, "401": _PROBLEM, "422": _PROBLEM},
             },
         },
         "/campaigns": {
@@ -171,6 +186,18 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "A campaign's state and its contacts counted by status and outcome",
                 "parameters": [_CAMPAIGN_ID],
                 "responses": {"200": _campaign_response("The campaign"), "401": _PROBLEM, "404": _PROBLEM},
+            },
+            "patch": {
+                "operationId": "update_campaign",
+                "summary": "Change a campaign's do-not-call list (also while it runs)",
+                "description": "Exactly one of `dnc_file` (null: no list any more) and `dnc_numbers`. A "
+                               "running dialer checks the new list from its next dial round on. A campaign "
+                               "that is cancelled or finished: 409.",
+                "parameters": [_CAMPAIGN_ID],
+                "requestBody": {"required": True, "content": _json("UpdateCampaign")},
+                "responses": {"200": _campaign_response("The campaign with its new list"), "400": _PROBLEM,
+                              "401": _PROBLEM, "404": _PROBLEM, "409": _PROBLEM, "413": _PROBLEM,
+                              "415": _PROBLEM, "422": _PROBLEM},
             },
         },
         **_control_paths(),
@@ -259,6 +286,28 @@ _DOCUMENT: dict[str, Any] = {
                     "time": {"type": "number"}, "data": {"type": "object"},
                 },
             },
+            "Gap": {
+                "type": "object", "required": ["reason", "last_event_id", "first_id", "missed"],
+                "description": "data of an `event: gap`: some events after last_event_id are gone",
+                "properties": {
+                    "reason": {"enum": ["expired", "restart", "unknown"]},
+                    "last_event_id": {"type": "string", "description": "the id the client gave"},
+                    "first_id": {"type": "string", "description": "the first event it will get"},
+                    "missed": {"type": "integer", "description": "this process's events it will not see"},
+                },
+            },
+            "DncFile": {"type": ["string", "null"],
+                        "description": "absolute path, on the voicebot server, of a do-not-call file (one "
+                                       "number a line, `#` comments; as `campaign create --dnc`); it must be "
+                                       "readable now and is read again whenever it changes"},
+            "DncNumbers": {"type": "array", "maxItems": 100000, "items": {"type": "string"},
+                           "description": "do-not-call numbers (+ and 3-15 digits, or sip: URIs), kept in a "
+                                          "file next to the campaigns' database"},
+            "UpdateCampaign": {
+                "type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+                "properties": {"dnc_file": {"$ref": "#/components/schemas/DncFile"},
+                               "dnc_numbers": {"$ref": "#/components/schemas/DncNumbers"}},
+            },
             "CreateCampaign": {
                 "type": "object", "additionalProperties": False, "required": ["name", "dialplan", "contacts"],
                 "properties": {
@@ -293,6 +342,8 @@ _DOCUMENT: dict[str, Any] = {
                                "description": "HH:MM-HH:MM in the callee's time zone"},
                     "tz": {"type": "string", "default": "UTC", "description": "zone of contacts without tz"},
                     "ring_timeout_s": {"type": "number", "minimum": 1, "maximum": 300, "default": 30},
+                    "dnc_file": {"$ref": "#/components/schemas/DncFile"},
+                    "dnc_numbers": {"$ref": "#/components/schemas/DncNumbers"},
                     "amd": {"type": "boolean", "default": True},
                     "variables": {"type": "object", "additionalProperties": {"type": "string"}},
                     "webhook_url": {"type": "string"},
@@ -311,6 +362,7 @@ _DOCUMENT: dict[str, Any] = {
                     "attempts": {"type": "integer"},
                     "dialing": {"type": "boolean", "description": "a dialer runs it in this instance"},
                     "error": {"type": ["string", "null"], "description": "why its dialer stopped"},
+                    "dnc_file": {"type": ["string", "null"], "description": "the do-not-call list it checks"},
                 },
             },
             "ContactResult": {

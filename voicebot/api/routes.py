@@ -12,12 +12,14 @@ dialplans, a function that places a call in the background, the readiness probe)
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
@@ -29,9 +31,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from voicebot.api.campaign_schema import MAX_CAMPAIGN_BODY_BYTES, create_campaign_request
+from voicebot.api.campaign_schema import (
+    MAX_CAMPAIGN_BODY_BYTES,
+    create_campaign_request,
+    update_campaign_request,
+)
 from voicebot.api.errors import ApiError
-from voicebot.api.events import CallEvent, EventBus, EventsDropped
+from voicebot.api.events import EventBus, EventId, EventsDropped, ReplayGap, StreamItem
 from voicebot.api.openapi import openapi_document
 from voicebot.api.registry import RECENT_CALLS, CallEntry, CallRegistry
 from voicebot.api.schema import (
@@ -51,7 +57,8 @@ from voicebot.errors import VoicebotError
 log = structlog.get_logger(logger_name=__name__)
 
 PROBLEM_JSON = "application/problem+json"
-SSE_HEARTBEAT_S = 15.0
+SSE_HEARTBEAT_S = 15.0  # a comment this often: proxies close a stream idle for long (nginx: 60 s)
+SSE_RETRY_MS = 2000  # the reconnection delay a client's EventSource is told (WHATWG HTML §9.2.6)
 
 PlaceCall = Callable[[str, Dialplan, Mapping[str, str], float], CallEntry]
 
@@ -59,7 +66,10 @@ PlaceCall = Callable[[str, Dialplan, Mapping[str, str], float], CallEntry]
 class CampaignController(Protocol):
     """What the campaign routes need (:class:`voicebot.campaign.control.CampaignControl`)."""
 
-    async def create(self, campaign_id: str, settings: CampaignSettings, contacts: list[Contact]) -> None: ...
+    async def create(self, campaign_id: str, settings: CampaignSettings, contacts: list[Contact], *,
+                     dnc_numbers: list[str] | None = None) -> None: ...
+    async def set_dnc(self, campaign_id: str, *, dnc_file: str | None = None,
+                      dnc_numbers: list[str] | None = None) -> CampaignStatus: ...
     async def list_all(self) -> list[CampaignStatus]: ...
     async def status(self, campaign_id: str) -> CampaignStatus: ...
     async def command(self, campaign_id: str, name: str) -> CampaignStatus: ...
@@ -247,17 +257,21 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
 
     async def events(request: Request) -> Response:
         call_id = request.query_params.get("call_id") or None
-        unknown = set(request.query_params) - {"call_id"}
+        unknown = set(request.query_params) - {"call_id", "last_event_id"}
         if unknown:
-            raise ApiError(422, f"unknown query parameter {sorted(unknown)[0]!r}; known: call_id",
-                           field=sorted(unknown)[0])
-        # Subscribed before the response starts: whatever happens after the client sees the
-        # headers is in its stream.
-        sub = ctx.bus.subscribe(call_id=call_id)
+            raise ApiError(422, f"unknown query parameter {sorted(unknown)[0]!r}; known: call_id, "
+                                "last_event_id", field=sorted(unknown)[0])
+        after = _last_event_id(request)
+        # Subscribed (and the replay taken) before the response starts, in one synchronous step:
+        # whatever happens after the client sees the headers is in its stream, nothing twice.
+        sub = ctx.bus.subscribe(call_id=call_id, after=after)
+        boot_id = ctx.bus.boot_id
+        if after is not None:
+            log.info("api.events.resumed", last_event_id=str(after), replayed=sub.replay_pending)
 
         async def stream() -> AsyncIterator[bytes]:
             with sub:
-                yield b": subscribed\n\n"
+                yield f": subscribed\nretry: {SSE_RETRY_MS}\n\n".encode()
                 while True:
                     batch = await sub.next_batch(SSE_HEARTBEAT_S)
                     if batch is None:
@@ -265,10 +279,11 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
                     if not batch:
                         yield b": keepalive\n\n"
                         continue
-                    yield b"".join(sse_frame(item) for item in batch)
+                    yield b"".join(sse_frame(item, boot_id) for item in batch)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                                          "X-Voicebot-Boot-Id": boot_id})
 
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_document())
@@ -295,13 +310,26 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
                           request.headers.get("content-type"))
         req = create_campaign_request(body, known_dialplan=lambda name: name in ctx.dialplans,
                                       dialplans=_dialplan_names(ctx), trunk=ctx.trunk)
+        if req.settings.dnc_file is not None:
+            await _check_dnc_file(req.settings.dnc_file)
         try:
-            await campaigns.create(req.name, req.settings, req.contacts)
+            await campaigns.create(req.name, req.settings, req.contacts, dnc_numbers=req.dnc_numbers)
         except CampaignError as exc:  # the name is taken
             raise ApiError(409, exc.message, field="name") from None
         status = await campaigns.status(req.name)
         return JSONResponse(status.to_json(), status_code=201,
                             headers={"Location": f"/v1/campaigns/{req.name}"})
+
+    async def update_campaign(request: Request) -> Response:
+        cid = request.path_params["campaign_id"]
+        controller()
+        req = update_campaign_request(parse_json(await read_body(request, MAX_CAMPAIGN_BODY_BYTES),
+                                                 request.headers.get("content-type")))
+        if req.dnc_file is not None:
+            await _check_dnc_file(req.dnc_file)
+        status: CampaignStatus = await campaign_call(
+            lambda c: c.set_dnc(cid, dnc_file=req.dnc_file, dnc_numbers=req.dnc_numbers))
+        return JSONResponse(status.to_json())
 
     async def list_campaigns(_: Request) -> Response:
         statuses: list[CampaignStatus] = await campaign_call(lambda c: c.list_all())
@@ -346,6 +374,8 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
         Route("/campaigns", _endpoint(create_campaign), methods=["POST"], name="create_campaign"),
         Route("/campaigns", _endpoint(list_campaigns), methods=["GET"], name="list_campaigns"),
         Route("/campaigns/{campaign_id}", _endpoint(get_campaign), methods=["GET"], name="get_campaign"),
+        Route("/campaigns/{campaign_id}", _endpoint(update_campaign), methods=["PATCH"],
+              name="update_campaign"),
         *(Route(f"/campaigns/{{campaign_id}}/{command}", _endpoint(control(command)), methods=["POST"],
                 name=f"{command}_campaign") for command in ("start", "pause", "resume", "cancel")),
         Route("/campaigns/{campaign_id}/results", _endpoint(campaign_results), methods=["GET"],
@@ -353,13 +383,42 @@ def v1_routes(ctx: ApiContext) -> list[BaseRoute]:
     ]
 
 
-def sse_frame(item: CallEvent | EventsDropped) -> bytes:
-    """One server-sent event (WHATWG HTML §9.2): ``id`` is the bus sequence number."""
+async def _check_dnc_file(path: str) -> None:
+    """The do-not-call file a request names must be readable now, as ``campaign create --dnc``
+    checks it (the dialer reads it again before every round and pauses the campaign if it cannot)."""
+    from voicebot.campaign.csvload import load_dnc
+
+    try:
+        await asyncio.to_thread(load_dnc, Path(path))
+    except CampaignError as exc:
+        raise ApiError(422, f"dnc_file: {exc.message}", field="dnc_file") from None
+
+
+def _last_event_id(request: Request) -> EventId | None:
+    """The client's last event: the ``Last-Event-ID`` header an EventSource sends when it reconnects
+    (WHATWG HTML §9.2.4), else ``?last_event_id=`` (for clients that cannot set headers)."""
+    header = request.headers.get("last-event-id")
+    text, field = ((header, "Last-Event-ID") if header is not None
+                   else (request.query_params.get("last_event_id"), "last_event_id"))
+    if text is None or not text.strip():
+        return None  # an empty Last-Event-ID is what a stream that never saw an id sends
+    try:
+        return EventId.parse(text)
+    except ValueError as exc:
+        raise ApiError(400 if header is not None else 422, f"{field}: {exc}", field=field) from None
+
+
+def sse_frame(item: StreamItem, boot_id: str) -> bytes:
+    """One server-sent event (WHATWG HTML §9.2): ``id`` is ``<boot_id>-<seq>``, the bus's sequence
+    number qualified by the process (it restarts at 1 with the process). A ``gap`` or ``dropped``
+    notice has no id: the client's last id stays that of the last event it really got."""
     if isinstance(item, EventsDropped):
         data = json.dumps({"dropped": item.count})
         return f"event: dropped\ndata: {data}\n\n".encode()
+    if isinstance(item, ReplayGap):
+        return f"event: gap\ndata: {json.dumps(item.to_json())}\n\n".encode()
     data = json.dumps(item.to_json(), ensure_ascii=False)
-    return f"id: {item.seq}\nevent: {item.kind}\ndata: {data}\n\n".encode()
+    return f"id: {boot_id}-{item.seq}\nevent: {item.kind}\ndata: {data}\n\n".encode()
 
 
 async def _http_problem(_: Request, exc: Exception) -> Response:

@@ -134,7 +134,7 @@ def _fail(action: str, exc: VoicebotError) -> int:
 
 def _create(args: argparse.Namespace) -> int:
     from voicebot.app import resolve_dialplan_path
-    from voicebot.campaign.csvload import load_contacts
+    from voicebot.campaign.csvload import load_contacts, load_dnc
     from voicebot.dialog.loader import load_dialplan
 
     try:
@@ -160,6 +160,8 @@ def _create(args: argparse.Namespace) -> int:
             window=CallingWindow.parse(args.window), default_tz=args.tz, ring_timeout_s=args.ring_timeout_s,
             dnc_file=str(Path(args.dnc).resolve()) if args.dnc else None, webhook_url=args.webhook,
             webhook_timeout_s=args.webhook_timeout_s, amd=not args.no_amd, variables=variables)
+        if settings.dnc_file is not None:
+            load_dnc(Path(settings.dnc_file))  # a list that cannot be read fails now, not at the first dial
         contacts = load_contacts(args.contacts)
         for contact in contacts:
             settings.dial_uri(contact.number)  # a phone number needs a trunk proxy

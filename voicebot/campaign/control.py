@@ -12,6 +12,12 @@ The state machine, with the command that moves it (anything else is :class:`Tran
     created|running|paused --cancel--> cancelled
     running --(every contact done)--> finished
 
+Do-not-call lists: a campaign's settings name a file (``dnc_file``) its dialer reads again whenever
+it changes. Numbers given inline (the API's ``dnc_numbers``) are written to
+``<store dir>/<store stem>-dnc/<campaign>.txt`` (atomically: a dialer never reads half a list) and
+the settings point at that file. :meth:`set_dnc` switches the list of a campaign that is not over,
+the running dialer included, from its next dial round on.
+
 Shutdown (:meth:`stop`): every running campaign is set ``paused`` in the store (so a restart does
 not dial on its own; ``resume`` goes on), its dialer dials nobody new and returns once the calls in
 progress have ended, their results recorded. The store's rules keep anyone from being dialed twice:
@@ -22,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -68,11 +76,12 @@ class CampaignStatus:
     attempts: int
     dialing: bool  # a dialer runs for it in this process
     error: str | None  # why its dialer stopped, if it failed
+    dnc_file: str | None = None  # the do-not-call list its dialer checks
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.campaign_id, "state": self.state, "dialplan": self.dialplan,
                 "contacts": self.contacts, "counts": self.counts, "attempts": self.attempts,
-                "dialing": self.dialing, "error": self.error}
+                "dialing": self.dialing, "error": self.error, "dnc_file": self.dnc_file}
 
 
 class CampaignControl:
@@ -87,6 +96,7 @@ class CampaignControl:
                  poll_s: float = 0.25) -> None:
         self.store_path = store_path
         self.store = CampaignStore(store_path)
+        self.dnc_dir = Path(store_path).parent / f"{Path(store_path).stem}-dnc"  # inline lists
         self._placer_for = placer_for
         self._wall_clock = wall_clock
         self._env = env if env is not None else os.environ
@@ -108,10 +118,53 @@ class CampaignControl:
 
     # ---- queries ----
 
-    async def create(self, campaign_id: str, settings: CampaignSettings, contacts: Sequence[Contact]) -> None:
+    async def create(self, campaign_id: str, settings: CampaignSettings, contacts: Sequence[Contact], *,
+                     dnc_numbers: Sequence[str] | None = None) -> None:
+        """Store a new campaign; ``dnc_numbers`` (normalized) become its do-not-call file."""
         self._placer_for(settings.dialplan)  # a dialplan this instance cannot run is refused now
-        await self._db(self.store.create, campaign_id, settings, contacts, now=self._wall_clock())
+        if dnc_numbers is None:
+            await self._db(self.store.create, campaign_id, settings, contacts, now=self._wall_clock())
+        else:
+            # Written aside first: a taken name must not overwrite that campaign's list.
+            path = self.dnc_path(campaign_id)
+            staged = await asyncio.to_thread(_stage_dnc, path, campaign_id, dnc_numbers)
+            try:
+                await self._db(self.store.create, campaign_id,
+                               dataclasses.replace(settings, dnc_file=str(path)), contacts,
+                               now=self._wall_clock())
+            except BaseException:
+                staged.unlink(missing_ok=True)
+                raise
+            await asyncio.to_thread(os.replace, staged, path)
         log.info("campaign.created", campaign=campaign_id, contacts=len(contacts), dialplan=settings.dialplan)
+
+    def dnc_path(self, campaign_id: str) -> Path:
+        """Where the campaign's inline do-not-call numbers are kept."""
+        return self.dnc_dir / f"{campaign_id}.txt"
+
+    async def set_dnc(self, campaign_id: str, *, dnc_file: str | None = None,
+                      dnc_numbers: Sequence[str] | None = None) -> CampaignStatus:
+        """Point a campaign that is not over at another do-not-call list: ``dnc_file`` (a checked
+        path), ``dnc_numbers`` (written to :meth:`dnc_path`), or neither (no list). A running dialer
+        uses it from its next dial round on. :class:`TransitionRefused` once it is over."""
+        async with self._lock:
+            state: CampaignState = await self._db(self.store.state, campaign_id)
+            if state in ("cancelled", "finished"):
+                raise TransitionRefused(f"campaign {campaign_id!r} is {state}; its do-not-call list no "
+                                        "longer matters")
+            path = dnc_file
+            if dnc_numbers is not None:
+                target = self.dnc_path(campaign_id)
+                staged = await asyncio.to_thread(_stage_dnc, target, campaign_id, dnc_numbers)
+                await asyncio.to_thread(os.replace, staged, target)
+                path = str(target)
+            await self._db(self.store.set_dnc_file, campaign_id, path, now=self._wall_clock())
+            running = self._dialers.get(campaign_id)
+            if running is not None:
+                running[0].use_dnc_file(path)
+            log.info("campaign.dnc.set", campaign=campaign_id, dnc_file=path,
+                     numbers=None if dnc_numbers is None else len(dnc_numbers))
+        return await self.status(campaign_id)
 
     async def list_all(self) -> list[CampaignStatus]:
         ids = [cid for cid, _ in await self._db(self.store.campaigns)]
@@ -121,9 +174,11 @@ class CampaignControl:
         def read() -> CampaignStatus:
             state = self.store.state(campaign_id)
             counts = self.store.counts(campaign_id)
-            return CampaignStatus(campaign_id, state, self.store.settings(campaign_id).dialplan,
+            settings = self.store.settings(campaign_id)
+            return CampaignStatus(campaign_id, state, settings.dialplan,
                                   sum(counts.values()), counts, len(self.store.attempts(campaign_id)),
-                                  campaign_id in self._dialers, self._errors.get(campaign_id))
+                                  campaign_id in self._dialers, self._errors.get(campaign_id),
+                                  settings.dnc_file)
         status: CampaignStatus = await self._db(read)
         return status
 
@@ -214,6 +269,18 @@ class CampaignControl:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self._db(self.store.close)
+
+
+def _stage_dnc(path: Path, campaign_id: str, numbers: Sequence[str]) -> Path:
+    """``numbers`` written next to ``path`` (fsynced), for an ``os.replace`` onto it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.new")
+    with staged.open("w", encoding="utf-8") as out:
+        out.write(f"# do-not-call list of campaign {campaign_id}, set over the control API\n")
+        out.writelines(f"{number}\n" for number in numbers)
+        out.flush()
+        os.fsync(out.fileno())
+    return staged
 
 
 __all__ = ["COMMANDS", "CampaignControl", "CampaignStatus", "TransitionRefused", "UnknownCampaign"]

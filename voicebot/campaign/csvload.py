@@ -12,7 +12,7 @@ import io
 import re
 from pathlib import Path
 
-from voicebot.campaign.errors import ContactsError
+from voicebot.campaign.errors import CampaignError, ContactsError
 from voicebot.campaign.model import Contact, check_tz, normalize_number
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -84,9 +84,18 @@ def parse_contacts(text: str, name: str = "<contacts>") -> list[Contact]:
 
 
 def load_dnc(path: Path) -> frozenset[str]:
-    """A do-not-call list: one number per line (``#`` comments); numbers are normalized like contacts'."""
+    """A do-not-call list: one number per line (``#`` comments); numbers are normalized like contacts'.
+    :class:`CampaignError` when it cannot be read (missing, a directory, not UTF-8): a campaign must
+    not dial without its list."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CampaignError(f"cannot read the do-not-call list {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CampaignError(f"the do-not-call list {path} is not UTF-8 text ({exc.reason} at byte "
+                            f"{exc.start})") from exc
     numbers: set[str] = set()
-    for raw in path.read_text(encoding="utf-8-sig").splitlines():
+    for raw in text.splitlines():
         text = raw.split("#", 1)[0].strip()
         if text:
             numbers.add(normalize_number(text) or text)

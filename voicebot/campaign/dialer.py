@@ -17,6 +17,7 @@ contact ``cancelled`` and ends the run once the calls in progress are done.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -99,7 +100,7 @@ class CampaignDialer:
         self._env = env if env is not None else os.environ
         self._stop = asyncio.Event()
         self._dnc: frozenset[str] = frozenset()
-        self._dnc_mtime: float | None = None
+        self._dnc_version: tuple[str, int, int, int] | None = None  # path, inode, mtime, size read
         self._webhooks: set[asyncio.Task[None]] = set()
         self.settings: CampaignSettings = store.settings(campaign_id)
         self.max_in_flight = 0  # the most attempts in flight at once (tests check pacing with it)
@@ -107,6 +108,10 @@ class CampaignDialer:
         # the sends are paced again, at the moment the INVITE is started, by the same bucket.
         pacing = self.settings.pacing
         self._send_gate = TokenBucket(pacing.calls_per_s, pacing.burst, now=wall_clock())
+
+    def use_dnc_file(self, path: str | None) -> None:
+        """Check this do-not-call list (or none) from the next dial round on (the store has it too)."""
+        self.settings = dataclasses.replace(self.settings, dnc_file=path)
 
     def request_stop(self) -> None:
         """Dial nobody new; :meth:`run` returns once the calls in progress have ended."""
@@ -120,12 +125,14 @@ class CampaignDialer:
         if path is None:
             return frozenset()
         try:
-            mtime = Path(path).stat().st_mtime
+            stat = Path(path).stat()
         except OSError as exc:
             raise CampaignError(f"cannot read the do-not-call list {path}: {exc.strerror or exc}; refusing "
                                 "to dial without it") from exc
-        if mtime != self._dnc_mtime:
-            self._dnc, self._dnc_mtime = load_dnc(Path(path)), mtime
+        # The inode too: a list replaced by a rename (the API's dnc_numbers) within one mtime tick.
+        version = (path, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if version != self._dnc_version:
+            self._dnc, self._dnc_version = load_dnc(Path(path)), version
             log.info("campaign.dnc.loaded", campaign=self.campaign_id, numbers=len(self._dnc))
         return self._dnc
 

@@ -14,6 +14,7 @@ released, applied under SQLite's write lock (:meth:`SqliteDatabase.migrate`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -174,6 +175,13 @@ class CampaignStore:
         if not rows:
             raise UnknownCampaign(f"no campaign {campaign_id!r} in {self.path} (voicebot campaign create)")
         return CampaignSettings.from_json(json.loads(rows[0][0]))
+
+    def set_dnc_file(self, campaign_id: str, dnc_file: str | None, *, now: float) -> None:
+        """Point the campaign at another do-not-call list (or none); the settings are otherwise kept."""
+        with self._db.transaction():
+            settings = dataclasses.replace(self.settings(campaign_id), dnc_file=dnc_file)
+            self._db.execute("UPDATE campaigns SET settings_json = ?, updated_at = ? WHERE campaign_id = ?",
+                             (json.dumps(settings.to_json()), now, campaign_id))
 
     def state(self, campaign_id: str) -> CampaignState:
         rows = self._db.query("SELECT state FROM campaigns WHERE campaign_id = ?", (campaign_id,))
