@@ -283,6 +283,27 @@ async def test_loop_stall_skips_forward_without_breaking_sequence(clock: MediaCl
     assert len(parsed) <= (0.1 + 0.25 + 0.1) / 0.02 - 5 + 4
 
 
+async def test_a_released_port_rests_while_others_are_free(clock: MediaClock) -> None:
+    """A new call does not get the port a call just left (its late packets could still arrive there,
+    from the same trunk address): released ports are tried after every other free one."""
+    base = random.Random().randrange(40000, 59000, 2)
+    ports = PortAllocator(RtpPortRange("127.0.0.1", base, base + 15))  # eight even ports
+    live = [RtpStream(clock, ports), RtpStream(clock, ports)]
+    for stream in live:
+        await stream.open()
+    try:
+        for _ in range(12):
+            left = live.pop(0)
+            await left.close()
+            new = RtpStream(clock, ports)
+            await new.open()
+            live.append(new)
+            assert new.local_port != left.local_port
+    finally:
+        for stream in live:
+            await stream.close()
+
+
 def test_port_range_validation_messages() -> None:
     with pytest.raises(RtpUsageError) as info:
         RtpPortRange("0.0.0.0", 80, 100)

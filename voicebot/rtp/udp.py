@@ -21,6 +21,7 @@ keep up the oldest frame is dropped and counted.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -79,6 +80,10 @@ class PortAllocator:
     Random, not round-robin: with sequential ports an attacker who made one call knows the port the
     next caller gets and can spray RTP at it before that caller's first packet (issue 9). The port
     is drawn from a CSPRNG over the whole range, so guessing costs a spray over every port.
+
+    A released port rests: the most recently released half of the range is tried only after every
+    other free port, so a new call does not get the port a call just left, where that call's late
+    packets (from the same trunk address, so they pass the source check) could still arrive.
     """
 
     def __init__(self, ports: RtpPortRange | None = None, *, rng: random.Random | None = None) -> None:
@@ -87,14 +92,21 @@ class PortAllocator:
         self._candidates = list(range(first, self.range.port_max + 1, 2)) if self.range.port_max else [0]
         self._rng = rng or random.SystemRandom()
         self._in_use: set[int] = set()
+        self._resting: collections.deque[int] = collections.deque(maxlen=len(self._candidates) // 2)
+
+    def _order(self) -> list[int]:
+        """Free candidates to try: rested ones in random order, then resting ones, longest rested first."""
+        resting = [p for p in self._resting if p not in self._in_use]
+        skip = set(resting)
+        free = [p for p in self._candidates if not p or (p not in self._in_use and p not in skip)]
+        self._rng.shuffle(free)
+        return free + resting
 
     async def bind(self, protocol_factory: Callable[[], asyncio.DatagramProtocol]
                    ) -> tuple[asyncio.DatagramTransport, int]:
         """Bind a UDP socket on a random free even port; raises :class:`RtpPortsExhausted`."""
         loop = asyncio.get_running_loop()
-        free = [p for p in self._candidates if not p or p not in self._in_use]
-        self._rng.shuffle(free)
-        for port in free:
+        for port in self._order():
             try:
                 transport, _ = await loop.create_datagram_endpoint(
                     protocol_factory, local_addr=(self.range.host, port))
@@ -112,6 +124,10 @@ class PortAllocator:
 
     def release(self, port: int) -> None:
         self._in_use.discard(port)
+        if port and self._resting.maxlen:
+            if port in self._resting:
+                self._resting.remove(port)
+            self._resting.append(port)
 
     @property
     def in_use(self) -> int:
