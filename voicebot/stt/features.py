@@ -2,10 +2,11 @@
 
 The 80-bin log-mel spectrogram with the same maths as Whisper's ``log_mel_spectrogram`` (periodic
 Hann window, n_fft 400, hop 160 at 16 kHz, Slaney mel filters, log10 clamped to 8 below the peak,
-scaled by (x + 4) / 4), computed over a window of max(ceil(duration) + 2 s, 8 s) instead of a padded
-30 s one; the token budget for that much audio; long audio cut into pieces at quiet moments; and
-the voiced span and loudness measures the engine (:mod:`voicebot.stt.model`) uses to skip silence
-and to place words. Pure numpy: no model, no I/O (docs/stt-engine.md has the measurements).
+scaled by (x + 4) / 4; the engine adds a gentle high shelf for telephone speech, HIGH_SHELF_DB),
+computed over a window of max(ceil(duration) + 2 s, 8 s) instead of a padded 30 s one; the token
+budget for that much audio; long audio cut into pieces at quiet moments; and the voiced span and
+loudness measures the engine (:mod:`voicebot.stt.model`) uses to skip silence and to place words.
+Pure numpy: no model, no I/O (docs/stt-engine.md has the measurements).
 """
 
 from __future__ import annotations
