@@ -2,7 +2,7 @@
 
 The 80-bin log-mel spectrogram with the same maths as Whisper's ``log_mel_spectrogram`` (periodic
 Hann window, n_fft 400, hop 160 at 16 kHz, Slaney mel filters, log10 clamped to 8 below the peak,
-scaled by (x + 4) / 4; the engine adds a gentle high shelf for telephone speech, HIGH_SHELF_DB),
+scaled by (x + 4) / 4; an optional high shelf, HIGH_SHELF_DB, off by default),
 computed over a window of max(ceil(duration) + 2 s, 8 s) instead of a padded 30 s one; the token
 budget for that much audio; long audio cut into pieces at quiet moments; and the voiced span and
 loudness measures the engine (:mod:`voicebot.stt.model`) uses to skip silence and to place words.
@@ -36,13 +36,12 @@ MAX_SEGMENT_S = 28  # longer input is decoded in pieces of at most this
 SEGMENT_SEARCH_S = 3  # ... cut at the quietest moment of their last 3 s
 TOKENS_PER_S = 8
 EXTRA_TOKENS = 10
-# A gentle high shelf on the power spectrum before the mel filters: 0 dB up to 1 kHz, rising
-# linearly (in dB) to HIGH_SHELF_DB at 3 kHz and flat above. Telephone speech (300-3400 Hz, G.711)
-# reaches Whisper darker and narrower than the speech it was trained on; measured on the issue-12
-# menu cases (docs/stt-engine.md, "Input conditioning") +6 dB routed more espeak menu answers right
-# and lost none of the natural voice's, the yes/no or the off-topic rejections. Folded into the mel
-# filter weights, so it costs nothing per frame.
-HIGH_SHELF_DB = 6.0
+# An optional gentle high shelf on the power spectrum before the mel filters: 0 dB up to 1 kHz,
+# rising linearly (in dB) to the gain at 3 kHz and flat above, folded into the mel filter weights
+# (no cost per frame). Off by default: +6 dB looked better on finals decoded alone (menu 106 vs
+# 102 of 115 synthetic) but through the real server (bench/intent_bench.py) it routed 189 of 229
+# against 190 and let two more off-topic answers through (docs/stt-engine.md, "Input conditioning").
+HIGH_SHELF_DB = 0.0
 SHELF_START_HZ = 1000.0
 SHELF_FULL_HZ = 3000.0
 
@@ -83,9 +82,7 @@ def mel_filters(n_mels: int = N_MELS) -> npt.NDArray[np.float32]:
     return weights.astype(np.float32)
 
 
-def high_shelf_gain(
-    freq_hz: npt.NDArray[np.float64], gain_db: float = HIGH_SHELF_DB
-) -> npt.NDArray[np.float64]:
+def high_shelf_gain(freq_hz: npt.NDArray[np.float64], gain_db: float) -> npt.NDArray[np.float64]:
     """Power gain of the high shelf at ``freq_hz``: 1 below SHELF_START_HZ, ``gain_db`` (as a power
     ratio) from SHELF_FULL_HZ up, linear in dB between."""
     ramp = np.clip((freq_hz - SHELF_START_HZ) / (SHELF_FULL_HZ - SHELF_START_HZ), 0.0, 1.0)
@@ -93,9 +90,7 @@ def high_shelf_gain(
 
 
 @functools.cache
-def shelved_mel_filters(
-    n_mels: int = N_MELS, high_shelf_db: float = HIGH_SHELF_DB
-) -> npt.NDArray[np.float32]:
+def shelved_mel_filters(n_mels: int, high_shelf_db: float) -> npt.NDArray[np.float32]:
     """:func:`mel_filters` with the high shelf applied to every FFT bin they weigh."""
     fft_hz = np.linspace(0.0, SAMPLE_RATE_HZ / 2, N_FFT // 2 + 1)
     weights = mel_filters(n_mels) * high_shelf_gain(fft_hz, high_shelf_db)[None, :]

@@ -185,7 +185,7 @@ class WhisperEngine(HintedDecoding):
         high_shelf_db: float = HIGH_SHELF_DB,
     ) -> None:
         """``min_window_s=30, cap_tokens=False`` reproduces the reference 30 s pipeline (benchmarks);
-        ``high_shelf_db=0`` gives Whisper's own features (voicebot.stt.features.HIGH_SHELF_DB)."""
+        ``high_shelf_db`` > 0 adds the features' high shelf (off by default: measured, not kept)."""
         if workers < 1:
             raise ConfigError(f"engine workers must be >= 1, not {workers}")
         self.name = files.name
