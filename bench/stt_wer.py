@@ -5,10 +5,11 @@ Usage: .venv/bin/python bench/stt_wer.py [--no-reference] [--verbose]
        .venv/bin/python bench/stt_wer.py --variants "beam=5,win=12;beam=1,win=8" [--repeat 2]
 
 ``--variants`` compares engine settings instead of the fixed modes: each ``;``-separated variant is
-``key=value`` pairs of beam (final beam size), win (minimum window, s), align (0/1) and compute
-(CTranslate2 compute_type). The variants are run interleaved, utterance by utterance (A/B/A/B), so a
-load change on the shared machine hits all of them alike; WER, word errors and decode times are
-printed per set, with each variant's mean time as a ratio to the first variant's.
+``key=value`` pairs of beam (final beam size), win (minimum window, s), align (0/1), compute
+(CTranslate2 compute_type) and shelf (the features' high shelf, dB; 0 when not given). The variants
+are run interleaved, utterance by utterance (A/B/A/B), so a load change on the shared machine hits
+all of them alike; WER, word errors and decode times are printed per set, with each variant's mean
+time as a ratio to the first variant's.
 
 Sets: the recorded human speech of pocketsphinx-testdata (voicebot.testing.speech.real_speech_set)
 and a few espeak-ng sentences, all through the telephone path: 8 kHz, 300-3400 Hz, G.711 mu-law
@@ -153,14 +154,15 @@ class Variant:
     win: int = 12
     align: bool = True
     compute: str = "int8"
+    shelf: float = 0.0  # high shelf on the features, dB (voicebot.stt.features.HIGH_SHELF_DB)
 
 
 def parse_variant(spec: str) -> Variant:
     fields: dict[str, str] = {}
     for pair in spec.split(","):
         key, sep, value = pair.strip().partition("=")
-        if not sep or key not in ("beam", "win", "align", "compute"):
-            raise SystemExit(f"bad variant {spec!r}: use beam=N,win=S,align=0|1,compute=TYPE")
+        if not sep or key not in ("beam", "win", "align", "compute", "shelf"):
+            raise SystemExit(f"bad variant {spec!r}: use beam=N,win=S,align=0|1,compute=TYPE,shelf=DB")
         fields[key] = value
     return Variant(
         label=spec.strip(),
@@ -168,6 +170,7 @@ def parse_variant(spec: str) -> Variant:
         win=int(fields.get("win", 12)),
         align=fields.get("align", "1") != "0",
         compute=fields.get("compute", "int8"),
+        shelf=float(fields.get("shelf", 0)),
     )
 
 
@@ -176,7 +179,7 @@ def run_variants(specs: str, repeat: int, verbose: bool, espeak_more: bool) -> i
     files = base_model_files()
     engines = [
         WhisperEngine(files, workers=1, compute_type=v.compute, final_beam_size=v.beam,
-                      word_alignment=v.align, min_window_s=v.win)
+                      word_alignment=v.align, min_window_s=v.win, high_shelf_db=v.shelf)
         for v in variants
     ]
     sets = load_sets(espeak_more)

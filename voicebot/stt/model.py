@@ -56,6 +56,7 @@ from voicebot.stt.engine import Hypothesis, UnsupportedLanguage, WordTiming
 from voicebot.stt.features import (
     ENCODER_FRAMES_PER_S,
     FRAMES_PER_S,
+    HIGH_SHELF_DB,
     HOP_LENGTH,
     MAX_SEGMENT_S,
     MAX_TEXT_TOKENS,
@@ -182,8 +183,10 @@ class WhisperEngine(HintedDecoding):
         word_alignment: bool = True,
         min_window_s: int = MIN_WINDOW_S,
         cap_tokens: bool = True,
+        high_shelf_db: float = HIGH_SHELF_DB,
     ) -> None:
-        """``min_window_s=30, cap_tokens=False`` reproduces the reference 30 s pipeline (benchmarks)."""
+        """``min_window_s=30, cap_tokens=False`` reproduces the reference 30 s pipeline (benchmarks);
+        ``high_shelf_db`` > 0 adds the features' high shelf (off by default: measured, not kept)."""
         if workers < 1:
             raise ConfigError(f"engine workers must be >= 1, not {workers}")
         self.name = files.name
@@ -191,6 +194,7 @@ class WhisperEngine(HintedDecoding):
         self.word_alignment = word_alignment
         self.min_window_s = min_window_s
         self.cap_tokens = cap_tokens
+        self.high_shelf_db = high_shelf_db
         try:
             config: dict[str, Any] = json.loads(files.config_json)
             self._tokenizer = Tokenizer.from_str(files.tokenizer_json.decode("utf-8"))
@@ -343,7 +347,7 @@ class WhisperEngine(HintedDecoding):
                 language_probability=0.0 if detect else 1.0,
             )
         n_frames = window_s(duration_s, self.min_window_s) * FRAMES_PER_S
-        features = log_mel_spectrogram(samples, n_frames, self.n_mels)[None]
+        features = log_mel_spectrogram(samples, n_frames, self.n_mels, self.high_shelf_db)[None]
         encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features)))
         code, probability = next(iter(choice)), 1.0
         if detect:
