@@ -209,6 +209,10 @@ def start_callers(workdir: Path, front: Front, *, name: str, calls: int, rate: f
                 "-p", str(free_udp_port()), "-mp", str(free_media_port()), "-m", str(calls), "-r", str(rate),
                 "-l", str(calls), "-d", str(hold_ms), "-timeout", "120", "-timeout_error",
                 "-recv_timeout", "20000", "-nostdin", "-trace_stat",
+                # A 180 relayed after the 200 (kamailio's worker processes can forward two responses
+                # sent back to back in either order) is noise a real phone ignores; sipp would abort
+                # the answered call on it. Failed calls still count: a missing 200 or BYE answer.
+                "-default_behaviors", "all,-abortunexp",
                 "-stf", str(run_dir / f"{name}_stat.csv"), "-fd", "1", "-trace_err",
                 "-error_file", str(run_dir / f"{name}_errors.log")]
         proc = subprocess.Popen(args, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
