@@ -335,7 +335,14 @@ class HintedDecoding:
         if not scores or reference is None:
             return free
         best = max(scores, key=lambda s: s.logprob)
-        margin = best.logprob - reference.logprob
+        # The reference is the free decode as the model wrote it: forced here under the plain prompt,
+        # or as generated under the hints' prompt (its own mean token log-probability), whichever is
+        # more likely. A decode the prompt pulled off course ("Once the weather like to me." for
+        # "What's the weather like today?" after the demo's welcome) is improbable under the plain
+        # prompt alone, and against that low reference a short phrase ("how much") came within the
+        # margin: an off-topic question acted on as a balance request (tests/e2e/test_understanding).
+        own = math.log(max(free.confidence, 1e-12)) * (len(free_tokens) + END_WEIGHT)
+        margin = best.logprob - max(reference.logprob, own)
         confidence = float(min(1.0, max(0.0, 1.0 + 0.5 * margin / -REJECT_MARGIN)))
         if margin < REJECT_MARGIN or best.mean_logprob < MIN_PHRASE_LOGPROB:
             return self._rejected(free, confidence)
