@@ -236,14 +236,8 @@ REGISTRAR_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 """
 
-# The same registrar, then the robot's goodbye: a REGISTER with Expires: 0 when it shuts down.
-REGISTRAR_UNREGISTER_SCENARIO = REGISTRAR_SCENARIO.replace(
-    """  <Reference variables="user"/>""", """  <recv request="REGISTER" timeout="30000">
-    <action>
-      <ereg regexp="(Expires: *0[^0-9]|expires=0[^0-9])" search_in="msg" check_it="true" assign_to="gone"/>
-    </action>
-  </recv>
-  <send>
+# The registrar's 200 OK to a REGISTER (with its tag).
+_REGISTER_OK = """  <send>
     <![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -255,7 +249,16 @@ REGISTRAR_UNREGISTER_SCENARIO = REGISTRAR_SCENARIO.replace(
 
     ]]>
   </send>
-  <Reference variables="user,gone"/>""")
+"""
+
+# The same registrar, then the robot's goodbye: a REGISTER with Expires: 0 when it shuts down.
+REGISTRAR_UNREGISTER_SCENARIO = REGISTRAR_SCENARIO.replace(
+    """  <Reference variables="user"/>""", """  <recv request="REGISTER" timeout="30000">
+    <action>
+      <ereg regexp="(Expires: *0[^0-9]|expires=0[^0-9])" search_in="msg" check_it="true" assign_to="gone"/>
+    </action>
+  </recv>
+""" + _REGISTER_OK + """  <Reference variables="user,gone"/>""")
 
 # A registrar slow to answer the first REGISTER (100 Trying at once, so it is not retransmitted, the
 # challenge a second later): the robot shuts down meanwhile, and the answer to that REGISTER must be
@@ -296,18 +299,6 @@ REGISTRAR_SLOW_FIRST_ANSWER_SCENARIO = """<?xml version="1.0" encoding="ISO-8859
             assign_to="user"/>
     </action>
   </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]Reg[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <Reference variables="user,gone"/>
+""" + _REGISTER_OK + """  <Reference variables="user,gone"/>
 </scenario>
 """
