@@ -197,10 +197,8 @@ async def start_callee(text: str, tmp_path: Path, *, name: str = "callee",
     return proc, port
 
 
-REGISTRAR_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="registrar: challenge, then accept">
-  <recv request="REGISTER"/>
-  <send>
+# The registrar's digest challenge to a REGISTER.
+_REGISTER_CHALLENGE = """  <send>
     <![CDATA[
       SIP/2.0 401 Unauthorized
       [last_Via:]
@@ -213,7 +211,12 @@ REGISTRAR_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-  <recv request="REGISTER">
+"""
+
+REGISTRAR_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="registrar: challenge, then accept">
+  <recv request="REGISTER"/>
+""" + _REGISTER_CHALLENGE + """  <recv request="REGISTER">
     <action>
       <ereg regexp="username=\\"robot\\"" search_in="hdr" header="Authorization:" check_it="true"
             assign_to="user"/>
@@ -279,20 +282,7 @@ REGISTRAR_SLOW_FIRST_ANSWER_SCENARIO = """<?xml version="1.0" encoding="ISO-8859
     ]]>
   </send>
   <pause milliseconds="1000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 401 Unauthorized
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]Reg[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      WWW-Authenticate: Digest realm="pbx.test", nonce="4f1c2a0b9d", qop="auth", algorithm=MD5
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="REGISTER" timeout="30000">
+""" + _REGISTER_CHALLENGE + """  <recv request="REGISTER" timeout="30000">
     <action>
       <ereg regexp="(Expires: *0[^0-9]|expires=0[^0-9])" search_in="msg" check_it="true" assign_to="gone"/>
       <ereg regexp="username=\\"robot\\"" search_in="hdr" header="Authorization:" check_it="true"

@@ -7,13 +7,14 @@ leg and closes the stream (its synthesis stops)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import structlog
 
+from tests.call.media_leg import MediaLeg as BaseLeg
 from voicebot.call.pipeline import CallParts, CallPipeline
 from voicebot.call.recording import RecordingSettings, TimelineMark
 from voicebot.call.streaming import PromptFeeds, StreamingRenderer
@@ -23,14 +24,13 @@ from voicebot.dialog.loader import load_dialplan
 from voicebot.media.frames import BYTES_PER_FRAME, Frame, FrameKind
 from voicebot.prompts import PromptAudio
 from voicebot.records import CallRecordStore
-from voicebot.rtp.session import PlayoutFinished, RemoteMedia, RtpSession
+from voicebot.rtp.session import PlayoutFinished
 from voicebot.stt.client import ClientSettings
 from voicebot.tts.errors import SynthesisError
 
 pytestmark = pytest.mark.unit
 
 DEMO = load_dialplan(Path(__file__).resolve().parents[2] / "dialplans" / "demo.yaml")
-Tap = Callable[[Frame, int | None, bytes | None, bool], None]
 
 
 def frames(count: int, level: int) -> bytes:
@@ -73,32 +73,14 @@ class Sentences:
             self.closed.append(seq)
 
 
-class MediaLeg:
-    """The part of CallLeg the pipeline's CallControl uses, over a real RtpSession."""
+class MediaLeg(BaseLeg):
+    """The streaming tests' leg: it keeps what each tick sent."""
 
     call_id = "stream-1@test"
-    direction = "inbound"
-    from_uri = "sip:+15550001111@127.0.0.1"
-    to_uri = "sip:bot@127.0.0.1"
 
     def __init__(self) -> None:
-        self.is_ended = False
-        self.session = RtpSession(ssrc=7, sequence_number=1, timestamp=0)
-        self.session.set_remote(RemoteMedia(("127.0.0.1", 40000), 0, 101, 20))
-        self._ids: dict[int, int] = {}
+        super().__init__()
         self.sent: list[tuple[int, bytes]] = []  # (prompt id, 20 ms of PCM) per tick with audio
-        self.tap: Tap | None = None
-
-    def set_media_tap(self, tap: Tap | None) -> None:
-        self.tap = tap
-
-    def play(self, pcm16_8k: bytes, *, prompt_id: int | None = None) -> int:
-        assert prompt_id is not None
-        self._ids[self.session.play(pcm16_8k)] = prompt_id
-        return prompt_id
-
-    def flush(self) -> int:
-        return self.session.flush()
 
     def tick(self, count: int) -> list[int]:
         """``count`` media ticks; the prompt ids whose playout finished meanwhile."""

@@ -6,12 +6,12 @@ stretch, the prompt marks carry the dialog's prompt_seq and text, and recording 
 from __future__ import annotations
 
 import wave
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.call.media_leg import MediaLeg as BaseLeg
 from voicebot.call.pipeline import CallParts, CallPipeline
 from voicebot.call.recording import RecordingSettings, TimelineMark
 from voicebot.config import load_config
@@ -19,43 +19,17 @@ from voicebot.dialog.events import PlayPrompt
 from voicebot.dialog.loader import load_dialplan
 from voicebot.media.frames import Frame, FrameKind
 from voicebot.records import CallRecordStore
-from voicebot.rtp.session import RemoteMedia, RtpSession
 from voicebot.stt.client import ClientSettings
 
 pytestmark = pytest.mark.unit
 
 DEMO = load_dialplan(Path(__file__).resolve().parents[2] / "dialplans" / "demo.yaml")
-Tap = Callable[[Frame, int | None, bytes | None, bool], None]
 
 
-class MediaLeg:
-    """The part of CallLeg the pipeline's CallControl and recording use, over a real RtpSession."""
+class MediaLeg(BaseLeg):
+    """The recording tests' leg: every tick the caller sends a flat level."""
 
     call_id = "rec-1@test"
-    direction = "inbound"
-    from_uri = "sip:+15550001111@127.0.0.1"
-    to_uri = "sip:bot@127.0.0.1"
-
-    def __init__(self) -> None:
-        self.is_ended = False
-        self.session = RtpSession(ssrc=7, sequence_number=1, timestamp=0)
-        self.session.set_remote(RemoteMedia(("127.0.0.1", 40000), 0, 101, 20))
-        self.tap: Tap | None = None
-        self._ids: dict[int, int] = {}
-
-    def play(self, pcm16_8k: bytes, *, prompt_id: int | None = None) -> int:
-        assert prompt_id is not None
-        self._ids[self.session.play(pcm16_8k)] = prompt_id
-        return prompt_id
-
-    def flush(self) -> int:
-        return self.session.flush()
-
-    def hangup(self, *, cause: str | None = None) -> None:
-        self.is_ended = True
-
-    def set_media_tap(self, tap: Tap | None) -> None:
-        self.tap = tap
 
     def tick(self, count: int, caller_level: int = 100) -> None:
         for _ in range(count):
