@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from voicebot.ascii import is_digits
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.net import is_loopback
 
@@ -65,8 +66,7 @@ def parse_host_port(text: str, *, default_port: int | None = None) -> HostPort:
         if default_port is None:
             raise ValueError(f"expected HOST:PORT, got {text!r} (no port)")
         return HostPort(host, default_port)
-    # isascii: str.isdigit also takes '²', which int() refuses, and '٥', which it reads as 5
-    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+    if not is_digits(port_text) or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"port must be 1..65535, got {port_text!r} in {text!r}")
     return HostPort(host, int(port_text))
 
@@ -74,7 +74,7 @@ def parse_host_port(text: str, *, default_port: int | None = None) -> HostPort:
 def parse_port_range(text: str) -> PortRange:
     """``LOW-HIGH``: an inclusive range of UDP ports."""
     low_text, sep, high_text = text.strip().partition("-")
-    if not sep or not all(t.isascii() and t.isdigit() for t in (low_text, high_text)):
+    if not sep or not all(is_digits(t) for t in (low_text, high_text)):
         raise ValueError(f"expected LOW-HIGH, got {text!r}")
     low, high = int(low_text), int(high_text)
     if not 1024 <= low <= high <= 65535:

@@ -34,6 +34,8 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter
 
+from voicebot.ascii import is_digits
+
 EventKind = Literal["started", "answered", "utterance", "state", "dtmf", "transfer", "ended"]
 EVENT_KINDS: tuple[EventKind, ...] = typing.get_args(EventKind)
 
@@ -79,7 +81,7 @@ class EventId:
     @classmethod
     def parse(cls, text: str) -> EventId:
         boot, sep, seq = text.strip().rpartition("-")
-        if len(text) > 64 or not (seq.isascii() and seq.isdigit()) or (sep and not boot):
+        if len(text) > 64 or not is_digits(seq) or (sep and not boot):
             raise ValueError(f"event id {text!r} is not <boot id>-<sequence number> or a sequence number "
                              "(as the stream's id: lines give them)")
         return cls(boot if sep else None, int(seq))

@@ -47,6 +47,7 @@ from voicebot.api.schema import (
     place_call_request,
     transfer_request,
 )
+from voicebot.ascii import is_digits
 from voicebot.campaign.control import CampaignStatus, TransitionRefused
 from voicebot.campaign.errors import CampaignError, UnknownCampaign
 from voicebot.campaign.model import CampaignSettings, Contact
@@ -149,7 +150,7 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     length = request.headers.get("content-length")
     if length is not None:
         # RFC 9110 §8.6: 1*DIGIT, ASCII; str.isdigit also takes '²' (a latin-1 byte), which int() refuses
-        if not (length.isascii() and length.isdigit()):
+        if not is_digits(length):
             raise ApiError(400, f"Content-Length {length!r} is not a number of bytes (RFC 9110 §8.6)")
         if int(length) > limit:
             raise ApiError(413, f"the body is {length} bytes; at most {limit} are accepted")

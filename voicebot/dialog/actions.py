@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from voicebot.ascii import is_digits
 from voicebot.dialog.errors import WebhookError
 
 MAX_ANSWER_BYTES = 64 * 1024
@@ -119,7 +120,7 @@ def demo_balance(payload: Mapping[str, object]) -> Mapping[str, object]:
     variables = payload.get("variables")
     account = variables.get("account", "") if isinstance(variables, Mapping) else ""
     # ASCII digits: str.isdigit also takes '²' and '١', which would be read out as the account
-    if not isinstance(account, str) or not (account.isascii() and account.isdigit()):
+    if not isinstance(account, str) or not is_digits(account):
         raise WebhookError(f"builtin:demo-balance needs a digit 'account' variable, got {account!r}")
     spoken = " ".join(account)
     if account.startswith("9"):
@@ -190,9 +191,9 @@ async def _post(url: str, body: bytes, timeout_s: float) -> tuple[int, str, byte
             verify=_tls_context(), timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False,
         ) as client, client.stream("POST", url, content=body, headers=headers) as response:
             declared = response.headers.get("Content-Length", "")
-            # isascii: str.isdigit also takes '²', which int() refuses; a Content-Length that is no
-            # number is ignored here (h11 refuses it already), the bytes read are bounded below anyway
-            if declared.isascii() and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            # A Content-Length that is no number is ignored here (h11 refuses it already); the bytes
+            # read are bounded below anyway
+            if is_digits(declared) and int(declared) > MAX_ANSWER_BYTES:
                 raise WebhookError(f"webhook {url} answer is larger than {MAX_ANSWER_BYTES} bytes")
             data = bytearray()
             async for chunk in response.aiter_raw():

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from voicebot.ascii import is_digits
 from voicebot.sip.errors import SipParseError
-from voicebot.sip.uri import is_digits
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")

@@ -15,8 +15,9 @@ import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
+from voicebot.ascii import is_digits
 from voicebot.sip.errors import SipParseError
-from voicebot.sip.uri import OtherUri, SipUri, Uri, is_digits, is_valid_host, parse_uri
+from voicebot.sip.uri import OtherUri, SipUri, Uri, is_valid_host, parse_uri
 
 # RFC 3261 §7.3.3 and the IANA registry: compact form -> full name.
 COMPACT_FORMS: dict[str, str] = {

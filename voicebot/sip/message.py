@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from voicebot.ascii import is_digits
 from voicebot.sip.errors import SipParseError
 from voicebot.sip.headers import (
     CSeq,
@@ -26,7 +27,7 @@ from voicebot.sip.headers import (
     parse_via,
     split_commas,
 )
-from voicebot.sip.uri import SipUri, Uri, is_digits, parse_uri
+from voicebot.sip.uri import SipUri, Uri, parse_uri
 
 SIP_VERSION = "SIP/2.0"
 _VERSION_RE = re.compile(r"SIP/\d+\.\d+\Z", re.IGNORECASE | re.ASCII)

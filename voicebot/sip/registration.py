@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from voicebot.ascii import is_digits
 from voicebot.sip.auth import Credentials, authorized_request, can_answer
 from voicebot.sip.errors import SipParseError
 from voicebot.sip.events import RegistrationChanged
 from voicebot.sip.headers import Headers, parse_name_addr
 from voicebot.sip.message import Request, Response
 from voicebot.sip.transaction import Address
-from voicebot.sip.uri import SipUri, Uri, is_digits, uri_equal
+from voicebot.sip.uri import SipUri, Uri, uri_equal
 
 MAX_AUTH_ATTEMPTS = 2
 # a registrar whose every 423 asks for more than the last is broken; two raises are plenty (§10.2.8)

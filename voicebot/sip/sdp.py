@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from voicebot.ascii import is_digits
 from voicebot.sip.errors import SdpNegotiationError, SdpParseError
-from voicebot.sip.uri import is_digits
 
 STATIC_CODECS = {0: "PCMU", 8: "PCMA"}
 SUPPORTED_CODECS = ("PCMU", "PCMA")

@@ -12,6 +12,7 @@ import re
 import string
 from dataclasses import dataclass, replace
 
+from voicebot.ascii import is_digits  # RFC 5234 DIGIT
 from voicebot.sip.errors import SipParseError
 
 _ALNUM = string.ascii_letters + string.digits
@@ -62,12 +63,6 @@ def _check_chars(text: str, allowed: frozenset[str], what: str, uri: str) -> Non
             raise SipParseError(f"invalid character {ch!r} in {what} of URI {uri!r}")
     if _ESCAPE_RE.search(text):
         raise SipParseError(f"bad %-escape in {what} of URI {uri!r}")
-
-
-def is_digits(text: str) -> bool:
-    """``1*DIGIT``: RFC 5234's DIGIT is ASCII 0-9 only, while ``str.isdigit`` also takes '²'
-    (which ``int`` then rejects) and '١' (which ``int`` reads as 1)."""
-    return text.isascii() and text.isdigit()
 
 
 def is_valid_host(host: str) -> bool:

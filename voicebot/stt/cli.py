@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from voicebot.ascii import is_digits
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.stt.auth import API_KEYS_ENV, load_api_keys
 from voicebot.stt.server import ServerConfig, start_server
@@ -74,7 +75,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def parse_http_listen(text: str) -> tuple[str, int]:
     """``--http-listen HOST:PORT`` (port 0 picks a free one)."""
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+    if not sep or not host or not is_digits(port) or int(port) > 65535:
         raise ConfigError(f"--http-listen {text!r} must be host:port, e.g. 127.0.0.1:9102")
     return host.strip("[]"), int(port)
 

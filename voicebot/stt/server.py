@@ -32,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from voicebot.ascii import is_digits
 from voicebot.errors import ConfigError
 from voicebot.logging import get_logger
 from voicebot.net import is_loopback
@@ -85,7 +86,7 @@ class ServerConfig:
 
 def _listen_host(listen: str) -> str:
     host, sep, port = listen.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()):
+    if not sep or not is_digits(port):
         raise ConfigError(f"listen address {listen!r} must be host:port, e.g. 127.0.0.1:50051")
     return host.strip("[]")
 
