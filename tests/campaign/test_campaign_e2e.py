@@ -139,6 +139,26 @@ def start_dialer(workdir: Path, db: Path, config: Path, label: str, *, name: str
     return proc, err
 
 
+def started_at(err: Path) -> list[datetime]:
+    """When a dialer process took a send token for an attempt: its ``campaign.attempt.started`` log
+    lines (structlog's ISO time stamps, UTC, made naive like sipp's local ones are compared only
+    among themselves)."""
+    stamps = []
+    for line in err.read_text(errors="replace").splitlines():
+        if '"campaign.attempt.started"' in line:
+            stamps.append(datetime.fromisoformat(json.loads(line)["timestamp"]).replace(tzinfo=None))
+    return stamps
+
+
+def assert_paced(starts: list[datetime], *, slack_s: float) -> None:
+    """No interval holds more starts than the token bucket lets through, give or take ``slack_s``."""
+    for i, a in enumerate(starts):
+        for b in starts[i + 1:]:
+            span_s = (b - a).total_seconds()
+            count = sum(1 for t in starts if a <= t <= b)
+            assert count <= BURST + R * (span_s + slack_s), (a, b, count, slack_s)
+
+
 def attempts_in_db(db: Path) -> list[tuple[str, int, str]]:
     with sqlite3.connect(db, timeout=10) as conn:
         return list(conn.execute("SELECT contact_id, attempt, status FROM attempts ORDER BY id"))
@@ -253,15 +273,14 @@ async def test_campaign_paces_retries_survives_a_crash_and_exports_what_happened
         else:
             assert (row["final_outcome"], row["attempts"]) == ("no-answer", "2"), row
 
-    # pacing, from the callees' side: new calls per interval and calls at once, per dialer process
-    starts = sorted(s.invite_at for s in seen)
-    for i, a in enumerate(starts):
-        for b in starts[i + 1:]:
-            span_s = (b - a).total_seconds()
-            count = sum(1 for t in starts if a <= t <= b)
-            # the bucket allows BURST + R * span at the dialer; 100 ms for the loop and the hop
-            # from the dialer's send gate to the callee on a loaded 2-core machine
-            assert count <= BURST + R * (span_s + 0.1), (a, b, count)
+    # pacing: new calls per interval. The bucket allows BURST + R * span; checked where the dialer
+    # takes its tokens (its own log, 5 ms for the clock reads around a take) and, looser, where
+    # the callees log the INVITEs: three sipp processes each log a message when it gets to it, and
+    # on a loaded 2-core machine one logged an INVITE 0.27 s after the next one's process did.
+    sends = sorted(started_at(err1) + started_at(err2))
+    assert len(sends) >= len(seen), (len(sends), len(seen))
+    assert_paced(sends, slack_s=0.005)
+    assert_paced(sorted(s.invite_at for s in seen), slack_s=0.35)
     # A call is over for the dialer once its last message (ACK of a 486/487, BYE) is sent; the callee
     # logs that message when it gets to it, and two sipp processes' logs of causally ordered
     # messages were seen 6 ms out of order under load: a call ends 50 ms before its last log line.

