@@ -93,7 +93,7 @@ RATE_HZ = 8000
 CHUNK_MS = 100
 LEAD_MS = 300
 TAIL_MS = 1500
-CACHE_VERSION = "2"  # 2: sox without dither (voicebot.testing.speech), the same bytes every run
+CACHE_VERSION = "3"  # 2: sox without dither; 3: piper seeded per utterance (voicebot.testing.voices), the same bytes every run
 
 # What callers say, by the intent they mean (demo.yaml menu: local intents and globals).
 MENU_PHRASINGS: dict[str, tuple[str, ...]] = {

@@ -218,6 +218,11 @@ def test_a_repeated_short_utterance_matches_as_said_once() -> None:
     ("one for the money", "", 0.0),
     ("for you", "", 0.0),
     ("1 2 cats 3 4", "", 0.0),
+    ("I-8-7-6-I-4-3-2", "", 0.0),                 # a carrier word between digits: a misheard digit
+    ("4 7 the 9 2", "", 0.0),
+    ("4 7 um 9 2", "4792", 1.0),                   # a hesitation may sit between digits
+    ("2 dash 5 and 6", "256", 1.0),
+    ("four five, sorry, I mean four six", "46", 1.0),  # carrier words inside a correction
     ("operator", "", 0.0),
 ])
 def test_spoken_digits(text: str, digits: str, confidence: float) -> None:

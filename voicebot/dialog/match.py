@@ -213,15 +213,17 @@ def parse_digits(text: str) -> SpokenDigits:
     replaces the last k digits said, or all of them when it is as long). Any other word makes the
     result empty, so "operator" never reads as digits -- except up to two words before or after
     three or more digits (a misheard carrier phrase, words appended to the digits), which give the
-    digits with a lower confidence.
+    digits with a lower confidence. Fillers ("it's", "my number is", "um") may stand around the
+    digits, but between two digits only hesitations ("um", "and", "dash").
     """
     segments: list[list[str]] = [[]]
     repeat = 1
     trailing = 0
     leading = 0
+    carrier = False
     for token in _number_groups(_digit_tokens(tokenize(text))):
         if token.isdigit():
-            if trailing:
+            if trailing or carrier:
                 return SpokenDigits("", 0.0)  # words between digits: not a digit string
             # "double" repeats the digit said next: "double 4" -> 44, and Whisper's "Double 419." for
             # "double four one nine" -> 4419 (only the first digit of a written group is doubled).
@@ -230,9 +232,14 @@ def parse_digits(text: str) -> SpokenDigits:
         elif token in _REPEAT:
             repeat = _REPEAT[token]
         elif token in _CORRECTIONS:
+            carrier = False
             if segments[-1]:
                 segments.append([])
         elif token in _FILLER:
+            # A carrier word inside the digits ("I-8-7-6-I-4-3-2" for "nine eight seven six five
+            # four three two") is a digit the recognizer misheard, not a filler: only hesitations
+            # may sit between digits.
+            carrier = carrier or (bool(segments[-1]) and token not in _HESITATIONS)
             continue
         elif not any(segments):
             leading += 1  # a misheard carrier phrase, if enough digits follow
@@ -265,6 +272,9 @@ _FILLER = frozenset({
     "please", "that's", "thats", "i", "think", "so", "okay", "ok", "yes", "pound", "hash", "dash",
     "hmm", "mm", "well", "code", "pin", "that", "was",
 })
+# The fillers that may also stand between digits: hesitations and separators ("four seven, um, nine
+# two", "two dash five"); the others ("it's", "my", "I", "the") only before or after them.
+_HESITATIONS = frozenset({"um", "uh", "er", "ah", "hmm", "mm", "and", "dash", "pound", "hash"})
 
 # -- phrases ------------------------------------------------------------------------------------
 

@@ -45,8 +45,11 @@ class Voice:
             return f"espeak:{self.voice}@{int(self.rate)}"
         return f"piper:{self.voice}@{self.rate:.2f}"
 
-    def synthesize_wav(self, text: str, wav_path: Path) -> None:
-        """Write ``text`` spoken by this voice to ``wav_path`` at the engine's own sample rate."""
+    def synthesize_wav(self, text: str, wav_path: Path, *, take: int = 0) -> None:
+        """Write ``text`` spoken by this voice to ``wav_path`` at the engine's own sample rate.
+
+        ``take``: piper speaks a text a little differently in each take (its durations and latent are
+        sampled), the same way every time for the same take; espeak speaks every take alike."""
         if self.engine == "espeak":
             espeak = shutil.which("espeak-ng")
             if espeak is None:
@@ -56,15 +59,16 @@ class Voice:
                 check=True,
             )
         elif self.engine == "piper":
-            _piper_wav(self.voice, self.rate, text, wav_path)
+            _piper_wav(self.voice, self.rate, text, wav_path, take)
         else:
             raise ValueError(f"voice engine must be 'espeak' or 'piper', not {self.engine!r}")
 
-    def telephone(self, text: str, *, law: str = "ulaw", noise_snr_db: float | None = None) -> bytes:
+    def telephone(self, text: str, *, law: str = "ulaw", noise_snr_db: float | None = None,
+                  take: int = 0) -> bytes:
         """``text`` as a caller on a phone line: 16-bit 8 kHz PCM after the G.711 round trip."""
         with tempfile.TemporaryDirectory() as tmp:
             wav_path = Path(tmp) / "speech.wav"
-            self.synthesize_wav(text, wav_path)
+            self.synthesize_wav(text, wav_path, take=take)
             return telephone_path(wav_path, law=law, noise_snr_db=noise_snr_db,
                                   noise_seed=f"{self.name}|{text}")
 
@@ -124,12 +128,13 @@ def _piper_voice(voice: str) -> Any:
         return _piper_loaded[voice]
 
 
-def piper_seed(voice: str, length_scale: float, text: str) -> int:
-    """The noise seed of one utterance: a function of what is said and by whom, nothing else."""
-    return zlib.crc32(f"{voice}@{length_scale:.2f}|{text}".encode()) % (2**31 - 1) + 1
+def piper_seed(voice: str, length_scale: float, text: str, take: int = 0) -> int:
+    """The noise seed of one utterance: a function of what is said, by whom and which take."""
+    key = f"{voice}@{length_scale:.2f}|{text}" + (f"|take {take}" if take else "")
+    return zlib.crc32(key.encode()) % (2**31 - 1) + 1
 
 
-def _seeded_piper(voice: str, length_scale: float, text: str) -> Any:
+def _seeded_piper(voice: str, length_scale: float, text: str, take: int) -> Any:
     """The voice with a fresh ONNX session whose noise generators start from :func:`piper_seed`.
 
     VITS samples its durations and its latent from normal noise (``noise_w``, ``noise_scale``), drawn
@@ -147,19 +152,19 @@ def _seeded_piper(voice: str, length_scale: float, text: str) -> Any:
     loaded = _piper_loaded[voice]
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    onnxruntime.set_seed(piper_seed(voice, length_scale, text))
+    onnxruntime.set_seed(piper_seed(voice, length_scale, text, take))
     session = onnxruntime.InferenceSession(_piper_model[voice], options, providers=["CPUExecutionProvider"])
     return dataclasses.replace(loaded, session=session)
 
 
-def _piper_wav(voice: str, length_scale: float, text: str, wav_path: Path) -> None:
+def _piper_wav(voice: str, length_scale: float, text: str, wav_path: Path, take: int = 0) -> None:
     from piper import SynthesisConfig
 
     _piper_voice(voice)
     # noise_scale / noise_w left at the voice's defaults: only the rate varies between our voices.
     config = SynthesisConfig(length_scale=length_scale)
     with _piper_lock:  # one ONNX session at a time: serialize rather than oversubscribe two shared cores
-        piper_voice = _seeded_piper(voice, length_scale, text)
+        piper_voice = _seeded_piper(voice, length_scale, text, take)
         chunks = list(piper_voice.synthesize(text, syn_config=config))
     if not chunks:
         raise RuntimeError(f"piper produced no audio for {text!r}")
