@@ -260,20 +260,11 @@ class HintedDecoding:
             forced.append(list(free_tokens) if own_end else [*free_tokens, end])
         if not forced:
             return [], None, None
-        one = np.asarray(encoded)  # [1, frames, d_model], float32 on the CPU
-        # Only the encoder frames of the audio (+ RESCORE_MARGIN_FRAMES): every batch entry
-        # recomputes the decoder's cross-attention keys and values over its frames, which is most of
-        # the cost (measured 48 ms a phrase over an 8 s window, 13 ms over 2 s).
-        frames = min(one.shape[1], num_frames // 2 + RESCORE_MARGIN_FRAMES)
-        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(forced), axis=0))
-        results = self._model.align(
-            ctranslate2.StorageView.from_array(batch), self._prompt(code), forced, min(num_frames, 2 * frames)
-        )
+        results, token_logprobs = self._force(encoded, self._prompt(code), forced, num_frames,
+                                              RESCORE_MARGIN_FRAMES)
         readings = [*candidates, ("", "")] if free_tokens else list(candidates)
         scores: list[PhraseScore] = []
-        for (reported, phrase), sequence, result in zip(readings, forced, results, strict=True):
-            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(sequence)]
-            logprobs = np.log(np.maximum(probs, 1e-12))
+        for (reported, phrase), sequence, logprobs in zip(readings, forced, token_logprobs, strict=True):
             if logprobs.size < len(sequence) or not sequence:
                 scores.append(PhraseScore(reported, phrase, -math.inf, -math.inf, 1))
             elif (reported, phrase) == ("", "") and len(sequence) == len(free_tokens):
@@ -285,6 +276,28 @@ class HintedDecoding:
         if free_tokens:
             return scores[:-1], scores[-1], results[-1]
         return scores, None, None
+
+    def _force(
+        self, encoded: Any, prompt: list[int], sequences: Sequence[list[int]], num_frames: int,
+        margin_frames: int,
+    ) -> tuple[list[Any], list[npt.NDArray[np.float64]]]:
+        """Force each token sequence against the audio in one batch (CTranslate2 ``align``): the
+        alignment results and each sequence's token log-probabilities (as many as it has tokens, or
+        fewer when the model returned fewer). Only the encoder frames of the audio and
+        ``margin_frames`` after it are given: every batch entry recomputes the decoder's
+        cross-attention keys and values over its frames, which is most of the cost (measured 48 ms
+        a phrase over an 8 s window, 13 ms over 2 s)."""
+        one = np.asarray(encoded)  # [1, frames, d_model], float32 on the CPU
+        frames = min(one.shape[1], num_frames // 2 + margin_frames)
+        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(sequences), axis=0))
+        results = self._model.align(
+            ctranslate2.StorageView.from_array(batch), prompt, list(sequences), min(num_frames, 2 * frames)
+        )
+        logprobs = [
+            np.log(np.maximum(np.asarray(result.text_token_probs, dtype=np.float64)[: len(sequence)], 1e-12))
+            for sequence, result in zip(sequences, results, strict=True)
+        ]
+        return list(results), logprobs
 
     def _sentence_end(self) -> int:
         return self.encode_text(".")[0]
@@ -405,18 +418,9 @@ class HintedDecoding:
         family"); its mean token log-probability. Unlike a menu phrase, a reading is the model's
         own output under that prompt, so it is scored in the same context."""
         tokens = [self.encode_text(" " + text) for text in readings]
-        one = np.asarray(encoded)
-        frames = min(one.shape[1], num_frames // 2 + DIGITS_MARGIN_FRAMES)
-        batch = np.ascontiguousarray(np.repeat(one[:, :frames], len(tokens), axis=0))
-        prompt = self._prompt(code, hints)
-        results = self._model.align(
-            ctranslate2.StorageView.from_array(batch), prompt, tokens, min(num_frames, 2 * frames)
-        )
-        scores: list[float] = []
-        for ids, result in zip(tokens, results, strict=True):
-            probs = np.asarray(result.text_token_probs, dtype=np.float64)[: len(ids)]
-            scores.append(float(np.mean(np.log(np.maximum(probs, 1e-12)))) if probs.size else -math.inf)
-        return scores
+        _results, token_logprobs = self._force(encoded, self._prompt(code, hints), tokens, num_frames,
+                                               DIGITS_MARGIN_FRAMES)
+        return [float(np.mean(logprobs)) if logprobs.size else -math.inf for logprobs in token_logprobs]
 
     def _digit_readings(
         self,
