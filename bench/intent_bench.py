@@ -36,8 +36,9 @@ text with the recognizer's further hypotheses, and their confidences only when t
 the recognition hints (default on, like the app's ``[recognizer] hints = true``; --no-hints to
 send none) are the machine's own StartListening expectation in the wire form of
 ``pipeline.hints_for``. When the dialog asks "Did you say X?", the simulated caller answers
-truthfully, as text ("yes" if X is the intent they meant, else "no"), and the case scores by where
-it finally routes; the report counts the cases that needed that extra turn.
+truthfully, as text ("yes" if X is the intent they meant, or the number they said when a digit
+capture reads one back, else "no"), and the case scores by where it finally routes; the report
+counts the cases that needed that extra turn.
 
 Synthesized line audio is cached under --cache-dir, so reruns only pay for recognition.
 """
@@ -93,7 +94,8 @@ RATE_HZ = 8000
 CHUNK_MS = 100
 LEAD_MS = 300
 TAIL_MS = 1500
-CACHE_VERSION = "3"  # 2: sox without dither; 3: piper seeded per utterance (voicebot.testing.voices), the same bytes every run
+# 2: sox without dither; 3: piper seeded per utterance (voicebot.testing.voices): the same bytes every run
+CACHE_VERSION = "3"
 
 # What callers say, by the intent they mean (demo.yaml menu: local intents and globals).
 MENU_PHRASINGS: dict[str, tuple[str, ...]] = {
@@ -280,13 +282,17 @@ class Reached:
         return hints_for(self.expectation)
 
     def guessed(self) -> str | None:
-        """The intent the machine is asking "Did you say ...?" about (None when not asking)."""
+        """What the machine is asking "Did you say ...?" about (None when not asking): an intent's
+        name, or the digit string a capture reads back ("4 7 9 2" -> "4792")."""
         say = self.machine.variables.get("guess")
         if say is None:
             return None
         state = self.machine.state_name or ""
         names = [i.name for i in self._intents(state) if i.say == say]
-        return names[0] if names else ""
+        if names:
+            return names[0]
+        digits = say.replace(" ", "")
+        return digits if digits.isdigit() else ""
 
     def outcome(self, state_name: str) -> str:
         """The outcome label of the call so far: the first state entered after the case's state

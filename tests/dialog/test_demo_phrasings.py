@@ -95,11 +95,24 @@ def test_the_recognizers_alternatives_rescue_a_misheard_top_result(
     ("4,7,9,2", "4792"), ("oh four double seven", "0477"),
     ("four five six seven, no, four five six eight", "4568"),
     ("1 2 3 4 sorry 1 2 3 5", "1235"), ("my account number is double two triple three", "22333"),
-    ("3-1-0-0 I made.", "3100"),
 ])
 def test_spoken_account_numbers(said: str, account: str) -> None:
     driver = _menu()
     driver.run([("dtmf", "1", None), ("done", None, None), ("say", said, None)])
+    assert driver.machine.state_name == "lookup"
+    assert driver.machine.variables["account"] == account
+
+
+@pytest.mark.parametrize(("said", "account"), [
+    ("3-1-0-0 I made.", "3100"),                  # words after the digits: a guess
+    (("4412", "Double 4-1-9."), "4412"),          # two readings of one final
+])
+def test_an_unsure_account_number_is_read_back_first(said: str | tuple[str, ...], account: str) -> None:
+    driver = _menu()
+    driver.run([("dtmf", "1", None), ("done", None, None), ("say", said, None)])
+    assert driver.machine.state_name == "ask_account"
+    assert driver.machine.variables["guess"] == " ".join(account)
+    driver.run([("done", None, None), ("say", "yes", None)])
     assert driver.machine.state_name == "lookup"
     assert driver.machine.variables["account"] == account
 

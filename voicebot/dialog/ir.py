@@ -122,7 +122,12 @@ class Intent:
 
 @dataclass(frozen=True, slots=True)
 class Capture:
-    """Digit string, number or free text captured into ``into``, then ``goto``."""
+    """Digit string, number or free text captured into ``into``, then ``goto``.
+
+    ``confirm`` (digits and numbers; None or disabled: never): spoken digits below the state's
+    ``act_above`` (or its own), or read differently by another hypothesis of the same final, are
+    read back first ("Did you say 4 7 9 2?"); keyed digits never are.
+    """
 
     kind: CaptureKind
     into: str
@@ -131,6 +136,11 @@ class Capture:
     max_digits: int = 20
     terminator: str | None = None
     inter_digit_timeout_s: float = 3.0
+    confirm: ConfirmOverride | None = None
+
+    @property
+    def reads_back(self) -> bool:
+        return self.confirm is not None and self.confirm.enabled is not False
 
 
 @dataclass(frozen=True, slots=True)

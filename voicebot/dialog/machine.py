@@ -261,9 +261,12 @@ class DialogMachine(MachineBase):
             if found.decision == "act":
                 self._take(found.intent.goto)
             elif found.decision == "confirm":
-                self._ask_confirm(found.intent, listen.confirm.merged(found.intent.confirm))
+                self._ask_confirm(Guess(found.intent, listen.confirm.merged(found.intent.confirm)))
             else:
                 self._no_match()
+        elif found.kind == "digits" and found.decision == "confirm" and listen.capture is not None:
+            policy = listen.confirm.merged(listen.capture.confirm)
+            self._ask_confirm(Guess(None, policy, digits=self._digits + found.digits))
         elif found.kind == "digits":
             self._digits += found.digits
             self._finish_digits()
@@ -295,7 +298,13 @@ class DialogMachine(MachineBase):
         other = said.intent if said.kind == "intent" else None
         if other is not None and other.builtin is not None:
             other = None  # "yes" also matches a state's own yes intent; it answers the question here
-        if yes_no == "yes" or (yes_no is None and other is guess.intent and said.decision != "reject"):
+        if yes_no == "yes" and guess.intent is None:
+            self._end_confirm()
+            self._digits = guess.digits  # the number read back, keyed digits included
+            self._finish_digits()
+        elif yes_no == "yes" or (guess.intent is not None and yes_no is None and other is guess.intent
+                                 and said.decision != "reject"):
+            assert guess.intent is not None
             self._guess = None
             self._take(guess.intent.goto)
         elif other is not None and other is not guess.intent and said.decision == "act":
@@ -311,18 +320,18 @@ class DialogMachine(MachineBase):
                 self._end_confirm()
                 self._no_match()
             else:
-                self._ask_confirm(guess.intent, guess.policy, again=True)
+                self._ask_confirm(guess)
 
-    def _ask_confirm(self, intent: ir.Intent, policy: ir.Confirm, *, again: bool = False) -> None:
+    def _ask_confirm(self, guess: Guess) -> None:
+        """Ask "Did you say {guess}?" (again, when ``guess`` is the one being asked)."""
         state = self.state
         assert state is not None and state.listen is not None
-        if not again:
-            self._guess = Guess(intent, policy)
-        self.variables["guess"] = intent.say
+        self._guess = guess
+        self.variables["guess"] = guess.say
         self._digits = ""
         self._cancel(INTER_DIGIT)
         self._cancel(NO_INPUT)
-        prompt = policy.prompt or ir.default_confirm_prompt(self.plan.voice)
+        prompt = guess.policy.prompt or ir.default_confirm_prompt(self.plan.voice)
         self._play(prompt)
         if prompt.barge_in:
             self._start_listening()
@@ -394,7 +403,7 @@ class DialogMachine(MachineBase):
                 self._end_confirm()
                 self._no_input()
             else:
-                self._ask_confirm(guess.intent, guess.policy, again=True)
+                self._ask_confirm(guess)
         elif kind == NO_INPUT and self._held:
             self._arm_no_input()  # not silence: the caller spoke, the judgement is still out
         elif kind == NO_INPUT and self._final_pending:

@@ -32,12 +32,19 @@ ANSWER_WAIT = "answer_wait"
 
 @dataclass(slots=True)
 class Guess:
-    """A match the caller is being asked to confirm."""
+    """A match the caller is being asked to confirm: an intent, or (``intent`` None) the digits
+    of a capture that reads back (``digits``: all of them, keyed ones included)."""
 
-    intent: ir.Intent
+    intent: ir.Intent | None
     policy: ir.Confirm
     no_input: int = 0
     no_match: int = 0
+    digits: str = ""
+
+    @property
+    def say(self) -> str:
+        """The guess as the question says it: the intent's name, or the digits one by one."""
+        return self.intent.say if self.intent is not None else " ".join(self.digits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,8 @@ LISTEN_KEYS = ("intents", "digits", "number", "text", "timeout_s")
 INTENT_KEYS = ("phrases", "keywords", "builtin", "dtmf", "confirm", "goto")
 CONFIRM_KEYS = ("prompt", "audio", "barge_in", "retries", "act_above", "reject_below")
 INTENT_CONFIRM_KEYS = ("say", "prompt", "audio", "barge_in", "act_above", "reject_below")
-DIGITS_KEYS = ("into", "min_digits", "max_digits", "terminator", "inter_digit_timeout_s", "goto")
+DIGITS_KEYS = ("into", "min_digits", "max_digits", "terminator", "inter_digit_timeout_s", "confirm", "goto")
+CAPTURE_CONFIRM_KEYS = ("prompt", "audio", "barge_in", "act_above", "reject_below")
 TEXT_KEYS = ("into", "goto")
 RETRY_KEYS = ("retries", "prompt", "audio", "barge_in", "goto")
 
@@ -217,14 +218,29 @@ def parse_listen(c: Checker, item: tuple[int, YNode], where: str, voice: str) ->
                 f"'{captures[0]}' and '{captures[1]}'")
     if not captures and "intents" not in lmap.items:
         c.error(item[0], f"{lwhere}: give 'intents' and/or one of 'digits', 'number', 'text'")
-    capture = _capture(c, lmap, captures[0], lwhere) if captures else None
+    capture = _capture(c, lmap, captures[0], lwhere, voice) if captures else None
     timeout_s = DEFAULT_LISTEN_TIMEOUT_S
     if (sub := c.get(lmap, "timeout_s")) is not None:
         timeout_s = or_default(c.seconds(sub, lwhere, "timeout_s"), timeout_s)
     return Listen(tuple(intents), capture, timeout_s)
 
 
-def _capture(c: Checker, lmap: YMap, kind: str, where: str) -> Capture | None:
+def _capture_confirm(c: Checker, item: tuple[int, YNode], where: str, voice: str) -> ConfirmOverride | None:
+    """A digit capture's ``confirm``: ``true``/``false`` or settings (the question, thresholds)."""
+    node = item[1]
+    if isinstance(node, YScalar) and isinstance(node.value, bool):
+        return ConfirmOverride(enabled=node.value)
+    cmap = c.mapping(node, where, "'confirm' (true, false or settings)")
+    if cmap is None:
+        return None
+    c.keys(cmap, CAPTURE_CONFIRM_KEYS, where)
+    override = _confirm_settings(c, cmap, where, voice)
+    if override.act_above is not None and override.reject_below is not None:
+        _check_thresholds(c, cmap, where, override.act_above, override.reject_below)
+    return override
+
+
+def _capture(c: Checker, lmap: YMap, kind: str, where: str, voice: str) -> Capture | None:
     line, node = lmap.items[kind]
     cwhere = f"{where} {kind}"
     spec = c.mapping(node, cwhere, f"'{kind}'")
@@ -253,10 +269,13 @@ def _capture(c: Checker, lmap: YMap, kind: str, where: str) -> Capture | None:
                 c.error(sub[0], f"{cwhere}: terminator '{terminator}' is a digit; use '#' or '*'")
         if (sub := c.get(spec, "inter_digit_timeout_s")) is not None:
             inter_s = or_default(c.seconds(sub, cwhere, "inter_digit_timeout_s"), inter_s)
+    confirm = None
+    if kind != "text" and (sub := c.get(spec, "confirm")) is not None:
+        confirm = _capture_confirm(c, sub, f"{cwhere} confirm", voice)
     if into is None or goto is None:
         return None
     capture_kind: CaptureKind = "digits" if kind == "digits" else "number" if kind == "number" else "text"
-    return Capture(capture_kind, into, goto, min_digits, max_digits, terminator, inter_s)
+    return Capture(capture_kind, into, goto, min_digits, max_digits, terminator, inter_s, confirm)
 
 
 def parse_retry(c: Checker, smap: YMap, key: str, where: str, voice: str) -> Retry | None:

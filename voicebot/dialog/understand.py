@@ -19,7 +19,7 @@ most confident guess to confirm (state intent on a tie); nothing. Pure.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from voicebot.dialog.ir import Confirm, Intent, Listen
@@ -141,22 +141,30 @@ def understand(
     capture = listen.capture
     wrong_length: Understanding | None = None
     if capture is not None and capture.kind in ("digits", "number"):
+        policy = listen.confirm.merged(capture.confirm) if capture.reads_back else listen.confirm
         valid: Understanding | None = None
+        readings: set[str] = set()
         for index, hypothesis in enumerate(hypotheses):
             spoken = parse_digits(hypothesis.text)
             if not spoken.digits:
                 continue
             confidence = round(spoken.confidence * hypothesis_weight(index, hypothesis.confidence), 6)
-            if confidence < listen.confirm.reject_below:
+            if confidence < policy.reject_below:
                 # The recognizer itself doubted these digits (off-topic speech read as a number,
                 # a garbled string): no match, the caller is asked again; never a stored guess.
                 continue
             found = Understanding("digits", "act", confidence, digits=spoken.digits, hypothesis=index)
             if capture.min_digits <= len(keyed_digits + spoken.digits) <= capture.max_digits:
+                readings.add(spoken.digits)
                 if valid is None or found.confidence > valid.confidence:
                     valid = found
             elif wrong_length is None:
                 wrong_length = found
+        unsure = valid is not None and (valid.confidence < policy.act_above or len(readings) > 1)
+        if valid is not None and capture.reads_back and unsure:
+            # Read back before storing: a guess, or two hypotheses of one final that read as
+            # different valid numbers (the recognizer heard two things).
+            return replace(valid, decision="confirm")
         if valid is not None:
             return valid
     glob = best_intent(hypotheses, global_intents, listen.confirm, is_global=True)

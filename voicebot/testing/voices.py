@@ -147,7 +147,7 @@ def _seeded_piper(voice: str, length_scale: float, text: str, take: int) -> Any:
     """
     import dataclasses
 
-    import onnxruntime
+    import onnxruntime  # type: ignore[import-untyped]  # ships no py.typed
 
     loaded = _piper_loaded[voice]
     options = onnxruntime.SessionOptions()
