@@ -71,9 +71,10 @@ def test_which_intents_a_state_may_ask_about(top: str, state: str, help_confirm:
 def test_the_demo_asks_in_its_three_listening_states_only() -> None:
     diamonds = sorted({dst for _src, dst, label in edges(DEMO) if label == "unsure"})
     assert diamonds == ["ask_account?", "menu?", "read_balance?"]
-    # The account state has no intents of its own: only the globals can be guessed there.
+    # The account state has no intents of its own: the globals can be guessed there, and its
+    # account number is read back.
     yes = sorted(label for src, _dst, label in edges(DEMO) if src == "ask_account?" and label != "no")
-    assert yes == ["yes: goodbye", "yes: operator"]
+    assert yes == ["yes: digits -> account", "yes: goodbye", "yes: operator"]
 
 
 def test_dot_and_mermaid_draw_the_diamonds() -> None:
@@ -121,3 +122,25 @@ def test_record_audio_is_shown_on_the_state() -> None:
     dot = to_dot(plan)
     assert '"a" [label="a\\n(recording paused)"];' in dot
     assert '"b" [label="b\\n(recording resumed)\\n(hang up)", peripheries=2];' in dot
+
+
+def test_a_capture_that_reads_back_gets_the_question_node() -> None:
+    plan = load_dialplan_text("""
+dialplan: g
+start: ask
+confirm: false
+states:
+  ask:
+    prompt: "Number?"
+    listen:
+      digits: {into: n, min_digits: 4, max_digits: 8, confirm: true, goto: end}
+    no_input: {retries: 0, goto: end}
+    no_match: {retries: 0, goto: end}
+  end:
+    hangup: true
+""")
+    got = edges(plan)
+    assert ("ask", "ask?", "unsure") in got
+    assert ("ask?", "end", "yes: digits -> n") in got
+    assert ("ask?", "ask", "no") in got
+    assert 'shape=diamond' in to_dot(plan)

@@ -4,7 +4,8 @@ Edges are labelled with what takes them: an intent (and its DTMF key), a capture
 and ``no match`` escalations, a webhook's success/answer/error, or ``then`` after a prompt. Global
 handlers hang off one dashed pseudo-node, "any listening state". A state that may ask "Did you
 say ...?" gets a diamond ``<state>?`` node: ``unsure`` leads there from the state, ``yes: <intent>``
-from there to each intent it may confirm, ``no`` back to the state. On outbound plans the
+from there to each intent it may confirm (and ``yes: digits -> <var>`` to a capture that reads its
+number back), ``no`` back to the state. On outbound plans the
 answering-machine branches (``on_human`` / ``on_machine`` / ``on_unknown``) leave one dotted
 pseudo-node, "answered", with the answer type as the label; ``unknown`` is drawn where it goes
 even when it only follows ``on_human``. A ``wait_for_beep`` state says "(after the beep)" and a
@@ -13,7 +14,7 @@ even when it only follows ``on_human``. A ``wait_for_beep`` state says "(after t
 
 from __future__ import annotations
 
-from voicebot.dialog.ir import ANSWER_TYPES, Dialplan, Intent, State
+from voicebot.dialog.ir import ANSWER_TYPES, Capture, Dialplan, Intent, State
 
 ANY = "__any_listening_state__"
 ANSWERED = "__answered__"
@@ -32,6 +33,17 @@ def _confirmable(state: State, plan: Dialplan) -> list[Intent]:
     return [i for i in (*state.listen.intents, *plan.global_intents) if base.merged(i.confirm).enabled]
 
 
+def _read_back(state: State) -> Capture | None:
+    """The state's digit capture when it reads a spoken number back before storing it."""
+    capture = state.listen.capture if state.listen is not None else None
+    return capture if capture is not None and capture.reads_back else None
+
+
+def _asks(state: State, plan: Dialplan) -> bool:
+    """Whether this state may ask "Did you say ...?" at all."""
+    return bool(_confirmable(state, plan)) or _read_back(state) is not None
+
+
 def _intent_label(intent: Intent) -> str:
     return f"{intent.name} / {intent.dtmf}" if intent.dtmf else intent.name
 
@@ -41,11 +53,12 @@ def edges(plan: Dialplan) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     for state in plan.states.values():
         out += _state_edges(state)
-        intents = _confirmable(state, plan)
-        if intents:
+        if _asks(state, plan):
             node = confirm_node(state.name)
             out.append((state.name, node, "unsure"))
-            out += [(node, i.goto, f"yes: {i.name}") for i in intents]
+            out += [(node, i.goto, f"yes: {i.name}") for i in _confirmable(state, plan)]
+            if (capture := _read_back(state)) is not None:
+                out.append((node, capture.goto, f"yes: {capture.kind} -> {capture.into}"))
             out.append((node, state.name, "no"))
     for intent in plan.global_intents:
         out.append((ANY, intent.goto, _intent_label(intent)))
@@ -100,7 +113,7 @@ def to_dot(plan: Dialplan) -> str:
     if plan.on_answer:
         lines.append(f'  {_quote(ANSWERED)} [label="answered", shape=ellipse, style=dotted];')
     for state in plan.states.values():
-        if _confirmable(state, plan):
+        if _asks(state, plan):
             lines.append(f'  {_quote(confirm_node(state.name))} [label="did you say ...?", shape=diamond];')
     for src, dst, label in edges(plan):
         style = ", style=dashed" if src == ANY else ", style=dotted" if src == ANSWERED else ""
@@ -145,7 +158,7 @@ def to_mermaid(plan: Dialplan) -> str:
     if plan.on_answer:
         lines.append(f'  {_mermaid_id(ANSWERED)}(("answered"))')
     for state in plan.states.values():
-        if _confirmable(state, plan):
+        if _asks(state, plan):
             lines.append(f'  {_mermaid_id(confirm_node(state.name))}{{"did you say ...?"}}')
     for src, dst, label in edges(plan):
         arrow = "-.->" if src in (ANY, ANSWERED) else "-->"
