@@ -145,6 +145,12 @@ def phrase_key(text: str) -> str:
     return " ".join("".join(c for c in w if c.isalnum() or c == "'") for w in text.lower().split()).strip()
 
 
+def _holds(said: str, phrase: str) -> bool:
+    """``said`` (a phrase_key) has the words of ``phrase`` in a row."""
+    words, inner = said.split(), phrase.split()
+    return bool(inner) and any(words[i:i + len(inner)] == inner for i in range(len(words) - len(inner) + 1))
+
+
 def read_digits(text: str) -> str:
     """The digit string of a constrained digits-mode reading ("Double four, one- nine." -> "4419",
     "4-7-9-2" -> "4792"); "" when it holds anything else or no digit."""
@@ -327,7 +333,15 @@ class HintedDecoding:
         longest = max(len(phrase.split()) for _reported, phrase in candidates)
         # A free decode much longer than any phrase is a sentence no phrase can explain: none is forced.
         sentence = len(said.split()) > longest + RESCORE_EXTRA_WORDS
-        if exact is not None or sentence:
+        # The model wrote a phrase after other words ("My account balance, please.", "What's my
+        # balance?"): a request in a carrier phrase, which the dialog reads from the free decode
+        # (fillers, negations); forcing could only put another phrase first. Not when the decode
+        # begins with a phrase and goes on ("Not right.", "I can make it."): that is the start of
+        # a sentence that may say something else, and the forced phrases decide as before.
+        contained = (exact is None and not sentence
+                     and any(_holds(said, phrase_key(phrase)) for _r, phrase in candidates)
+                     and not any(self._continued(phrase, said, free_tokens) for _r, phrase in candidates))
+        if exact is not None or sentence or contained:
             forced = []
         else:
             # A phrase the free decode wrote and then went on ("i can" of "I can't make it", "not"
@@ -343,6 +357,8 @@ class HintedDecoding:
             free = dataclasses.replace(free, words=self._alignment_words(free_tokens, alignment, samples))
         if exact is not None:
             return self._matched(exact, 1.0, samples, free)
+        if contained:
+            return free
         if sentence:
             return self._rejected(free, free.confidence)
         if not scores or reference is None:
