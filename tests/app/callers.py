@@ -5,10 +5,10 @@ sipfrag 100 and 200, then the robot's BYE), the robot's BYE, or its own BYE afte
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
-from tests.sip.peers import free_media_port, free_udp_port
+from tests.sip.peers import SippResult, free_media_port, free_udp_port
+from tests.telephony.sipp import run_uac
 from voicebot.testing.pcap import write_rtp_pcap
 from voicebot.testing.speech import silence, telephone_speech
 
@@ -120,37 +120,11 @@ def speech_pcap(path: Path, text: str, *, lead_ms: int = 1000, tail_ms: int = 15
     return path
 
 
-@dataclass
-class SippRun:
-    returncode: int
-    errors: str
-    stderr: str
-
-    def explain(self) -> str:
-        return f"sipp exit {self.returncode}\nerrors:\n{self.errors[-3000:]}\nstderr:\n{self.stderr[-2000:]}"
-
-
 async def run_caller(text: str, tmp_path: Path, remote: tuple[str, int], *, name: str = "caller",
-                     timeout_s: float = 40.0, extra: tuple[str, ...] = ()) -> SippRun:
-    """Run the scenario ``text`` once against ``remote`` (sipp on ephemeral ports)."""
-    path = tmp_path / f"{name}.xml"
-    path.write_text(text)
-    error_file = tmp_path / f"{name}.errors.log"
-    args = ["sipp", "-sf", str(path), "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_port()),
-            "-mp", str(free_media_port()), "-s", "bot", "-nostdin", "-skip_rlimit",
-            "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-trace_err", "-error_file", str(error_file),
-            *extra, f"{remote[0]}:{remote[1]}"]
-    proc = await asyncio.create_subprocess_exec(
-        *args, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE)
-    try:
-        _, stderr = await asyncio.wait_for(proc.communicate(), timeout_s + 15)
-    except (TimeoutError, asyncio.CancelledError):
-        proc.kill()
-        await proc.wait()
-        raise
-    errors = error_file.read_text(errors="replace") if error_file.exists() else ""
-    return SippRun(proc.returncode or 0, errors, stderr.decode(errors="replace"))
+                     timeout_s: float = 40.0, extra: tuple[str, ...] = ()) -> SippResult:
+    """Run the scenario ``text`` once against ``remote`` (sipp on ephemeral ports, a start that lost
+    its ports to another process retried: tests.telephony.sipp.run_uac)."""
+    return await run_uac(text, tmp_path, remote, name=name, timeout_s=timeout_s, extra=extra)
 
 
 def answering_scenario(pcap: Path | None) -> str:
