@@ -112,25 +112,36 @@ def _check_thresholds(c: Checker, cmap: YMap, where: str, act_above: float, reje
         c.error(line, f"{where}: reject_below {reject_below:g} is more than act_above {act_above:g}")
 
 
-def _intent_confirm(
-    c: Checker, item: tuple[int, YNode], where: str, voice: str
-) -> tuple[ConfirmOverride | None, str | None]:
-    """An intent's ``confirm``: ``true``/``false`` or settings, and how to ``say`` it."""
+def _confirm_override(
+    c: Checker, item: tuple[int, YNode], where: str, voice: str, keys: tuple[str, ...]
+) -> tuple[ConfirmOverride | None, YMap | None]:
+    """An intent's or a capture's ``confirm``: ``true``/``false``, or settings (``keys``) over the
+    state's; the settings' mapping too, for keys of the caller's own."""
     node = item[1]
     if isinstance(node, YScalar) and isinstance(node.value, bool):
         return ConfirmOverride(enabled=node.value), None
     cmap = c.mapping(node, where, "'confirm' (true, false or settings)")
     if cmap is None:
         return None, None
-    c.keys(cmap, INTENT_CONFIRM_KEYS, where)
+    c.keys(cmap, keys, where)
+    override = _confirm_settings(c, cmap, where, voice)
+    if override.act_above is not None and override.reject_below is not None:
+        _check_thresholds(c, cmap, where, override.act_above, override.reject_below)
+    return override, cmap
+
+
+def _intent_confirm(
+    c: Checker, item: tuple[int, YNode], where: str, voice: str
+) -> tuple[ConfirmOverride | None, str | None]:
+    """An intent's ``confirm``: ``true``/``false`` or settings, and how to ``say`` it."""
+    override, cmap = _confirm_override(c, item, where, voice, INTENT_CONFIRM_KEYS)
+    if override is None or cmap is None:
+        return override, None
     say = None
     if (sub := c.get(cmap, "say")) is not None:
         say = c.string(sub, where, "say")
     # Settings on an intent tune the question; whether to ask at all stays the state's choice.
-    override = replace(_confirm_settings(c, cmap, where, voice), enabled=None)
-    if override.act_above is not None and override.reject_below is not None:
-        _check_thresholds(c, cmap, where, override.act_above, override.reject_below)
-    return override, say
+    return replace(override, enabled=None), say
 
 
 def parse_intents(c: Checker, imap: YMap, where: str, voice: str) -> list[Intent]:
@@ -225,21 +236,6 @@ def parse_listen(c: Checker, item: tuple[int, YNode], where: str, voice: str) ->
     return Listen(tuple(intents), capture, timeout_s)
 
 
-def _capture_confirm(c: Checker, item: tuple[int, YNode], where: str, voice: str) -> ConfirmOverride | None:
-    """A digit capture's ``confirm``: ``true``/``false`` or settings (the question, thresholds)."""
-    node = item[1]
-    if isinstance(node, YScalar) and isinstance(node.value, bool):
-        return ConfirmOverride(enabled=node.value)
-    cmap = c.mapping(node, where, "'confirm' (true, false or settings)")
-    if cmap is None:
-        return None
-    c.keys(cmap, CAPTURE_CONFIRM_KEYS, where)
-    override = _confirm_settings(c, cmap, where, voice)
-    if override.act_above is not None and override.reject_below is not None:
-        _check_thresholds(c, cmap, where, override.act_above, override.reject_below)
-    return override
-
-
 def _capture(c: Checker, lmap: YMap, kind: str, where: str, voice: str) -> Capture | None:
     line, node = lmap.items[kind]
     cwhere = f"{where} {kind}"
@@ -271,7 +267,7 @@ def _capture(c: Checker, lmap: YMap, kind: str, where: str, voice: str) -> Captu
             inter_s = or_default(c.seconds(sub, cwhere, "inter_digit_timeout_s"), inter_s)
     confirm = None
     if kind != "text" and (sub := c.get(spec, "confirm")) is not None:
-        confirm = _capture_confirm(c, sub, f"{cwhere} confirm", voice)
+        confirm, _settings = _confirm_override(c, sub, f"{cwhere} confirm", voice, CAPTURE_CONFIRM_KEYS)
     if into is None or goto is None:
         return None
     capture_kind: CaptureKind = "digits" if kind == "digits" else "number" if kind == "number" else "text"
