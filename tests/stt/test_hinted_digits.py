@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,11 +11,15 @@ from hypothesis import strategies as st
 from voicebot.stt.hinted import (
     DIGIT_WORDS,
     DIGITS_MIN_LOGPROB,
+    DIGITS_POSTERIOR_POINTS,
     DIGITS_REJECT_MARGIN,
     DIGITS_REJECTED_CONFIDENCE,
+    carrier_prefix,
+    digit_posteriors,
     digits_confidence,
     loops_one_word,
     margin_confidence,
+    posterior_confidence,
     read_digits,
 )
 
@@ -35,6 +41,13 @@ pytestmark = pytest.mark.unit
     ("double", ""),                # nothing said after it
     ("My account number is 6251.", ""),  # any other word: not a constrained reading
     ("Four for", ""),
+    # Number words, read in pairs as the server's text normalization reads them.
+    ("Forty-seven ninety-two.", "4792"),
+    ("twelve thirty-four", "1234"),
+    ("Fifty-one eighty.", "5180"),
+    ("One hundred five, two.", "1052"),
+    ("Ten, zero, three.", "1003"),
+    ("Two oh oh seven six.", "20076"),
 ])
 def test_read_digits(text: str, digits: str) -> None:
     assert read_digits(text) == digits
@@ -83,3 +96,66 @@ def test_confidences_are_monotonic(a: float, b: float) -> None:
 ])
 def test_loops_one_word(text: str, loops: bool) -> None:
     assert loops_one_word(text) is loops
+
+
+def test_digit_posteriors_share_the_beam_between_strings() -> None:
+    # Two readings spell 4792 (as words and in pairs), one 4782, one loops, one is no digit string.
+    readings = [("Four, seven, nine, two.", -1.0), ("Forty-seven ninety-two.", -2.0),
+                ("Four, seven, eight, two.", -1.5), ("Oh, oh, oh, oh, oh.", -3.0), ("", -2.5)]
+    found = digit_posteriors(readings, 4, 8)
+    weights = [math.exp(lp) for _t, lp in readings]
+    assert [r.digits for r in found] == ["4792", "4782"]
+    assert found[0].text == "Four, seven, nine, two."  # the likeliest way it was written
+    assert found[0].posterior == pytest.approx((weights[0] + weights[1]) / sum(weights))
+    assert found[1].posterior == pytest.approx(weights[2] / sum(weights))
+
+
+def test_digit_posteriors_put_the_expected_length_first() -> None:
+    found = digit_posteriors([("One, two, three.", -0.1), ("One, two, three, four.", -3.0)], 4, 8)
+    assert [r.digits for r in found] == ["1234", "123"]  # a likelier string that is too short is last
+    assert digit_posteriors([("Double.", -0.5)], 4, 8) == []
+    assert digit_posteriors([], 4, 8) == []
+
+
+def test_posterior_confidence_scale() -> None:
+    for posterior, confidence in DIGITS_POSTERIOR_POINTS:
+        assert posterior_confidence(posterior) == pytest.approx(confidence)
+    # Acted on by the dialog (0.64 and more) only from the sure posterior; read back from 0.4.
+    assert posterior_confidence(0.89) < 0.64 <= posterior_confidence(0.9)
+    assert posterior_confidence(0.39) < 0.4 <= posterior_confidence(0.4)
+    assert posterior_confidence(1.5) == 1.0
+    assert posterior_confidence(-1.0) == 0.0
+
+
+@settings(deadline=None)
+@given(st.floats(min_value=0, max_value=1), st.floats(min_value=0, max_value=1))
+def test_posterior_confidence_is_monotonic(a: float, b: float) -> None:
+    low, high = sorted((a, b))
+    assert posterior_confidence(low) <= posterior_confidence(high)
+
+
+PROMPT = "Please say or key in your account number, then press pound."
+
+
+@pytest.mark.parametrize(("free", "prefix"), [
+    ("My account number is 6251.", "My account number is"),
+    ("My account number is 6 to 51.", "My account number is"),  # the digits need not parse
+    ("It is 4182.", "It is"),
+    ("Account number 7, 7, 7, 2, 9.", "Account number"),      # words of the prompt
+    ("Um, it's four one eight two.", "Um, it's"),
+    ("4792", ""),                                             # no words before the number
+    ("Heaven 03381.", ""),                                    # a misheard "seven": no carrier
+    ("And then there are three, three, eight, one.", ""),
+    ("It been 4182.", ""),                                    # one unknown word is enough
+    ("My dog is called Rex.", ""),                            # no number follows
+    ("Operator.", ""),
+    ("", ""),
+])
+def test_carrier_prefix(free: str, prefix: str) -> None:
+    assert carrier_prefix(free, PROMPT) == prefix
+
+
+def test_carrier_prefix_takes_the_prompt_words_as_carriers() -> None:
+    assert carrier_prefix("Card ending 4 4 1 9.", "") == ""
+    assert carrier_prefix("Card ending 4 4 1 9.", "Say the last four digits of the card, the card ending.") \
+        == "Card ending"

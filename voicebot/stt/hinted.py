@@ -3,11 +3,14 @@
 * Prompt biasing: ``hints.prompt`` (what the caller just heard) goes before the decoder's start
   tokens as Whisper's previous-text context, cut to its last :data:`MAX_PROMPT_TOKENS` tokens.
 * Digits mode: the audio is read twice, once free (prompt-biased) and once with every token suppressed
-  that is not a digit, a digit word ("oh", "double", "triple") or a separator; both readings are
-  forced against the audio (CTranslate2 ``align()``) and reported with a confidence from that score,
-  the constrained one first (as its digit string) and the free one last, so the dialog can read
-  "double four one nine" and "my account number is six two five one" and reject what the model
-  itself finds unlikely.
+  that is not a digit word ("oh", "double", "forty", "twelve") or a separator, by a beam search that
+  keeps its :data:`DIGITS_HYPOTHESES` best readings. Their probabilities make a posterior over the
+  digit strings they spell (:func:`digit_posteriors`); the likeliest string of the expected length
+  is the constrained reading. Both readings are forced against the audio (CTranslate2 ``align()``)
+  and reported with a confidence from those scores and the posterior, the constrained one first (as
+  its digit string) and the free one last, so the dialog can read "double four one nine" and "my
+  account number is six two five one", reject what the model itself finds unlikely, and read back
+  a number the beam was torn about.
 * Menu / yes-no rescoring: the free decode is compared with each candidate phrase forced against the
   audio in one batch (CTranslate2 ``align()``); the best phrase is reported first and the free
   decode after it, or only the free decode when the speech is out of grammar.
@@ -38,7 +41,9 @@ from voicebot.stt.features import (
     Float32Array,
     spread_words,
 )
+from voicebot.stt.guard import looks_degenerate
 from voicebot.stt.hints import RecognitionHints
+from voicebot.stt.normalize import normalize_numbers
 
 if TYPE_CHECKING:
     from voicebot.stt.model import DetectedHypothesis
@@ -58,6 +63,16 @@ DIGIT_WORDS: dict[str, str] = {
     "six": "6", "seven": "7", "eight": "8", "nine": "9",
 }
 DIGIT_REPEATS: dict[str, int] = {"double": 2, "triple": 3}
+# Number words callers read digit strings in pairs with ("forty-seven ninety-two", "twelve
+# thirty-four", "fifty-one eighty"): the constrained reading may write them too, and
+# :func:`read_digits` reads them as the server's text normalization does. Measured on the digit
+# cases of the intent bench (108) and a held-out set (72: other strings, other voices), the right
+# string was the best reading of a 5-beam for 52 and 28 of them with these words, 49 and 25
+# without (docs/stt-server.md "Digits mode, measured").
+NUMBER_WORDS = (
+    "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety", "hundred",
+)
 DIGIT_SEPARATORS = (",", ".", "-")
 # Digits mode, which readings count. A reading's confidence comes from its mean token log-probability
 # forced against the audio with the decode's prompt: 1.0 at 0, 0.5 at DIGITS_MIN_LOGPROB, and below it
@@ -75,6 +90,42 @@ DIGITS_REJECT_MARGIN = -2.0
 # loop rule (voicebot.stt.guard.LOOP_REPEATS) says of any other word; the free decode still counts.
 DIGIT_LOOP_REPEATS = 4
 DIGITS_REJECTED_CONFIDENCE = 0.39
+# The constrained reading is a beam search that keeps this many readings: their probabilities say
+# how torn the model was between digit strings. Beam 2 (the final decode's) and one reading was
+# right for 43 of the bench's 108 digit cases and 22 of the 72 held-out ones; a 5-beam's best
+# reading of the expected length for 52 and 28.
+DIGITS_BEAM_SIZE = 5
+DIGITS_HYPOTHESES = 5
+# A digit string's posterior (its readings' share of the beam's probability) maps to a confidence
+# through these points, piecewise linear. The dialog acts on a first reading of 0.64 and more
+# (act_above 0.8 x its CONFIDENT_RECOGNITION 0.8), reads a number back from 0.4 (reject_below 0.5)
+# and rejects below. Measured on the 180 cases above, a posterior of 0.9 or more was right 51 times
+# and wrong 5, from 0.4 to 0.9 right 20 and wrong 23: a string is acted on from a posterior of 0.9,
+# read back from 0.4 (its other caps allowing), rejected below.
+# A caller who says the number inside a sentence ("my account number is six two five one", "it
+# is four one eight two") gives the constrained decoder words it cannot write: it spells them as
+# digits ("Oh, one."; "74182"). When the free decode begins with such words and a number follows
+# ("My account number is 6251.", "It is 4182."), they go before the constrained reading as a forced
+# prefix, and the beam reads only the number. Only words that can introduce a number: these and the
+# words of the prompt the caller just heard ("account", "number"). A misheard first digit ("Heaven
+# 03381." for "seven zero three three eight one", "Nero 8 3117.") is no carrier: forced as a prefix
+# it would take the digit away. Measured (digit cases of the intent bench and its held-out set, 180):
+# the free decode began with words and went on with digits 25 times; 16 were carrier phrases, all
+# read right with the prefix; the 9 others were misheard digits, which these words leave alone.
+CARRIER_WORDS = frozenset({
+    "my", "the", "a", "an", "our", "it", "it's", "its", "is", "that's", "that", "this", "and", "um",
+    "uh", "er", "ah", "so", "ok", "okay", "yes", "yeah", "sure", "account", "number", "id",
+    "reference", "customer", "card", "phone", "pin", "code", "please",
+})
+# A free decode holding other digits than the constrained reading is held to the posterior the beam
+# gave its digits, but never below this: a number voicebot's dialog may read back, never act on
+# alone (as a further hypothesis it weighs 0.65 x 0.9 / 0.8 = 0.73: under act_above 0.8, over
+# reject_below 0.5, and still 0.51 with words around the digits, x 0.7). Its own score says how
+# much the model liked its words, not how sure it was of the number ("Account number 7, 7, 7, 2,
+# 9." scored 0.83 for "account number seven seven two nine"), yet it is sometimes the only right
+# reading ("My count number is 6251.").
+FREE_DIGITS_CONFIDENCE = 0.65
+DIGITS_POSTERIOR_POINTS = ((0.0, 0.0), (0.4, 0.4), (0.9, 0.64), (1.0, 1.0))
 # Digits mode forces its readings on the audio's encoder frames + 0.5 s: the thresholds above were
 # measured so (the menu's rescoring later moved to 2 s, RESCORE_MARGIN_FRAMES; digit readings keep
 # the frames they were calibrated on).
@@ -153,10 +204,12 @@ def _holds(said: str, phrase: str) -> bool:
 
 def read_digits(text: str) -> str:
     """The digit string of a constrained digits-mode reading ("Double four, one- nine." -> "4419",
-    "4-7-9-2" -> "4792"); "" when it holds anything else or no digit."""
+    "4-7-9-2" -> "4792", "Forty-seven ninety-two." -> "4792"); "" when it holds anything else or no
+    digit. Number words are read by the server's text normalization (voicebot.stt.normalize)."""
     digits: list[str] = []
     repeat = 1
-    for word in text.lower().replace("-", " ").replace(",", " ").replace(".", " ").split():
+    plain = text.lower().replace(",", " ").replace(".", " ")
+    for word in normalize_numbers(plain).replace("-", " ").split():
         if word.isdigit():
             digits.append(word[0] * repeat + word[1:])
             repeat = 1
@@ -179,6 +232,68 @@ def loops_one_word(text: str) -> bool:
         if run >= DIGIT_LOOP_REPEATS:
             return True
     return False
+
+
+def _bare(word: str) -> str:
+    return "".join(c for c in word.lower() if c.isalnum() or c == "'").strip("'")
+
+
+def carrier_prefix(free_text: str, prompt: str = "") -> str:
+    """The free decode's leading words when they are a carrier phrase followed by a number ("My
+    account number is" of "My account number is 6251."): every word one of :data:`CARRIER_WORDS` or
+    of ``prompt``, and the next word a digit, numeral or digit word. "" otherwise."""
+    known = CARRIER_WORDS | {_bare(w) for w in prompt.split()}
+    words = free_text.split()
+    for index, word in enumerate(words):
+        bare = _bare(word)
+        if bare in known:
+            continue
+        first = bare.split("-")[0] if bare else ""
+        starts_number = any(c.isdigit() for c in bare) or first in DIGIT_WORDS or first in NUMBER_WORDS \
+            or first in DIGIT_REPEATS
+        return " ".join(words[:index]).rstrip(",") if index and starts_number else ""
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class DigitReading:
+    """A digit string the constrained beam spelled: as first written, and its share of the beam."""
+
+    digits: str
+    text: str
+    posterior: float
+
+
+def digit_posteriors(
+    readings: Sequence[tuple[str, float]], min_digits: int, max_digits: int
+) -> list[DigitReading]:
+    """The digit strings of a constrained beam's readings (text, summed log-probability), each with
+    its posterior: the probability of the readings that spell it over all of them (a reading that
+    spells no digit string, or loops, still counts in the total: the beam was unsure). Strings of
+    ``min_digits``..``max_digits`` digits first, each group by posterior, likeliest first."""
+    if not readings:
+        return []
+    top = max(logprob for _text, logprob in readings)
+    total = sum(math.exp(logprob - top) for _text, logprob in readings)
+    found: dict[str, DigitReading] = {}
+    for text, logprob in readings:
+        digits = read_digits(text)
+        if not digits or loops_one_word(text):
+            continue
+        share = math.exp(logprob - top) / total
+        seen = found.get(digits)
+        if seen is None:
+            found[digits] = DigitReading(digits, text, share)
+        else:
+            found[digits] = dataclasses.replace(seen, posterior=seen.posterior + share)
+    return sorted(found.values(),
+                  key=lambda r: (not min_digits <= len(r.digits) <= max_digits, -r.posterior))
+
+
+def posterior_confidence(posterior: float) -> float:
+    """Digits mode: a confidence from a digit string's posterior (:data:`DIGITS_POSTERIOR_POINTS`)."""
+    xs, ys = zip(*DIGITS_POSTERIOR_POINTS, strict=True)
+    return float(np.interp(min(1.0, max(0.0, posterior)), xs, ys))
 
 
 def margin_confidence(margin: float) -> float:
@@ -415,7 +530,7 @@ class HintedDecoding:
         or a separator (built once, ~50k ids)."""
         if self._digit_suppress is None:
             allowed: set[int] = set()
-            for word in (*DIGIT_WORDS, *DIGIT_REPEATS):
+            for word in (*DIGIT_WORDS, *DIGIT_REPEATS, *NUMBER_WORDS):
                 for form in (word, word.capitalize(), " " + word, " " + word.capitalize()):
                     ids = self.encode_text(form)
                     if len(ids) == 1:  # a word split into pieces would let the pieces spell anything
@@ -438,6 +553,46 @@ class HintedDecoding:
                                                DIGITS_MARGIN_FRAMES)
         return [float(np.mean(logprobs)) if logprobs.size else -math.inf for logprobs in token_logprobs]
 
+    def _digit_nbest(
+        self, encoded: Any, code: str, hints: RecognitionHints, max_new: int, voiced_s: float | None,
+        prefix: str = "",
+    ) -> list[DigitReading]:
+        """Digits mode: the constrained beam (:data:`DIGITS_BEAM_SIZE`, its
+        :data:`DIGITS_HYPOTHESES` best readings) and the digit strings they spell with their
+        posteriors (:func:`digit_posteriors`: the likeliest of the expected length first); empty
+        when no reading spells one. A reading that loops (ran into its token cap, more digits a
+        second than anyone says, one word over and over) is the decoder filling silence or words it
+        cannot spell: it spells nothing, but its probability still counts against the others.
+        ``prefix`` (a carrier phrase, :func:`carrier_prefix`) is forced before the readings and is
+        part of the reported text, not of the digits."""
+        forced = self.encode_text(" " + prefix) if prefix else []
+        prompt = self._prompt(code, hints) + forced
+        # A digit string needs at most about two tokens a digit (" four", ","); a reading that
+        # does not stop there is a loop.
+        new_tokens = min(max_new, 2 * hints.max_digits + 4)
+        max_length = min(MAX_TEXT_TOKENS, len(prompt) + new_tokens)
+        result = self._model.generate(
+            encoded, [prompt], beam_size=DIGITS_BEAM_SIZE, num_hypotheses=DIGITS_HYPOTHESES,
+            max_length=max_length, return_scores=True, suppress_blank=True,
+            suppress_tokens=self._digit_suppress_tokens(),
+        )[0]
+        readings: list[tuple[str, float]] = []
+        for raw, score in zip(result.sequences_ids, result.scores, strict=True):
+            ids = [int(t) for t in raw]
+            if forced and ids[: len(forced)] == forced:
+                ids = ids[len(forced):]  # CTranslate2 returns a Whisper prefix with the reading
+            tokens = [t for t in ids if t < self._eot]
+            text = self._tokenizer.decode(tokens).strip()
+            # CTranslate2 scores a reading by its log-probability over its length (end-of-text
+            # included): the sum is what a posterior weighs.
+            logprob = float(score) * (len(tokens) + 1)
+            hit_cap = self._eot not in ids and len(ids) >= max_length - len(prompt)
+            if looks_degenerate(text, hit_token_cap=hit_cap, voiced_s=voiced_s):
+                text = ""
+            readings.append((text, logprob))
+        found = digit_posteriors(readings, hints.min_digits, hints.max_digits)
+        return [dataclasses.replace(r, text=f"{prefix} {r.text}") for r in found] if prefix else found
+
     def _digit_readings(
         self,
         encoded: Any,
@@ -445,16 +600,22 @@ class HintedDecoding:
         samples: Float32Array,
         hints: RecognitionHints,
         free: DetectedHypothesis,
-        constrained: str,
+        found: Sequence[DigitReading],
     ) -> DetectedHypothesis:
-        """Digits mode: the constrained reading (``constrained``, "" when it looped; reported as its
-        digit string) first and the free decode last, each forced against the audio (the constrained
-        one both as written and as numerals, since Whisper prefers to write "4792"; the better
-        counts). Confidences: :func:`digits_confidence` of the score, and for the constrained reading
-        at most :func:`margin_confidence` of how much less likely it is than the free decode. One
+        """Digits mode: the constrained reading (the first of ``found``, the beam's digit strings;
+        reported as its digit string) first and the free decode last, each forced against the
+        audio (the constrained one both as written and as numerals, since Whisper prefers to write
+        "4792"; the better counts). Confidences: :func:`digits_confidence` of the score, and for the
+        constrained reading at most :func:`margin_confidence` of how much less likely it is than the
+        free decode and :func:`posterior_confidence` of its posterior in the beam. A free decode that
+        holds other digits is held to the posterior the beam gave those digits, but not below
+        :data:`FREE_DIGITS_CONFIDENCE`, and when the constrained reading has the expected length
+        and is not rejected, not above it either (unless the beam itself gave the free decode's
+        digits more): a second opinion, which the dialog reads back rather than acts on. One
         hypothesis when both read as the same digits."""
-        digits = read_digits(constrained)
-        readings = [(digits, constrained), (digits, digits)] if digits else []
+        reading = found[0] if found else None
+        digits = reading.digits if reading is not None else ""
+        readings = [(digits, reading.text), (digits, digits)] if reading is not None else []
         if free.text:
             readings.append((free.text, free.text))
         if not readings:
@@ -462,15 +623,24 @@ class HintedDecoding:
         num_frames = max(1, len(samples) // HOP_LENGTH)
         texts = [text for _reported, text in readings]
         scores = self._score_readings(encoded, code, hints, texts, num_frames)
-        if not digits:
+        if reading is None:
             return dataclasses.replace(free, confidence=digits_confidence(scores[0]))
         heard = max(scores[:2])
+        sure = posterior_confidence(reading.posterior)
         if not free.text or read_digits(free.text) == digits:
             both = max(scores)
             return dataclasses.replace(free, text=digits, words=spread_words(digits, samples),
-                                       confidence=digits_confidence(both), alternatives=())
-        confidence = min(digits_confidence(heard), margin_confidence(heard - scores[2]))
+                                       confidence=min(digits_confidence(both), sure), alternatives=())
+        confidence = min(digits_confidence(heard), margin_confidence(heard - scores[2]), sure)
         rest = dataclasses.replace(free, confidence=digits_confidence(scores[2]))
+        said = "".join(c for c in normalize_numbers(free.text) if c.isdigit())
+        if said:
+            share = sum(r.posterior for r in found if r.digits == said)
+            held = max(posterior_confidence(share), FREE_DIGITS_CONFIDENCE)
+            expected = hints.min_digits <= len(digits) <= hints.max_digits
+            if expected and confidence > DIGITS_REJECTED_CONFIDENCE:
+                held = min(held, max(confidence, posterior_confidence(share)))  # a second opinion
+            rest = dataclasses.replace(rest, confidence=min(rest.confidence, held))
         return dataclasses.replace(free, text=digits, words=spread_words(digits, samples),
                                    confidence=confidence, alternatives=(rest,))
 
@@ -489,5 +659,6 @@ class HintedDecoding:
 __all__ = [
     "DIGIT_TOKEN_CHARS", "END_WEIGHT", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB", "REJECT_MARGIN",
     "RESCORE_EXTRA_WORDS", "RESCORE_FIRST_TOKENS", "RESCORE_MARGIN_FRAMES", "YESNO_CANDIDATES",
-    "HintedDecoding", "PhraseScore", "phrase_key",
+    "DigitReading", "HintedDecoding", "PhraseScore", "carrier_prefix", "digit_posteriors", "phrase_key",
+    "posterior_confidence",
 ]

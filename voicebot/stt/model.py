@@ -75,7 +75,7 @@ from voicebot.stt.features import (
     window_s,
 )
 from voicebot.stt.guard import collapse_repeats, looks_degenerate
-from voicebot.stt.hinted import HintedDecoding, PhraseScore, loops_one_word, read_digits
+from voicebot.stt.hinted import HintedDecoding, PhraseScore, carrier_prefix, read_digits
 from voicebot.stt.hints import RecognitionHints
 from voicebot.stt.modelfiles import (
     BASE_MODEL_SHA256,
@@ -355,20 +355,11 @@ class WhisperEngine(HintedDecoding):
         digits = hints is not None and hints.mode == "digits"
         voiced_start_ms, voiced_end_ms = voiced_span_ms(samples)
         voiced_s = (voiced_end_ms - voiced_start_ms) / 1000
-        constrained = ""
-        if digits and not partial:
+        digit_hints = hints if digits and not partial else None
+        if digit_hints is not None:
             # Digits mode reads a final twice: free (prompt-biased) and constrained to digit words
-            # (voicebot.stt.hinted); the free decode decides whether there was speech at all.
-            assert hints is not None
-            reading = self._decode(encoded, code, duration_s, partial, hints, voiced_s=voiced_s)
-            # A reading that still loops after the beam fallback (ran into its token cap, more
-            # digits a second than anyone says, one word over and over) is the constrained decoder
-            # filling silence or words it cannot spell.
-            looping = looks_degenerate(reading.text, hit_token_cap=reading.hit_token_cap, voiced_s=voiced_s)
-            if not looping and not loops_one_word(reading.text):
-                constrained = reading.text
-            hints = RecognitionHints(mode="free", prompt=hints.prompt, min_digits=hints.min_digits,
-                                     max_digits=hints.max_digits)
+            # (voicebot.stt.hinted); the free decode, first, decides whether there was speech at all.
+            hints = dataclasses.replace(digit_hints, mode="free")
         decoded = self._decode(encoded, code, duration_s, partial, hints, voiced_s=voiced_s)
         if (
             not decoded.text
@@ -384,11 +375,15 @@ class WhisperEngine(HintedDecoding):
                 text, spread_words(text, samples), confidence, choice[code],
                 language_probability=probability,
             )
-        if digits:
+        if digit_hints is not None:
             free = DetectedHypothesis(decoded.text, spread_words(decoded.text, samples), confidence,
                                       choice[code], language_probability=probability)
-            assert hints is not None
-            return self._digit_readings(encoded, code, samples, hints, free, constrained)
+            max_new = max_new_tokens(duration_s) if self.cap_tokens else MAX_TEXT_TOKENS
+            prefix = carrier_prefix(decoded.text, digit_hints.prompt)
+            constrained = self._digit_nbest(encoded, code, digit_hints, max_new, voiced_s, prefix)
+            if not constrained and prefix:
+                constrained = self._digit_nbest(encoded, code, digit_hints, max_new, voiced_s)
+            return self._digit_readings(encoded, code, samples, digit_hints, free, constrained)
         rescoring = not partial and hints is not None and hints.mode in ("menu", "yesno")
         if partial or not self.word_alignment:
             words = spread_words(decoded.text, samples)
