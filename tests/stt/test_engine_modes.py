@@ -171,6 +171,26 @@ def test_digits_mode_lets_oh_double_and_a_carrier_phrase_through(engine: Whisper
     assert len(wrong) <= 1, wrong
 
 
+# A number said inside a sentence: the words before it are a carrier phrase (voicebot.stt.hinted
+# carrier_prefix), forced before the constrained beam, which then reads only the number.
+CARRIER_SENTENCES = (
+    ("it is four one eight two", "4182"),
+    ("account number seven seven two nine", "7729"),
+    ("my account number is six two five one", "6251"),
+)
+
+
+def test_digits_mode_reads_the_number_after_a_carrier_phrase(engine: WhisperEngine, joe: Voice) -> None:
+    wrong = []
+    for spoken, digits in CARRIER_SENTENCES:
+        hyp = engine.transcribe(phone_audio(joe_speech(joe, spoken)), language="en-US", partial=False,
+                                hints=ACCOUNT_HINTS)
+        # The constrained reading comes first as the bare number (not "74182": "it" is no seven).
+        if hyp.text != digits:
+            wrong.append((spoken, [(h.text, round(h.confidence, 2)) for h in (hyp, *hyp.alternatives)]))
+    assert len(wrong) <= 1, wrong
+
+
 def test_digits_mode_on_espeak_reads_digits(engine: WhisperEngine) -> None:
     hints = RecognitionHints(mode="digits", min_digits=4, max_digits=6)
     for digits in ("4792", "123456"):
