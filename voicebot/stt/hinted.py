@@ -102,6 +102,7 @@ DIGITS_HYPOTHESES = 5
 # and rejects below. Measured on the 180 cases above, a posterior of 0.9 or more was right 51 times
 # and wrong 5, from 0.4 to 0.9 right 20 and wrong 23: a string is acted on from a posterior of 0.9,
 # read back from 0.4 (its other caps allowing), rejected below.
+DIGITS_POSTERIOR_POINTS = ((0.0, 0.0), (0.4, 0.4), (0.9, 0.64), (1.0, 1.0))
 # A caller who says the number inside a sentence ("my account number is six two five one", "it
 # is four one eight two") gives the constrained decoder words it cannot write: it spells them as
 # digits ("Oh, one."; "74182"). When the free decode begins with such words and a number follows
@@ -125,7 +126,6 @@ CARRIER_WORDS = frozenset({
 # 9." scored 0.83 for "account number seven seven two nine"), yet it is sometimes the only right
 # reading ("My count number is 6251.").
 FREE_DIGITS_CONFIDENCE = 0.65
-DIGITS_POSTERIOR_POINTS = ((0.0, 0.0), (0.4, 0.4), (0.9, 0.64), (1.0, 1.0))
 # Digits mode forces its readings on the audio's encoder frames + 0.5 s: the thresholds above were
 # measured so (the menu's rescoring later moved to 2 s, RESCORE_MARGIN_FRAMES; digit readings keep
 # the frames they were calibrated on).
@@ -583,8 +583,9 @@ class HintedDecoding:
                 ids = ids[len(forced):]  # CTranslate2 returns a Whisper prefix with the reading
             tokens = [t for t in ids if t < self._eot]
             text = self._tokenizer.decode(tokens).strip()
-            # CTranslate2 scores a reading by its log-probability over its length (end-of-text
-            # included): the sum is what a posterior weighs.
+            # CTranslate2 reports a reading's log-probability divided by its length (length_penalty
+            # 1); multiplied back, the end of text counted as a token, it is about the sum, which is
+            # what a posterior weighs (readings after a prefix all share it).
             logprob = float(score) * (len(tokens) + 1)
             hit_cap = self._eot not in ids and len(ids) >= max_length - len(prompt)
             if looks_degenerate(text, hit_token_cap=hit_cap, voiced_s=voiced_s):
