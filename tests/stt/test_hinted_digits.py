@@ -159,3 +159,9 @@ def test_carrier_prefix_takes_the_prompt_words_as_carriers() -> None:
     assert carrier_prefix("Card ending 4 4 1 9.", "") == ""
     assert carrier_prefix("Card ending 4 4 1 9.", "Say the last four digits of the card, the card ending.") \
         == "Card ending"
+
+
+@pytest.mark.parametrize("free", ["For 7 9 2.", "Two 4 7 9.", "It's a 0215.", "Then 4 1 8 2."])
+def test_carrier_prefix_never_takes_a_misheard_digit(free: str) -> None:
+    # Words of the prompt count as carriers, but not digit words or what a digit is misheard as.
+    assert carrier_prefix(free, "Press or say one for sales, two for support, then press pound.") == ""

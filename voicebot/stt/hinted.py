@@ -114,10 +114,14 @@ DIGITS_POSTERIOR_POINTS = ((0.0, 0.0), (0.4, 0.4), (0.9, 0.64), (1.0, 1.0))
 # the free decode began with words and went on with digits 25 times; 16 were carrier phrases, all
 # read right with the prefix; the 9 others were misheard digits, which these words leave alone.
 CARRIER_WORDS = frozenset({
-    "my", "the", "a", "an", "our", "it", "it's", "its", "is", "that's", "that", "this", "and", "um",
-    "uh", "er", "ah", "so", "ok", "okay", "yes", "yeah", "sure", "account", "number", "id",
-    "reference", "customer", "card", "phone", "pin", "code", "please",
+    "my", "the", "our", "it", "it's", "its", "is", "that's", "that", "this", "and", "um", "uh", "er",
+    "ah", "so", "ok", "okay", "yes", "yeah", "sure", "account", "number", "id", "reference",
+    "customer", "card", "phone", "pin", "code", "please",
 })
+# Never a carrier, even in the prompt ("press one for sales, two for support"): what Whisper writes
+# for a misheard digit ("For 7 9 2." for "four seven nine two", "It's a 0215." for "it's eight oh
+# two one five"), and the digit words themselves.
+NOT_CARRIERS = frozenset({"a", "an", "for", "fore", "to", "too", "won", "ate", "free", "tree", "then", "i"})
 # A free decode holding other digits than the constrained reading is held to the posterior the beam
 # gave its digits, but never below this: a number voicebot's dialog may read back, never act on
 # alone (as a further hypothesis it weighs 0.65 x 0.9 / 0.8 = 0.73: under act_above 0.8, over
@@ -242,7 +246,8 @@ def carrier_prefix(free_text: str, prompt: str = "") -> str:
     """The free decode's leading words when they are a carrier phrase followed by a number ("My
     account number is" of "My account number is 6251."): every word one of :data:`CARRIER_WORDS` or
     of ``prompt``, and the next word a digit, numeral or digit word. "" otherwise."""
-    known = CARRIER_WORDS | {_bare(w) for w in prompt.split()}
+    known = (CARRIER_WORDS | {_bare(w) for w in prompt.split()}) - NOT_CARRIERS - set(DIGIT_WORDS) \
+        - set(NUMBER_WORDS) - set(DIGIT_REPEATS)
     words = free_text.split()
     for index, word in enumerate(words):
         bare = _bare(word)
