@@ -238,19 +238,21 @@ def loops_one_word(text: str) -> bool:
     return False
 
 
-def _bare(word: str) -> str:
-    return "".join(c for c in word.lower() if c.isalnum() or c == "'").strip("'")
+def digit_new_tokens(max_new: int, hints: RecognitionHints) -> int:
+    """Digits mode's cap on a constrained reading's tokens: a digit string needs at most about two
+    tokens a digit (" four", ","), and a reading that does not stop there is a loop."""
+    return min(max_new, 2 * hints.max_digits + 4)
 
 
 def carrier_prefix(free_text: str, prompt: str = "") -> str:
     """The free decode's leading words when they are a carrier phrase followed by a number ("My
     account number is" of "My account number is 6251."): every word one of :data:`CARRIER_WORDS` or
     of ``prompt``, and the next word a digit, numeral or digit word. "" otherwise."""
-    known = (CARRIER_WORDS | {_bare(w) for w in prompt.split()}) - NOT_CARRIERS - set(DIGIT_WORDS) \
+    known = (CARRIER_WORDS | set(phrase_key(prompt).split())) - NOT_CARRIERS - set(DIGIT_WORDS) \
         - set(NUMBER_WORDS) - set(DIGIT_REPEATS)
     words = free_text.split()
     for index, word in enumerate(words):
-        bare = _bare(word)
+        bare = phrase_key(word)
         if bare in known:
             continue
         first = bare.split("-")[0] if bare else ""
@@ -572,10 +574,7 @@ class HintedDecoding:
         part of the reported text, not of the digits."""
         forced = self.encode_text(" " + prefix) if prefix else []
         prompt = self._prompt(code, hints) + forced
-        # A digit string needs at most about two tokens a digit (" four", ","); a reading that
-        # does not stop there is a loop.
-        new_tokens = min(max_new, 2 * hints.max_digits + 4)
-        max_length = min(MAX_TEXT_TOKENS, len(prompt) + new_tokens)
+        max_length = min(MAX_TEXT_TOKENS, len(prompt) + digit_new_tokens(max_new, hints))
         result = self._model.generate(
             encoded, [prompt], beam_size=DIGITS_BEAM_SIZE, num_hypotheses=DIGITS_HYPOTHESES,
             max_length=max_length, return_scores=True, suppress_blank=True,
@@ -665,6 +664,7 @@ class HintedDecoding:
 __all__ = [
     "DIGIT_TOKEN_CHARS", "END_WEIGHT", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB", "REJECT_MARGIN",
     "RESCORE_EXTRA_WORDS", "RESCORE_FIRST_TOKENS", "RESCORE_MARGIN_FRAMES", "YESNO_CANDIDATES",
-    "DigitReading", "HintedDecoding", "PhraseScore", "carrier_prefix", "digit_posteriors", "phrase_key",
+    "DigitReading", "HintedDecoding", "PhraseScore", "carrier_prefix", "digit_new_tokens", "digit_posteriors",
+    "phrase_key",
     "posterior_confidence",
 ]

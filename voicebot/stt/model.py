@@ -75,7 +75,7 @@ from voicebot.stt.features import (
     window_s,
 )
 from voicebot.stt.guard import collapse_repeats, looks_degenerate
-from voicebot.stt.hinted import HintedDecoding, PhraseScore, carrier_prefix, read_digits
+from voicebot.stt.hinted import HintedDecoding, PhraseScore, carrier_prefix, digit_new_tokens, read_digits
 from voicebot.stt.hints import RecognitionHints
 from voicebot.stt.modelfiles import (
     BASE_MODEL_SHA256,
@@ -450,10 +450,9 @@ class WhisperEngine(HintedDecoding):
         new_tokens = max_new_tokens(duration_s) if self.cap_tokens else MAX_TEXT_TOKENS - len(prompt)
         options: dict[str, Any] = {}
         if hints is not None and hints.mode == "digits":
-            # Digit words and separators only (voicebot.stt.hinted); a digit string needs at most about
-            # two tokens a digit (" four", ","), and a reading that does not stop there is a loop.
+            # Digit words and separators only, capped like the final's beam (voicebot.stt.hinted).
             options["suppress_tokens"] = self._digit_suppress_tokens()
-            new_tokens = min(new_tokens, 2 * hints.max_digits + 4)
+            new_tokens = digit_new_tokens(new_tokens, hints)
         rescoring = hints is not None and hints.mode in ("menu", "yesno") and beam_size == 1
         if rescoring:
             options["return_logits_vocab"] = True  # the first step ranks the candidates (_likely)
