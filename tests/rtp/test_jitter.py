@@ -234,6 +234,25 @@ def test_burst_beyond_max_delay_skips_forward() -> None:
     assert stats.overflow_dropped + 1 + len(out) == 40
 
 
+def test_a_backlog_allowance_keeps_what_queued_during_our_stall_and_only_that() -> None:
+    jb = make(target_delay_ms=40, max_delay_ms=200)
+    push(jb, 0)
+    push(jb, 1)
+    assert jb.pop() == Frame(AUDIO, pcm_for(0))
+    jb.allow_backlog(20)  # the puller missed 20 ticks: 400 ms more may wait
+    for seq in range(2, 30):  # 580 ms ahead of the playout point: within 200 + 400
+        push(jb, seq)
+    assert jb.stats().overflow_dropped == 0 and jb.buffered_ms == 580
+    out = [jb.pop() for _ in range(29)]
+    assert out == [Frame(AUDIO, pcm_for(seq)) for seq in range(1, 30)]
+    jb.allow_backlog(0)  # caught up: the normal bound again
+    for seq in range(30, 45):
+        push(jb, seq)
+    stats = jb.stats()
+    assert stats.overflow_dropped > 0 and jb.buffered_ms <= 200
+    assert (stats.lost, stats.out_of_window, stats.resyncs) == (0, 0, 0)
+
+
 def test_config_validation_messages() -> None:
     with pytest.raises(ValueError, match="target_delay_ms must be a non-negative multiple of 20, got 30"):
         JitterConfig(target_delay_ms=30)

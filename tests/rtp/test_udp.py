@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import socket
 import statistics
 import struct
 import time
@@ -404,3 +405,48 @@ async def test_rtp_socket_reads_the_largest_datagram_whole_from_a_heap_sized_buf
     finally:
         sender.close()
         transport.close()
+
+
+async def test_a_loop_stall_while_the_phone_keeps_sending_loses_no_audio(clock: MediaClock) -> None:
+    # A phone does not stop when our event loop stalls: its packets queue in the socket and are read
+    # in a burst afterwards. That burst is ours, not network jitter, so it must not be cut as an
+    # overflow (which split a caller's "Okay, goodbye" in a loaded CI run).
+    ports = PortAllocator(LOCAL)
+    async with RtpStream(clock, ports) as robot:
+        assert robot.local_address is not None
+        phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        phone.bind(("127.0.0.1", 0))
+        robot.set_remote(phone.getsockname())
+        speech = tone(100)  # 2 s
+        datagrams = rtp_from_pcm(speech, payload_type=0, ssrc=0x4321)
+
+        def talk() -> None:  # paced by the wall clock, in its own thread: the stall does not reach it
+            start = time.monotonic()
+            for index, datagram in enumerate(datagrams):
+                time.sleep(max(0.0, start + index * 0.02 - time.monotonic()))
+                phone.sendto(datagram, robot.local_address)
+
+        heard: list[Frame] = []
+
+        async def listen() -> None:
+            async for frame in robot.frames():
+                heard.append(frame)
+
+        reader = asyncio.ensure_future(listen())
+        talking = asyncio.get_running_loop().run_in_executor(None, talk)
+        try:
+            await asyncio.sleep(0.5)
+            time.sleep(0.35)  # noqa: ASYNC251 -- a deliberate stall of the loop while the phone talks
+            await asyncio.sleep(0.3)
+            time.sleep(0.35)  # noqa: ASYNC251 -- and a second one before the first is caught up
+            await talking
+            await asyncio.sleep(0.5)  # the buffered rest plays out
+        finally:
+            reader.cancel()
+            phone.close()
+        jitter = robot.stats().session.jitter
+        assert (jitter.lost, jitter.late, jitter.overflow_dropped) == (0, 0, 0), jitter
+        kinds = [frame.kind for frame in heard]
+        first, last = kinds.index(FrameKind.AUDIO), len(kinds) - kinds[::-1].index(FrameKind.AUDIO)
+        assert kinds[first:last] == [FrameKind.AUDIO] * 100  # no gap put into the words either
+        assert b"".join(frame.pcm for frame in heard[first:last]) == ULAW.decode(ULAW.encode(speech))

@@ -22,6 +22,11 @@ by 20 ms, up to ``max_delay_ms - 40``; after 10 s without an underrun it comes b
 steps. An underrun followed by a timestamp gap (the sender paused: silence suppression, hold) does
 not raise it.
 
+Our own stalls: when the puller stalls (the event loop was blocked) while the sender kept sending,
+the packets queued in the socket arrive at once afterwards. They were on time; the delay is ours,
+and cutting it as an overflow would drop the caller's words. :meth:`JitterBuffer.allow_backlog`
+raises the bound by what the puller owes (the frames it will pull back); 0 restores it.
+
 Loss concealment: a frame with no audio repeats the last played frame under a linear fade that
 reaches zero after ``conceal_ms`` (default 60 ms), continuing across consecutive missing frames,
 then plays digital silence. The repeats alternate time-reversed and forward (reversed first), so
@@ -120,6 +125,7 @@ class JitterBuffer:
         self._base_target_samples = self.config.target_delay_ms * SAMPLE_RATE_HZ // 1000
         self._target_samples = self._base_target_samples
         self._max_samples = self.config.max_delay_ms * SAMPLE_RATE_HZ // 1000
+        self._backlog_samples = 0  # allowed above max_delay while the puller catches up (allow_backlog)
         # The target may grow while packets keep arriving late, up to 40 ms below the maximum.
         self._max_target_samples = max(self._base_target_samples, self._max_samples - 2 * SAMPLES_PER_FRAME)
         self._waiting_for_late = False  # an underrun happened; is the packet we ran out at late?
@@ -168,7 +174,7 @@ class JitterBuffer:
         samples = len(pcm16) // 2
         reference = self._play_ts if self._play_ts is not None else self._highest_ts
         ahead = ext_ts - reference
-        if ahead > self._max_samples or ahead < -_BEHIND_WINDOW_SAMPLES:
+        if ahead > self._max_samples + self._backlog_samples or ahead < -_BEHIND_WINDOW_SAMPLES:
             # Outside the window: a sender timestamp jump if the sequence continues (or two
             # consecutive packets agree), otherwise a stray packet.
             candidate = self._jump_candidate
@@ -234,12 +240,14 @@ class JitterBuffer:
         # Only the packet just added can newly exceed the bound (the playout point only moves
         # forward), and if it does, it is the newest audio.
         counts = self._counts
-        if self._playing and self._play_ts is not None and end - self._play_ts > self._max_samples:
+        bound = self._max_samples + self._backlog_samples
+        if self._playing and self._play_ts is not None and end - self._play_ts > bound:
             skip = end - self._target_samples - self._play_ts
             skip = -(-skip // SAMPLES_PER_FRAME) * SAMPLES_PER_FRAME
             self._play_ts += skip
             self._drop_before(self._play_ts, "overflow_dropped")
-        while len(self._chunks) > self.config.max_packets:
+        # A packet holds at least 10 ms in practice: the backlog may take that many more.
+        while len(self._chunks) > self.config.max_packets + self._backlog_samples // (SAMPLES_PER_FRAME // 2):
             oldest = min(self._chunks)
             self._discard(oldest)
             counts["overflow_dropped"] += 1
@@ -255,6 +263,11 @@ class JitterBuffer:
             if ts + len(self._chunks[ts][1]) // 2 <= play_ts:
                 self._discard(ts)
                 self._counts[counter] += 1
+
+    def allow_backlog(self, frames: int) -> None:
+        """Hold up to ``frames`` 20 ms frames above ``max_delay_ms``: the frames the puller missed
+        during a stall of its own and will pull back (0: the normal bound again)."""
+        self._backlog_samples = max(0, frames) * SAMPLES_PER_FRAME
 
     # ----------------------------------------------------------------- output
 

@@ -357,6 +357,11 @@ class RtpSession:
         """Received audio waiting in the jitter buffer."""
         return self._jitter.buffered_ms
 
+    def allow_backlog(self, frames: int) -> None:
+        """Let the jitter buffer hold ``frames`` more than its maximum delay: the frames a stalled
+        caller of :meth:`pull_frame` owes (see :meth:`JitterBuffer.allow_backlog`)."""
+        self._jitter.allow_backlog(frames)
+
     @property
     def next_sequence_number(self) -> int:
         """The sequence number the next packet sent will carry."""

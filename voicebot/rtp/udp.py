@@ -6,7 +6,9 @@ monotonic clock), so lateness of one tick never accumulates into drift; if the l
 than ``max_catch_up`` ticks, the clock skips the missed sends instead of bursting them (sequence
 numbers and timestamps stay continuous, so the peer sees delay, not loss) and each stream pulls the
 missed received frames back gradually (up to one second, two extra per tick, only while they are
-buffered), so the caller's audio reaches recognition whole and the delay returns to the target.
+buffered; meanwhile its jitter buffer may hold that many beyond its maximum delay, since the phone
+kept sending while we stalled), so the caller's audio reaches recognition whole and the delay
+returns to the target.
 One timer for all calls costs far less than one task per call.
 
 :class:`RtpStream` owns one UDP socket bound to a random even port of a :class:`PortAllocator` range and
@@ -205,7 +207,7 @@ class MediaClock:
             self._n += behind
             self._skipped += behind
             for stream in self._streams.values():
-                stream._receive_debt = min(stream._receive_debt + behind, _MAX_RECEIVE_CATCH_UP)
+                stream._owe(behind)
             behind = 0
         for _ in range(1 + behind):
             self._tick_all()
@@ -399,12 +401,25 @@ class RtpStream:
             # Frames not pulled during a stall: pull them back gradually, and only while they are
             # really buffered (the stalled packets are read one per socket per loop iteration, so
             # pulling them all at once would find them missing and conceal audio that is coming).
+            # A tick that finds too little buffered forgives one frame: a sender that paused during
+            # the stall (or the stall's packets were lost) leaves nothing to pull back, and the debt
+            # is also the jitter buffer's allowance above its maximum delay, which must not linger.
             for _ in range(2):
-                if self._receive_debt == 0 or session.buffered_ms < self._catch_up_above_ms:
+                if session.buffered_ms < self._catch_up_above_ms:
+                    self._receive_debt -= 1
                     break
                 self._receive_debt -= 1
                 self._deliver_frame()
+                if self._receive_debt == 0:
+                    break
+            session.allow_backlog(self._receive_debt)
         self._drain_events()
+
+    def _owe(self, frames: int) -> None:
+        """The clock skipped ``frames`` ticks (a loop stall): pull them back, and until then let the
+        jitter buffer hold the packets that queued up meanwhile (the phone did not stop talking)."""
+        self._receive_debt = min(self._receive_debt + frames, _MAX_RECEIVE_CATCH_UP)
+        self.session.allow_backlog(self._receive_debt)
 
     def _deliver_frame(self, played: tuple[int, bytes] | None = None, *, ticked: bool = False) -> None:
         frame = self.session.pull_frame()
