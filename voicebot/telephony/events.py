@@ -84,6 +84,7 @@ class LegStats:
     frames_dropped: int  # the app did not read frames() fast enough
     digits: int
     digits_duplicate: int  # the same key reported by both RFC 4733 and INFO, counted once
+    overflow_dropped: int = 0  # received audio the jitter buffer cut to keep its delay bound
 
 
 __all__ = [

@@ -338,6 +338,7 @@ class CallLeg:
             frames_dropped=stream_stats.frames_dropped,
             digits=self._digits,
             digits_duplicate=self._digits_duplicate,
+            overflow_dropped=jitter.overflow_dropped,
         )
 
     # ------------------------------------------------------------- internals
@@ -458,6 +459,7 @@ class CallLeg:
             reordered=stats.reordered,
             concealed_frames=stats.concealed_frames,
             underruns=stats.underruns,
+            overflow_dropped=stats.overflow_dropped,
             dropped_stranger=stats.dropped_stranger,
             dropped_malformed=stats.dropped_malformed,
             frames_dropped=stats.frames_dropped,
