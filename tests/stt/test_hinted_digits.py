@@ -142,6 +142,10 @@ PROMPT = "Please say or key in your account number, then press pound."
     ("My account number is 6 to 51.", "My account number is"),  # the digits need not parse
     ("It is 4182.", "It is"),
     ("Account number 7, 7, 7, 2, 9.", "Account number"),      # words of the prompt
+    ("My count number is 6251.", "My count number is"),       # near misses: a weak first syllable lost,
+    ("The count number 7, 7, 2, 9.", "The count number"),     # (Piper's "account", both measured)
+    ("My acount numbers 1 2 3 4", "My acount numbers"),       # or one letter off
+    ("Mark out number 26251.", ""),                           # "mark" and "out" are neither
     ("Um, it's four one eight two.", "Um, it's"),
     ("4792", ""),                                             # no words before the number
     ("Heaven 03381.", ""),                                    # a misheard "seven": no carrier
@@ -161,7 +165,8 @@ def test_carrier_prefix_takes_the_prompt_words_as_carriers() -> None:
         == "Card ending"
 
 
-@pytest.mark.parametrize("free", ["For 7 9 2.", "Two 4 7 9.", "It's a 0215.", "Then 4 1 8 2."])
+@pytest.mark.parametrize("free", ["For 7 9 2.", "Two 4 7 9.", "It's a 0215.", "Then 4 1 8 2.",
+                                  "Tree 4 1 8 2.", "Hone 4 1 8 2."])
 def test_carrier_prefix_never_takes_a_misheard_digit(free: str) -> None:
     # Words of the prompt count as carriers, but not digit words or what a digit is misheard as.
     assert carrier_prefix(free, "Press or say one for sales, two for support, then press pound.") == ""

@@ -247,19 +247,46 @@ def digit_new_tokens(max_new: int, hints: RecognitionHints) -> int:
 def carrier_prefix(free_text: str, prompt: str = "") -> str:
     """The free decode's leading words when they are a carrier phrase followed by a number ("My
     account number is" of "My account number is 6251."): every word one of :data:`CARRIER_WORDS` or
-    of ``prompt``, and the next word a digit, numeral or digit word. "" otherwise."""
-    known = (CARRIER_WORDS | set(phrase_key(prompt).split())) - NOT_CARRIERS - set(DIGIT_WORDS) \
-        - set(NUMBER_WORDS) - set(DIGIT_REPEATS)
+    of ``prompt`` or a near miss of one (:func:`_sounds_like_one_of`: "My count number is 6251."),
+    and the next word a digit, numeral or digit word. "" otherwise."""
+    never = NOT_CARRIERS | set(DIGIT_WORDS) | set(NUMBER_WORDS) | set(DIGIT_REPEATS)
+    known = (CARRIER_WORDS | set(phrase_key(prompt).split())) - never
     words = free_text.split()
     for index, word in enumerate(words):
         bare = phrase_key(word)
-        if bare in known:
+        if bare in known or (bare not in never and _sounds_like_one_of(bare, known)):
             continue
         first = bare.split("-")[0] if bare else ""
         starts_number = any(c.isdigit() for c in bare) or first in DIGIT_WORDS or first in NUMBER_WORDS \
             or first in DIGIT_REPEATS
         return " ".join(words[:index]).rstrip(",") if index and starts_number else ""
     return ""
+
+
+def _sounds_like_one_of(word: str, known: frozenset[str] | set[str]) -> bool:
+    """Whisper's near misses of a carrier word: its tail without a weak first syllable ("count" for
+    "account", "ference" for "reference": 4 letters or more, and what is missing holds a vowel, so
+    "hone" is no "phone"), or one letter off in a word of 6 or more ("acount", "numbers"; a shorter
+    carrier is too close to a digit: "phone" and "one")."""
+    if len(word) < 4 or not word.isalpha():
+        return False
+    for carrier in known:
+        lost = carrier[: len(carrier) - len(word)]
+        if lost and carrier.endswith(word) and any(c in "aeiouy" for c in lost):
+            return True
+        if len(carrier) >= 6 and abs(len(carrier) - len(word)) <= 1 and _one_edit(word, carrier):
+            return True
+    return False
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by exactly one inserted, deleted or replaced letter."""
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i + (len(a) == len(b)):] == b[i + 1:] if a != b else False
 
 
 @dataclass(frozen=True, slots=True)
