@@ -401,17 +401,16 @@ class RtpStream:
             # Frames not pulled during a stall: pull them back gradually, and only while they are
             # really buffered (the stalled packets are read one per socket per loop iteration, so
             # pulling them all at once would find them missing and conceal audio that is coming).
-            # A tick that finds too little buffered forgives one frame: a sender that paused during
-            # the stall (or the stall's packets were lost) leaves nothing to pull back, and the debt
-            # is also the jitter buffer's allowance above its maximum delay, which must not linger.
-            for _ in range(2):
-                if session.buffered_ms < self._catch_up_above_ms:
-                    self._receive_debt -= 1
-                    break
+            # A tick that can pull nothing back forgives one frame: a sender that paused during the
+            # stall (or the stall's packets were lost) leaves nothing to pull back, and the debt is
+            # also the jitter buffer's allowance above its maximum delay, which must not linger.
+            pulled = 0
+            while pulled < 2 and self._receive_debt and session.buffered_ms >= self._catch_up_above_ms:
                 self._receive_debt -= 1
+                pulled += 1
                 self._deliver_frame()
-                if self._receive_debt == 0:
-                    break
+            if not pulled:
+                self._receive_debt -= 1
             session.allow_backlog(self._receive_debt)
         self._drain_events()
 
