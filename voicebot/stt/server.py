@@ -66,10 +66,10 @@ _MAX_QUEUED_REQUESTS = 64  # per session; the reader waits (gRPC flow control) b
 # (the whole process) was stalled, the reader could not take the client's messages either, so the
 # idle rule waits _STALL_GRACE_S of running loop for them before it may blame the client (issue 5).
 _LOOP_STALL_S = 0.25
+_STALL_GRACE_S = 1.0
 # A refusal (bad key, no capacity, bad hints) first waits this long at most for the client's first
 # message: see _refuse.
 _REFUSE_SETTLE_S = 0.5
-_STALL_GRACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
