@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -307,6 +308,31 @@ async def test_shutdown_before_the_first_register_is_answered_still_unregisters(
     [registering] = [e for e in logs if e["event"] == "app.registering"]
     assert registering["registrar"] == f"sip:robot:***@127.0.0.1:{port}"
     assert not [e for e in logs if "uri-secret" in repr(e)]
+
+
+async def test_stalls_of_the_robot_while_the_caller_speaks_do_not_cut_the_words(
+        app: App, tmp_path: Path) -> None:
+    # The robot's event loop blocks twice for 350 ms while sipp goes on sending "Okay, goodbye":
+    # the packets that queued meanwhile arrive in bursts, and all of them must reach recognition
+    # (they were cut as jitter-buffer overflow, which split the answer into no-matches).
+    goodbye = speech_pcap(tmp_path / "goodbye.pcap", "Okay, goodbye")  # speech from 1.0 s
+    caller = asyncio.create_task(run_caller(scenario(goodbye, end="wait_bye"), tmp_path,
+                                            app.telephony.sip_address))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while app.active_calls == 0 and loop.time() < deadline:  # noqa: ASYNC110 -- a count, no event
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(1.2)
+    time.sleep(0.35)  # noqa: ASYNC251 -- the stall under test (a blocking call, a starved process)
+    await asyncio.sleep(0.15)
+    time.sleep(0.35)  # noqa: ASYNC251
+    result = await caller
+    assert result.returncode == 0, result.explain()
+    [outcome] = await wait_outcomes(app, 1, timeout_s=30)
+    assert outcome.ok and outcome.cause == "bye: dialplan hangup", outcome
+    assert outcome.dialog is not None and outcome.dialog.states == ["menu", "goodbye"]
+    record = record_of(app, outcome.call_id)
+    assert len(record.utterances) == 1, record.utterances
 
 
 async def test_four_concurrent_calls_each_follow_their_own_caller(app: App, tmp_path: Path) -> None:
