@@ -222,6 +222,22 @@ async def test_a_refusal_reaches_an_aio_client_with_its_own_code_every_time(
     assert seen == {"UNAUTHENTICATED": 300}
 
 
+async def test_a_refusal_reaches_a_client_that_streams_audio_at_once_with_its_own_code(
+    make_server: ServerFactory,
+) -> None:
+    # A client that writes its backlog of audio right after the options (a reconnect replaying its
+    # ring) had a write in flight for 6 refusals in 10 when the server refused after one message.
+    server = await make_server()
+    audio = chunks(speech(400))
+    seen: Counter[str] = Counter()
+    for _ in range(100):
+        _responses, code, _message = await recognize(
+            server.port, paced([options(), *audio]), metadata=(("authorization", "Api-Key x"),)
+        )
+        seen[code.name] += 1
+    assert seen == {"UNAUTHENTICATED": 100}
+
+
 async def test_a_refused_client_that_sends_nothing_is_refused_anyway(make_server: ServerFactory) -> None:
     server = await make_server()
     hold = asyncio.Event()

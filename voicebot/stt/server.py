@@ -67,9 +67,10 @@ _MAX_QUEUED_REQUESTS = 64  # per session; the reader waits (gRPC flow control) b
 # idle rule waits _STALL_GRACE_S of running loop for them before it may blame the client (issue 5).
 _LOOP_STALL_S = 0.25
 _STALL_GRACE_S = 1.0
-# A refusal (bad key, no capacity, bad hints) first waits this long at most for the client's first
-# message: see _refuse.
+# A refusal (bad key, no capacity, bad hints) first reads the client's messages until it pauses
+# for _REFUSE_QUIET_S, at most _REFUSE_SETTLE_S: see _refuse.
 _REFUSE_SETTLE_S = 0.5
+_REFUSE_QUIET_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +110,22 @@ async def _refuse(
     """End a stream that is refused at its start with ``grpc_code`` and ``message``.
 
     A grpc.aio client reports a status that arrives while one of its writes is in flight as
-    INTERNAL "Internal error from Core", losing ours (grpc/grpc#36066, fix pending in #43486):
-    refused on its headers alone, about 1 stream in 100 showed a wrong API key as INTERNAL here,
-    and voicebot's own client retries INTERNAL where it gives up on UNAUTHENTICATED. So the
-    client's first message (the session options, written right after the call starts) is read
-    and dropped first; a client that sends nothing is refused after ``_REFUSE_SETTLE_S`` anyway.
+    INTERNAL "Internal error from Core", losing ours (grpc/grpc#36066, fix pending in #43486), and
+    voicebot's own client retries INTERNAL where it gives up on UNAUTHENTICATED. Refused on its
+    headers alone, 1 stream in 100 that sent only its options and 6 in 10 that sent audio right
+    after them (a reconnect replaying its backlog) came back INTERNAL here. So the client's
+    messages are read and dropped until it pauses (``_REFUSE_QUIET_S`` without one: its writes are
+    done for now), for at most ``_REFUSE_SETTLE_S`` (a client that sends nothing, or never
+    pauses, is refused then anyway).
     """
+    loop = asyncio.get_running_loop()
+    give_up_s = loop.time() + _REFUSE_SETTLE_S
+    wait_s = _REFUSE_SETTLE_S
+    messages = aiter(request_iterator)
     with contextlib.suppress(StopAsyncIteration, TimeoutError, DecodeError, grpc.RpcError):
-        await asyncio.wait_for(anext(aiter(request_iterator)), _REFUSE_SETTLE_S)
+        while (left_s := give_up_s - loop.time()) > 0:
+            await asyncio.wait_for(anext(messages), min(wait_s, left_s))
+            wait_s = _REFUSE_QUIET_S
     await context.abort(grpc.StatusCode[grpc_code], message)
 
 
