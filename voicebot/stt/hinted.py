@@ -33,7 +33,6 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from voicebot.dialog.phonetic import levenshtein
 from voicebot.stt.engine import WordTiming
 from voicebot.stt.features import (
     ENCODER_FRAMES_PER_S,
@@ -123,7 +122,6 @@ CARRIER_WORDS = frozenset({
 # for a misheard digit ("For 7 9 2." for "four seven nine two", "It's a 0215." for "it's eight oh
 # two one five"), and the digit words themselves.
 NOT_CARRIERS = frozenset({"a", "an", "for", "fore", "to", "too", "won", "ate", "free", "tree", "then", "i"})
-_NEVER_CARRIERS = NOT_CARRIERS | set(DIGIT_WORDS) | set(NUMBER_WORDS) | set(DIGIT_REPEATS)
 # A free decode holding other digits than the constrained reading is held to the posterior the beam
 # gave its digits, but never below this: a number voicebot's dialog may read back, never act on
 # alone (as a further hypothesis it weighs 0.65 x 0.9 / 0.8 = 0.73: under act_above 0.8, over
@@ -251,11 +249,12 @@ def carrier_prefix(free_text: str, prompt: str = "") -> str:
     account number is" of "My account number is 6251."): every word one of :data:`CARRIER_WORDS` or
     of ``prompt`` or a near miss of one (:func:`_sounds_like_one_of`: "My count number is 6251."),
     and the next word a digit, numeral or digit word. "" otherwise."""
-    known = (CARRIER_WORDS | set(phrase_key(prompt).split())) - _NEVER_CARRIERS
+    never = NOT_CARRIERS | set(DIGIT_WORDS) | set(NUMBER_WORDS) | set(DIGIT_REPEATS)
+    known = (CARRIER_WORDS | set(phrase_key(prompt).split())) - never
     words = free_text.split()
     for index, word in enumerate(words):
         bare = phrase_key(word)
-        if bare in known or (bare not in _NEVER_CARRIERS and _sounds_like_one_of(bare, known)):
+        if bare in known or (bare not in never and _sounds_like_one_of(bare, known)):
             continue
         first = bare.split("-")[0] if bare else ""
         starts_number = any(c.isdigit() for c in bare) or first in DIGIT_WORDS or first in NUMBER_WORDS \
@@ -275,9 +274,19 @@ def _sounds_like_one_of(word: str, known: frozenset[str] | set[str]) -> bool:
         lost = carrier[: len(carrier) - len(word)]
         if lost and carrier.endswith(word) and any(c in "aeiouy" for c in lost):
             return True
-        if len(carrier) >= 6 and levenshtein(word, carrier) == 1:
+        if len(carrier) >= 6 and abs(len(carrier) - len(word)) <= 1 and _one_edit(word, carrier):
             return True
     return False
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by exactly one inserted, deleted or replaced letter."""
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i + (len(a) == len(b)):] == b[i + 1:] if a != b else False
 
 
 @dataclass(frozen=True, slots=True)
