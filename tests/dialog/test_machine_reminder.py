@@ -100,6 +100,9 @@ def test_reminder_conversation(
     ("yes", "1", "confirmed"), ("Yeah.", "1", "confirmed"), ("Sure, see you then", "1", "confirmed"),
     ("Okay.", "1", "confirmed"), ("That's right", "1", "confirmed"),
     ("no", "2", "cancelled"), ("Nope.", "2", "cancelled"), ("I can't make it", "2", "cancelled"),
+    # A yes-phrase ("i will", "i can") negated after its auxiliary is a no (it confirmed once).
+    ("I will not be there.", "2", "cancelled"), ("I won't be there.", "2", "cancelled"),
+    ("I can not make it", "2", "cancelled"),
     ("reschedule", "3", "rescheduled"), ("No, I need to reschedule.", "3", "rescheduled"),
     ("could we move it to another day", "3", "rescheduled"),
 ])

@@ -119,6 +119,9 @@ def test_phrase_scores(said: str, phrase: str, low: float, high: float) -> None:
     ("that's not all", "that's all"),                 # a negation is never skipped
     ("person a", "a person"),                         # order matters
     ("I'm not sure", "sure"),                         # negated right before: not said
+    ("I will not be there", "i will"),                # negated right after its auxiliary
+    ("I can not make it", "i can"),
+    ("I will never make it", "i will"),
     ("please don't transfer me", "transfer me"),
     ("it isn't my balance", "my balance"),
     ("balance", "my balance"),                        # every word is needed
@@ -141,6 +144,9 @@ def test_phrases_that_do_not_occur(said: str, phrase: str) -> None:
     ("no, my balance", "my balance"),   # "no" answers a question; it does not negate what follows
     ("it's not", "not"),                # a phrase that is itself a negation
     ("not now, my balance", "my balance"),
+    ("yes I will", "i will"),           # an auxiliary at the end of what was said
+    ("I will, see you then", "i will"),  # and one followed by other words
+    ("sure not a problem", "sure"),     # only a phrase ending in an auxiliary is negated after it
 ])
 def test_negation_only_reaches_the_next_word(said: str, phrase: str) -> None:
     assert phrase_score(normalize(said), normalize(phrase)) == 1.0

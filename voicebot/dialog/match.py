@@ -292,6 +292,13 @@ MIN_JOIN_LETTERS = 3
 # A phrase right after one of these is negated, not said: "not sure" is not "sure", "don't
 # transfer me" is not "transfer me". ("no" is left out: "no, balance" answers with balance.)
 _NEGATORS = frozenset({"not", "don't", "dont", "never", "isn't", "didn't", "doesn't", "wasn't", "aren't"})
+# A phrase ending in one of these is negated by a "not" or "never" right after it: English puts the
+# negation after the auxiliary ("I will not be there" is no "i will", "I can not come" no "i can").
+_AUXILIARIES = frozenset({
+    "will", "can", "would", "could", "should", "shall", "may", "might", "must", "do", "does", "did",
+    "am", "is", "are", "was", "were", "have", "has", "had", "i'll", "i'm", "it's", "that's", "i'd",
+})
+_AFTER_AUXILIARY = frozenset({"not", "never"})
 # Long utterances are free text; matching looks at their start only.
 MAX_MATCH_TOKENS = 60
 # Politeness and filler: callers add them everywhere and recognizers hear them well, so a said
@@ -330,6 +337,7 @@ def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
     at_memo: dict[tuple[int, int], float] = {}
     after_memo: dict[tuple[int, int], float] = {}
     swappable = sum(len(w) for w in words if w not in FUNCTION_WORDS) >= MIN_CONTENT_LETTERS
+    negatable = words[-1] in _AUXILIARIES
 
     def at(i: int, j: int) -> float:
         """Best score for words[i:] with words[i] matched starting exactly at said[j]."""
@@ -362,7 +370,7 @@ def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
     def after(i: int, j: int) -> float:
         """Best score for words[i:] after a match that ended before said[j], allowing a gap."""
         if i == m:
-            return 1.0
+            return 0.0 if negatable and j < n and said[j] in _AFTER_AUXILIARY else 1.0
         key = (i, j)
         if key in after_memo:
             return after_memo[key]
