@@ -167,6 +167,19 @@ RESCORE_FIRST_TOKENS = 4
 # A free decode this many words longer than the longest candidate is a sentence, not a menu answer:
 # no phrase can explain its audio (measured margins below -3.8), so none is forced.
 RESCORE_EXTRA_WORDS = 3
+# Words that make what was said a negation. A forced phrase without one, where the free decode has
+# one, flips the answer, and either side can be the one that misheard: forcing skips a short word
+# at little cost ("i will be there" for espeak's "I will not be there", 0.58; "I won't be there."
+# forced to "i will be there", 0.83), and the free decode hears a "not" that was never said
+# (espeak's "that's right" as "Not right.", where the forced "right" was right). Such a phrase
+# keeps at most NEGATION_DROPPED_CONFIDENCE: the dialog asks "Did you say ...?" before it acts
+# (0.6 / its CONFIDENT_RECOGNITION 0.8 = 0.75, under the default act_above 0.8), and the free
+# decode after it contests it. Not forcing such phrases, or reading a negated free decode as the
+# answer, measured worse: two espeak "that's right" acted on as a no (intent bench, yes/no).
+NEGATION_WORDS = frozenset(
+    {"not", "no", "never", "nope", "nah", "cannot", "nothing", "none", "nobody", "neither", "nor"}
+)
+NEGATION_DROPPED_CONFIDENCE = 0.6
 YESNO_CANDIDATES: tuple[tuple[str, str], ...] = (
     ("yes", "yes"), ("yes", "yeah"), ("yes", "yes please"), ("yes", "that's right"), ("yes", "correct"),
     ("no", "no"), ("no", "nope"), ("no", "no thank you"), ("no", "that's wrong"),
@@ -204,6 +217,18 @@ def _holds(said: str, phrase: str) -> bool:
     """``said`` (a phrase_key) has the words of ``phrase`` in a row."""
     words, inner = said.split(), phrase.split()
     return bool(inner) and any(words[i:i + len(inner)] == inner for i in range(len(words) - len(inner) + 1))
+
+
+def negated(key: str) -> bool:
+    """``key`` (a phrase_key) holds a negation: a word of :data:`NEGATION_WORDS` or one ending in
+    "n't" ("won't", "can't", "don't")."""
+    return any(w in NEGATION_WORDS or w.endswith("n't") for w in key.split())
+
+
+def drops_negation(said: str, phrase: str) -> bool:
+    """The free decode (``said``, a phrase_key) is a negation and ``phrase`` is not: reporting the
+    phrase would flip what the free decode heard."""
+    return negated(said) and not negated(phrase_key(phrase))
 
 
 def read_digits(text: str) -> str:
@@ -524,6 +549,8 @@ class HintedDecoding:
         confidence = float(min(1.0, max(0.0, 1.0 + 0.5 * margin / -REJECT_MARGIN)))
         if margin < REJECT_MARGIN or best.mean_logprob < MIN_PHRASE_LOGPROB:
             return self._rejected(free, confidence)
+        if drops_negation(said, best.phrase):
+            confidence = min(confidence, NEGATION_DROPPED_CONFIDENCE)  # asked, never acted on alone
         return self._matched(best.reported, confidence, samples, free)
 
     def _continued(self, phrase: str, said: str, free_tokens: Sequence[int]) -> bool:
@@ -689,9 +716,9 @@ class HintedDecoding:
 
 
 __all__ = [
-    "DIGIT_TOKEN_CHARS", "END_WEIGHT", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB", "REJECT_MARGIN",
-    "RESCORE_EXTRA_WORDS", "RESCORE_FIRST_TOKENS", "RESCORE_MARGIN_FRAMES", "YESNO_CANDIDATES",
-    "DigitReading", "HintedDecoding", "PhraseScore", "carrier_prefix", "digit_new_tokens", "digit_posteriors",
-    "phrase_key",
-    "posterior_confidence",
+    "DIGIT_TOKEN_CHARS", "END_WEIGHT", "MAX_PROMPT_TOKENS", "MIN_PHRASE_LOGPROB",
+    "NEGATION_DROPPED_CONFIDENCE", "NEGATION_WORDS", "REJECT_MARGIN", "RESCORE_EXTRA_WORDS",
+    "RESCORE_FIRST_TOKENS", "RESCORE_MARGIN_FRAMES", "YESNO_CANDIDATES", "DigitReading", "HintedDecoding",
+    "PhraseScore", "carrier_prefix", "digit_new_tokens", "digit_posteriors", "drops_negation", "negated",
+    "phrase_key", "posterior_confidence",
 ]
