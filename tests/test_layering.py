@@ -46,7 +46,7 @@ def _core_modules(root: Path = ROOT) -> set[str]:
         "voicebot.dialog.loader", "voicebot.dialog.checker", "voicebot.dialog.schema_listen",
         "voicebot.dialog.machine_base", "voicebot.dialog.understand", "voicebot.dialog.phonetic",
         "voicebot.dialog.expect",
-        "voicebot.amd.detector", "voicebot.amd.tone", "voicebot.campaign.schedule",
+        "voicebot.amd.detector", "voicebot.amd.tone", "voicebot.campaign.schedule", "voicebot.editdistance",
     }
     return sip | (named & _all_modules(root))  # stt.stream counts once it exists
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from voicebot.editdistance import levenshtein
+
 # A sound-alike is a guess: even identical keys score below the default "act" threshold (0.8), so
 # a dialplan asks (``confirm``) before acting on one.
 FUZZY_WEIGHT = 0.75
@@ -43,19 +45,6 @@ _VOWEL_GROUP = re.compile(r"[aeiouy]+")
 _VOWELS = frozenset("aeiouy")
 # Voiced/voiceless pairs, folded onto one letter.
 _FOLD = str.maketrans({"b": "p", "d": "t", "g": "k", "v": "f", "z": "s", "q": "k"})
-
-
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance (insert, delete, substitute; each costs 1)."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        current = [i]
-        for j, cb in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 # Sounds whose place of articulation the telephone band blurs (voicing is folded already): the

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
+from voicebot.editdistance import levenshtein
 from voicebot.stt.engine import WordTiming
 from voicebot.stt.features import (
     ENCODER_FRAMES_PER_S,
@@ -299,19 +300,9 @@ def _sounds_like_one_of(word: str, known: frozenset[str] | set[str]) -> bool:
         lost = carrier[: len(carrier) - len(word)]
         if lost and carrier.endswith(word) and any(c in "aeiouy" for c in lost):
             return True
-        if len(carrier) >= 6 and abs(len(carrier) - len(word)) <= 1 and _one_edit(word, carrier):
+        if len(carrier) >= 6 and abs(len(carrier) - len(word)) <= 1 and levenshtein(word, carrier) == 1:
             return True
     return False
-
-
-def _one_edit(a: str, b: str) -> bool:
-    """``a`` and ``b`` differ by exactly one inserted, deleted or replaced letter."""
-    if len(a) > len(b):
-        a, b = b, a
-    i = 0
-    while i < len(a) and a[i] == b[i]:
-        i += 1
-    return a[i + (len(a) == len(b)):] == b[i + 1:] if a != b else False
 
 
 @dataclass(frozen=True, slots=True)
