@@ -119,3 +119,18 @@ def test_every_case_kind_and_voice_is_built(bench: ModuleType, plans: dict[str, 
     assert {c.voice for c in cases} == {v.name for v in DEFAULT_VOICES} | {bench.HUMAN}
     quick = bench.quick_subset(bench._spread(cases))
     assert 30 <= len(quick) <= 45 and {c.kind for c in quick} == set(bench.KINDS)
+
+
+def test_the_held_out_set_is_other_phrasings_by_other_voices(
+    bench: ModuleType, plans: dict[str, object]
+) -> None:
+    from voicebot.testing.voices import DEFAULT_VOICES, parse_voice
+
+    voices = [parse_voice(n) for n in bench.HELD_OUT_VOICES]
+    held = bench.build_cases(plans, voices, bench.KINDS, with_human=False, held_out=True)
+    default = bench.build_cases(plans, DEFAULT_VOICES, bench.KINDS, with_human=False)
+    assert {c.kind for c in held} == set(bench.KINDS)
+    assert not {c.text for c in held} & {c.text for c in default}
+    assert not {c.voice for c in held} & {c.voice for c in default}
+    # Every meaning leads somewhere in the dialplan (an intent's state, or no-match off-topic).
+    assert all(c.expected != "no_match" for c in held if c.kind in ("menu", "yesno"))
