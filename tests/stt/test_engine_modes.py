@@ -21,11 +21,11 @@ import pytest
 from voicebot.dialog.match import parse_digits
 from voicebot.stt.audio import pcm16_to_float32, resample
 from voicebot.stt.guard import collapse_repeats, looks_degenerate
-from voicebot.stt.hinted import NEGATION_DROPPED_CONFIDENCE, negated, phrase_key
+from voicebot.stt.hinted import GUESS_CONFIDENCE, negated, phrase_key
 from voicebot.stt.hints import RecognitionHints, menu_hints
 from voicebot.stt.model import WhisperEngine, load_engine
 from voicebot.testing.speech import silence, telephone_speech
-from voicebot.testing.voices import PIPER_JOE, Voice
+from voicebot.testing.voices import PIPER_JOE, Voice, parse_voice
 
 pytestmark = pytest.mark.model
 
@@ -108,6 +108,30 @@ def test_menu_mode_rejects_off_topic_speech(engine: WhisperEngine, joe: Voice) -
             if hyp.alternatives or hyp.confidence >= 0.5 or intent_of(hyp.text) is not None:
                 accepted.append((voice, sentence, hyp.text, round(hyp.confidence, 2)))
     assert len(accepted) <= 1, accepted
+
+
+# Accented or off-topic speech the model garbles ("You can win.", "Hopefully through the phone
+# one.", "For that one."), where a short phrase fitted the garble well enough to be acted on: the
+# intent bench's held-out and default sets (docs/intent-bench.md, fifth round).
+GARBLED = (
+    ("espeak:en-gb-x-gbclan@175", "who am I speaking with", None),
+    ("espeak:en-gb-x-gbclan@175", "put me through to someone", "operator"),
+    ("espeak:en-029@175", "operator", "operator"),
+)
+
+
+def test_menu_mode_never_reports_a_phrase_forced_onto_a_garbled_decode_as_sure(engine: WhisperEngine) -> None:
+    """A phrase forced onto audio whose free decode the model itself was unsure of (mean token
+    probability under UNSURE_DECODE_CONFIDENCE) is a guess: at most GUESS_CONFIDENCE, so the dialog
+    asks before acting. Before, "how much" (0.75), "that's all" (0.75, 0.76) were acted on."""
+    sure_and_wrong = []
+    for name, said, meant in GARBLED:
+        hyp = engine.transcribe(phone_audio(parse_voice(name).telephone(said)), language="en-US",
+                                partial=False, hints=MENU)
+        heard = intent_of(hyp.text)
+        if heard is not None and heard != meant and hyp.confidence > GUESS_CONFIDENCE:
+            sure_and_wrong.append((name, said, hyp.text, round(hyp.confidence, 2), hyp.alternatives))
+    assert not sure_and_wrong, sure_and_wrong
 
 
 def test_yesno_mode_reports_yes_or_no(engine: WhisperEngine, joe: Voice) -> None:
@@ -287,7 +311,7 @@ def test_menu_mode_never_reports_a_yes_phrase_for_a_no_answer_as_sure(
     engine: WhisperEngine, joe: Voice
 ) -> None:
     """A forced yes-phrase that skips the negation ("i will be there" for espeak's "I will not be
-    there", "I won't be there") is at most a guess: NEGATION_DROPPED_CONFIDENCE, under what the
+    there", "I won't be there") is at most a guess: GUESS_CONFIDENCE, under what the
     dialog acts on without asking, with the negated free decode after it to contest it."""
     yes_keys = {key_of(p) for p in YES_SET}
     wrong = []
@@ -297,7 +321,7 @@ def test_menu_mode_never_reports_a_yes_phrase_for_a_no_answer_as_sure(
             if key_of(hyp.text) not in yes_keys:
                 continue
             contested = any(negated(phrase_key(a.text)) for a in hyp.alternatives)
-            if hyp.confidence > NEGATION_DROPPED_CONFIDENCE or not contested:
+            if hyp.confidence > GUESS_CONFIDENCE or not contested:
                 wrong.append((voice, said, hyp.text, round(hyp.confidence, 2), hyp.alternatives))
     assert not wrong, wrong
 
