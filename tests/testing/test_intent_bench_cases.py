@@ -121,16 +121,26 @@ def test_every_case_kind_and_voice_is_built(bench: ModuleType, plans: dict[str, 
     assert 30 <= len(quick) <= 45 and {c.kind for c in quick} == set(bench.KINDS)
 
 
-def test_the_held_out_set_is_other_phrasings_by_other_voices(
-    bench: ModuleType, plans: dict[str, object]
+@pytest.mark.parametrize("which", [1, 2])
+def test_a_held_out_set_is_other_phrasings_by_other_voices(
+    bench: ModuleType, plans: dict[str, object], which: int
 ) -> None:
     from voicebot.testing.voices import DEFAULT_VOICES, parse_voice
 
-    voices = [parse_voice(n) for n in bench.HELD_OUT_VOICES]
-    held = bench.build_cases(plans, voices, bench.KINDS, with_human=False, held_out=True)
-    default = bench.build_cases(plans, DEFAULT_VOICES, bench.KINDS, with_human=False)
+    names = bench.HELD_OUT_VOICES if which == 1 else bench.HELD_OUT_2_VOICES
+    held = bench.build_cases(plans, [parse_voice(n) for n in names], bench.KINDS, with_human=False,
+                             held_out=which)
+    others = bench.build_cases(plans, DEFAULT_VOICES, bench.KINDS, with_human=False)
+    other_voices = {c.voice for c in others}
+    for other in (1, 2):
+        if other != which:
+            other_names = bench.HELD_OUT_VOICES if other == 1 else bench.HELD_OUT_2_VOICES
+            other_set = bench.build_cases(plans, [parse_voice(n) for n in other_names], bench.KINDS,
+                                          with_human=False, held_out=other)
+            others += other_set
+            other_voices |= set(other_names)
     assert {c.kind for c in held} == set(bench.KINDS)
-    assert not {c.text for c in held} & {c.text for c in default}
-    assert not {c.voice for c in held} & {c.voice for c in default}
+    assert not {c.text for c in held} & {c.text for c in others}
+    assert not {c.voice for c in held} & other_voices
     # Every meaning leads somewhere in the dialplan (an intent's state, or no-match off-topic).
     assert all(c.expected != "no_match" for c in held if c.kind in ("menu", "yesno"))
