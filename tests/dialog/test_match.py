@@ -77,6 +77,13 @@ def test_keywords_and_dtmf() -> None:
     assert match_dtmf("2", [money]) is None
 
 
+def test_a_keyword_right_after_a_negation_is_not_said() -> None:
+    done = _intent("done", keywords=("finished",))
+    assert match_intent(normalize("I'm not finished"), [done]) is None
+    assert match_intent(normalize("I never finished it"), [done]) is None
+    assert match_intent(normalize("no, I'm finished"), [done]) is not None  # "no" answers; it negates nothing
+
+
 @pytest.mark.parametrize(("said", "phrase", "hit"), [
     ("my balances", "balance", True), ("balanced", "balance", True), ("agents", "agent", True),
     ("operators please", "operator", True), ("good bye", "goodbye", True), ("goodbye", "good bye", True),

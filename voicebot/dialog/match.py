@@ -414,7 +414,9 @@ def match_intent(tokens: Sequence[str], intents: Sequence[Intent]) -> IntentMatc
                 score = phrase_score(said, phrase)
                 if score > 0 and (found is None or (score, len(phrase)) > (found.confidence, found.length)):
                     found = IntentMatch(intent, len(phrase), score)
-            for word in said:
+            for index, word in enumerate(said):
+                if index and said[index - 1] in _NEGATORS:
+                    continue  # negated, as a phrase is: "not finished" does not say "finished"
                 for keyword in intent.keywords:
                     score = word_similarity(word, keyword) if word == keyword or is_inflection(
                         word, keyword) else 0.0  # keywords: exact or inflected, never sound-alikes
