@@ -297,6 +297,27 @@ OOG_PHRASINGS: dict[str, tuple[str, ...]] = {
         "my dog is called Rex",
     ),
 }
+
+@dataclass(frozen=True, slots=True)
+class PhraseSet:
+    """What callers say, by kind: the default set or a --held-out one (with the voices it is meant for)."""
+
+    menu: dict[str, tuple[str, ...]]
+    yesno: dict[str, tuple[str, ...]]
+    digits: tuple[tuple[str, str], ...]
+    oog: dict[str, tuple[str, ...]]
+    voices: tuple[str, ...] = ()
+
+
+DEFAULT_PHRASES = PhraseSet(MENU_PHRASINGS, YESNO_PHRASINGS, DIGIT_PHRASINGS, OOG_PHRASINGS)
+HELD_OUT_SETS = {
+    1: PhraseSet(HELD_OUT_MENU_PHRASINGS, HELD_OUT_YESNO_PHRASINGS, HELD_OUT_DIGIT_PHRASINGS,
+                 HELD_OUT_OOG_PHRASINGS, HELD_OUT_VOICES),
+    2: PhraseSet(HELD_OUT_2_MENU_PHRASINGS, HELD_OUT_2_YESNO_PHRASINGS, HELD_OUT_2_DIGIT_PHRASINGS,
+                 HELD_OUT_2_OOG_PHRASINGS, HELD_OUT_2_VOICES),
+}
+
+
 # Recorded human speech (pocketsphinx-testdata) whose transcript is digits or a command:
 # (file under POCKETSPHINX_DATA, sample rate of a .raw file, transcript, kind, dialplan, state, meaning).
 HUMAN_CLIPS: tuple[tuple[str, int, str, str, str, str, str], ...] = (
@@ -496,20 +517,14 @@ def route(plan: Dialplan, case: Case, finals: Sequence[Sequence[tuple[str, float
 def build_cases(plans: dict[str, Dialplan], voices: Sequence[Voice], kinds: Sequence[str],
                 with_human: bool, held_out: int = 0) -> list[Case]:
     """Every selected kind's phrasings (the default set, or --held-out set 1 or 2) by every voice."""
-    menu, yesno, digit_phrasings, oog = {
-        0: (MENU_PHRASINGS, YESNO_PHRASINGS, DIGIT_PHRASINGS, OOG_PHRASINGS),
-        1: (HELD_OUT_MENU_PHRASINGS, HELD_OUT_YESNO_PHRASINGS, HELD_OUT_DIGIT_PHRASINGS,
-            HELD_OUT_OOG_PHRASINGS),
-        2: (HELD_OUT_2_MENU_PHRASINGS, HELD_OUT_2_YESNO_PHRASINGS, HELD_OUT_2_DIGIT_PHRASINGS,
-            HELD_OUT_2_OOG_PHRASINGS),
-    }[held_out]
+    phrases = HELD_OUT_SETS[held_out] if held_out else DEFAULT_PHRASES
     texts: list[tuple[str, str, str, str, str]] = []  # kind, plan, state, text, meaning
-    for intent, phrasings in menu.items():
+    for intent, phrasings in phrases.menu.items():
         texts += [("menu", "demo", "menu", t, intent) for t in phrasings]
-    for intent, phrasings in yesno.items():
+    for intent, phrasings in phrases.yesno.items():
         texts += [("yesno", "reminder", "ask", t, intent) for t in phrasings]
-    texts += [("digits", "demo", "ask_account", t, d) for t, d in digit_phrasings]
-    for state, phrasings in oog.items():
+    texts += [("digits", "demo", "ask_account", t, d) for t, d in phrases.digits]
+    for state, phrasings in phrases.oog.items():
         texts += [("oog", "demo", state, t, "") for t in phrasings]
     cases = [
         Case(kind, p, state, text, meaning, expected_outcome(plans[p], state, kind, meaning), voice.name)
@@ -795,7 +810,7 @@ def write_out(path: Path, results: Sequence[Result]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about 40 cases, for smoke checks")
-    parser.add_argument("--held-out", type=int, nargs="?", const=1, default=0, choices=(1, 2),
+    parser.add_argument("--held-out", type=int, nargs="?", const=1, default=0, choices=sorted(HELD_OUT_SETS),
                         help="other phrasings of every kind (--cases) and other account numbers, by voices "
                         f"the default set does not use (set 1: {','.join(HELD_OUT_VOICES)}; set 2: "
                         f"{','.join(HELD_OUT_2_VOICES)}) unless --voices says")
@@ -820,7 +835,7 @@ def main() -> int:
         raise SystemExit(f"--cases: unknown kind(s) {', '.join(bad)}; use {','.join(KINDS)}")
     names = [n.strip() for n in args.voices.split(",") if n.strip()]
     if args.held_out:
-        names = names or list(HELD_OUT_VOICES if args.held_out == 1 else HELD_OUT_2_VOICES)
+        names = names or list(HELD_OUT_SETS[args.held_out].voices)
     voices = [parse_voice(n) for n in names if n != HUMAN] if names else list(DEFAULT_VOICES)
     with_human = not names or HUMAN in names
     plans = {name: load_dialplan(path) for name, path in DIALPLANS.items()}

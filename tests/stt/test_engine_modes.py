@@ -20,6 +20,7 @@ import pytest
 
 from voicebot.dialog.match import parse_digits
 from voicebot.stt.audio import pcm16_to_float32, resample
+from voicebot.stt.engine import Hypothesis
 from voicebot.stt.guard import collapse_repeats, looks_degenerate
 from voicebot.stt.hinted import GUESS_CONFIDENCE, negated, phrase_key
 from voicebot.stt.hints import RecognitionHints, menu_hints
@@ -286,43 +287,41 @@ REMINDER = menu_hints("Will you be there? Please say yes, no, or reschedule.",
 NO_WITH_A_YES_PREFIX = ("I can't make it", "I can't come tomorrow", "I will not be there", "I won't be there")
 
 
-def no_answers(engine: WhisperEngine, joe: Voice) -> list[tuple[str, str, str, float]]:
-    """(voice, said, reported text, confidence) for every no-answer in both voices."""
+@pytest.fixture(scope="module")
+def no_answers(engine: WhisperEngine, joe: Voice) -> list[tuple[str, str, Hypothesis]]:
+    """(voice, said, hypothesis) for every no-answer in both voices, decoded once for the tests below."""
     out = []
     for said in NO_WITH_A_YES_PREFIX:
         for voice, pcm in (("joe", joe_speech(joe, said)), ("espeak", telephone_speech(said))):
-            hyp = engine.transcribe(phone_audio(pcm), language="en-US", partial=False, hints=REMINDER)
-            out.append((voice, said, hyp.text, hyp.confidence))
+            out.append((voice, said, engine.transcribe(phone_audio(pcm), language="en-US", partial=False,
+                                                       hints=REMINDER)))
     return out
 
 
 def test_menu_mode_does_not_take_the_first_words_of_a_sentence_for_a_phrase(
-    engine: WhisperEngine, joe: Voice
+    no_answers: list[tuple[str, str, Hypothesis]]
 ) -> None:
     """A phrase that is only the beginning of what was said ("i can" of "I can't make it") must not
     be reported as the match: that turned a no into a yes (issue 12, intent bench)."""
     yes_keys = {key_of(p) for p in YES_SET}
-    wrong = [(voice, said, text, round(conf, 2)) for voice, said, text, conf in no_answers(engine, joe)
-             if conf >= 0.5 and key_of(text) in yes_keys and key_of(said).startswith(key_of(text))]
+    wrong = [(voice, said, hyp.text, round(hyp.confidence, 2)) for voice, said, hyp in no_answers
+             if hyp.confidence >= 0.5 and key_of(hyp.text) in yes_keys
+             and key_of(said).startswith(key_of(hyp.text))]
     assert not wrong, wrong
 
 
 def test_menu_mode_never_reports_a_yes_phrase_for_a_no_answer_as_sure(
-    engine: WhisperEngine, joe: Voice
+    no_answers: list[tuple[str, str, Hypothesis]]
 ) -> None:
     """A forced yes-phrase that skips the negation ("i will be there" for espeak's "I will not be
     there", "I won't be there") is at most a guess: GUESS_CONFIDENCE, under what the
     dialog acts on without asking, with the negated free decode after it to contest it."""
     yes_keys = {key_of(p) for p in YES_SET}
-    wrong = []
-    for said in NO_WITH_A_YES_PREFIX:
-        for voice, pcm in (("joe", joe_speech(joe, said)), ("espeak", telephone_speech(said))):
-            hyp = engine.transcribe(phone_audio(pcm), language="en-US", partial=False, hints=REMINDER)
-            if key_of(hyp.text) not in yes_keys:
-                continue
-            contested = any(negated(phrase_key(a.text)) for a in hyp.alternatives)
-            if hyp.confidence > GUESS_CONFIDENCE or not contested:
-                wrong.append((voice, said, hyp.text, round(hyp.confidence, 2), hyp.alternatives))
+    wrong = [(voice, said, hyp.text, round(hyp.confidence, 2), hyp.alternatives)
+             for voice, said, hyp in no_answers
+             if key_of(hyp.text) in yes_keys and (
+                 hyp.confidence > GUESS_CONFIDENCE
+                 or not any(negated(phrase_key(a.text)) for a in hyp.alternatives))]
     assert not wrong, wrong
 
 

@@ -10,6 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -127,20 +128,16 @@ def test_a_held_out_set_is_other_phrasings_by_other_voices(
 ) -> None:
     from voicebot.testing.voices import DEFAULT_VOICES, parse_voice
 
-    names = bench.HELD_OUT_VOICES if which == 1 else bench.HELD_OUT_2_VOICES
-    held = bench.build_cases(plans, [parse_voice(n) for n in names], bench.KINDS, with_human=False,
-                             held_out=which)
+    def cases(n: int) -> list[Any]:
+        names = bench.HELD_OUT_SETS[n].voices
+        return bench.build_cases(plans, [parse_voice(v) for v in names], bench.KINDS, with_human=False,
+                                 held_out=n)
+
+    held = cases(which)
     others = bench.build_cases(plans, DEFAULT_VOICES, bench.KINDS, with_human=False)
-    other_voices = {c.voice for c in others}
-    for other in (1, 2):
-        if other != which:
-            other_names = bench.HELD_OUT_VOICES if other == 1 else bench.HELD_OUT_2_VOICES
-            other_set = bench.build_cases(plans, [parse_voice(n) for n in other_names], bench.KINDS,
-                                          with_human=False, held_out=other)
-            others += other_set
-            other_voices |= set(other_names)
+    others += [c for n in bench.HELD_OUT_SETS if n != which for c in cases(n)]
     assert {c.kind for c in held} == set(bench.KINDS)
     assert not {c.text for c in held} & {c.text for c in others}
-    assert not {c.voice for c in held} & other_voices
+    assert not {c.voice for c in held} & {c.voice for c in others}
     # Every meaning leads somewhere in the dialplan (an intent's state, or no-match off-topic).
     assert all(c.expected != "no_match" for c in held if c.kind in ("menu", "yesno"))
