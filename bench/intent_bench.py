@@ -78,6 +78,8 @@ from voicebot.dialog.expect import Expectation
 from voicebot.dialog.ir import Dialplan, Intent
 from voicebot.dialog.loader import load_dialplan
 from voicebot.dialog.machine import DialogMachine
+from voicebot.dialog.understand import Similarity
+from voicebot.meaning import shared_similarity
 from voicebot.stt._proto import stt_pb2 as pb
 from voicebot.stt._proto import stt_service_pb2_grpc
 from voicebot.stt.hints import RecognitionHints
@@ -388,9 +390,9 @@ class Reached:
     """A DialogMachine driven to a listening state, the prompt the caller heard there, and the
     expectation the machine sent with its last StartListening (what a call hands the recognizer)."""
 
-    def __init__(self, plan: Dialplan, state: str) -> None:
+    def __init__(self, plan: Dialplan, state: str, similarity: Similarity | None = None) -> None:
         self.plan = plan
-        self.machine = DialogMachine(plan)
+        self.machine = DialogMachine(plan, similarity=similarity)
         self.now_s = 0.0
         self.prompt = ""
         self.expectation: Expectation | None = None
@@ -490,17 +492,18 @@ def final_transcript(alternatives: Sequence[tuple[str, float]], now_s: float, *,
                            alternative_confidences=tuple(c for _, c in rest))
 
 
-def route(plan: Dialplan, case: Case, finals: Sequence[Sequence[tuple[str, float]]]) -> tuple[str, str, str]:
+def route(plan: Dialplan, case: Case, finals: Sequence[Sequence[tuple[str, float]]],
+          similarity: Similarity | None = None) -> tuple[str, str, str]:
     """(heard, routed, confirm): every final with text goes to the dialog in order, as in a call,
     until the call leaves the case's state; ``heard`` is the text of the final that decided (or
-    of the first, when none did)."""
+    of the first, when none did). ``similarity``: the dialog's guesses by meaning, as the app's."""
     reached: Reached | None = None
     heard, routed, confirm = "", NO_INPUT, ""
     for alternatives in finals:
         if not alternatives or not alternatives[0][0].strip():
             continue  # voicebot.stt.stream delivers no final without text
         if reached is None:
-            reached = Reached(plan, case.state)
+            reached = Reached(plan, case.state, similarity)
             heard = alternatives[0][0]
         digits_state = reached.expectation is not None and reached.expectation.mode == "digits"
         routed, asked = reached.answer(final_transcript(alternatives, reached.now_s + 1.0,
@@ -652,6 +655,7 @@ async def run_cases(cases: Sequence[Case], audio: dict[Case, bytes], plans: dict
     from voicebot.stt.server import ServerConfig, start_server
 
     configure(level="error")
+    similarity = shared_similarity() if args.meaning else None
     config = ServerConfig(listen="127.0.0.1:0", allow_no_auth=True, workers=args.workers,
                           max_sessions=64, max_queued=64)
     t0 = time.perf_counter()
@@ -678,7 +682,8 @@ async def run_cases(cases: Sequence[Case], audio: dict[Case, bytes], plans: dict
                         result.error = f"{exc.code().name}: {exc.details()}"
                         finals = []
                 result.alternatives = [" | ".join(f"{t} ({c:.2f})" for t, c in f) for f in finals]
-                result.heard, result.routed, result.confirm = route(plans[case.plan], case, finals)
+                result.heard, result.routed, result.confirm = route(plans[case.plan], case, finals,
+                                                                    similarity)
                 done += 1
                 if args.verbose:
                     mark = "ok " if result.ok else "BAD"
@@ -820,6 +825,8 @@ def main() -> int:
     parser.add_argument("--hints", dest="hints", action="store_true", default=True,
                         help="send the dialog's expectation as recognition hints (the default, as the app)")
     parser.add_argument("--no-hints", dest="hints", action="store_false", help="send no hints")
+    parser.add_argument("--no-meaning", dest="meaning", action="store_false", default=True,
+                        help="no guesses by meaning (the app's [dialog] meaning = false)")
     parser.add_argument("--noise-snr-db", type=float, default=None, help="line noise, e.g. 20 (default none)")
     parser.add_argument("--workers", type=int, default=2, help="server decode workers = concurrent streams")
     parser.add_argument("--limit", type=int, default=0, help="run only the first N cases (after --quick)")
@@ -857,7 +864,7 @@ def main() -> int:
     noise = f"line noise {args.noise_snr_db:g} dB SNR" if args.noise_snr_db is not None else "clean line"
     print(f"{len(cases)} cases, {audio_s:.0f} s of speech ({noise}, G.711 mu-law), audio ready in "
           f"{time.perf_counter() - t0:.1f} s (cache {args.cache_dir})")
-    print(f"hints {'on' if args.hints else 'off'}; "
+    print(f"hints {'on' if args.hints else 'off'}; guesses by meaning {'on' if args.meaning else 'off'}; "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
 
     t1 = time.perf_counter()

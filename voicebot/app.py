@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import dataclasses
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from voicebot.config import Config
 from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.loader import load_dialplan
 from voicebot.errors import ConfigError, VoicebotError
+from voicebot.meaning import MeaningModelError, PhraseSimilarity, shared_similarity
 from voicebot.observe.http import OpsServer, build_app, start_ops_server
 from voicebot.observe.metrics import CallMetrics
 from voicebot.prompts import Prompts, open_prompts, plan_voices
@@ -76,6 +78,26 @@ def redact_sip_uri(uri: str) -> str:
 
 def _voices(plans: Iterable[Dialplan]) -> set[str]:
     return set().union(*map(plan_voices, plans))
+
+
+def load_similarity(enabled: bool, plans: Iterable[Dialplan]) -> PhraseSimilarity | None:
+    """The dialog's guesses by meaning (voicebot.meaning), with every intent's phrases embedded now
+    so no call waits for them; None when off, or (a warning) when the model is not installed."""
+    if not enabled:
+        return None
+    started = time.perf_counter()
+    try:
+        similarity = shared_similarity()
+    except MeaningModelError as exc:
+        log.warning("app.meaning_unavailable", error=str(exc))
+        return None
+    texts = {text for plan in plans for state in plan.states.values() if state.listen is not None
+             for intent in state.listen.intents for text in intent.texts}
+    texts |= {text for plan in plans for intent in plan.global_intents for text in intent.texts}
+    for text in sorted(texts):
+        similarity.phrase_vector(text)
+    log.info("app.meaning_loaded", phrases=len(texts), load_s=round(time.perf_counter() - started, 2))
+    return similarity
 
 
 def resolve_dialplan_path(path: Path) -> Path:
@@ -146,6 +168,7 @@ class App:
                                            replay_events=config.http.events_replay,
                                            replay_max_age_s=config.http.events_replay_s))
         self.dialplans: dict[str, Dialplan] = {}  # what POST /v1/calls may name: plan name or path
+        self.similarity: PhraseSimilarity | None = None  # the dialog's guesses by meaning ([dialog] meaning)
         self.campaigns: CampaignControl | None = None  # /v1/campaigns ([http] campaigns_db)
 
     # ---- parts (valid after start) ----
@@ -186,7 +209,8 @@ class App:
                          renderer=self.prompts, clock=self.clock,
                          stt_hints=self.config.recognizer.hints,
                          trust_confidence=self.config.recognizer.mode == "embedded", recording=self.recording,
-                         record_calls=self.config.recording.enabled, metrics=self.metrics)
+                         record_calls=self.config.recording.enabled, metrics=self.metrics,
+                         similarity=self.similarity)
 
     @property
     def contact_uri(self) -> str:
@@ -223,6 +247,8 @@ class App:
             prompts = await self._prompts.load_dialplan(self.plan, self.variables)
             for extra_plan in extra.values():
                 prompts += await self._prompts.load_dialplan(extra_plan, self.variables)
+            self.similarity = await asyncio.to_thread(load_similarity, c.dialog.meaning,
+                                                      tuple(self.dialplans.values()))
             self._records = CallRecordStore(c.records.target)
             await self._start_recognition()
             self._telephony = Telephony(telephony_config(c), clock=self.clock)

@@ -187,6 +187,10 @@ class DialogConfig:
         "dialplan every call runs", "path"))
     transfer_target: str | None = field(default=None, metadata=_doc(
         "SIP URI the dialplan's transfer action sends callers to", "SIP URI"))
+    meaning: bool = field(default=True, metadata=_doc(
+        "when no phrase matches, ask \"Did you say ...?\" about the intent closest in meaning to what the "
+        "caller said (sentence embeddings, all-MiniLM-L6-v2 from the wheel scripts/setup installs; "
+        "without it, a warning and phrases only)"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ from voicebot.dialog.expect import Expectation
 from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.machine import DialogMachine
 from voicebot.dialog.runner import DialogRunner, LoopClock, PromptRenderer
+from voicebot.dialog.understand import Similarity
 from voicebot.errors import VoicebotError
 from voicebot.media.frames import FRAME_MS, Frame, FrameKind
 from voicebot.media.onset import SpeechOnsetDetector
@@ -114,6 +115,7 @@ class CallParts:
     recording: RecordingSettings | None = None  # where calls are recorded (None: nowhere)
     record_calls: bool = False  # record every call unless the pipeline is told otherwise
     metrics: CallMetrics | None = None  # the instance's Prometheus numbers (None: not counted)
+    similarity: Similarity | None = None  # the dialog's guesses by meaning (None: phrases only)
 
 
 def hints_for(expectation: Expectation) -> RecognitionHints:
@@ -180,7 +182,7 @@ class CallPipeline:
         self._feeds = PromptFeeds(self._play_chunk, self._prompt_played)
         self.renderer = PromptTextTap(self._streaming, self._prompt_rendered)
         self.runner = DialogRunner(plan, self, self.renderer, clock=LoopClock(parts.clock),
-                                   on_event_handled=self.sync_record)
+                                   on_event_handled=self.sync_record, similarity=parts.similarity)
         self.stream: RecognitionStream | None = None
         self._prompts: dict[int, bool] = {}  # dialog prompt_seq (the leg's prompt id) -> barge_in
         self._listening = False  # the dialog takes input (StartListening .. StopListening)

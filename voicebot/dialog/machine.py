@@ -249,7 +249,8 @@ class DialogMachine(MachineBase):
         if self._guess is not None:
             self._on_confirm_answer(hypotheses)
             return
-        found = understand(hypotheses, state.listen, self.plan.global_intents, keyed_digits=self._digits)
+        found = understand(hypotheses, state.listen, self.plan.global_intents, keyed_digits=self._digits,
+                           similarity=self.similarity)
         self.last_understanding = found
         self._apply(found)
 

@@ -20,7 +20,7 @@ from voicebot.dialog.events import (
 )
 from voicebot.dialog.expect import Expectation, expectation_for
 from voicebot.dialog.match import NO_PHRASES, YES_PHRASES
-from voicebot.dialog.understand import Hypothesis, Understanding
+from voicebot.dialog.understand import Hypothesis, Similarity, Understanding
 
 # Timer kinds (a timer's id is its kind and a generation number).
 NO_INPUT = "no_input"
@@ -56,8 +56,10 @@ class _Playing:
 class MachineBase:
     """State and helpers shared by every step of one call's dialog."""
 
-    def __init__(self, plan: ir.Dialplan) -> None:
+    def __init__(self, plan: ir.Dialplan, *, similarity: Similarity | None = None) -> None:
+        """``similarity``: guesses by meaning when no phrase matches (voicebot.dialog.understand)."""
         self.plan = plan
+        self.similarity = similarity
         self.variables: dict[str, str] = dict(plan.variables)
         self.record: dict[str, str] = {}
         self.state: ir.State | None = None

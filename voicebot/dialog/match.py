@@ -286,6 +286,13 @@ GAP_PENALTY = 0.92
 _NEGATIONS = frozenset(
     {"not", "no", "don't", "dont", "never", "can't", "cannot", "won't", "isn't", "nothing"}
 )
+
+
+def negated(tokens: Sequence[str]) -> bool:
+    """The words hold a negation ("not", "no", "never", any "...n't")."""
+    return any(t in _NEGATIONS or t.endswith("n't") for t in tokens)
+
+
 # Two said words joined stand for one phrase word only when both are at least this long ("operate
 # her"); joining "I" or "a" onto a neighbour makes too many sound-alikes ("I don't" ~ "agent").
 MIN_JOIN_LETTERS = 3

@@ -30,6 +30,7 @@ from voicebot.dialog.errors import WebhookError
 from voicebot.dialog.expect import Expectation
 from voicebot.dialog.ir import AnswerType, Dialplan
 from voicebot.dialog.machine import DialogMachine
+from voicebot.dialog.understand import Similarity
 from voicebot.errors import VoicebotError
 
 log = structlog.get_logger(logger_name=__name__)
@@ -127,10 +128,12 @@ class DialogRunner:
         clock: Clock | None = None,
         webhooks: WebhookClient | None = None,
         on_event_handled: Callable[[DialogMachine], None] | None = None,
+        similarity: Similarity | None = None,
     ) -> None:
         """``on_event_handled`` is called after every event the machine handled, with the machine,
-        so the call pipeline can persist states entered and variables as the call progresses."""
-        self.machine = DialogMachine(plan)
+        so the call pipeline can persist states entered and variables as the call progresses.
+        ``similarity``: the machine's guesses by meaning (None: phrases and keywords only)."""
+        self.machine = DialogMachine(plan, similarity=similarity)
         self._on_event_handled = on_event_handled
         self._control = control
         self._renderer = renderer
