@@ -19,6 +19,7 @@ from typing import Any
 from voicebot.dialog import events as ev
 from voicebot.dialog.ir import Dialplan
 from voicebot.dialog.machine import DialogMachine
+from voicebot.dialog.understand import Similarity
 
 
 def describe(command: ev.Command, now_s: float) -> str:
@@ -72,9 +73,10 @@ class Driver:
     playing: list[int] = field(default_factory=list)
     webhook: ev.CallWebhook | None = None
     log: list[ev.Command] = field(default_factory=list)
+    similarity: Similarity | None = None  # the machine's guesses by meaning
 
     def __post_init__(self) -> None:
-        self.machine = DialogMachine(self.plan)
+        self.machine = DialogMachine(self.plan, similarity=self.similarity)
 
     def feed(self, event: ev.Event) -> list[ev.Command]:
         commands = self.machine.handle(event)
