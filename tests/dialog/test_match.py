@@ -77,11 +77,14 @@ def test_keywords_and_dtmf() -> None:
     assert match_dtmf("2", [money]) is None
 
 
-def test_a_keyword_right_after_a_negation_is_not_said() -> None:
+def test_a_negated_keyword_is_not_said() -> None:
     done = _intent("done", keywords=("finished",))
     assert match_intent(normalize("I'm not finished"), [done]) is None
     assert match_intent(normalize("I never finished it"), [done]) is None
     assert match_intent(normalize("no, I'm finished"), [done]) is not None  # "no" answers; it negates nothing
+    someone = _intent("operator", keywords=("someone",))
+    assert match_intent(normalize("I don't need to speak to someone"), [someone]) is None
+    assert match_intent(normalize("I don't know, someone please"), [someone]) is not None
 
 
 @pytest.mark.parametrize(("said", "phrase", "hit"), [
@@ -142,6 +145,12 @@ def test_phrase_scores(said: str, phrase: str, low: float, high: float) -> None:
     ("course", "of course"),
     ("see it", "see you"),
     ("it isn't the balance", "my balance"),
+    # A negation reaches over words that lead up to what it negates (want, need, to, the, ...).
+    ("I don't want a person", "a person"),
+    ("not the balance", "balance"),
+    ("I don't want to check my balance", "my balance"),
+    ("I do not need to speak to someone", "speak to someone"),
+    ("please don't hang up", "hang up"),
 ])
 def test_phrases_that_do_not_occur(said: str, phrase: str) -> None:
     assert phrase_score(normalize(said), normalize(phrase)) == 0.0
@@ -154,8 +163,13 @@ def test_phrases_that_do_not_occur(said: str, phrase: str) -> None:
     ("yes I will", "i will"),           # an auxiliary at the end of what was said
     ("I will, see you then", "i will"),  # and one followed by other words
     ("sure not a problem", "sure"),     # only a phrase ending in an auxiliary is negated after it
+    # Any other word between ends the negation's reach.
+    ("I don't know, operator", "operator"),
+    ("why don't you put me through", "put me through"),
+    ("I don't know, can I get an agent", "an agent"),
+    ("I do not want to wait, give me a person", "a person"),
 ])
-def test_negation_only_reaches_the_next_word(said: str, phrase: str) -> None:
+def test_negation_reaches_no_further_than_its_bridge_words(said: str, phrase: str) -> None:
     assert phrase_score(normalize(said), normalize(phrase)) == 1.0
 
 

@@ -296,9 +296,32 @@ def negated(tokens: Sequence[str]) -> bool:
 # Two said words joined stand for one phrase word only when both are at least this long ("operate
 # her"); joining "I" or "a" onto a neighbour makes too many sound-alikes ("I don't" ~ "agent").
 MIN_JOIN_LETTERS = 3
-# A phrase right after one of these is negated, not said: "not sure" is not "sure", "don't
-# transfer me" is not "transfer me". ("no" is left out: "no, balance" answers with balance.)
+# A phrase right after one of these (or after bridge words, below) is negated, not said: "not sure"
+# is not "sure", "don't transfer me" is not "transfer me". ("no" is left out: "no, balance" answers
+# with balance.)
 _NEGATORS = frozenset({"not", "don't", "dont", "never", "isn't", "didn't", "doesn't", "wasn't", "aren't"})
+# Words that may stand between a negator and the phrase or keyword it negates: "don't want a
+# person", "not the balance", "don't need to speak to someone". Any other word ends the negation's
+# reach: "I don't know, operator" asks for the operator (the recognizer's comma is gone by now).
+_NEGATION_BRIDGE = frozenset({
+    "want", "wanna", "need", "like", "to", "a", "an", "the", "my", "any", "your", "me", "just", "really",
+    "speak", "talk", "hear", "check", "get", "with", "about",
+})
+MAX_BRIDGE = 4
+
+
+def negated_at(said: Sequence[str], j: int) -> bool:
+    """The word at ``said[j]`` is negated: a negator right before it, or before at most MAX_BRIDGE
+    words of :data:`_NEGATION_BRIDGE` that lead up to it."""
+    for back in range(1, MAX_BRIDGE + 2):
+        if j - back < 0:
+            return False
+        word = said[j - back]
+        if word in _NEGATORS:
+            return True
+        if word not in _NEGATION_BRIDGE or back > MAX_BRIDGE:
+            return False
+    return False
 # A phrase ending in one of these is negated by a "not" or "never" right after it: English puts the
 # negation after the auxiliary ("I will not be there" is no "i will", "I can not come" no "i can").
 _AUXILIARIES = frozenset({
@@ -391,8 +414,8 @@ def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
         after_memo[key] = best
         return best
 
-    negated = words[0] in _NEGATORS
-    return max(at(0, j) for j in range(n) if negated or j == 0 or said[j - 1] not in _NEGATORS)
+    negation = words[0] in _NEGATORS
+    return max((at(0, j) for j in range(n) if negation or not negated_at(said, j)), default=0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +445,7 @@ def match_intent(tokens: Sequence[str], intents: Sequence[Intent]) -> IntentMatc
                 if score > 0 and (found is None or (score, len(phrase)) > (found.confidence, found.length)):
                     found = IntentMatch(intent, len(phrase), score)
             for index, word in enumerate(said):
-                if index and said[index - 1] in _NEGATORS:
+                if negated_at(said, index):
                     continue  # negated, as a phrase is: "not finished" does not say "finished"
                 for keyword in intent.keywords:
                     score = word_similarity(word, keyword) if word == keyword or is_inflection(
