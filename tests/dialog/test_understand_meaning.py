@@ -46,7 +46,7 @@ def test_a_close_meaning_is_a_guess_to_confirm_never_an_act() -> None:
                            similarity=Table("i'm all done", "that's all", close))
         assert (found.kind, found.decision) == ("intent", "confirm")
         assert found.intent is not None and found.intent.name == "goodbye"
-        assert found.is_global
+        assert found.is_global and found.by_meaning
         assert found.confidence == pytest.approx(close)
 
 
@@ -66,7 +66,7 @@ def test_a_negated_utterance_is_never_guessed_by_meaning(said: str) -> None:
 def test_a_phrase_match_is_not_second_guessed() -> None:
     table = Table("check my balance", "goodbye", 0.99)
     found = understand([Hypothesis("check my balance")], _listen(), DEMO.global_intents, similarity=table)
-    assert (found.decision, found.intent and found.intent.name) == ("act", "balance")
+    assert (found.decision, found.intent and found.intent.name, found.by_meaning) == ("act", "balance", False)
     assert table.calls == 0
 
 

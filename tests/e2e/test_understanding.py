@@ -9,6 +9,9 @@ call record shows what the robot made of it.
   a person would; the test checks that a "yes" then followed the question.
 * A caller says something unrelated ("What's the weather like today?"): no intent is taken (the
   record stays in the menu), the robot plays the menu's no-match re-prompt after the utterance.
+* A caller ends the call in words no phrase list holds ("I'm all done."): the robot asks "did you
+  say goodbye?" (a guess by meaning, unless the recognizer's rescoring forced a goodbye phrase onto
+  the audio as a guess), and the caller's "Yes." ends the call.
 
 The robot records the call ([recording] enabled) so the record's timeline holds each prompt's text
 and each utterance. Nothing is mocked; phrasings are what a caller would say, not what decodes.
@@ -118,4 +121,28 @@ async def test_an_off_topic_question_takes_the_no_match_path(
     assert reprompts, f"no no-match re-prompt after the utterance:\n{timeline(record)}"
     assert not [m for m in marks(record, "prompt") if CONFIRM_PROMPT[:11] in (m["text"] or "").lower()], (
         f"the robot took the weather for a guess:\n{timeline(record)}")
+    print(f"\n{timeline(record)}")
+
+
+async def test_words_no_phrase_list_holds_are_asked_about_by_meaning(
+    bot: Voicebot, tmp_path: Path, pcap_cache: Path
+) -> None:
+    speech = speech_pcap(pcap_cache, [Pause(2000), Say("I'm all done."), Pause(9000), Say("Yes."),
+                                      Pause(15000)])
+    call_id = new_call_id("all-done")
+    result = await call(bot, "caller_bye", tmp_path, call_id=call_id, timeout_s=90,
+                        pcap=speech.path, pause_ms=0, bye_timeout_ms=60000)
+    assert result.returncode == 0, explain(result, tmp_path, "caller_bye", bot)
+    record = bot.wait_call_ended(call_id)
+    assert states(record) == ["menu", "goodbye"], (states(record), timeline(record))
+    assert record["summary"]["hangup_side"] == "robot", record["summary"]
+    asked = [m for m in marks(record, "prompt") if "did you say goodbye" in (m["text"] or "").lower()]
+    assert asked, f"the robot did not ask about goodbye:\n{timeline(record)}"
+    understood = [e for e in bot.log_events("dialog.understood") if e.get("call_id") == call_id]
+    guesses = [(e["intent"], e["decision"]) for e in understood if e["decision"] == "confirm"]
+    assert guesses == [("goodbye", "confirm")], (understood, timeline(record))
+    # Whisper hears these words variously ("I'm all done.", "I'm all the"); no phrase list holds them,
+    # so the guess is by meaning, unless the recognizer's own rescoring forced a goodbye phrase onto
+    # the audio as a guess (then by the words: the caller hears the same question).
+    print(f"\nby meaning: {[e['by_meaning'] for e in understood if e['decision'] == 'confirm']}")
     print(f"\n{timeline(record)}")

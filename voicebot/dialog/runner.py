@@ -238,7 +238,14 @@ class DialogRunner:
             # What the caller said or keyed is personal data: only under pii.* keys.
             said = event.text if isinstance(event, ev.FinalTranscript) else event.key
             log.debug("dialog.input", state=before, kind=type(event).__name__, **{"pii.input": said})
+        understood = self.machine.last_understanding
         commands = self.machine.handle(event)
+        found = self.machine.last_understanding
+        if found is not None and found is not understood:
+            # How the dialog read it (no personal data: the intent's name, not the words).
+            log.info("dialog.understood", state=before, kind=found.kind, decision=found.decision,
+                     intent=found.intent.name if found.intent is not None else None,
+                     confidence=round(found.confidence, 3), by_meaning=found.by_meaning)
         if self.machine.state_name != before:
             log.debug("dialog.state.entered", state=self.machine.state_name, previous=before)
         for command in commands:

@@ -71,6 +71,7 @@ class Understanding:
     digits: str = ""
     text: str = ""
     hypothesis: int = 0  # index of the hypothesis it came from (0: the best text)
+    by_meaning: bool = False  # a guess by meaning (nearest_meaning), not by the words
 
 
 NOTHING = Understanding("none", "reject")
@@ -231,4 +232,5 @@ def nearest_meaning(
     closest, index, intent, is_global = best
     policy = listen.confirm.merged(intent.confirm)
     decision: Decision = "confirm" if policy.enabled else "reject"
-    return Understanding("intent", decision, round(closest, 6), intent, is_global, hypothesis=index)
+    return Understanding("intent", decision, round(closest, 6), intent, is_global, hypothesis=index,
+                         by_meaning=True)
