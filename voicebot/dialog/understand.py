@@ -215,18 +215,20 @@ def nearest_meaning(
     hypothesis is compared; the state's intents win a tie with the globals."""
     if similarity is None:
         return NOTHING
+    # Every phrase of every intent that has any, compared in one call (one embedding of what was said).
+    owners = [(intent, is_global) for is_global, intents in ((False, listen.intents), (True, global_intents))
+              for intent in intents for _ in intent.texts]
+    phrases = [text for is_global, intents in ((False, listen.intents), (True, global_intents))
+               for intent in intents for text in intent.texts]
     best: tuple[float, int, Intent, bool] | None = None
     for index, hypothesis in enumerate(hypotheses):
         tokens = normalize(hypothesis.text)
-        if not tokens or negated(tokens):
+        if not tokens or negated(tokens) or not phrases:
             continue
-        for is_global, intents in ((False, listen.intents), (True, global_intents)):
-            for intent in intents:
-                if not intent.texts:
-                    continue  # a key only
-                closest = max(similarity.similarities(" ".join(tokens), intent.texts))
-                if closest >= MEANING_MIN_SIMILARITY and (best is None or closest > best[0]):
-                    best = (closest, index, intent, is_global)
+        for (intent, is_global), closest in zip(owners, similarity.similarities(" ".join(tokens), phrases),
+                                                strict=True):
+            if closest >= MEANING_MIN_SIMILARITY and (best is None or closest > best[0]):
+                best = (closest, index, intent, is_global)
     if best is None:
         return NOTHING
     closest, index, intent, is_global = best
