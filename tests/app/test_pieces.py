@@ -8,12 +8,14 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
-from voicebot.app import resolve_dialplan_path
+from voicebot.app import load_similarity, resolve_dialplan_path
 from voicebot.call.outcome import final_cause, first_leaf, hangup_side
 from voicebot.config import HostPort, load_config
 from voicebot.dialog.loader import load_dialplan
 from voicebot.errors import VoicebotError
+from voicebot.meaning import MeaningModelError
 from voicebot.media.onset import SpeechOnsetDetector, trim_silence
 from voicebot.prompts import MemoSynthesizer, static_prompts
 from voicebot.telephony import LegEnded, telephony_config
@@ -197,3 +199,31 @@ def test_a_wildcard_listen_without_public_address_advertises_a_real_address() ->
     assert t.sip_host == "0.0.0.0" and t.rtp_host == "0.0.0.0"
     assert t.advertised_host is not None and t.advertised_host not in ("0.0.0.0", "")
     ipaddress.ip_address(t.advertised_host)
+
+
+def test_guesses_by_meaning_off_or_missing_leave_the_app_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = load_dialplan(REPO / "dialplans" / "demo.yaml")
+    assert load_similarity(False, [plan]) is None
+
+    def missing() -> None:
+        raise MeaningModelError("the sentence-embedding model is not installed (...)")
+
+    monkeypatch.setattr("voicebot.app.shared_similarity", missing)
+    with structlog.testing.capture_logs() as logs:
+        assert load_similarity(True, [plan]) is None
+    assert [(e["event"], e["log_level"]) for e in logs] == [("app.meaning_unavailable", "warning")]
+    assert "not installed" in logs[0]["error"]
+
+
+@pytest.mark.model
+def test_guesses_by_meaning_embed_every_phrase_of_the_dialplans_at_start() -> None:
+    plan = load_dialplan(REPO / "dialplans" / "demo.yaml")
+    with structlog.testing.capture_logs() as logs:
+        similarity = load_similarity(True, [plan])
+    assert similarity is not None
+    texts = {t for state in plan.states.values() if state.listen is not None
+             for intent in state.listen.intents for t in intent.texts}
+    texts |= {t for i in plan.global_intents for t in i.texts}
+    assert [e["phrases"] for e in logs if e["event"] == "app.meaning_loaded"] == [len(texts)]
+    for text in texts:  # cached: the same vector, no new computation
+        assert similarity.phrase_vector(text) is similarity.phrase_vector(text)

@@ -46,9 +46,10 @@ ALTERNATIVE_WEIGHT = 0.9
 CONFIDENT_RECOGNITION = 0.8
 
 # A guess by meaning needs at least this cosine between what was said and one of the intent's
-# phrases (all-MiniLM-L6-v2). Measured on the intent bench's free decodes (docs/intent-bench.md,
-# "Sixth round"): 0.5 turned 14 of 80 no-match answers into right guesses and asked about 5 of 141
-# off-topic utterances, with no wrong intent; 0.45 recovered 20 but guessed 3 wrong intents.
+# phrases (all-MiniLM-L6-v2). Chosen on the intent bench's free decodes (docs/intent-bench.md, "A
+# semantic fallback, measured"): 0.5 turned 14 of 80 no-match answers into right guesses and asked
+# about 5 of 141 off-topic utterances, with no wrong intent; 0.45 recovered 20 but guessed 3 wrong
+# intents, 0.6 only 6. Its effect as built: "Sixth round" there.
 MEANING_MIN_SIMILARITY = 0.5
 
 Decision = Literal["act", "confirm", "reject"]
