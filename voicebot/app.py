@@ -233,11 +233,16 @@ class App:
         """Load the dialplan, render its prompts, open the records, start recognition and SIP."""
         c = self.config
         started = self.clock()
+        meaning: asyncio.Future[PhraseSimilarity | None] | None = None
         try:
             self.plan = load_dialplan(resolve_dialplan_path(c.dialog.dialplan))
             extra = {p: load_dialplan(resolve_dialplan_path(Path(p))) for p in c.http.dialplans}
             self.dialplans = {str(c.dialog.dialplan): self.plan, **extra}
             self.dialplans.update({plan.name: plan for plan in (*extra.values(), self.plan)})
+            # The sentence-embedding model loads (about a second) while the prompts render and the
+            # recognizer starts; calls are taken only once it is there.
+            meaning = asyncio.ensure_future(asyncio.to_thread(load_similarity, c.dialog.meaning,
+                                                              tuple(self.dialplans.values())))
             speechkit = (SpeechKitTtsSettings.resolve(
                 c.tts.speechkit_endpoint, tls=c.tts.speechkit_tls, recognizer_api_key=c.recognizer.api_key,
                 timeout_s=c.tts.speechkit_timeout_s) if c.tts.speechkit_endpoint else None)
@@ -247,10 +252,9 @@ class App:
             prompts = await self._prompts.load_dialplan(self.plan, self.variables)
             for extra_plan in extra.values():
                 prompts += await self._prompts.load_dialplan(extra_plan, self.variables)
-            self.similarity = await asyncio.to_thread(load_similarity, c.dialog.meaning,
-                                                      tuple(self.dialplans.values()))
             self._records = CallRecordStore(c.records.target)
             await self._start_recognition()
+            self.similarity = await meaning
             self._telephony = Telephony(telephony_config(c), clock=self.clock)
             try:
                 await self._telephony.start()
@@ -278,6 +282,8 @@ class App:
                     c.http.listen.host, c.http.listen.port)
             self._started = True
         except BaseException:
+            if meaning is not None:
+                meaning.cancel()  # the loading thread finishes on its own; its result is dropped
             await self.aclose()
             raise
         log.info("app.ready", contact=self.contact_uri, stt=self.stt_target,

@@ -138,7 +138,9 @@ class SentenceEncoder:
         self._tokenizer = Tokenizer.from_str(tokenizer_json)
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
-        t = tensors
+        # Every array is copied out of ``tensors`` (views into the file's bytes, which then go):
+        # the encoder holds its own aligned arrays and nothing else of the file.
+        t = {name: np.array(value) for name, value in tensors.items()}
         self._words = t["embeddings.word_embeddings.weight"]
         self._positions = t["embeddings.position_embeddings.weight"]
         self._type0 = t["embeddings.token_type_embeddings.weight"][0]
