@@ -1,8 +1,9 @@
 """Task success of spoken answers: synthetic and recorded callers -> phone line -> recognizer -> dialog.
 
-Usage: .venv/bin/python bench/intent_bench.py [--quick | --held-out [2]] [--no-hints] [--noise-snr-db 20]
-           [--cases menu,yesno,digits,oog] [--voices espeak:en-gb@175,piper:joe@1.00,human]
-           [--workers 2] [--out results.csv|results.json] [--cache-dir DIR] [--verbose]
+Usage: .venv/bin/python bench/intent_bench.py [--quick | --held-out [2|3]] [--no-hints] [--no-meaning]
+           [--noise-snr-db 20] [--cases menu,yesno,digits,oog]
+           [--voices espeak:en-gb@175,piper:joe@1.00,human] [--workers 2] [--out results.csv|results.json]
+           [--cache-dir DIR] [--verbose]
 
 What one case is: a caller in a listening state of a shipped dialplan says one thing. The cases:
 
