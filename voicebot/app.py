@@ -91,9 +91,7 @@ def load_similarity(enabled: bool, plans: Iterable[Dialplan]) -> PhraseSimilarit
     except MeaningModelError as exc:
         log.warning("app.meaning_unavailable", error=str(exc))
         return None
-    texts = {text for plan in plans for state in plan.states.values() if state.listen is not None
-             for intent in state.listen.intents for text in intent.texts}
-    texts |= {text for plan in plans for intent in plan.global_intents for text in intent.texts}
+    texts = {text for plan in plans for intent in plan.intents() for text in intent.texts}
     for text in sorted(texts):
         similarity.phrase_vector(text)
     log.info("app.meaning_loaded", phrases=len(texts), load_s=round(time.perf_counter() - started, 2))

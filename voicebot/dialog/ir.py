@@ -242,6 +242,13 @@ class Dialplan:
             answer = "human"
         return self.on_answer.get(answer)
 
+    def intents(self) -> list[Intent]:
+        """Every intent of the plan: the globals, then each listening state's."""
+        intents = [*self.global_intents]
+        for state in self.states.values():
+            intents += state.listen.intents if state.listen else ()
+        return intents
+
     def audio_files(self) -> list[Path]:
         files: list[Path] = []
         for state in self.states.values():
@@ -253,10 +260,7 @@ class Dialplan:
             ):
                 if prompt is not None and prompt.audio_file is not None:
                     files.append(prompt.audio_file)
-        intents = [*self.global_intents]
-        for state in self.states.values():
-            intents += state.listen.intents if state.listen else ()
-        for intent in intents:
+        for intent in self.intents():
             override = intent.confirm.prompt if intent.confirm else None
             if override is not None and override.audio_file is not None:
                 files.append(override.audio_file)

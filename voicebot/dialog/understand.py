@@ -217,17 +217,17 @@ def nearest_meaning(
     if similarity is None:
         return NOTHING
     # Every phrase of every intent that has any, compared in one call (one embedding of what was said).
-    owners = [(intent, is_global) for is_global, intents in ((False, listen.intents), (True, global_intents))
-              for intent in intents for _ in intent.texts]
-    phrases = [text for is_global, intents in ((False, listen.intents), (True, global_intents))
-               for intent in intents for text in intent.texts]
+    sources = ((False, listen.intents), (True, global_intents))
+    owned = [(intent, is_global, text) for is_global, intents in sources for intent in intents
+             for text in intent.texts]
+    phrases = [text for _intent, _is_global, text in owned]
     best: tuple[float, int, Intent, bool] | None = None
     for index, hypothesis in enumerate(hypotheses):
         tokens = normalize(hypothesis.text)
         if not tokens or negated(tokens) or not phrases:
             continue
-        for (intent, is_global), closest in zip(owners, similarity.similarities(" ".join(tokens), phrases),
-                                                strict=True):
+        closeness = similarity.similarities(" ".join(tokens), phrases)
+        for (intent, is_global, _text), closest in zip(owned, closeness, strict=True):
             if closest >= MEANING_MIN_SIMILARITY and (best is None or closest > best[0]):
                 best = (closest, index, intent, is_global)
     if best is None:
