@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from voicebot.dialog.ir import Confirm, Listen
+from voicebot.dialog.ir import Confirm, ConfirmOverride, Listen
 from voicebot.dialog.loader import load_dialplan
 from voicebot.dialog.understand import (
     ALTERNATIVE_WEIGHT,
@@ -181,3 +181,41 @@ def test_a_forced_yes_against_a_free_no_is_asked_about() -> None:
     sure = understand([Hypothesis("i can", 0.98), Hypothesis("I can make it.", 0.68)], listen,
                       reminder.global_intents)
     assert (sure.decision, sure.intent and sure.intent.name) == ("act", "confirm")
+
+
+def test_a_forced_guess_gives_way_to_the_intent_the_words_begin_with() -> None:
+    # The embedded recognizer's menu reading for "balance enquiry please" (held-out set 3, en-029):
+    # "balance" begins the decode and goes on, so it is never forced; of the other phrases "that's
+    # all" (goodbye) scored best, a guess capped at 0.6. The words name the balance: ask about that.
+    heard = [("that's all", 0.6), ("Balance in quite a repel.", 0.25)]
+    assert _read("menu", *heard) == ("intent", "confirm", "balance")
+    # A keyword begins it too ("money" is the balance intent's).
+    money = [("that's all", 0.6), ("Money in there I think.", 0.3)]
+    assert _read("menu", *money) == ("intent", "confirm", "balance")
+    # A global the words begin with (the operator) is asked about in the same way.
+    operator = [("how much", 0.6), ("Operator of some kind.", 0.3)]
+    assert _read("menu", *operator) == ("intent", "confirm", "operator")
+
+
+@pytest.mark.parametrize("heard", [
+    # The guessed phrase's words are in the decode: the forcing agrees with part of what was heard.
+    [("that's all", 0.6), ("Balance is all.", 0.25)],
+    # The phrase is not at the start: the recognizer's own contained-phrase rule covers that case.
+    [("that's all", 0.6), ("Now let's employ a balance.", 0.3)],
+    # The decode is only the phrase: not "goes on" (the recognizer would have reported it itself).
+    [("that's all", 0.6), ("Balance.", 0.3)],
+    # A negation anywhere in the words: they may say the opposite of the phrase they begin with.
+    [("that's all", 0.6), ("Balance, I don't want it.", 0.3)],
+])
+def test_the_guess_stands_when_the_words_do_not_name_another_intent(heard: list[tuple[str, float]]) -> None:
+    assert _read("menu", *heard) == ("intent", "confirm", "goodbye")
+
+
+def test_a_guess_the_words_would_move_to_an_intent_that_never_confirms_stands() -> None:
+    listen = _listen("menu")
+    balance = next(i for i in listen.intents if i.name == "balance")
+    quiet = dataclasses.replace(balance, confirm=ConfirmOverride(enabled=False))
+    listen = dataclasses.replace(listen, intents=tuple(quiet if i is balance else i for i in listen.intents))
+    heard = [Hypothesis("that's all", 0.6), Hypothesis("Balance in quite a repel.", 0.25)]
+    found = understand(heard, listen, DEMO.global_intents)
+    assert (found.decision, found.intent and found.intent.name) == ("confirm", "goodbye")

@@ -16,6 +16,14 @@ a global to act on; digits of the wrong length (the machine counts the no-match)
 most confident guess to confirm (state intent on a tie); a guess by meaning (below); nothing.
 Pure: the similarity is given.
 
+**A guess the words contradict.** A guess to confirm gives way to another intent when a further
+hypothesis *begins* with that intent's phrase (or keyword), goes on, and holds none of the guessed
+hypothesis's words (:func:`named_instead`): the embedded recognizer never forces a phrase the model
+wrote at the start of a longer decode (only the dialog can tell a filler from a change of meaning),
+so the phrase it forced instead is the best of the *other* phrases, and a short one ("that's all")
+can win that contest against speech it does not resemble ("Balance in quiet replay." for "balance
+enquiry please"). It stays a question, about the intent the caller's own words name.
+
 **Guesses by meaning.** When nothing else matched, a :class:`Similarity` (the app's:
 :class:`voicebot.meaning.PhraseSimilarity`, sentence embeddings) may compare what was said with
 every intent's phrases and keywords (the state's and the globals'): the closest intent, at a cosine
@@ -146,6 +154,31 @@ def contested(
     return chosen
 
 
+def named_instead(
+    guess: Understanding, hypotheses: Sequence[Hypothesis], listen: Listen, global_intents: Sequence[Intent]
+) -> Understanding:
+    """``guess`` (an intent to confirm), or a guess at the intent another hypothesis begins with
+    by its phrases or keywords and then goes on, when none of the guessed hypothesis's words are in
+    it (the module docstring); the state's intents first, then the globals; the first hypothesis
+    that qualifies. Never one whose words hold a negation, nor an intent that does not confirm."""
+    if guess.intent is None:
+        return guess
+    guessed = set(normalize(hypotheses[guess.hypothesis].text))
+    for index, hypothesis in enumerate(hypotheses):
+        tokens = tuple(normalize(hypothesis.text))
+        if index == guess.hypothesis or negated(tokens) or guessed.intersection(tokens):
+            continue
+        for is_global, intents in ((False, listen.intents), (True, global_intents)):
+            for intent in intents:
+                if intent is guess.intent or not listen.confirm.merged(intent.confirm).enabled:
+                    continue
+                starts = (*intent.phrases, *((k,) for k in sorted(intent.keywords)))
+                if any(0 < len(w) < len(tokens) and tokens[: len(w)] == tuple(w) for w in starts):
+                    return Understanding("intent", "confirm", guess.confidence, intent, is_global,
+                                         hypothesis=index)
+    return guess
+
+
 def understand(
     hypotheses: Sequence[Hypothesis],
     listen: Listen,
@@ -203,7 +236,8 @@ def understand(
         return Understanding("text", "act", 1.0, text=text)
     guesses = [u for u in (local, glob) if u.decision == "confirm"]
     if guesses:
-        return max(guesses, key=lambda u: u.confidence)  # max keeps the first (local) on a tie
+        guess = max(guesses, key=lambda u: u.confidence)  # max keeps the first (local) on a tie
+        return named_instead(guess, hypotheses, listen, global_intents)
     return nearest_meaning(hypotheses, listen, global_intents, similarity)
 
 
