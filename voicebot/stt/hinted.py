@@ -76,16 +76,18 @@ NUMBER_WORDS = (
 )
 DIGIT_SEPARATORS = (",", ".", "-")
 # Digits mode, which readings count. A reading's confidence comes from its mean token log-probability
-# forced against the audio with the decode's prompt: 1.0 at 0, 0.5 at DIGITS_MIN_LOGPROB, and below it
-# at most DIGITS_REJECTED_CONFIDENCE, which the dialog rejects. The threshold is loose: Whisper prefers
-# numerals, so a right reading of clear speech may score -3.0 to -3.4 as words and worse as numerals
-# (Piper joe, "eight six seven five three oh nine", "double four one nine"); on the intent bench a
-# stricter threshold turned as many right strings into no-matches as it kept wrong ones out.
-DIGITS_MIN_LOGPROB = -4.0
+# forced against the audio with the decode's prompt (on the frames of DIGITS_MARGIN_FRAMES): 1.0 at 0,
+# 0.5 at DIGITS_MIN_LOGPROB, and below it at most DIGITS_REJECTED_CONFIDENCE, which the dialog
+# rejects. Measured on the intent bench's default set (108 synthetic digit clips, 2 human, 32
+# off-topic answers in the digit state): right strings scored -0.13 to -1.82 (5th-95th percentile,
+# the better of words and numerals), wrong ones -0.95 to -3.99, off-topic speech forced into digits
+# -3.14 to -5.40; -2.5 lies between right strings and off-topic speech.
+DIGITS_MIN_LOGPROB = -2.5
 # A constrained reading this much less likely than the free decode is rejected the same way: the model
-# heard words, not digits ("my dog is called Rex" forced into "oh, oh, oh, oh, oh, oh" scored 1.8-4.5
-# below "My dog is called Rex."; right strings the free decode misheard 0.1-1.5 below it).
-DIGITS_REJECT_MARGIN = -2.0
+# heard words, not digits ("my dog is called Rex" forced into "oh, oh, oh, oh, oh, oh"). Same clips:
+# right strings the free decode wrote otherwise were at most 1.1 below it, off-topic speech at least
+# 1.64 below (90 % of them 2.2 to 5.2 below).
+DIGITS_REJECT_MARGIN = -1.5
 # A constrained reading that says one word this many times in a row is the decoder filling speech it
 # cannot spell with digit words ("Oh, oh, oh, oh, oh, oh" for "my dog is called Rex"), as the guard's
 # loop rule (voicebot.stt.guard.LOOP_REPEATS) says of any other word; the free decode still counts.
@@ -131,10 +133,13 @@ NOT_CARRIERS = frozenset({"a", "an", "for", "fore", "to", "too", "won", "ate", "
 # 9." scored 0.83 for "account number seven seven two nine"), yet it is sometimes the only right
 # reading ("My count number is 6251.").
 FREE_DIGITS_CONFIDENCE = 0.65
-# Digits mode forces its readings on the audio's encoder frames + 0.5 s: the thresholds above were
-# measured so (the menu's rescoring later moved to 2 s, RESCORE_MARGIN_FRAMES; digit readings keep
-# the frames they were calibrated on).
-DIGITS_MARGIN_FRAMES = ENCODER_FRAMES_PER_S // 2
+# Digits mode forces its readings on the audio's encoder frames + 2 s, as the menu's rescoring does
+# (RESCORE_MARGIN_FRAMES, below). Until December 2026 it used + 0.5 s, on which the decoder is unsure
+# of the words near the end of what it attends to: the model's own free decode of a clear Piper
+# string scored -3.98 a token there against -0.23 over 2 s ("7-0-3-3-8-1"), so right strings and
+# off-topic speech overlapped (5th percentile of right strings -6.66, median of off-topic -4.78),
+# and a right string of clear speech was rejected as often as a wrong one was caught.
+DIGITS_MARGIN_FRAMES = 2 * ENCODER_FRAMES_PER_S
 # Menu / yes-no rescoring. Each candidate phrase is forced against the audio followed by a full stop
 # (the sentence-end probe), and so is the free decode, in one batch on the same frames with the same
 # plain prompt. A reading's log-probability is the sum over its tokens plus END_WEIGHT times the
