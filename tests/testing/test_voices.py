@@ -28,6 +28,7 @@ def _rms(pcm16: bytes) -> float:
 @pytest.mark.parametrize("voice", [
     Voice("espeak", "en-us", 175), Voice("espeak", "en-gb-scotland", 130), Voice("espeak", "en-029", 210),
     Voice("piper", "joe", 1.0), Voice("piper", "joe", 1.25),
+    Voice("flite", "slt", 1.0), Voice("flite", "awb", 1.1), Voice("flite", "kal16", 0.9),
 ], ids=lambda v: v.name)
 def test_voice_gives_audible_8khz_speech_of_plausible_length(voice: Voice) -> None:
     pcm = voice.telephone(TEXT)
@@ -45,14 +46,18 @@ def test_slower_rate_gives_longer_audio() -> None:
     joe_fast = Voice("piper", "joe", 0.8).telephone(TEXT)
     joe_slow = Voice("piper", "joe", 1.25).telephone(TEXT)
     assert len(joe_slow) > 1.2 * len(joe_fast)
+    rms_fast = Voice("flite", "rms", 0.8).telephone(TEXT)
+    rms_slow = Voice("flite", "rms", 1.2).telephone(TEXT)
+    assert len(rms_slow) > 1.3 * len(rms_fast)
 
 
 def test_voice_names_round_trip() -> None:
-    for voice in DEFAULT_VOICES:
+    for voice in (*DEFAULT_VOICES, Voice("flite", "awb", 1.0), Voice("flite", "slt", 1.05)):
         assert parse_voice(voice.name) == voice
 
 
-@pytest.mark.parametrize("bad", ["en-us@175", "espeak:en-us", "piper:amy@1.0", "espeak:en-us@fast"])
+@pytest.mark.parametrize("bad", ["en-us@175", "espeak:en-us", "piper:amy@1.0", "espeak:en-us@fast",
+                                 "flite:bob@1.0", "flite:slt@0", "festival:kal@1.0"])
 def test_parse_voice_rejects(bad: str) -> None:
     with pytest.raises(ValueError, match="voice"):
         parse_voice(bad)

