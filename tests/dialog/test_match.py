@@ -35,6 +35,10 @@ pytestmark = pytest.mark.unit
     ("five oh one", ("5", "0", "1")),
     ("oh no", ("oh", "no")),
     ("and then one", ("and", "then", "1")),
+    # A compound pronoun written as two words is one word, before "one" can become a number.
+    ("talk to some one", ("talk", "to", "someone")),
+    ("is any body there", ("is", "anybody", "there")),
+    ("no one", ("no", "1")),
     ("", ()),
 ])
 def test_normalize(text: str, tokens: tuple[str, ...]) -> None:
@@ -151,6 +155,11 @@ def test_phrase_scores(said: str, phrase: str, low: float, high: float) -> None:
     ("I don't want to check my balance", "my balance"),
     ("I do not need to speak to someone", "speak to someone"),
     ("please don't hang up", "hang up"),
+    # A negation is never a skipped word inside a phrase, whatever its spelling ("...n't").
+    ("that doesn't work for me", "that works"),
+    ("that isn't right", "that's right"),
+    ("not all right", "all right"),
+    ("not all right", "right"),
 ])
 def test_phrases_that_do_not_occur(said: str, phrase: str) -> None:
     assert phrase_score(normalize(said), normalize(phrase)) == 0.0

@@ -219,3 +219,39 @@ def test_a_guess_the_words_would_move_to_an_intent_that_never_confirms_stands() 
     heard = [Hypothesis("that's all", 0.6), Hypothesis("Balance in quite a repel.", 0.25)]
     found = understand(heard, listen, DEMO.global_intents)
     assert (found.decision, found.intent and found.intent.name) == ("confirm", "goodbye")
+
+
+@pytest.mark.parametrize(("said", "reading"), [
+    # Common ways to agree that the built-in yes set holds (held-out set 4: "that works for me").
+    ("That works for me.", ("act", "confirm")),
+    ("sounds good", ("act", "confirm")),
+    ("yes that's fine", ("act", "confirm")),
+    # A yes read from words that also hold a negation is asked about, never acted on.
+    ("I'm not sure that works", ("confirm", "confirm")),
+    ("yes, no problem", ("confirm", "confirm")),
+    # ... and a negated yes phrase is no yes at all.
+    ("that doesn't work for me", ("act", "cancel")),
+    ("not all right", ("act", "cancel")),
+    ("I won't be there", ("act", "cancel")),
+])
+def test_the_reminders_yes_and_no(said: str, reading: tuple[str, str]) -> None:
+    reminder = load_dialplan(Path(__file__).parents[2] / "dialplans" / "reminder.yaml")
+    listen = reminder.states["ask"].listen
+    assert listen is not None
+    found = understand([Hypothesis(said)], listen, reminder.global_intents)
+    assert (found.decision, found.intent and found.intent.name) == reading
+
+
+def test_a_doubted_yes_with_confirming_off_is_no_match() -> None:
+    reminder = load_dialplan(Path(__file__).parents[2] / "dialplans" / "reminder.yaml")
+    listen = reminder.states["ask"].listen
+    assert listen is not None
+    listen = dataclasses.replace(listen, confirm=Confirm(enabled=False))
+    found = understand([Hypothesis("I'm not sure that works")], listen, reminder.global_intents)
+    assert found.decision == "reject"
+
+
+def test_words_split_by_the_recognizer_still_name_the_intent() -> None:
+    # Flite's Scottish voice, held-out set 4: "someone" came back as "some one".
+    assert _read("menu", "I need to talk to some one about my bill.") == ("intent", "act", "operator")
+    assert _read("menu", "No, that's it.") == ("intent", "act", "goodbye")

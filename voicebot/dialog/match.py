@@ -42,10 +42,12 @@ _REPEAT = {"double": 2, "triple": 3}
 YES_PHRASES = (
     "yes", "yeah", "yep", "yup", "sure", "correct", "right", "that's right", "that is right",
     "confirm", "confirmed", "ok", "okay", "absolutely", "of course", "i can", "i will", "definitely",
+    "that works", "works for me", "sounds good", "that's fine", "all right", "alright", "perfect",
+    "go ahead", "certainly",
 )
 NO_PHRASES = (
     "no", "nope", "nah", "not", "negative", "cancel", "can't", "cannot", "i can't", "won't",
-    "i won't", "incorrect", "wrong",
+    "i won't", "incorrect", "wrong", "doesn't work",
 )
 
 _PUNCT = re.compile(r"[^\w\s'*#]+")
@@ -59,13 +61,29 @@ def tokenize(text: str) -> list[str]:
     return [w.strip("'") for w in words if w.strip("'")]
 
 
-def normalize(text: str) -> tuple[str, ...]:
-    """Tokens with spoken numbers turned into digit tokens ("twenty three" -> "23")."""
-    tokens = tokenize(text)
+# Compound pronouns a recognizer writes as two words ("I need to talk to some one"): joined before
+# numbers are read, so "one" stays part of the word instead of becoming "1". "no one" is left as it is.
+_COMPOUNDS = {
+    ("some", "one"): "someone", ("some", "body"): "somebody", ("any", "one"): "anyone",
+    ("any", "body"): "anybody", ("every", "one"): "everyone", ("every", "body"): "everybody",
+}
+
+
+def join_compounds(tokens: Sequence[str]) -> list[str]:
+    """``tokens`` with the two-word spellings of :data:`_COMPOUNDS` joined into one word."""
     out: list[str] = []
-    for group in _number_groups(tokens):
-        out.append(group)
-    return tuple(out)
+    for token in tokens:
+        if out and (out[-1], token) in _COMPOUNDS:
+            out[-1] = _COMPOUNDS[(out[-1], token)]
+        else:
+            out.append(token)
+    return out
+
+
+def normalize(text: str) -> tuple[str, ...]:
+    """Tokens with compound pronouns joined ("some one" -> "someone") and spoken numbers turned
+    into digit tokens ("twenty three" -> "23")."""
+    return tuple(_number_groups(join_compounds(tokenize(text))))
 
 
 def _number_groups(tokens: Sequence[str]) -> Iterable[str]:
@@ -288,9 +306,14 @@ _NEGATIONS = frozenset(
 )
 
 
+def is_negation(token: str) -> bool:
+    """A negation word: "not", "no", "never", "nothing", "cannot", any "...n't"."""
+    return token in _NEGATIONS or token.endswith("n't")
+
+
 def negated(tokens: Sequence[str]) -> bool:
-    """The words hold a negation ("not", "no", "never", any "...n't")."""
-    return any(t in _NEGATIONS or t.endswith("n't") for t in tokens)
+    """The words hold a negation (:func:`is_negation`)."""
+    return any(is_negation(t) for t in tokens)
 
 
 # Two said words joined stand for one phrase word only when both are at least this long ("operate
@@ -305,7 +328,7 @@ _NEGATORS = frozenset({"not", "don't", "dont", "never", "isn't", "didn't", "does
 # reach: "I don't know, operator" asks for the operator (the recognizer's comma is gone by now).
 _NEGATION_BRIDGE = frozenset({
     "want", "wanna", "need", "like", "to", "a", "an", "the", "my", "any", "your", "me", "just", "really",
-    "speak", "talk", "hear", "check", "get", "with", "about",
+    "speak", "talk", "hear", "check", "get", "with", "about", "all",
 })
 MAX_BRIDGE = 4
 
@@ -381,12 +404,12 @@ def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
         best = 0.0
         # A negation is never part of a sound-alike ("don't transfer" ~ "transfer"), nor is a
         # filler word (see FILLER_WORDS): both stand for themselves only.
-        plain = said[j] not in _NEGATIONS and said[j] not in FILLER_WORDS
+        plain = not is_negation(said[j]) and said[j] not in FILLER_WORDS
         score = word_similarity(said[j], words[i]) if plain or said[j] == words[i] else 0.0
         if swappable and words[i] in FUNCTION_WORDS and said[j] in FUNCTION_WORDS:
             score = max(score, FUNCTION_SWAP)
         steps = [(1, 1, score)]
-        if (j + 1 < n and plain and said[j + 1] not in _NEGATIONS and said[j + 1] not in FILLER_WORDS
+        if (j + 1 < n and plain and not is_negation(said[j + 1]) and said[j + 1] not in FILLER_WORDS
                 and min(len(said[j]), len(said[j + 1])) >= MIN_JOIN_LETTERS):
             steps.append((1, 2, word_similarity(said[j] + said[j + 1], words[i])))
         if i + 1 < m and said[j] == words[i] + words[i + 1]:
@@ -408,8 +431,8 @@ def phrase_score(tokens: Sequence[str], phrase: Sequence[str]) -> float:
         for gap in range(MAX_GAP + 1):
             if j + gap >= n:
                 break
-            if gap and said[j + gap - 1] in _NEGATIONS:
-                break
+            if gap and is_negation(said[j + gap - 1]):
+                break  # "that doesn't work" is no "that ... works"
             best = max(best, GAP_PENALTY ** gap * at(i, j + gap))
         after_memo[key] = best
         return best

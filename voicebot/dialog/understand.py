@@ -154,6 +154,18 @@ def contested(
     return chosen
 
 
+def doubted_yes(chosen: Understanding, hypotheses: Sequence[Hypothesis], policy: Confirm) -> Understanding:
+    """``chosen``, unless it is a yes (the built-in set) to act on read from words that also hold a
+    negation: "I'm not sure that works", "yes, I can't wait", "no, that's fine" say yes and something
+    against it, and a yes is the answer a negation most often hides in. Then it is confirmed (or,
+    with confirming off, rejected)."""
+    if (chosen.decision != "act" or chosen.intent is None or chosen.intent.builtin != "yes"
+            or not negated(normalize(hypotheses[chosen.hypothesis].text))):
+        return chosen
+    own = policy.merged(chosen.intent.confirm)
+    return replace(chosen, decision="confirm" if own.enabled else "reject")
+
+
 def named_instead(
     guess: Understanding, hypotheses: Sequence[Hypothesis], listen: Listen, global_intents: Sequence[Intent]
 ) -> Understanding:
@@ -192,7 +204,8 @@ def understand(
     if not hypotheses:
         return NOTHING
     every_intent = (*listen.intents, *global_intents)
-    local = best_intent(hypotheses, listen.intents, listen.confirm, is_global=False)
+    local = doubted_yes(best_intent(hypotheses, listen.intents, listen.confirm, is_global=False), hypotheses,
+                        listen.confirm)
     if local.decision == "act":
         return contested(local, hypotheses, every_intent, listen.confirm)
     capture = listen.capture
