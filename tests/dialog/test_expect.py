@@ -22,8 +22,8 @@ REMINDER = load_dialplan(ROOT / "dialplans" / "reminder.yaml")
 GLOBALS = ("operator", "agent", "an agent", "a person", "human", "representative", "talk to someone",
            "speak to someone", "talk to somebody", "speak to somebody", "put me through", "someone",
            "somebody",
-           "goodbye", "good bye", "bye", "bye bye", "hang up", "that's all", "that's it", "nothing else",
-           "end the call", "i'm finished")
+           "goodbye", "good bye", "bye", "bye bye", "hang up", "that's all", "nothing else", "end the call",
+           "i'm finished")
 
 
 def _listening(driver: Driver) -> list[ev.StartListening]:

@@ -254,4 +254,3 @@ def test_a_doubted_yes_with_confirming_off_is_no_match() -> None:
 def test_words_split_by_the_recognizer_still_name_the_intent() -> None:
     # Flite's Scottish voice, held-out set 4: "someone" came back as "some one".
     assert _read("menu", "I need to talk to some one about my bill.") == ("intent", "act", "operator")
-    assert _read("menu", "No, that's it.") == ("intent", "act", "goodbye")

@@ -42,8 +42,7 @@ _REPEAT = {"double": 2, "triple": 3}
 YES_PHRASES = (
     "yes", "yeah", "yep", "yup", "sure", "correct", "right", "that's right", "that is right",
     "confirm", "confirmed", "ok", "okay", "absolutely", "of course", "i can", "i will", "definitely",
-    "that works", "works for me", "sounds good", "that's fine", "all right", "alright", "perfect",
-    "go ahead", "certainly",
+    "that works", "works for me", "sounds good", "that's fine", "perfect", "go ahead", "certainly",
 )
 NO_PHRASES = (
     "no", "nope", "nah", "not", "negative", "cancel", "can't", "cannot", "i can't", "won't",
