@@ -9,7 +9,8 @@ down when the recognizer itself was less than :data:`CONFIDENT_RECOGNITION` sure
 then follows the intent's ``confirm`` policy: at or above ``act_above`` act, from
 ``reject_below`` ask "Did you say ...?" (if confirming is enabled), else no match. An intent sure
 enough to act on is still asked about when another hypothesis of the same final reads as a
-different intent at ``reject_below`` or more (:func:`contested`): the recognizer was torn.
+different intent at ``reject_below`` or more (:func:`contested`): the recognizer was torn. So is a
+yes of the built-in set read from words that also hold a negation (:func:`doubted_yes`).
 
 Precedence, as before: a state intent to act on; valid digits (the most confident hypothesis);
 a global to act on; digits of the wrong length (the machine counts the no-match); free text; the
