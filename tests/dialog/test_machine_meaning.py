@@ -34,6 +34,7 @@ def similarity() -> PhraseSimilarity:
 
 @pytest.mark.parametrize(("said", "question"), [
     ("I'm all done", DID_GOODBYE),
+    ("No, that's it.", DID_GOODBYE),  # the "no," answers "anything else?" (held-out set 4)
     ("I'd like to end this call now", DID_GOODBYE),
     ("is there anybody there I can talk to", DID_OPERATOR),
     ("what's left in my account", DID_BALANCE),

@@ -119,3 +119,20 @@ def test_the_closest_intent_wins_and_every_hypothesis_is_compared() -> None:
 
 def test_without_a_similarity_nothing_changes() -> None:
     assert understand([Hypothesis("i'm all done")], _listen(), DEMO.global_intents) == NOTHING
+
+
+def test_a_no_set_apart_at_the_start_answers_the_question_and_is_left_out() -> None:
+    # Held-out set 4, every voice: "No, that's it." after the menu; the matcher reads "no" so too.
+    table = Table("that's it", "that's all", 0.59)
+    found = understand([Hypothesis("No, that's it.")], _listen(), DEMO.global_intents, similarity=table)
+    reading = (found.decision, found.intent and found.intent.name, found.by_meaning)
+    assert reading == ("confirm", "goodbye", True)
+    # Without the comma "no" may negate what follows ("no idea", "no problem"): never embedded.
+    table = Table("idea", "that's all", 0.9)
+    assert understand([Hypothesis("No idea.")], _listen(), DEMO.global_intents, similarity=table) == NOTHING
+    assert table.calls == 0
+    # A negation after the "no," still rules the guess out.
+    table = Table("i'm not finished", "i'm finished", 0.9)
+    said = [Hypothesis("No, I'm not finished.")]
+    found = understand(said, _listen(), DEMO.global_intents, similarity=table)
+    assert found == NOTHING and table.calls == 0

@@ -30,11 +30,13 @@ enquiry please"). It stays a question, about the intent the caller's own words n
 every intent's phrases and keywords (the state's and the globals'): the closest intent, at a cosine
 of at least :data:`MEANING_MIN_SIMILARITY`, is a guess to confirm ("I'm all done" -> "Did you say
 goodbye?"), never acted on, and never made from an utterance with a negation word (embeddings do
-not see it: "I can make it" sits next to "I can't make it").
+not see it: "I can make it" sits next to "I can't make it"); a "no," set apart at the start ("No,
+that's it.") answers the question just heard and is left out first.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
@@ -255,6 +257,17 @@ def understand(
     return nearest_meaning(hypotheses, listen, global_intents, similarity)
 
 
+# A "no" set apart at the start of an answer ("No, that's it." after "anything else?") answers the
+# question the caller just heard and negates nothing after it, as in the matcher ("no, my balance" is
+# my balance). Without the recognizer's punctuation it may well negate: "no idea", "no problem".
+_ANSWER_PARTICLE = re.compile(r"^\s*(?:no|nope|nah)\s*[,.;:!-]+\s*(?=\w)", re.IGNORECASE)
+
+
+def answer_words(text: str) -> tuple[str, ...]:
+    """The words of ``text`` (normalized) without a "no," that opens it (:data:`_ANSWER_PARTICLE`)."""
+    return normalize(_ANSWER_PARTICLE.sub("", text, count=1))
+
+
 def nearest_meaning(
     hypotheses: Sequence[Hypothesis], listen: Listen, global_intents: Sequence[Intent],
     similarity: Similarity | None,
@@ -271,7 +284,7 @@ def nearest_meaning(
     phrases = [text for _intent, _is_global, text in owned]
     best: tuple[float, int, Intent, bool] | None = None
     for index, hypothesis in enumerate(hypotheses):
-        tokens = normalize(hypothesis.text)
+        tokens = answer_words(hypothesis.text)
         if not tokens or negated(tokens) or not phrases:
             continue
         closeness = similarity.similarities(" ".join(tokens), phrases)
