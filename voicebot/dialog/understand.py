@@ -169,6 +169,12 @@ def doubted_yes(chosen: Understanding, hypotheses: Sequence[Hypothesis], policy:
     return replace(chosen, decision="confirm" if own.enabled else "reject")
 
 
+def opens_with(tokens: Sequence[str], intent: Intent) -> bool:
+    """``tokens`` begin with one of the intent's phrases or keywords and go on after it."""
+    starts = (*intent.phrases, *((k,) for k in sorted(intent.keywords)))
+    return any(0 < len(w) < len(tokens) and tuple(tokens[: len(w)]) == tuple(w) for w in starts)
+
+
 def named_instead(
     guess: Understanding, hypotheses: Sequence[Hypothesis], listen: Listen, global_intents: Sequence[Intent]
 ) -> Understanding:
@@ -179,18 +185,16 @@ def named_instead(
     if guess.intent is None:
         return guess
     guessed = set(normalize(hypotheses[guess.hypothesis].text))
+    candidates = [*((i, False) for i in listen.intents), *((i, True) for i in global_intents)]
     for index, hypothesis in enumerate(hypotheses):
-        tokens = tuple(normalize(hypothesis.text))
+        tokens = normalize(hypothesis.text)
         if index == guess.hypothesis or negated(tokens) or guessed.intersection(tokens):
             continue
-        for is_global, intents in ((False, listen.intents), (True, global_intents)):
-            for intent in intents:
-                if intent is guess.intent or not listen.confirm.merged(intent.confirm).enabled:
-                    continue
-                starts = (*intent.phrases, *((k,) for k in sorted(intent.keywords)))
-                if any(0 < len(w) < len(tokens) and tokens[: len(w)] == tuple(w) for w in starts):
-                    return Understanding("intent", "confirm", guess.confidence, intent, is_global,
-                                         hypothesis=index)
+        for intent, is_global in candidates:
+            if (intent is not guess.intent and listen.confirm.merged(intent.confirm).enabled
+                    and opens_with(tokens, intent)):
+                return Understanding("intent", "confirm", guess.confidence, intent, is_global,
+                                     hypothesis=index)
     return guess
 
 

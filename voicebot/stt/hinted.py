@@ -133,13 +133,6 @@ NOT_CARRIERS = frozenset({"a", "an", "for", "fore", "to", "too", "won", "ate", "
 # 9." scored 0.83 for "account number seven seven two nine"), yet it is sometimes the only right
 # reading ("My count number is 6251.").
 FREE_DIGITS_CONFIDENCE = 0.65
-# Digits mode forces its readings on the audio's encoder frames + 2 s, as the menu's rescoring does
-# (RESCORE_MARGIN_FRAMES, below). Until December 2026 it used + 0.5 s, on which the decoder is unsure
-# of the words near the end of what it attends to: the model's own free decode of a clear Piper
-# string scored -3.98 a token there against -0.23 over 2 s ("7-0-3-3-8-1"), so right strings and
-# off-topic speech overlapped (5th percentile of right strings -6.66, median of off-topic -4.78),
-# and a right string of clear speech was rejected as often as a wrong one was caught.
-DIGITS_MARGIN_FRAMES = 2 * ENCODER_FRAMES_PER_S
 # Menu / yes-no rescoring. Each candidate phrase is forced against the audio followed by a full stop
 # (the sentence-end probe), and so is the free decode, in one batch on the same frames with the same
 # plain prompt. A reading's log-probability is the sum over its tokens plus END_WEIGHT times the
@@ -165,6 +158,13 @@ END_WEIGHT = 0.5
 # a token against -4.0 over the whole window; "balance" -7.7 against -5.9), so short answers were
 # rejected; 2 s gives nearly the whole window's scores.
 RESCORE_MARGIN_FRAMES = 2 * ENCODER_FRAMES_PER_S
+# Digits mode forces its readings on the audio's encoder frames + 2 s, the frames the menu's rescoring
+# uses (RESCORE_MARGIN_FRAMES, above). Until December 2026 it used + 0.5 s, on which the decoder is unsure
+# of the words near the end of what it attends to: the model's own free decode of a clear Piper
+# string scored -3.98 a token there against -0.23 over 2 s ("7-0-3-3-8-1"), so right strings and
+# off-topic speech overlapped (5th percentile of right strings -6.66, median of off-topic -4.78),
+# and a right string of clear speech was rejected as often as a wrong one was caught.
+DIGITS_MARGIN_FRAMES = RESCORE_MARGIN_FRAMES
 # Only the candidates whose first token is among this many most probable first tokens of the free
 # decode's first step are forced (a menu of 19 phrases has 18 distinct first tokens): forcing costs
 # ~12 ms a phrase on an idle core and several times that under load. 4 and 5 gave the same results
