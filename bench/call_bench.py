@@ -15,8 +15,8 @@ recognition hints on (the app's default: each listening state tells the embedded
 prompt and phrases, and the menu's finals are rescored against the demo menu's phrases);
 ``--no-hints`` turns them off for comparison. The caller's audio is the same bytes on every run and
 every machine (voicebot.testing.speech), and ``CT2_FORCE_CPU_ISA`` (GENERIC, AVX2, AVX512; unset:
-the best the CPU has) is passed to the robot, so runs with different ISAs differ only in the model's
-arithmetic.
+AVX2 where the CPU has it, even with AVX-512) is passed to the robot, so runs with different ISAs
+differ only in the model's arithmetic.
 
 A ``dumpcap`` capture on lo (filtered to the robot's RTP port range) gives both directions of every
 call, keyed by the robot's RTP port. Per call:
@@ -236,15 +236,19 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def cpu_isa() -> str:
-    """The widest vector ISA CTranslate2 would pick here by itself (from /proc/cpuinfo's flags)."""
+    """The ISA CTranslate2 picks here by itself (from /proc/cpuinfo's flags): AVX2 when the CPU has
+    it, AVX512 or not (CTranslate2 4.x leaves AVX512 out of its automatic dispatch; only
+    CT2_FORCE_CPU_ISA=AVX512 selects it), then AVX, then GENERIC. Its bundled oneMKL and oneDNN
+    kernels choose their own, up to AVX-512, whatever CTranslate2 runs."""
     try:
         flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("flags")), [])
     except OSError:
         return "unknown CPU"
-    if "avx512f" in flags:
-        return "AVX512"
-    return "AVX2" if "avx2" in flags else "GENERIC"
+    wide = ", CPU has AVX-512" if "avx512f" in flags else ""
+    if "avx2" in flags:
+        return "AVX2" + wide
+    return "AVX" if "avx" in flags else "GENERIC"
 
 
 def main() -> None:
