@@ -323,11 +323,12 @@ MIN_JOIN_LETTERS = 3
 # with balance.)
 _NEGATORS = frozenset({"not", "don't", "dont", "never", "isn't", "didn't", "doesn't", "wasn't", "aren't"})
 # Words that may stand between a negator and the phrase or keyword it negates: "don't want a
-# person", "not the balance", "don't need to speak to someone". Any other word ends the negation's
-# reach: "I don't know, operator" asks for the operator (the recognizer's comma is gone by now).
+# person", "not the balance", "don't need to speak to someone", "I'm not going to hang up". Any
+# other word ends the negation's reach: "I don't know, operator" asks for the operator (the
+# recognizer's comma is gone by now).
 _NEGATION_BRIDGE = frozenset({
     "want", "wanna", "need", "like", "to", "a", "an", "the", "my", "any", "your", "me", "just", "really",
-    "speak", "talk", "hear", "check", "get", "with", "about", "all",
+    "speak", "talk", "hear", "check", "get", "with", "about", "all", "going", "gonna",
 })
 MAX_BRIDGE = 4
 

@@ -8,7 +8,8 @@ are dropped, and voiced/voiceless pairs are merged (b/p, d/t, g/k, v/f, z/s), wh
 at 8 kHz blurs most. :func:`word_similarity` compares two words on their letters and their keys
 with a normalized Levenshtein distance and returns a score in [0, 1]: 1 for the same word, 0.95
 for an inflection ("balances"), at most :data:`FUZZY_WEIGHT` for a sound-alike, and 0 below
-:data:`MIN_RATIO` or for short words, whose keys collide too easily ("by", "buy", "boy", "bee").
+:data:`MIN_RATIO` or for short words, whose keys collide too easily ("by", "buy", "boy", "bee"),
+except a short word's exact homophones (:data:`HOMOPHONES`: "by" for "bye"), a guess too.
 Keys are compared with a weighted distance (:func:`key_distance`): a sound swapped for a close one
 (m/n, p/t/k) costs half an edit, and a word that starts with "h" may be heard without it ("'ang
 up" for "hang up"), as accents and the narrow telephone band do. Pure, no dependencies.
@@ -29,8 +30,18 @@ MIN_RATIO = 0.75
 # The key without a word's leading "h" (see key_variants) must match at least this well: the
 # dropped h is a difference of its own ("I'm done" is not "human").
 MIN_H_DROPPED_RATIO = 0.8
-# Expected words shorter than this match exactly or by inflection only.
+# Expected words shorter than this match exactly or by inflection only, or by an exact homophone.
 MIN_FUZZY_LETTERS = 4
+# A short dialplan word and the words that sound exactly like it. No spelling tells them apart, so
+# a recognizer writes whichever its language model prefers: Whisper base wrote "bye" as "by" for
+# the natural voices of the intent bench ("I have to go by." for Piper's "I have to go, bye", "By
+# then." for Flite's "bye then"; docs/intent-bench.md, eighth round). Each is a word of its own
+# too ("pay by card"), so it stands for the dialplan's word as a sound-alike does, a guess at
+# FUZZY_WEIGHT: asked about ("Did you say goodbye?"), never acted on alone. Words a recognizer
+# writes for digits ("for", "to") are the digit parser's (voicebot.dialog.match), not here.
+HOMOPHONES: dict[str, frozenset[str]] = {
+    "bye": frozenset({"by", "buy"}),
+}
 INFLECTION_SCORE = 0.95
 # Recognizers inflect and split words ("balances", "agents"): a phrase word of at least this many
 # letters also matches the word with up to MAX_SUFFIX more letters.
@@ -161,6 +172,8 @@ def word_similarity(said: str, expected: str) -> float:
         return 1.0
     if is_inflection(said, expected):
         return INFLECTION_SCORE
+    if said in HOMOPHONES.get(expected, ()):
+        return FUZZY_WEIGHT
     if (
         len(expected) < MIN_FUZZY_LETTERS
         or len(said) < MIN_FUZZY_LETTERS - 1
